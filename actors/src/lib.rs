@@ -1,0 +1,1 @@
+//! gradus-actors (work in progress).

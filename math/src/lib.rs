@@ -1,0 +1,1 @@
+//! gradus-math (work in progress).

@@ -1,0 +1,1 @@
+//! gradus-policy (work in progress).

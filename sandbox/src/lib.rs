@@ -1,0 +1,1 @@
+//! gradus-sandbox (work in progress).
