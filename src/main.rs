@@ -1,2 +1,51 @@
-//! The `gradus` command line.
-fn main() {}
+//! The `gradus` command line: one subcommand per area, each in `src/cmd/`.
+//!
+//! Errors from any command are printed once, with their whole context chain, and
+//! turn into exit status 1 (`anyhow` at the binary's edge; the library crates use
+//! typed errors).
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Difficulty-aware, staged reinforcement learning for reasoning models.
+#[derive(Parser)]
+#[command(name = "gradus", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run untrusted programs against tests in the isolated sandbox.
+    #[command(subcommand)]
+    Sandbox(cmd::sandbox::Command),
+    /// Grade math answers against gold answers (JSONL in, JSONL out).
+    Grade(cmd::grade::Args),
+    /// Validate and import datasets.
+    #[command(subcommand)]
+    Data(cmd::data::Command),
+    /// Benchmarks that compare gradus with its peers.
+    #[command(subcommand)]
+    Bench(cmd::bench::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sandbox(c) => cmd::sandbox::run(c),
+        Command::Grade(a) => cmd::grade::run(a),
+        Command::Data(c) => cmd::data::run(c),
+        Command::Bench(c) => cmd::bench::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("gradus: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

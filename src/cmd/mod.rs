@@ -1,0 +1,7 @@
+//! One module per subcommand area. Each exposes its clap arguments and a `run`
+//! that returns the process exit code.
+
+pub mod bench;
+pub mod data;
+pub mod grade;
+pub mod sandbox;

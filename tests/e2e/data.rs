@@ -1,0 +1,1 @@
+//! End-to-end tests: gradus data (scaffolding until its owner fills it).
