@@ -5,6 +5,9 @@
 //! typed errors).
 
 mod cmd;
+mod http;
+mod metrics;
+mod synthetic;
 
 use std::process::ExitCode;
 
