@@ -5,9 +5,6 @@
 //! typed errors).
 
 mod cmd;
-mod http;
-mod metrics;
-mod synthetic;
 
 use std::process::ExitCode;
 

@@ -1,1 +1,3 @@
 //! gradus-actors (work in progress).
+pub mod ledger;
+pub mod supervisor;

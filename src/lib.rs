@@ -1,0 +1,14 @@
+//! The gradus daemon's building blocks, used by the `gradus` binary
+//! (`src/main.rs`, one CLI module per area in `src/cmd/`):
+//!
+//! - [`metrics`]: every Prometheus metric, declared in one place.
+//! - [`http`]: `/metrics`, `/healthz` and `/status`.
+//! - [`run_dir`]: the run directory (events, metrics history, rollouts, checkpoints).
+//! - [`progress`]: the terminal progress display.
+//! - [`synthetic`]: the built-in synthetic math and code curriculum.
+
+pub mod http;
+pub mod metrics;
+pub mod progress;
+pub mod run_dir;
+pub mod synthetic;
