@@ -319,6 +319,13 @@ impl Parser<'_> {
 
     /// `2\frac{1}{2}` and `4 4/9` are mixed numbers, not products.
     fn mixed_number(&mut self, acc: &Expr) -> R<Option<Expr>> {
+        if let Expr::Neg(inner) = acc {
+            // `-2\frac{1}{2}` is -(2 + 1/2).
+            return Ok(self.mixed_number(inner)?.map(|m| match m {
+                Expr::Add(_) => Expr::Neg(Box::new(m)),
+                other => Expr::Mul(vec![Expr::int(-1), other]),
+            }));
+        }
         let Expr::Num { value: whole, decimal: false } = acc else { return Ok(None) };
         if !whole.is_integer() || whole.is_negative() {
             return Ok(None);
