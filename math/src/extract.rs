@@ -211,17 +211,16 @@ pub fn gold_candidates(gold: &str) -> Vec<(String, Source)> {
 
 /// "... answer is X." / "Answer: X": the last such phrase with a non-empty X.
 fn answer_phrase(text: &str) -> Option<String> {
+    // From the end, so only the last phrase's sentence is scanned (linear time).
     let lower = text.to_ascii_lowercase();
-    let mut best = None;
-    let mut from = 0;
-    while let Some(off) = lower[from..].find("answer") {
-        let at = from + off + "answer".len();
-        from = at;
-        if let Some(c) = phrase_capture(text, at) {
-            best = Some(c);
+    let mut end = lower.len();
+    while let Some(at) = lower[..end].rfind("answer") {
+        if let Some(c) = phrase_capture(text, at + "answer".len()) {
+            return Some(c);
         }
+        end = at;
     }
-    best
+    None
 }
 
 fn phrase_capture(text: &str, mut at: usize) -> Option<String> {

@@ -243,6 +243,7 @@ impl Parser<'_> {
 
     fn sum(&mut self) -> R<Expr> {
         let mut acc = self.term()?;
+        let mut pms = 0;
         loop {
             let op = match self.peek() {
                 Some(Tok::Sym('+')) => '+',
@@ -255,7 +256,13 @@ impl Parser<'_> {
             acc = match op {
                 '+' => add(acc, rhs),
                 '-' => add(acc, Expr::Neg(Box::new(rhs))),
-                _ => Expr::PlusMinus(Box::new(acc), Box::new(rhs)),
+                _ => {
+                    pms += 1;
+                    if pms > self.lim.max_depth {
+                        return Err(ParseError::TooDeep(self.lim.max_depth));
+                    }
+                    Expr::PlusMinus(Box::new(acc), Box::new(rhs))
+                }
             };
             if let Expr::Add(v) = &acc {
                 self.check_items(v.len())?;
@@ -281,9 +288,14 @@ impl Parser<'_> {
     fn term(&mut self) -> R<Expr> {
         let mut acc = self.unary()?;
         let mut factors = 1;
+        let mut divisions = 0;
         loop {
             factors += 1;
             self.check_items(factors)?;
+            // `a/b/c/...` nests to the left without recursing here; cap it like recursion.
+            if divisions > self.lim.max_depth {
+                return Err(ParseError::TooDeep(self.lim.max_depth));
+            }
             match self.peek() {
                 Some(Tok::Sym('*')) => {
                     self.pos += 1;
@@ -295,10 +307,12 @@ impl Parser<'_> {
                 }
                 Some(Tok::Sym('/')) => {
                     self.pos += 1;
+                    divisions += 1;
                     acc = Expr::Div(Box::new(acc), Box::new(self.unary()?));
                 }
                 Some(Tok::Cmd(c)) if c == "div" => {
                     self.pos += 1;
+                    divisions += 1;
                     acc = Expr::Div(Box::new(acc), Box::new(self.unary()?));
                 }
                 _ if self.starts_factor() => {
@@ -398,13 +412,13 @@ impl Parser<'_> {
                 let e = self.group_until('}')?;
                 Ok(e)
             }
-            Some(Tok::Sym('-')) => {
+            Some(Tok::Sym('-' | '+')) => {
+                let neg = self.peek() == Some(&Tok::Sym('-'));
                 self.pos += 1;
-                Ok(Expr::Neg(Box::new(self.exponent()?)))
-            }
-            Some(Tok::Sym('+')) => {
-                self.pos += 1;
-                self.exponent()
+                self.enter()?;
+                let e = self.exponent();
+                self.leave();
+                Ok(if neg { Expr::Neg(Box::new(e?)) } else { e? })
             }
             _ => self.power(),
         }
@@ -416,7 +430,7 @@ impl Parser<'_> {
     }
 
     fn postfix_ops(&mut self, mut e: Expr) -> R<Expr> {
-        loop {
+        for _ in 0..=self.lim.max_depth {
             match self.peek() {
                 Some(Tok::Sym('!')) => {
                     self.pos += 1;
@@ -440,6 +454,7 @@ impl Parser<'_> {
                 _ => return Ok(e),
             }
         }
+        Err(ParseError::TooDeep(self.lim.max_depth))
     }
 
     /// A `{...}` group, or a single token (`\frac12`, `\sqrt3`, `x_1`).
