@@ -112,31 +112,44 @@ fn boxes(s: &str) -> Vec<BoxSpan> {
     out
 }
 
-/// Whether the text between two boxes only separates parts of one answer.
+/// Separators allowed between the boxes of one multi-part answer.
+const JOINERS: &[&str] = &[
+    "\\text{and}", "\\text{ and }", "\\text{or}", "\\text{ or }", "\\qquad", "\\quad", "\\(", "\\)", "\\[", "\\]",
+    "\\,", "\\;", "\\\\", "$", ",", ";", ".", "&", "~", "and", "or",
+];
+
+/// Whether the text between two boxes only separates parts of one answer:
+/// separators, spacing, and at most a short label like `y_2 =`.
+/// Allocation-free, since it runs once per adjacent pair of boxes.
 fn is_joiner(gap: &str) -> bool {
     if gap.len() > 60 {
         return false;
     }
-    let mut g = gap.to_string();
-    for pat in [
-        "\\text{and}", "\\text{ and }", "\\text{or}", "\\text{ or }", "\\quad", "\\qquad", "\\(", "\\)",
-        "\\[", "\\]", "\\,", "\\;", "\\\\", "$", ",", ";", ".", "&", "~",
-    ] {
-        g = g.replace(pat, " ");
+    let mut g = gap;
+    let mut labels = 0;
+    loop {
+        g = g.trim_start();
+        if g.is_empty() {
+            return true;
+        }
+        if let Some(p) = JOINERS.iter().find(|p| g.starts_with(*p)) {
+            g = &g[p.len()..];
+            continue;
+        }
+        // `y_2 =`: a short name, then `=`.
+        let name = g.bytes().take_while(|c| c.is_ascii_alphanumeric() || b"_{}".contains(c)).count();
+        let rest = g[name..].trim_start();
+        if labels == 0 && (1..=8).contains(&name) && g.as_bytes()[0].is_ascii_alphabetic() && rest.starts_with('=') {
+            labels += 1;
+            g = &rest[1..];
+            continue;
+        }
+        return false;
     }
-    let words: Vec<&str> = g.split_whitespace().filter(|w| *w != "and" && *w != "or").collect();
-    let rest = words.concat();
-    rest.is_empty() || is_label_eq(&rest)
 }
 
-/// `y_2=`, `x=`, `y_{1}=`.
-fn is_label_eq(s: &str) -> bool {
-    let Some(lhs) = s.strip_suffix('=') else { return false };
-    let mut c = lhs.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic())
-        && c.all(|ch| ch.is_ascii_alphanumeric() || "_{}".contains(ch))
-        && lhs.len() <= 8
-}
+/// Most boxes joined into one answer; more would exceed any sane item cap.
+const MAX_JOINED: usize = 1024;
 
 /// The content of the last box, joined with the boxes just before it when
 /// only separators lie between them.
@@ -144,7 +157,8 @@ pub fn last_boxed(s: &str) -> Option<String> {
     let spans = boxes(s);
     let last = spans.len().checked_sub(1)?;
     let mut first = last;
-    while first > 0 && is_joiner(&s[spans[first - 1].end..spans[first].start]) {
+    // Past MAX_JOINED parts the answer is unparseable anyway (too many items).
+    while first > 0 && last - first < MAX_JOINED && is_joiner(&s[spans[first - 1].end..spans[first].start]) {
         first -= 1;
     }
     let parts: Vec<&str> = spans[first..=last].iter().map(|b| s[b.inner.0..b.inner.1].trim()).collect();
@@ -396,6 +410,8 @@ mod tests {
         assert_eq!(last_boxed("\\boxed{2} or \\boxed{-2}").unwrap(), "2, -2");
         assert_eq!(last_boxed("\\(y_1=\\boxed{a}\\) and \\(y_2 = \\boxed{b}\\)").unwrap(), "a, b");
         assert_eq!(last_boxed("first \\boxed{3}, but that is wrong, so \\boxed{5}").unwrap(), "5");
+        assert_eq!(last_boxed("\\boxed{1} \\text{ and } \\boxed{2}").unwrap(), "1, 2");
+        assert_eq!(last_boxed("\\boxed{1} android \\boxed{2}").unwrap(), "2");
     }
 
     #[test]

@@ -35,10 +35,15 @@ proptest! {
     fn integers_grade_exactly(n in any::<i64>(), d in 1i64..1000) {
         let cfg = GradeConfig::strict();
         let gold = n.to_string();
-        prop_assert!(grade(&gold, &format!("So $\\boxed{{{n}}}$."), &cfg).correct);
+        let right = format!("So $\\boxed{{{n}}}$.");
+        let ok = grade(&gold, &right, &cfg).correct;
+        prop_assert!(ok);
         let wrong = n.checked_add(d).unwrap_or(n - d);
-        let g = grade(&gold, &format!("\\boxed{{{wrong}}}"), &cfg);
-        prop_assert!(!g.correct && g.reason == Reason::NotEquivalent);
-        prop_assert_eq!(grade(&gold, &n.to_string(), &cfg).reason, Reason::NoAnswer);
+        let boxed_wrong = format!("\\boxed{{{wrong}}}");
+        let g = grade(&gold, &boxed_wrong, &cfg);
+        let rejected = !g.correct && g.reason == Reason::NotEquivalent;
+        prop_assert!(rejected);
+        let bare = grade(&gold, &n.to_string(), &cfg).reason;
+        prop_assert_eq!(bare, Reason::NoAnswer);
     }
 }
