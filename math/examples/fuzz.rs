@@ -6,8 +6,12 @@
 //!
 //! ```text
 //! cargo run --release -p gradus-math --example fuzz -- --iters 1000000 \
-//!     [--seed 1] [--corpus ../shared/data/math_dev.jsonl] [--budget-ms 10]
+//!     [--seed 1] [--corpus ../shared/data/math_dev.jsonl] [--budget-ms 10] \
+//!     [--last-input /tmp/fuzz-last.txt]
 //! ```
+//! With `--last-input`, each input is written to that file before it is
+//! graded, so a crash that cannot be caught (a stack overflow aborts) leaves
+//! its input behind.
 //! Prints the number of inputs and calls, panics, the slowest call with its
 //! input, and how many calls exceeded the budget; exits 1 if any panicked or
 //! exceeded it. The budget applies to the thread's CPU time per call (so a
@@ -135,6 +139,7 @@ fn main() {
             }
         }
     }
+    let mut last_input = arg("--last-input").map(|p| std::fs::File::create(&p).unwrap_or_else(|e| panic!("{p}: {e}")));
     std::panic::set_hook(Box::new(|_| {}));
     let configs = [GradeConfig::strict(), GradeConfig::lenient()];
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
@@ -150,6 +155,10 @@ fn main() {
             _ => pathological(&mut rng),
         };
         let gold = rng.pick(&seeds).to_string();
+        if let Some(f) = last_input.as_mut() {
+            use std::io::{Seek, Write};
+            let _ = f.set_len(0).and_then(|_| f.rewind()).and_then(|_| write!(f, "gold: {gold:?}\ninput: {input:?}\n"));
+        }
         let boxed = format!("\\boxed{{{input}}}");
         let jobs: [(&str, &str, &GradeConfig); 4] =
             [(&gold, &input, &configs[0]), (&gold, &input, &configs[1]), (&input, &boxed, &configs[0]), (&gold, &boxed, &configs[0])];

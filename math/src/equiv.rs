@@ -44,11 +44,13 @@ impl<'a> Cmp<'a> {
             return self.eq(g, &v[0]);
         }
         if g.has_pm() || p.has_pm() {
-            let (ge, pe) = (expand_pm(g), expand_pm(p));
+            // Only expansions that remove every `\pm` from a side that had one
+            // are used; anything else (a `\pm` under a root, say) would expand
+            // to itself and recurse forever.
+            let full = |e: &Expr| if e.has_pm() { expand_pm(e).filter(|x| !x.has_pm()) } else { None };
+            let (ge, pe) = (full(g), full(p));
             if ge.is_some() || pe.is_some() {
-                let ge = ge.unwrap_or_else(|| g.clone());
-                let pe = pe.unwrap_or_else(|| p.clone());
-                return self.eq(&ge, &pe);
+                return self.eq(ge.as_ref().unwrap_or(g), pe.as_ref().unwrap_or(p));
             }
         }
         let (g_rel, p_rel) = (matches!(g, Expr::Rel { .. }), matches!(p, Expr::Rel { .. }));

@@ -513,6 +513,16 @@ fn reasons_name_what_happened() {
     assert_eq!(grade("5", "\\boxed{6}", &cfg).extracted.as_deref(), Some("6"));
 }
 
+/// Regression: a `\pm` the expander cannot split (under a root) recursed
+/// forever and overflowed the stack (found by the fuzz example).
+#[test]
+fn unsplittable_plus_minus_does_not_recurse() {
+    let cfg = GradeConfig::strict();
+    assert!(!grade("2", "\\boxed{\\sqrt{\\pm 4}}", &cfg).correct);
+    assert!(!grade("\\sqrt{\\pm 4}", "\\boxed{2}", &cfg).correct);
+    assert!(!grade("\\{2, -2\\}", "\\boxed{2^{\\pm 1}}", &cfg).correct);
+}
+
 #[test]
 fn pathological_inputs_are_unparseable() {
     let cfg = GradeConfig::strict();
@@ -525,6 +535,10 @@ fn pathological_inputs_are_unparseable() {
         "9".repeat(100_000),
         "100000!".to_string(),
         "\\sum_{k=1}^{10^{9}} k".to_string(),
+        "\\frac{1}{2}".repeat(3000),
+        "1/".repeat(1500) + "1",
+        "1\\pm".repeat(1000) + "1",
+        "1".to_string() + &"!".repeat(3000),
     ] {
         let g = grade("5", &format!("\\boxed{{{answer}}}"), &cfg);
         assert!(!g.correct && g.reason == Reason::Unparseable, "{:?}: {g:?}", &answer[..answer.len().min(40)]);
