@@ -8,6 +8,10 @@ JSON line: version, cases, passes, seconds (wall), cpu_seconds, cases_per_s, agr
 disagreements
 (indices of rows whose verdict differs from the label, first pass).
 
+Gold answers without math delimiters are wrapped in `$...$` before `parse`, as
+Math-Verify's README does for gold answers (without them its LaTeX extractor
+finds nothing in a bare `\\frac{\\pi}{2}`); responses are passed as they are.
+
 Exit status 3 means math-verify is not importable; the Rust side then prints
 the pip command and still reports gradus's figures.
 """
@@ -34,8 +38,15 @@ def load(path):
             pred = next((row[k] for k in ("pred", "response", "completion", "output") if k in row), None)
             if gold is None or pred is None or not isinstance(row.get("expected"), bool):
                 continue
-            cases.append((str(gold), str(pred), row["expected"]))
+            cases.append((gold_for_mv(str(gold)), str(pred), row["expected"]))
     return cases
+
+
+def gold_for_mv(gold):
+    """Math-Verify expects delimited gold answers; bare ones get `$...$`."""
+    if any(d in gold for d in ("$", "\\boxed", "\\(", "\\[")):
+        return gold
+    return f"${gold}$"
 
 
 def main():

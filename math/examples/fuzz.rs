@@ -26,27 +26,164 @@ use nix::time::{ClockId, clock_gettime};
 
 /// CPU time of this thread, nanosecond resolution (getrusage is tick-granular).
 fn thread_cpu() -> Duration {
-    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map(Duration::from).unwrap_or_default()
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
 
 const TOKENS: &[&str] = &[
-    "\\frac", "{", "}", "^", "_", "\\sqrt", "[", "]", "(", ")", "\\left(", "\\right)", "\\boxed{", "\\boxed ", "\\fbox{",
-    "\\{", "\\}", "0", "1", "2", "7", "9", "12", "007", "0.5", ".", ",", "1,000", "x", "y", "e", "i", "n", "k", "\\pi",
-    "+", "-", "*", "/", ";", ":", "=", "<", ">", "\\le", "\\ge", "\\ne", "\\in", "\\pm", "\\cdot", "\\times", "!", "%",
-    "\\%", "$", "$$", "\\(", "\\)", "\\[", "\\]", "\\text{", "\\text{ cm}", " and ", " or ", " ", "\n",
-    "\\begin{pmatrix}", "\\end{pmatrix}", "\\begin{array}{cc}", "\\end{array}", "&", "\\\\", "\\infty", "\\cup",
-    "\\sum_{k=1}^{", "\\prod_{k=1}^{", "\\sin", "\\cos^2", "\\log_", "\\ln", "10^{", "2^{", "\\overline{", "<think>",
-    "</think>", "The answer is ", "Answer: ", "Final Answer: ", "\\mathbb{R}", "\\emptyset", "^\\circ", "°", "é", "²",
-    "π", "√", "∞", "\u{0}", "\\", "\\\\frac", "|", "\\lfloor", "\\rfloor", "\\binom", "!", "e-5", "3e5", "\\mathrm{e}",
-    "\\dfrac", "(A)", "\\ldots", "\\langle", "\\rangle", "\\,", "\\!", "{,}", "_5", "'",
+    "\\frac",
+    "{",
+    "}",
+    "^",
+    "_",
+    "\\sqrt",
+    "[",
+    "]",
+    "(",
+    ")",
+    "\\left(",
+    "\\right)",
+    "\\boxed{",
+    "\\boxed ",
+    "\\fbox{",
+    "\\{",
+    "\\}",
+    "0",
+    "1",
+    "2",
+    "7",
+    "9",
+    "12",
+    "007",
+    "0.5",
+    ".",
+    ",",
+    "1,000",
+    "x",
+    "y",
+    "e",
+    "i",
+    "n",
+    "k",
+    "\\pi",
+    "+",
+    "-",
+    "*",
+    "/",
+    ";",
+    ":",
+    "=",
+    "<",
+    ">",
+    "\\le",
+    "\\ge",
+    "\\ne",
+    "\\in",
+    "\\pm",
+    "\\cdot",
+    "\\times",
+    "!",
+    "%",
+    "\\%",
+    "$",
+    "$$",
+    "\\(",
+    "\\)",
+    "\\[",
+    "\\]",
+    "\\text{",
+    "\\text{ cm}",
+    " and ",
+    " or ",
+    " ",
+    "\n",
+    "\\begin{pmatrix}",
+    "\\end{pmatrix}",
+    "\\begin{array}{cc}",
+    "\\end{array}",
+    "&",
+    "\\\\",
+    "\\infty",
+    "\\cup",
+    "\\sum_{k=1}^{",
+    "\\prod_{k=1}^{",
+    "\\sin",
+    "\\cos^2",
+    "\\log_",
+    "\\ln",
+    "10^{",
+    "2^{",
+    "\\overline{",
+    "<think>",
+    "</think>",
+    "The answer is ",
+    "Answer: ",
+    "Final Answer: ",
+    "\\mathbb{R}",
+    "\\emptyset",
+    "^\\circ",
+    "°",
+    "é",
+    "²",
+    "π",
+    "√",
+    "∞",
+    "\u{0}",
+    "\\",
+    "\\\\frac",
+    "|",
+    "\\lfloor",
+    "\\rfloor",
+    "\\binom",
+    "!",
+    "e-5",
+    "3e5",
+    "\\mathrm{e}",
+    "\\dfrac",
+    "(A)",
+    "\\ldots",
+    "\\langle",
+    "\\rangle",
+    "\\,",
+    "\\!",
+    "{,}",
+    "_5",
+    "'",
 ];
 
 const SEEDS: &[&str] = &[
-    "42", "\\frac{1}{2}", "\\sqrt[3]{-8}", "2\\frac{1}{2}", "x^2-1", "(x+1)^2", "[0,1)", "(-\\infty, 3] \\cup [4, 5)",
-    "\\{1,2,3\\}", "(1,2)", "x = 3", "x > -2", "0 < x \\le 1", "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
-    "50\\%", "45^\\circ", "5\\text{ cm}", "\\text{(A)}", "\\text{Evelyn}", "e^{i\\pi}", "3+4i", "6.02\\times10^{23}",
-    "\\sum_{k=1}^{n} k^2", "\\log_2 8", "\\sin^2 x + \\cos^2 x", "0.\\overline{3}", "1,000,000", "\\pm\\sqrt{2}",
-    "The answer is $\\boxed{\\frac{\\pi}{4}}$.", "<think>\\boxed{1}</think> so \\boxed{2}", "Answer: 9",
+    "42",
+    "\\frac{1}{2}",
+    "\\sqrt[3]{-8}",
+    "2\\frac{1}{2}",
+    "x^2-1",
+    "(x+1)^2",
+    "[0,1)",
+    "(-\\infty, 3] \\cup [4, 5)",
+    "\\{1,2,3\\}",
+    "(1,2)",
+    "x = 3",
+    "x > -2",
+    "0 < x \\le 1",
+    "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+    "50\\%",
+    "45^\\circ",
+    "5\\text{ cm}",
+    "\\text{(A)}",
+    "\\text{Evelyn}",
+    "e^{i\\pi}",
+    "3+4i",
+    "6.02\\times10^{23}",
+    "\\sum_{k=1}^{n} k^2",
+    "\\log_2 8",
+    "\\sin^2 x + \\cos^2 x",
+    "0.\\overline{3}",
+    "1,000,000",
+    "\\pm\\sqrt{2}",
+    "The answer is $\\boxed{\\frac{\\pi}{4}}$.",
+    "<think>\\boxed{1}</think> so \\boxed{2}",
+    "Answer: 9",
 ];
 
 struct Rng(u64);
@@ -67,7 +204,10 @@ impl Rng {
 }
 
 fn boundaries(s: &str) -> Vec<usize> {
-    s.char_indices().map(|(i, _)| i).chain(std::iter::once(s.len())).collect()
+    s.char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(s.len()))
+        .collect()
 }
 
 fn mutate(rng: &mut Rng, seeds: &[String]) -> String {
@@ -96,14 +236,22 @@ fn mutate(rng: &mut Rng, seeds: &[String]) -> String {
             _ => s.insert(i, char::from_u32(rng.below(0x3000) as u32).unwrap_or('?')),
         }
         if s.len() > 20_000 {
-            s.truncate(boundaries(&s).into_iter().filter(|&k| k <= 20_000).last().unwrap_or(0));
+            s.truncate(
+                boundaries(&s)
+                    .into_iter()
+                    .filter(|&k| k <= 20_000)
+                    .last()
+                    .unwrap_or(0),
+            );
         }
     }
     s
 }
 
 fn soup(rng: &mut Rng) -> String {
-    (0..1 + rng.below(64)).map(|_| TOKENS[rng.below(TOKENS.len())]).collect()
+    (0..1 + rng.below(64))
+        .map(|_| TOKENS[rng.below(TOKENS.len())])
+        .collect()
 }
 
 fn pathological(rng: &mut Rng) -> String {
@@ -123,10 +271,22 @@ fn pathological(rng: &mut Rng) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let iters: u64 = arg("--iters").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let iters: u64 = arg("--iters")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let seed: u64 = arg("--seed").and_then(|v| v.parse().ok()).unwrap_or(1);
-    let budget = Duration::from_secs_f64(arg("--budget-ms").and_then(|v| v.parse().ok()).unwrap_or(10.0) / 1e3);
+    let budget = Duration::from_secs_f64(
+        arg("--budget-ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10.0)
+            / 1e3,
+    );
     let mut seeds: Vec<String> = SEEDS.iter().map(|s| s.to_string()).collect();
     if let Some(path) = arg("--corpus") {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -139,7 +299,8 @@ fn main() {
             }
         }
     }
-    let mut last_input = arg("--last-input").map(|p| std::fs::File::create(&p).unwrap_or_else(|e| panic!("{p}: {e}")));
+    let mut last_input = arg("--last-input")
+        .map(|p| std::fs::File::create(&p).unwrap_or_else(|e| panic!("{p}: {e}")));
     std::panic::set_hook(Box::new(|_| {}));
     let configs = [GradeConfig::strict(), GradeConfig::lenient()];
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
@@ -157,11 +318,18 @@ fn main() {
         let gold = rng.pick(&seeds).to_string();
         if let Some(f) = last_input.as_mut() {
             use std::io::{Seek, Write};
-            let _ = f.set_len(0).and_then(|_| f.rewind()).and_then(|_| write!(f, "gold: {gold:?}\ninput: {input:?}\n"));
+            let _ = f
+                .set_len(0)
+                .and_then(|_| f.rewind())
+                .and_then(|_| write!(f, "gold: {gold:?}\ninput: {input:?}\n"));
         }
         let boxed = format!("\\boxed{{{input}}}");
-        let jobs: [(&str, &str, &GradeConfig); 4] =
-            [(&gold, &input, &configs[0]), (&gold, &input, &configs[1]), (&input, &boxed, &configs[0]), (&gold, &boxed, &configs[0])];
+        let jobs: [(&str, &str, &GradeConfig); 4] = [
+            (&gold, &input, &configs[0]),
+            (&gold, &input, &configs[1]),
+            (&input, &boxed, &configs[0]),
+            (&gold, &boxed, &configs[0]),
+        ];
         for (g, r, cfg) in jobs {
             let (t, c) = (Instant::now(), thread_cpu());
             let ok = catch_unwind(AssertUnwindSafe(|| grade(g, r, cfg))).is_ok();

@@ -59,9 +59,15 @@ impl RelOp {
 pub enum Expr {
     /// An exact rational literal; `decimal` records that it was written with a
     /// decimal point, which permits a tolerance comparison against exact values.
-    Num { value: BigRational, decimal: bool },
+    Num {
+        value: BigRational,
+        decimal: bool,
+    },
     /// A variable, with an optional subscript (`y_1`, `F_{n-k}`).
-    Var { name: String, sub: Option<Box<Expr>> },
+    Var {
+        name: String,
+        sub: Option<Box<Expr>>,
+    },
     Const(Constant),
     Inf,
     Neg(Box<Expr>),
@@ -93,17 +99,28 @@ pub enum Expr {
     /// `\ldots`: only equal to itself.
     Ellipsis,
     /// `(a, b, ...)`: `paren` marks round brackets, so a pair may still be an open interval.
-    Tuple { items: Vec<Expr>, paren: bool },
+    Tuple {
+        items: Vec<Expr>,
+        paren: bool,
+    },
     Set(Vec<Expr>),
     /// A multi-answer list ("1, 2 and 3", adjacent boxes): unordered.
     List(Vec<Expr>),
-    Interval { lo: Box<Expr>, hi: Box<Expr>, lo_closed: bool, hi_closed: bool },
+    Interval {
+        lo: Box<Expr>,
+        hi: Box<Expr>,
+        lo_closed: bool,
+        hi_closed: bool,
+    },
     Union(Vec<Expr>),
     Matrix(Vec<Vec<Expr>>),
     /// `1:2:3` (also clock times `12:00`): ordered.
     Ratio(Vec<Expr>),
     /// A chain `a op b op c ...`; `terms.len() == ops.len() + 1`.
-    Rel { terms: Vec<Expr>, ops: Vec<RelOp> },
+    Rel {
+        terms: Vec<Expr>,
+        ops: Vec<RelOp>,
+    },
     /// The real line (`\mathbb{R}`, "all real numbers").
     Reals,
     /// A multiple-choice letter, upper case.
@@ -114,7 +131,10 @@ pub enum Expr {
 
 impl Expr {
     pub fn int(v: i64) -> Expr {
-        Expr::Num { value: BigRational::from_integer(v.into()), decimal: false }
+        Expr::Num {
+            value: BigRational::from_integer(v.into()),
+            decimal: false,
+        }
     }
 
     /// Whether the tree mentions a variable (a free one, or a summation index).
@@ -180,7 +200,11 @@ impl Expr {
             | Expr::Choice(_)
             | Expr::Text(_) => vec![],
             Expr::Var { sub, .. } => sub.iter().map(|b| &**b).collect(),
-            Expr::Neg(a) | Expr::Factorial(a) | Expr::Abs(a) | Expr::Percent(a) | Expr::Apply(_, a) => {
+            Expr::Neg(a)
+            | Expr::Factorial(a)
+            | Expr::Abs(a)
+            | Expr::Percent(a)
+            | Expr::Apply(_, a) => {
                 vec![a]
             }
             Expr::Div(a, b)
@@ -188,7 +212,11 @@ impl Expr {
             | Expr::Root(a, b)
             | Expr::Binom(a, b)
             | Expr::PlusMinus(a, b) => vec![a, b],
-            Expr::Log(base, a) => base.iter().map(|b| &**b).chain(std::iter::once(&**a)).collect(),
+            Expr::Log(base, a) => base
+                .iter()
+                .map(|b| &**b)
+                .chain(std::iter::once(&**a))
+                .collect(),
             Expr::Sum { lo, hi, body, .. } => vec![lo, hi, body],
             Expr::Add(v)
             | Expr::Mul(v)

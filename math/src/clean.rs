@@ -99,21 +99,23 @@ const DEGREE_WORDS: &[&str] = &["degrees", "degree", "deg"];
 
 /// Multi-letter words that are math, never units.
 pub const MATH_WORDS: &[&str] = &[
-    "sqrt", "sin", "cos", "tan", "sec", "csc", "cot", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
-    "ln", "log", "exp", "pi", "and", "or", "infinity", "inf", "infty",
+    "sqrt", "sin", "cos", "tan", "sec", "csc", "cot", "arcsin", "arccos", "arctan", "sinh", "cosh",
+    "tanh", "ln", "log", "exp", "pi", "and", "or", "infinity", "inf", "infty",
 ];
 
 /// Applies every clean-up pass.
 pub fn clean(s: &str) -> String {
     let mut s = collapse_double_escapes(s);
     if s.chars().any(|c| !c.is_ascii()) {
-        s = s.chars().fold(String::with_capacity(s.len()), |mut acc, c| {
-            match UNICODE.iter().find(|(u, _)| *u == c) {
-                Some((_, r)) => acc.push_str(r),
-                None => acc.push(c),
-            }
-            acc
-        });
+        s = s
+            .chars()
+            .fold(String::with_capacity(s.len()), |mut acc, c| {
+                match UNICODE.iter().find(|(u, _)| *u == c) {
+                    Some((_, r)) => acc.push_str(r),
+                    None => acc.push(c),
+                }
+                acc
+            });
     }
     for (from, to) in DROP {
         if s.contains(from) {
@@ -138,7 +140,10 @@ fn collapse_double_escapes(s: &str) -> String {
     while i < b.len() {
         if b[i] == b'\\' {
             let run = b[i..].iter().take_while(|&&c| c == b'\\').count();
-            let letters = b[i + run..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
+            let letters = b[i + run..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphabetic())
+                .count();
             let keep = if run == 2 && letters >= 2 { 1 } else { run };
             out.extend(std::iter::repeat_n('\\', keep));
             i += run;
@@ -151,7 +156,15 @@ fn collapse_double_escapes(s: &str) -> String {
     out
 }
 
-const TEXT_CMDS: &[&str] = &["\\textnormal{", "\\textbf{", "\\textit{", "\\textrm{", "\\text{", "\\mbox{", "\\mathrm{"];
+const TEXT_CMDS: &[&str] = &[
+    "\\textnormal{",
+    "\\textbf{",
+    "\\textit{",
+    "\\textrm{",
+    "\\text{",
+    "\\mbox{",
+    "\\mathrm{",
+];
 
 /// `\text{...}` and friends: separators become words, units after a number
 /// are dropped, other text is unwrapped.
@@ -162,7 +175,10 @@ fn text_groups(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     loop {
-        let next = TEXT_CMDS.iter().filter_map(|c| rest.find(c).map(|i| (i, c.len()))).min();
+        let next = TEXT_CMDS
+            .iter()
+            .filter_map(|c| rest.find(c).map(|i| (i, c.len())))
+            .min();
         let Some((at, len)) = next else {
             out.push_str(rest);
             break;
@@ -176,7 +192,8 @@ fn text_groups(s: &str) -> String {
         let inner = rest[open + 1..close].trim();
         let is_mathrm = rest[at..].starts_with("\\mathrm");
         let before = out.trim_end();
-        let after_number = before.ends_with(|c: char| c.is_ascii_digit() || c == '}' || c == ')' || c == '.');
+        let after_number =
+            before.ends_with(|c: char| c.is_ascii_digit() || c == '}' || c == ')' || c == '.');
         if inner == "and" || inner == "or" || inner == "," {
             out.push(' ');
             out.push_str(inner);
@@ -216,7 +233,12 @@ fn unit_words(s: &str) -> String {
     let mut i = t.len();
     while i > 0 {
         let c = b[i - 1];
-        if c.is_ascii_alphabetic() || c == b'/' || c == b'^' || c == b' ' || (c.is_ascii_digit() && i < t.len() && b[i] == b'^') {
+        if c.is_ascii_alphabetic()
+            || c == b'/'
+            || c == b'^'
+            || c == b' '
+            || (c.is_ascii_digit() && i < t.len() && b[i] == b'^')
+        {
             i -= 1;
             continue;
         }
@@ -234,7 +256,10 @@ fn unit_words(s: &str) -> String {
         }
         return s.to_string();
     }
-    let first = tail.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+    let first = tail
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
     if (first.len() < 2 && !tail.contains('/')) || MATH_WORDS.contains(&first) {
         return s.to_string();
     }
@@ -264,7 +289,10 @@ mod tests {
 
     #[test]
     fn delimiters_spacing_and_units_go() {
-        assert_eq!(clean("$\\left( \\dfrac{1}{3} \\right)$"), "( \\frac{1}{3} )");
+        assert_eq!(
+            clean("$\\left( \\dfrac{1}{3} \\right)$"),
+            "( \\frac{1}{3} )"
+        );
         assert_eq!(clean("11,\\! 111,\\! 100"), "11,111,100");
         assert_eq!(clean("14{,}916"), "14,916");
         assert_eq!(clean("15\\mbox{ cm}^2"), "15");

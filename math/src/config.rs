@@ -55,19 +55,35 @@ impl GradeConfig {
 
     /// The evaluation setting: every extraction fallback on.
     pub fn lenient() -> Self {
-        GradeConfig { fallbacks: Fallbacks::all(), ..Self::default() }
+        GradeConfig {
+            fallbacks: Fallbacks::all(),
+            ..Self::default()
+        }
     }
 
     /// Checks every field; returns all problems, each naming its field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         if !(self.rel_tol.is_finite() && (0.0..=0.01).contains(&self.rel_tol)) {
-            problems.push(format!("rel_tol must lie in [0, 0.01], got {}", self.rel_tol));
+            problems.push(format!(
+                "rel_tol must lie in [0, 0.01], got {}",
+                self.rel_tol
+            ));
         }
         let l = &self.limits;
         let checks: [(&str, u64, u64, u64); 8] = [
-            ("limits.max_response_bytes", l.max_response_bytes as u64, 1, 64 << 20),
-            ("limits.max_answer_bytes", l.max_answer_bytes as u64, 1, 1 << 20),
+            (
+                "limits.max_response_bytes",
+                l.max_response_bytes as u64,
+                1,
+                64 << 20,
+            ),
+            (
+                "limits.max_answer_bytes",
+                l.max_answer_bytes as u64,
+                1,
+                1 << 20,
+            ),
             ("limits.max_depth", l.max_depth as u64, 1, 200),
             ("limits.max_items", l.max_items as u64, 1, 10_000),
             ("limits.max_exponent", l.max_exponent, 1, 1_000_000),
@@ -80,7 +96,11 @@ impl GradeConfig {
                 problems.push(format!("{name} must lie in [{lo}, {hi}], got {value}"));
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(ConfigError { problems }) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
     }
 }
 
@@ -108,7 +128,12 @@ pub struct Fallbacks {
 
 impl Fallbacks {
     pub fn all() -> Self {
-        Fallbacks { answer_phrase: true, last_latex: true, whole_response: true, last_number: true }
+        Fallbacks {
+            answer_phrase: true,
+            last_latex: true,
+            whole_response: true,
+            last_number: true,
+        }
     }
 
     pub fn any(&self) -> bool {

@@ -28,7 +28,13 @@ const MAX_PM_VARIANTS: usize = 16;
 
 impl<'a> Cmp<'a> {
     pub fn new(cfg: &'a GradeConfig) -> Self {
-        Cmp { cfg, cx: Ctx { lim: &cfg.limits, fuel: crate::eval::Fuel::new(cfg.limits.fuel) } }
+        Cmp {
+            cfg,
+            cx: Ctx {
+                lim: &cfg.limits,
+                fuel: crate::eval::Fuel::new(cfg.limits.fuel),
+            },
+        }
     }
 
     pub fn eq(&mut self, g: &Expr, p: &Expr) -> R {
@@ -47,7 +53,13 @@ impl<'a> Cmp<'a> {
             // Only expansions that remove every `\pm` from a side that had one
             // are used; anything else (a `\pm` under a root, say) would expand
             // to itself and recurse forever.
-            let full = |e: &Expr| if e.has_pm() { expand_pm(e).filter(|x| !x.has_pm()) } else { None };
+            let full = |e: &Expr| {
+                if e.has_pm() {
+                    expand_pm(e).filter(|x| !x.has_pm())
+                } else {
+                    None
+                }
+            };
             let (ge, pe) = (full(g), full(p));
             if ge.is_some() || pe.is_some() {
                 return self.eq(ge.as_ref().unwrap_or(g), pe.as_ref().unwrap_or(p));
@@ -78,8 +90,17 @@ impl<'a> Cmp<'a> {
             },
             (Expr::Reals, Expr::Reals) => Ok(true),
             (Expr::Reals, x) | (x, Expr::Reals) => {
-                let all = Expr::Interval { lo: Box::new(Expr::Neg(Box::new(Expr::Inf))), hi: Box::new(Expr::Inf), lo_closed: false, hi_closed: false };
-                if matches!(x, Expr::Interval { .. } | Expr::Tuple { paren: true, .. }) { self.eq(&all, x) } else { Ok(false) }
+                let all = Expr::Interval {
+                    lo: Box::new(Expr::Neg(Box::new(Expr::Inf))),
+                    hi: Box::new(Expr::Inf),
+                    lo_closed: false,
+                    hi_closed: false,
+                };
+                if matches!(x, Expr::Interval { .. } | Expr::Tuple { paren: true, .. }) {
+                    self.eq(&all, x)
+                } else {
+                    Ok(false)
+                }
             }
             (Expr::Interval { .. }, Expr::Interval { .. } | Expr::Tuple { paren: true, .. })
             | (Expr::Tuple { paren: true, .. }, Expr::Interval { .. }) => self.intervals(g, p),
@@ -92,10 +113,14 @@ impl<'a> Cmp<'a> {
                 if a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.len() != y.len()) {
                     return Ok(false);
                 }
-                let (fa, fb): (Vec<Expr>, Vec<Expr>) = (a.iter().flatten().cloned().collect(), b.iter().flatten().cloned().collect());
+                let (fa, fb): (Vec<Expr>, Vec<Expr>) = (
+                    a.iter().flatten().cloned().collect(),
+                    b.iter().flatten().cloned().collect(),
+                );
                 self.ordered(&fa, &fb)
             }
-            (Expr::Matrix(m), Expr::Tuple { items, .. }) | (Expr::Tuple { items, .. }, Expr::Matrix(m)) => match vector(m) {
+            (Expr::Matrix(m), Expr::Tuple { items, .. })
+            | (Expr::Tuple { items, .. }, Expr::Matrix(m)) => match vector(m) {
                 Some(v) => self.ordered(&v, items),
                 None => Ok(false),
             },
@@ -140,7 +165,9 @@ impl<'a> Cmp<'a> {
     }
 
     fn intervals(&mut self, g: &Expr, p: &Expr) -> R {
-        let (Some((gl, gh, glc, ghc)), Some((pl, ph, plc, phc))) = (interval_parts(g), interval_parts(p)) else {
+        let (Some((gl, gh, glc, ghc)), Some((pl, ph, plc, phc))) =
+            (interval_parts(g), interval_parts(p))
+        else {
             return Ok(false);
         };
         let lo_inf = infinity_sign(gl).is_some();
@@ -152,7 +179,9 @@ impl<'a> Cmp<'a> {
     }
 
     fn relations(&mut self, g: &Expr, p: &Expr) -> R {
-        let (Expr::Rel { terms: gt, ops: go }, Expr::Rel { terms: pt, ops: po }) = (g, p) else { return Ok(false) };
+        let (Expr::Rel { terms: gt, ops: go }, Expr::Rel { terms: pt, ops: po }) = (g, p) else {
+            return Ok(false);
+        };
         let all_eq = |ops: &[RelOp]| ops.iter().all(|o| *o == RelOp::Eq);
         let all_in = |ops: &[RelOp]| ops.len() == 1 && ops[0] == RelOp::In;
         if (all_eq(go) && all_eq(po)) || (all_in(go) && all_in(po)) {
@@ -195,7 +224,10 @@ impl<'a> Cmp<'a> {
                 (true, false) | (false, true) => return Ok(false),
                 _ => {}
             }
-            let r = C { re: (a.re * b.re + a.im * b.im) / (b.re * b.re + b.im * b.im), im: (a.im * b.re - a.re * b.im) / (b.re * b.re + b.im * b.im) };
+            let r = C {
+                re: (a.re * b.re + a.im * b.im) / (b.re * b.re + b.im * b.im),
+                im: (a.im * b.re - a.re * b.im) / (b.re * b.re + b.im * b.im),
+            };
             match ratio {
                 None => ratio = Some(r),
                 Some(r0) if !self.close(r0, r) => return Ok(false),
@@ -211,14 +243,26 @@ impl<'a> Cmp<'a> {
     }
 
     fn close(&self, a: C, b: C) -> bool {
-        let d = C { re: a.re - b.re, im: a.im - b.im }.abs();
+        let d = C {
+            re: a.re - b.re,
+            im: a.im - b.im,
+        }
+        .abs();
         d <= self.cfg.rel_tol * a.abs().max(b.abs()) || d <= 1e-12
     }
 
     /// Scalars, with the percent convention applied at the top level.
     fn scalar(&mut self, g: &Expr, p: &Expr) -> R {
-        let gp = if let Expr::Percent(x) = g { Some(&**x) } else { None };
-        let pp = if let Expr::Percent(x) = p { Some(&**x) } else { None };
+        let gp = if let Expr::Percent(x) = g {
+            Some(&**x)
+        } else {
+            None
+        };
+        let pp = if let Expr::Percent(x) = p {
+            Some(&**x)
+        } else {
+            None
+        };
         match self.cfg.percent {
             PercentMode::Fraction => self.value_eq(g, p),
             PercentMode::Number => self.value_eq(gp.unwrap_or(g), pp.unwrap_or(p)),
@@ -278,13 +322,24 @@ impl<'a> Cmp<'a> {
 
 fn to_c(q: &Q) -> C {
     use num_traits::ToPrimitive;
-    C { re: q.to_f64().unwrap_or(f64::NAN), im: 0.0 }
+    C {
+        re: q.to_f64().unwrap_or(f64::NAN),
+        im: 0.0,
+    }
 }
 
 /// The evaluation points: `eval_points` real ones, then three integer ones.
 fn points(cfg: &GradeConfig) -> impl Iterator<Item = Point> {
     let n = cfg.limits.eval_points as u64;
-    (0..n).map(|s| Point { seed: s, integer: false }).chain((0..3).map(|s| Point { seed: 1000 + s, integer: true }))
+    (0..n)
+        .map(|s| Point {
+            seed: s,
+            integer: false,
+        })
+        .chain((0..3).map(|s| Point {
+            seed: 1000 + s,
+            integer: true,
+        }))
 }
 
 fn infinity_sign(e: &Expr) -> Option<i8> {
@@ -298,8 +353,15 @@ fn infinity_sign(e: &Expr) -> Option<i8> {
 
 fn interval_parts(e: &Expr) -> Option<(&Expr, &Expr, bool, bool)> {
     match e {
-        Expr::Interval { lo, hi, lo_closed, hi_closed } => Some((lo, hi, *lo_closed, *hi_closed)),
-        Expr::Tuple { items, paren: true } if items.len() == 2 => Some((&items[0], &items[1], false, false)),
+        Expr::Interval {
+            lo,
+            hi,
+            lo_closed,
+            hi_closed,
+        } => Some((lo, hi, *lo_closed, *hi_closed)),
+        Expr::Tuple { items, paren: true } if items.len() == 2 => {
+            Some((&items[0], &items[1], false, false))
+        }
         _ => None,
     }
 }
@@ -319,7 +381,10 @@ fn vector(m: &[Vec<Expr>]) -> Option<Vec<Expr>> {
 pub fn is_label(e: &Expr) -> bool {
     match e {
         Expr::Var { .. } => true,
-        Expr::Mul(v) => matches!(v.first(), Some(Expr::Var { .. })) && v.iter().all(|x| is_label(x) || is_plain_arg(x)),
+        Expr::Mul(v) => {
+            matches!(v.first(), Some(Expr::Var { .. }))
+                && v.iter().all(|x| is_label(x) || is_plain_arg(x))
+        }
         Expr::Div(a, b) => is_label(a) && is_label(b),
         Expr::Ratio(v) => v.iter().all(is_label),
         Expr::Tuple { items, .. } => items.iter().all(is_label),
@@ -338,19 +403,28 @@ fn label_key(e: &Expr) -> String {
 
 /// The value a bare answer is compared with: `x = 3` gives `3`, `x \in S` gives `S`.
 fn assignment_value(e: &Expr) -> Option<&Expr> {
-    let Expr::Rel { terms, ops } = e else { return None };
+    let Expr::Rel { terms, ops } = e else {
+        return None;
+    };
     let ok = ops.iter().all(|o| *o == RelOp::Eq) || (ops.len() == 1 && ops[0] == RelOp::In);
     (ok && is_label(&terms[0])).then(|| &terms[terms.len() - 1])
 }
 
 /// `x > 2`, `2 < x`, `-x > -1`, `0 < f(x) < 1`, `x \ge 3` as intervals.
 fn ineq_interval(e: &Expr, c: &mut Cmp) -> Result<Option<Expr>, Limit> {
-    let Expr::Rel { terms, ops } = e else { return Ok(None) };
+    let Expr::Rel { terms, ops } = e else {
+        return Ok(None);
+    };
     if !ops.iter().all(|o| o.is_inequality()) {
         return Ok(None);
     }
     let neg_inf = || Expr::Neg(Box::new(Expr::Inf));
-    let mk = |lo: Expr, hi: Expr, lc: bool, hc: bool| Expr::Interval { lo: Box::new(lo), hi: Box::new(hi), lo_closed: lc, hi_closed: hc };
+    let mk = |lo: Expr, hi: Expr, lc: bool, hc: bool| Expr::Interval {
+        lo: Box::new(lo),
+        hi: Box::new(hi),
+        lo_closed: lc,
+        hi_closed: hc,
+    };
     if terms.len() == 3 {
         let (a, m, b) = (&terms[0], &terms[1], &terms[2]);
         if a.has_vars() || b.has_vars() || !m.has_vars() {
@@ -358,9 +432,19 @@ fn ineq_interval(e: &Expr, c: &mut Cmp) -> Result<Option<Expr>, Limit> {
         }
         let up = |o: RelOp| matches!(o, RelOp::Lt | RelOp::Le);
         return Ok(if up(ops[0]) && up(ops[1]) {
-            Some(mk(a.clone(), b.clone(), ops[0] == RelOp::Le, ops[1] == RelOp::Le))
+            Some(mk(
+                a.clone(),
+                b.clone(),
+                ops[0] == RelOp::Le,
+                ops[1] == RelOp::Le,
+            ))
         } else if !up(ops[0]) && !up(ops[1]) {
-            Some(mk(b.clone(), a.clone(), ops[1] == RelOp::Ge, ops[0] == RelOp::Ge))
+            Some(mk(
+                b.clone(),
+                a.clone(),
+                ops[1] == RelOp::Ge,
+                ops[0] == RelOp::Ge,
+            ))
         } else {
             None
         });
@@ -382,7 +466,13 @@ fn ineq_interval(e: &Expr, c: &mut Cmp) -> Result<Option<Expr>, Limit> {
         (l.clone(), flip(op))
     } else {
         match linear_root(l, r, c)? {
-            Some((root, slope_pos)) => (Expr::Num { value: root, decimal: false }, if slope_pos { op } else { flip(op) }),
+            Some((root, slope_pos)) => (
+                Expr::Num {
+                    value: root,
+                    decimal: false,
+                },
+                if slope_pos { op } else { flip(op) },
+            ),
             None => return Ok(None),
         }
     };
@@ -410,8 +500,16 @@ fn linear_root(l: &Expr, r: &Expr, c: &mut Cmp) -> Result<Option<(Q, bool)>, Lim
     if names.len() != 1 || subscripted {
         return Ok(None);
     }
-    let at = |t: i64, c: &mut Cmp| exact(&f, &mut c.cx, &[(names[0].clone(), Q::from_integer(t.into()))]);
-    let (Some(f0), Some(f1), Some(f2)) = (at(0, c)?, at(1, c)?, at(2, c)?) else { return Ok(None) };
+    let at = |t: i64, c: &mut Cmp| {
+        exact(
+            &f,
+            &mut c.cx,
+            &[(names[0].clone(), Q::from_integer(t.into()))],
+        )
+    };
+    let (Some(f0), Some(f1), Some(f2)) = (at(0, c)?, at(1, c)?, at(2, c)?) else {
+        return Ok(None);
+    };
     let slope = &f1 - &f0;
     if slope == Q::from_integer(0.into()) || &f2 - &f1 != slope {
         return Ok(None);
@@ -433,7 +531,11 @@ fn expand_pm(e: &Expr) -> Option<Expr> {
                     None => out.push(x.clone()),
                 }
             }
-            Some(if matches!(e, Expr::Set(_)) { Expr::Set(out) } else { Expr::List(out) })
+            Some(if matches!(e, Expr::Set(_)) {
+                Expr::Set(out)
+            } else {
+                Expr::List(out)
+            })
         }
         Expr::Rel { terms, ops } => {
             let idx = terms.iter().position(Expr::has_pm)?;
@@ -444,7 +546,10 @@ fn expand_pm(e: &Expr) -> Option<Expr> {
                     .map(|v| {
                         let mut t = terms.clone();
                         t[idx] = v;
-                        Expr::Rel { terms: t, ops: ops.clone() }
+                        Expr::Rel {
+                            terms: t,
+                            ops: ops.clone(),
+                        }
                     })
                     .collect(),
             ))
@@ -485,7 +590,8 @@ fn split_first_pm(e: &Expr) -> Option<(Expr, Expr)> {
         let minus = Expr::Add(vec![(**a).clone(), Expr::Neg(b.clone())]);
         return Some((plus, minus));
     }
-    let rebuild = |f: &dyn Fn(Expr) -> Expr, inner: &Expr| split_first_pm(inner).map(|(x, y)| (f(x), f(y)));
+    let rebuild =
+        |f: &dyn Fn(Expr) -> Expr, inner: &Expr| split_first_pm(inner).map(|(x, y)| (f(x), f(y)));
     match e {
         Expr::Neg(a) => rebuild(&|x| Expr::Neg(Box::new(x)), a),
         Expr::Div(a, b) => rebuild(&|x| Expr::Div(Box::new(x), b.clone()), a)
@@ -497,7 +603,11 @@ fn split_first_pm(e: &Expr) -> Option<(Expr, Expr)> {
                     let mut vm = v.clone();
                     vp[i] = p;
                     vm[i] = m;
-                    return Some(if matches!(e, Expr::Add(_)) { (Expr::Add(vp), Expr::Add(vm)) } else { (Expr::Mul(vp), Expr::Mul(vm)) });
+                    return Some(if matches!(e, Expr::Add(_)) {
+                        (Expr::Add(vp), Expr::Add(vm))
+                    } else {
+                        (Expr::Mul(vp), Expr::Mul(vm))
+                    });
                 }
             }
             None

@@ -62,12 +62,18 @@ pub fn exact(e: &Expr, cx: &mut Ctx, env: &[(String, Q)]) -> Result<Option<Q>, L
     cx.fuel.spend(1)?;
     let r = match e {
         Expr::Num { value, .. } => Some(value.clone()),
-        Expr::Var { name, sub: None } => env.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone()),
+        Expr::Var { name, sub: None } => env
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone()),
         Expr::Neg(a) => exact(a, cx, env)?.map(|v| -v),
         Expr::Add(v) => {
             let mut acc = Q::zero();
             for x in v {
-                let Some(y) = exact(x, cx, env)? else { return Ok(None) };
+                let Some(y) = exact(x, cx, env)? else {
+                    return Ok(None);
+                };
                 cx.fuel.spend(bits(&y) / 256)?;
                 acc += y;
             }
@@ -76,7 +82,9 @@ pub fn exact(e: &Expr, cx: &mut Ctx, env: &[(String, Q)]) -> Result<Option<Q>, L
         Expr::Mul(v) => {
             let mut acc = Q::one();
             for x in v {
-                let Some(y) = exact(x, cx, env)? else { return Ok(None) };
+                let Some(y) = exact(x, cx, env)? else {
+                    return Ok(None);
+                };
                 cx.fuel.spend((bits(&y) + bits(&acc)) / 256)?;
                 acc *= y;
                 if bits(&acc) > cx.lim.max_integer_bits {
@@ -103,7 +111,11 @@ pub fn exact(e: &Expr, cx: &mut Ctx, env: &[(String, Q)]) -> Result<Option<Q>, L
         Expr::Apply(Func::Ceil, a) => exact(a, cx, env)?.map(|v| v.ceil()),
         Expr::Factorial(a) => match exact(a, cx, env)? {
             Some(n) if n.is_integer() && !n.is_negative() => {
-                let n = n.to_integer().to_u64().filter(|n| *n <= MAX_FACTORIAL).ok_or(Limit)?;
+                let n = n
+                    .to_integer()
+                    .to_u64()
+                    .filter(|n| *n <= MAX_FACTORIAL)
+                    .ok_or(Limit)?;
                 cx.fuel.spend(n)?;
                 let mut acc = BigInt::one();
                 for k in 2..=n {
@@ -115,7 +127,11 @@ pub fn exact(e: &Expr, cx: &mut Ctx, env: &[(String, Q)]) -> Result<Option<Q>, L
         },
         Expr::Binom(n, k) => match (exact(n, cx, env)?, exact(k, cx, env)?) {
             (Some(n), Some(k)) if k.is_integer() && !k.is_negative() => {
-                let k = k.to_integer().to_u64().filter(|k| *k <= MAX_FACTORIAL).ok_or(Limit)?;
+                let k = k
+                    .to_integer()
+                    .to_u64()
+                    .filter(|k| *k <= MAX_FACTORIAL)
+                    .ok_or(Limit)?;
                 cx.fuel.spend(k)?;
                 let mut acc = Q::one();
                 for i in 0..k {
@@ -125,16 +141,32 @@ pub fn exact(e: &Expr, cx: &mut Ctx, env: &[(String, Q)]) -> Result<Option<Q>, L
             }
             _ => None,
         },
-        Expr::Sum { var, lo, hi, body, product } => {
-            let (Some(lo), Some(hi)) = (exact(lo, cx, env)?, exact(hi, cx, env)?) else { return Ok(None) };
-            let Some((lo, hi)) = int_bounds(&lo, &hi)? else { return Ok(None) };
+        Expr::Sum {
+            var,
+            lo,
+            hi,
+            body,
+            product,
+        } => {
+            let (Some(lo), Some(hi)) = (exact(lo, cx, env)?, exact(hi, cx, env)?) else {
+                return Ok(None);
+            };
+            let Some((lo, hi)) = int_bounds(&lo, &hi)? else {
+                return Ok(None);
+            };
             let mut acc = if *product { Q::one() } else { Q::zero() };
             let mut env2 = env.to_vec();
             for k in lo..=hi {
                 env2.push((var.clone(), Q::from_integer(k.into())));
-                let Some(t) = exact(body, cx, &env2)? else { return Ok(None) };
+                let Some(t) = exact(body, cx, &env2)? else {
+                    return Ok(None);
+                };
                 env2.pop();
-                if *product { acc *= t } else { acc += t }
+                if *product {
+                    acc *= t
+                } else {
+                    acc += t
+                }
                 if bits(&acc) > cx.lim.max_integer_bits {
                     return Err(Limit);
                 }
@@ -150,7 +182,9 @@ fn int_bounds(lo: &Q, hi: &Q) -> Result<Option<(i64, i64)>, Limit> {
     if !lo.is_integer() || !hi.is_integer() {
         return Ok(None);
     }
-    let (Some(l), Some(h)) = (lo.to_integer().to_i64(), hi.to_integer().to_i64()) else { return Err(Limit) };
+    let (Some(l), Some(h)) = (lo.to_integer().to_i64(), hi.to_integer().to_i64()) else {
+        return Err(Limit);
+    };
     if h.saturating_sub(l) > MAX_SUM_TERMS {
         return Err(Limit);
     }
@@ -162,13 +196,25 @@ fn pow_exact(x: &Q, y: &Q, cx: &mut Ctx) -> Result<Option<Q>, Limit> {
     let p = y.numer();
     let q = y.denom();
     if x.is_zero() {
-        return Ok(if p.is_positive() { Some(Q::zero()) } else { None });
+        return Ok(if p.is_positive() {
+            Some(Q::zero())
+        } else {
+            None
+        });
     }
     if x.abs().is_one() && q.is_one() {
         let even = (p % 2u32).is_zero();
-        return Ok(Some(if x.is_negative() && !even { -Q::one() } else { Q::one() }));
+        return Ok(Some(if x.is_negative() && !even {
+            -Q::one()
+        } else {
+            Q::one()
+        }));
     }
-    let pn = p.abs().to_u64().filter(|n| *n <= cx.lim.max_exponent).ok_or(Limit)?;
+    let pn = p
+        .abs()
+        .to_u64()
+        .filter(|n| *n <= cx.lim.max_exponent)
+        .ok_or(Limit)?;
     let qn = q.to_u32().ok_or(Limit)?;
     let base = if qn == 1 {
         x.clone()
@@ -181,7 +227,9 @@ fn pow_exact(x: &Q, y: &Q, cx: &mut Ctx) -> Result<Option<Q>, Limit> {
         }
         let (n, d) = (x.numer().abs(), x.denom().clone());
         let (rn, rd) = (n.nth_root(qn), d.nth_root(qn));
-        if num_traits::pow(rn.clone(), qn as usize) != n || num_traits::pow(rd.clone(), qn as usize) != d {
+        if num_traits::pow(rn.clone(), qn as usize) != n
+            || num_traits::pow(rd.clone(), qn as usize) != d
+        {
             return Ok(None);
         }
         let r = Q::new(rn, rd);
@@ -220,11 +268,17 @@ impl C {
         C::new(self.re - o.re, self.im - o.im)
     }
     fn mul(self, o: C) -> C {
-        C::new(self.re * o.re - self.im * o.im, self.re * o.im + self.im * o.re)
+        C::new(
+            self.re * o.re - self.im * o.im,
+            self.re * o.im + self.im * o.re,
+        )
     }
     fn div(self, o: C) -> C {
         let d = o.re * o.re + o.im * o.im;
-        C::new((self.re * o.re + self.im * o.im) / d, (self.im * o.re - self.re * o.im) / d)
+        C::new(
+            (self.re * o.re + self.im * o.im) / d,
+            (self.im * o.re - self.re * o.im) / d,
+        )
     }
     fn exp(self) -> C {
         let m = self.re.exp();
@@ -249,10 +303,16 @@ impl C {
         acc
     }
     fn sin(self) -> C {
-        C::new(self.re.sin() * self.im.cosh(), self.re.cos() * self.im.sinh())
+        C::new(
+            self.re.sin() * self.im.cosh(),
+            self.re.cos() * self.im.sinh(),
+        )
     }
     fn cos(self) -> C {
-        C::new(self.re.cos() * self.im.cosh(), -self.re.sin() * self.im.sinh())
+        C::new(
+            self.re.cos() * self.im.cosh(),
+            -self.re.sin() * self.im.sinh(),
+        )
     }
     pub fn is_finite(self) -> bool {
         self.re.is_finite() && self.im.is_finite()
@@ -298,7 +358,11 @@ fn var_value(name: &str, sub: Option<f64>, pt: Point) -> f64 {
         h = splitmix(h ^ (s * 1e6).round().to_bits());
     }
     let u = splitmix(h ^ splitmix(pt.seed));
-    if pt.integer { 2.0 + (u % 8) as f64 } else { 0.5 + 2.0 * ((u >> 11) as f64 / (1u64 << 53) as f64) }
+    if pt.integer {
+        2.0 + (u % 8) as f64
+    } else {
+        0.5 + 2.0 * ((u >> 11) as f64 / (1u64 << 53) as f64)
+    }
 }
 
 type NR = Result<C, NumError>;
@@ -388,20 +452,32 @@ pub fn num(e: &Expr, cx: &mut Ctx, pt: Point, env: &mut Vec<(String, f64)>) -> N
         }
         Expr::Factorial(a) => {
             let n = num(a, cx, pt, env)?;
-            let k = as_small_int(n).filter(|k| (0..=170).contains(k)).ok_or(NumError::Undefined)?;
+            let k = as_small_int(n)
+                .filter(|k| (0..=170).contains(k))
+                .ok_or(NumError::Undefined)?;
             C::real((2..=k).map(|i| i as f64).product())
         }
         Expr::Binom(n, k) => {
             let n = num(n, cx, pt, env)?;
-            let k = as_small_int(num(k, cx, pt, env)?).filter(|k| (0..=1000).contains(k)).ok_or(NumError::Undefined)?;
+            let k = as_small_int(num(k, cx, pt, env)?)
+                .filter(|k| (0..=1000).contains(k))
+                .ok_or(NumError::Undefined)?;
             cx.fuel.spend(k as u64)?;
             let mut acc = C::real(1.0);
             for i in 0..k {
-                acc = acc.mul(n.sub(C::real(i as f64))).div(C::real((i + 1) as f64));
+                acc = acc
+                    .mul(n.sub(C::real(i as f64)))
+                    .div(C::real((i + 1) as f64));
             }
             acc
         }
-        Expr::Sum { var, lo, hi, body, product } => {
+        Expr::Sum {
+            var,
+            lo,
+            hi,
+            body,
+            product,
+        } => {
             let lo = as_small_int(num(lo, cx, pt, env)?).ok_or(NumError::Undefined)?;
             let hi = as_small_int(num(hi, cx, pt, env)?).ok_or(NumError::Undefined)?;
             if hi.saturating_sub(lo) > MAX_SUM_TERMS {
@@ -418,11 +494,16 @@ pub fn num(e: &Expr, cx: &mut Ctx, pt: Point, env: &mut Vec<(String, f64)>) -> N
         }
         _ => return Err(NumError::Undefined),
     };
-    if v.is_finite() { Ok(v) } else { Err(NumError::Undefined) }
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(NumError::Undefined)
+    }
 }
 
 fn as_small_int(v: C) -> Option<i64> {
-    (v.is_real() && (v.re - v.re.round()).abs() < 1e-9 && v.re.abs() < 1e15).then(|| v.re.round() as i64)
+    (v.is_real() && (v.re - v.re.round()).abs() < 1e-9 && v.re.abs() < 1e15)
+        .then(|| v.re.round() as i64)
 }
 
 /// `base^exp`, with the real branch for odd roots of negatives (`\sqrt[3]{-8} = -2`,
@@ -432,12 +513,20 @@ fn pow_num(base: C, exp: &Expr, cx: &mut Ctx, pt: Point, env: &mut Vec<(String, 
     if let Some(q) = exact(exp, cx, &[])? {
         let (p, d) = (q.numer(), q.denom());
         if d.is_one() {
-            let n = p.abs().to_u64().filter(|n| *n <= cx.lim.max_exponent).ok_or(NumError::Limit)?;
+            let n = p
+                .abs()
+                .to_u64()
+                .filter(|n| *n <= cx.lim.max_exponent)
+                .ok_or(NumError::Limit)?;
             if base.abs() == 0.0 && p.is_negative() {
                 return Err(NumError::Undefined);
             }
             let r = base.powi(n);
-            return Ok(if p.is_negative() { C::real(1.0).div(r) } else { r });
+            return Ok(if p.is_negative() {
+                C::real(1.0).div(r)
+            } else {
+                r
+            });
         }
         let odd = (d % 2u32).is_one();
         if odd && base.is_real() && base.re < 0.0 {
@@ -448,7 +537,11 @@ fn pow_num(base: C, exp: &Expr, cx: &mut Ctx, pt: Point, env: &mut Vec<(String, 
     }
     let e = num(exp, cx, pt, env)?;
     if base.abs() == 0.0 {
-        return if e.re > 0.0 { Ok(C::real(0.0)) } else { Err(NumError::Undefined) };
+        return if e.re > 0.0 {
+            Ok(C::real(0.0))
+        } else {
+            Err(NumError::Undefined)
+        };
     }
     if base.is_real() && base.re > 0.0 && e.is_real() {
         return Ok(C::real(base.re.powf(e.re)));
@@ -457,7 +550,13 @@ fn pow_num(base: C, exp: &Expr, cx: &mut Ctx, pt: Point, env: &mut Vec<(String, 
 }
 
 fn apply(f: Func, x: C) -> NR {
-    let real = |g: fn(f64) -> f64| if x.is_real() { Ok(C::real(g(x.re))) } else { Err(NumError::Undefined) };
+    let real = |g: fn(f64) -> f64| {
+        if x.is_real() {
+            Ok(C::real(g(x.re)))
+        } else {
+            Err(NumError::Undefined)
+        }
+    };
     let r = match f {
         Func::Sin => x.sin(),
         Func::Cos => x.cos(),

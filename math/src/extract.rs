@@ -94,8 +94,14 @@ fn boxes(s: &str) -> Vec<BoxSpan> {
             j += 1;
         }
         if j < b.len() && b[j] == b'{' {
-            let Some(close) = match_brace(b, j) else { continue };
-            out.push(BoxSpan { start, end: close + 1, inner: (j + 1, close) });
+            let Some(close) = match_brace(b, j) else {
+                continue;
+            };
+            out.push(BoxSpan {
+                start,
+                end: close + 1,
+                inner: (j + 1, close),
+            });
             i = close + 1;
         } else if j > start + name_len {
             // `\boxed 5`: the next run of non-space characters.
@@ -104,7 +110,11 @@ fn boxes(s: &str) -> Vec<BoxSpan> {
                 j += 1;
             }
             if j > from {
-                out.push(BoxSpan { start, end: j, inner: (from, j) });
+                out.push(BoxSpan {
+                    start,
+                    end: j,
+                    inner: (from, j),
+                });
                 i = j;
             }
         }
@@ -114,8 +124,27 @@ fn boxes(s: &str) -> Vec<BoxSpan> {
 
 /// Separators allowed between the boxes of one multi-part answer.
 const JOINERS: &[&str] = &[
-    "\\text{and}", "\\text{ and }", "\\text{or}", "\\text{ or }", "\\qquad", "\\quad", "\\(", "\\)", "\\[", "\\]",
-    "\\,", "\\;", "\\\\", "$", ",", ";", ".", "&", "~", "and", "or",
+    "\\text{and}",
+    "\\text{ and }",
+    "\\text{or}",
+    "\\text{ or }",
+    "\\qquad",
+    "\\quad",
+    "\\(",
+    "\\)",
+    "\\[",
+    "\\]",
+    "\\,",
+    "\\;",
+    "\\\\",
+    "$",
+    ",",
+    ";",
+    ".",
+    "&",
+    "~",
+    "and",
+    "or",
 ];
 
 /// Whether the text between two boxes only separates parts of one answer:
@@ -137,9 +166,16 @@ fn is_joiner(gap: &str) -> bool {
             continue;
         }
         // `y_2 =`: a short name, then `=`.
-        let name = g.bytes().take_while(|c| c.is_ascii_alphanumeric() || b"_{}".contains(c)).count();
+        let name = g
+            .bytes()
+            .take_while(|c| c.is_ascii_alphanumeric() || b"_{}".contains(c))
+            .count();
         let rest = g[name..].trim_start();
-        if labels == 0 && (1..=8).contains(&name) && g.as_bytes()[0].is_ascii_alphabetic() && rest.starts_with('=') {
+        if labels == 0
+            && (1..=8).contains(&name)
+            && g.as_bytes()[0].is_ascii_alphabetic()
+            && rest.starts_with('=')
+        {
             labels += 1;
             g = &rest[1..];
             continue;
@@ -158,10 +194,16 @@ pub fn last_boxed(s: &str) -> Option<String> {
     let last = spans.len().checked_sub(1)?;
     let mut first = last;
     // Past MAX_JOINED parts the answer is unparseable anyway (too many items).
-    while first > 0 && last - first < MAX_JOINED && is_joiner(&s[spans[first - 1].end..spans[first].start]) {
+    while first > 0
+        && last - first < MAX_JOINED
+        && is_joiner(&s[spans[first - 1].end..spans[first].start])
+    {
         first -= 1;
     }
-    let parts: Vec<&str> = spans[first..=last].iter().map(|b| s[b.inner.0..b.inner.1].trim()).collect();
+    let parts: Vec<&str> = spans[first..=last]
+        .iter()
+        .map(|b| s[b.inner.0..b.inner.1].trim())
+        .collect();
     Some(parts.join(", "))
 }
 
@@ -177,7 +219,10 @@ pub fn candidates(response: &str, fb: &Fallbacks) -> Vec<(String, Source)> {
         && let Some(a) = answer_phrase(text)
     {
         // "Final Answer: Jane started growing Sphere 3 hours ago": prose with a number.
-        let words = a.split_whitespace().filter(|w| w.len() > 1 && w.chars().all(|c| c.is_ascii_alphabetic())).count();
+        let words = a
+            .split_whitespace()
+            .filter(|w| w.len() > 1 && w.chars().all(|c| c.is_ascii_alphabetic()))
+            .count();
         if words >= 3
             && let Some((n, _)) = last_number(&a)
         {
@@ -188,8 +233,16 @@ pub fn candidates(response: &str, fb: &Fallbacks) -> Vec<(String, Source)> {
     if fb.whole_response && text.trim().len() <= 200 && !text.trim().is_empty() {
         out.push((text.trim().to_string(), Source::WholeResponse));
     }
-    let math = if fb.last_latex { last_math_span(text) } else { None };
-    let number = if fb.last_number { last_number(text) } else { None };
+    let math = if fb.last_latex {
+        last_math_span(text)
+    } else {
+        None
+    };
+    let number = if fb.last_number {
+        last_number(text)
+    } else {
+        None
+    };
     // Whichever ends later is the response's last word on the answer.
     let number_first = match (&math, &number) {
         (Some((_, m_end)), Some((_, n_end))) => n_end > m_end,
@@ -247,7 +300,9 @@ fn phrase_capture(text: &str, mut at: usize) -> Option<String> {
     skip(&mut at);
     if text[at..].starts_with(':') || text[at..].starts_with('=') {
         at += 1;
-    } else if text[at..].starts_with("is") && !b.get(at + 2).is_some_and(|c| c.is_ascii_alphabetic()) {
+    } else if text[at..].starts_with("is")
+        && !b.get(at + 2).is_some_and(|c| c.is_ascii_alphabetic())
+    {
         at += 2;
         skip(&mut at);
         if text[at..].starts_with(':') {
@@ -265,7 +320,11 @@ fn phrase_capture(text: &str, mut at: usize) -> Option<String> {
         cap = &cap[i + 4..];
     }
     let cap = cap.trim().trim_start_matches(':').trim();
-    if cap.is_empty() { None } else { Some(cap.to_string()) }
+    if cap.is_empty() {
+        None
+    } else {
+        Some(cap.to_string())
+    }
 }
 
 /// End of the sentence that starts `s`: a `.`/`!`/`?` followed by a space or
@@ -278,7 +337,11 @@ fn sentence_end(s: &str) -> usize {
             b'$' => {
                 let dd = b.get(i + 1) == Some(&b'$');
                 let skip = if dd { 2 } else { 1 };
-                let close = if dd { s[i + 2..].find("$$") } else { s[i + 1..].find('$') };
+                let close = if dd {
+                    s[i + 2..].find("$$")
+                } else {
+                    s[i + 1..].find('$')
+                };
                 match close {
                     Some(c) => i += skip + c + skip,
                     None => i += skip,
@@ -352,7 +415,11 @@ fn last_number(text: &str) -> Option<(String, usize)> {
     while start > 0 {
         let c = b[start - 1];
         let digit_follows = b.get(start).is_some_and(|d| d.is_ascii_digit());
-        if c.is_ascii_digit() || ((c == b'.' || c == b',') && digit_follows && start >= 2 && b[start - 2].is_ascii_digit())
+        if c.is_ascii_digit()
+            || ((c == b'.' || c == b',')
+                && digit_follows
+                && start >= 2
+                && b[start - 2].is_ascii_digit())
         {
             start -= 1;
         } else if c == b'.' && digit_follows {
@@ -382,7 +449,12 @@ fn continues_after(tail: &str) -> bool {
     for sep in [", ", "; ", ". ", "\n", ": "] {
         if let Some(i) = tail.find(sep) {
             let after = &tail[i + sep.len()..];
-            if after.split_whitespace().filter(|w| w.chars().any(|c| c.is_alphabetic())).count() >= 2 {
+            if after
+                .split_whitespace()
+                .filter(|w| w.chars().any(|c| c.is_alphabetic()))
+                .count()
+                >= 2
+            {
                 return true;
             }
         }
@@ -396,7 +468,10 @@ mod tests {
 
     #[test]
     fn last_box_with_nesting_and_escaped_braces() {
-        assert_eq!(last_boxed("a \\boxed{1} b \\boxed{\\frac{1}{2}}").unwrap(), "\\frac{1}{2}");
+        assert_eq!(
+            last_boxed("a \\boxed{1} b \\boxed{\\frac{1}{2}}").unwrap(),
+            "\\frac{1}{2}"
+        );
         assert_eq!(last_boxed("\\boxed{\\{1,2\\}}").unwrap(), "\\{1,2\\}");
         assert_eq!(last_boxed("so \\boxed 5 done").unwrap(), "5");
         assert_eq!(last_boxed("\\fbox{7}").unwrap(), "7");
@@ -408,15 +483,27 @@ mod tests {
     fn adjacent_boxes_join_and_separated_boxes_do_not() {
         assert_eq!(last_boxed("$\\boxed{1}, \\boxed{2}$").unwrap(), "1, 2");
         assert_eq!(last_boxed("\\boxed{2} or \\boxed{-2}").unwrap(), "2, -2");
-        assert_eq!(last_boxed("\\(y_1=\\boxed{a}\\) and \\(y_2 = \\boxed{b}\\)").unwrap(), "a, b");
-        assert_eq!(last_boxed("first \\boxed{3}, but that is wrong, so \\boxed{5}").unwrap(), "5");
-        assert_eq!(last_boxed("\\boxed{1} \\text{ and } \\boxed{2}").unwrap(), "1, 2");
+        assert_eq!(
+            last_boxed("\\(y_1=\\boxed{a}\\) and \\(y_2 = \\boxed{b}\\)").unwrap(),
+            "a, b"
+        );
+        assert_eq!(
+            last_boxed("first \\boxed{3}, but that is wrong, so \\boxed{5}").unwrap(),
+            "5"
+        );
+        assert_eq!(
+            last_boxed("\\boxed{1} \\text{ and } \\boxed{2}").unwrap(),
+            "1, 2"
+        );
         assert_eq!(last_boxed("\\boxed{1} android \\boxed{2}").unwrap(), "2");
     }
 
     #[test]
     fn think_is_ignored() {
-        assert_eq!(strip_think("<think>\\boxed{4}</think> \\boxed{5}"), " \\boxed{5}");
+        assert_eq!(
+            strip_think("<think>\\boxed{4}</think> \\boxed{5}"),
+            " \\boxed{5}"
+        );
         assert_eq!(strip_think("<think> still going \\boxed{4}"), "");
     }
 
@@ -424,7 +511,10 @@ mod tests {
     fn phrases_and_numbers() {
         assert_eq!(answer_phrase("So the answer is 42.").unwrap(), "42");
         assert_eq!(answer_phrase("The answer is not 5; it is 6.").unwrap(), "6");
-        assert_eq!(answer_phrase("Final Answer: The final answer is $1.5$. I hope").unwrap(), "$1.5$");
+        assert_eq!(
+            answer_phrase("Final Answer: The final answer is $1.5$. I hope").unwrap(),
+            "$1.5$"
+        );
         assert_eq!(last_number("it is 1,000.99m²").unwrap().0, "1000.99");
         assert_eq!(last_number("Soucis : 2,74 $ a..").unwrap().0, "2.74");
         assert!(last_number("first 6 + 1 = 7, then we need to multiply the result by").is_none());

@@ -13,7 +13,10 @@ use crate::parse::ParseError;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Tok {
-    Num { value: BigRational, decimal: bool },
+    Num {
+        value: BigRational,
+        decimal: bool,
+    },
     Letter(char),
     /// A multi-letter run: a known word (`sqrt`, `and`) or plain text.
     Word(String),
@@ -49,7 +52,9 @@ pub fn lex(s: &str) -> Result<Vec<Token>, ParseError> {
             i += 1;
             continue;
         }
-        let tok = if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+        let tok = if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
             let (tok, next) = number(&chars, i, depth == 0)?;
             i = next;
             tok
@@ -133,11 +138,18 @@ pub fn lex(s: &str) -> Result<Vec<Token>, ParseError> {
                         ')' | ']' | '}' => depth -= 1,
                         _ => {}
                     }
-                    if c.is_alphabetic() { Tok::Letter(c) } else { Tok::Sym(c) }
+                    if c.is_alphabetic() {
+                        Tok::Letter(c)
+                    } else {
+                        Tok::Sym(c)
+                    }
                 }
             }
         };
-        out.push(Token { tok, space_before: space });
+        out.push(Token {
+            tok,
+            space_before: space,
+        });
         space = false;
     }
     Ok(out)
@@ -203,7 +215,10 @@ fn number(chars: &[char], start: usize, top: bool) -> Result<(Tok, usize), Parse
                 i = d1 + 1;
                 decimal = false; // a repeating decimal is exact
             }
-        } else if !decimal && at == i + 1 && !after.first().is_some_and(|c| c.is_ascii_alphanumeric()) {
+        } else if !decimal
+            && at == i + 1
+            && !after.first().is_some_and(|c| c.is_ascii_alphanumeric())
+        {
             i += 1; // "4." is 4
         }
     }
@@ -216,7 +231,11 @@ fn number(chars: &[char], start: usize, top: bool) -> Result<(Tok, usize), Parse
         }
         let end = digits(chars, j);
         if end > j && end - j <= 6 && !chars.get(end).is_some_and(|c| c.is_ascii_alphabetic()) {
-            let e: i64 = chars[j..end].iter().collect::<String>().parse().unwrap_or(i64::MAX);
+            let e: i64 = chars[j..end]
+                .iter()
+                .collect::<String>()
+                .parse()
+                .unwrap_or(i64::MAX);
             exp10 = if neg { -e } else { e };
             i = end;
         }
@@ -226,11 +245,16 @@ fn number(chars: &[char], start: usize, top: bool) -> Result<(Tok, usize), Parse
     }
     let ten = BigInt::from(10u32);
     let all: String = format!("{int}{frac}");
-    let mantissa: BigInt = if all.is_empty() { BigInt::zero() } else { all.parse().map_err(|_| ParseError::TooLarge)? };
+    let mantissa: BigInt = if all.is_empty() {
+        BigInt::zero()
+    } else {
+        all.parse().map_err(|_| ParseError::TooLarge)?
+    };
     let mut value = BigRational::new(mantissa, num_traits::pow(ten.clone(), frac.len()));
     if !repeat.is_empty() {
         let r: BigInt = repeat.parse().map_err(|_| ParseError::TooLarge)?;
-        let den = num_traits::pow(ten.clone(), frac.len()) * (num_traits::pow(ten.clone(), repeat.len()) - BigInt::one());
+        let den = num_traits::pow(ten.clone(), frac.len())
+            * (num_traits::pow(ten.clone(), repeat.len()) - BigInt::one());
         value += BigRational::new(r, den);
     }
     if exp10 != 0 {

@@ -66,8 +66,13 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 5] =
-        [Reason::Equivalent, Reason::NotEquivalent, Reason::NoAnswer, Reason::Unparseable, Reason::GoldUnparseable];
+    pub const ALL: [Reason; 5] = [
+        Reason::Equivalent,
+        Reason::NotEquivalent,
+        Reason::NoAnswer,
+        Reason::Unparseable,
+        Reason::GoldUnparseable,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -105,22 +110,37 @@ pub fn parse_answer(raw: &str, cfg: &GradeConfig) -> Result<Parsed, ParseError> 
         return Err(ParseError::Empty);
     }
     if let Some(c) = choice(&key) {
-        return Ok(Parsed { expr: Expr::Choice(c), key });
+        return Ok(Parsed {
+            expr: Expr::Choice(c),
+            key,
+        });
     }
     let text = norm_text(&key);
-    if matches!(text.as_str(), "allrealnumbers" | "allreals" | "realnumbers" | "allrealx") {
-        return Ok(Parsed { expr: Expr::Reals, key });
+    if matches!(
+        text.as_str(),
+        "allrealnumbers" | "allreals" | "realnumbers" | "allrealx"
+    ) {
+        return Ok(Parsed {
+            expr: Expr::Reals,
+            key,
+        });
     }
     match parse::parse(&cleaned, &cfg.limits) {
         Ok(expr) => Ok(Parsed { expr, key }),
-        Err(ParseError::TextLike) if !text.is_empty() => Ok(Parsed { expr: Expr::Text(text), key }),
+        Err(ParseError::TextLike) if !text.is_empty() => Ok(Parsed {
+            expr: Expr::Text(text),
+            key,
+        }),
         Err(e) => Err(e),
     }
 }
 
 /// `A`, `(B)`: a multiple-choice letter.
 fn choice(key: &str) -> Option<char> {
-    let inner = key.strip_prefix('(').and_then(|k| k.strip_suffix(')')).unwrap_or(key);
+    let inner = key
+        .strip_prefix('(')
+        .and_then(|k| k.strip_suffix(')'))
+        .unwrap_or(key);
     let mut c = inner.chars();
     match (c.next(), c.next()) {
         (Some(l @ 'A'..='J'), None) => Some(l),
@@ -130,7 +150,10 @@ fn choice(key: &str) -> Option<char> {
 
 /// Lower-case letters and digits only: the plain-text comparison form.
 fn norm_text(s: &str) -> String {
-    s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+    s.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn is_textual(e: &Expr) -> bool {
@@ -140,19 +163,28 @@ fn is_textual(e: &Expr) -> bool {
 /// Grades `response` against `gold`. Never panics; bounded time for any input.
 pub fn grade(gold: &str, response: &str, cfg: &GradeConfig) -> Grade {
     let lim = &cfg.limits;
-    let verdict = |correct, extracted: Option<&str>, reason| Grade { correct, extracted: extracted.map(str::to_string), reason };
+    let verdict = |correct, extracted: Option<&str>, reason| Grade {
+        correct,
+        extracted: extracted.map(str::to_string),
+        reason,
+    };
     if response.len() > lim.max_response_bytes {
         return verdict(false, None, Reason::Unparseable);
     }
     let cands = extract::candidates(response, &cfg.fallbacks);
-    let Some(first) = cands.first() else { return verdict(false, None, Reason::NoAnswer) };
+    let Some(first) = cands.first() else {
+        return verdict(false, None, Reason::NoAnswer);
+    };
     // The first candidate that parses wins; plain text from a weak fallback
     // (the whole response, the last math span) only when nothing else parses.
     let mut chosen = None;
     let mut text_fallback = None;
     for (raw, src) in &cands {
         if let Ok(p) = parse_answer(raw, cfg) {
-            let weak = matches!(src, Source::WholeResponse | Source::LastNumber | Source::LastLatex);
+            let weak = matches!(
+                src,
+                Source::WholeResponse | Source::LastNumber | Source::LastLatex
+            );
             if weak && is_textual(&p.expr) {
                 text_fallback = text_fallback.or(Some((raw.as_str(), p)));
             } else {
@@ -162,7 +194,9 @@ pub fn grade(gold: &str, response: &str, cfg: &GradeConfig) -> Grade {
         }
     }
     let chosen = chosen.or(text_fallback);
-    let Some((raw, pred)) = chosen else { return verdict(false, Some(first.0.as_str()), Reason::Unparseable) };
+    let Some((raw, pred)) = chosen else {
+        return verdict(false, Some(first.0.as_str()), Reason::Unparseable);
+    };
     if gold.len() > lim.max_response_bytes {
         return verdict(false, Some(raw), Reason::GoldUnparseable);
     }
@@ -176,7 +210,9 @@ pub fn grade(gold: &str, response: &str, cfg: &GradeConfig) -> Grade {
             }
         }
     }
-    let Some(gold) = gold_parsed else { return verdict(false, Some(raw), Reason::GoldUnparseable) };
+    let Some(gold) = gold_parsed else {
+        return verdict(false, Some(raw), Reason::GoldUnparseable);
+    };
     let correct = if gold.key == pred.key {
         Ok(true)
     } else if is_textual(&gold.expr) || is_textual(&pred.expr) {

@@ -44,7 +44,12 @@ pub fn parse(s: &str, lim: &Limits) -> R<Expr> {
     if toks.is_empty() {
         return Err(ParseError::Empty);
     }
-    let mut p = Parser { toks, pos: 0, depth: 0, lim };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+        lim,
+    };
     let e = p.top()?;
     if p.pos < p.toks.len() {
         return Err(ParseError::Unexpected(format!("{:?}", p.toks[p.pos].tok)));
@@ -81,15 +86,61 @@ const FUNCS: &[(&str, Func)] = &[
 ];
 
 const GREEK: &[&str] = &[
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "kappa",
-    "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta",
-    "Theta", "Lambda", "Sigma", "Phi", "Psi", "Omega",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "varepsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "vartheta",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "rho",
+    "sigma",
+    "tau",
+    "phi",
+    "varphi",
+    "chi",
+    "psi",
+    "omega",
+    "Gamma",
+    "Delta",
+    "Theta",
+    "Lambda",
+    "Sigma",
+    "Phi",
+    "Psi",
+    "Omega",
 ];
 
 /// Font and decoration commands whose argument is the value.
 const WRAPPERS: &[&str] = &[
-    "mathbf", "mathit", "mathrm", "boldsymbol", "bm", "vec", "hat", "bar", "tilde", "overline", "mathcal",
-    "operatorname", "textbf", "text", "boxed", "fbox", "underline", "mathsf", "textit", "mbox",
+    "mathbf",
+    "mathit",
+    "mathrm",
+    "boldsymbol",
+    "bm",
+    "vec",
+    "hat",
+    "bar",
+    "tilde",
+    "overline",
+    "mathcal",
+    "operatorname",
+    "textbf",
+    "text",
+    "boxed",
+    "fbox",
+    "underline",
+    "mathsf",
+    "textit",
+    "mbox",
 ];
 
 fn func_of(name: &str) -> Option<Func> {
@@ -121,7 +172,11 @@ impl Parser<'_> {
     }
 
     fn expect_sym(&mut self, c: char) -> R<()> {
-        if self.eat_sym(c) { Ok(()) } else { Err(self.unexpected()) }
+        if self.eat_sym(c) {
+            Ok(())
+        } else {
+            Err(self.unexpected())
+        }
     }
 
     fn unexpected(&self) -> ParseError {
@@ -134,7 +189,11 @@ impl Parser<'_> {
 
     fn enter(&mut self) -> R<()> {
         self.depth += 1;
-        if self.depth > self.lim.max_depth { Err(ParseError::TooDeep(self.lim.max_depth)) } else { Ok(()) }
+        if self.depth > self.lim.max_depth {
+            Err(ParseError::TooDeep(self.lim.max_depth))
+        } else {
+            Ok(())
+        }
     }
 
     fn leave(&mut self) {
@@ -142,11 +201,16 @@ impl Parser<'_> {
     }
 
     fn check_items(&self, n: usize) -> R<()> {
-        if n > self.lim.max_items { Err(ParseError::TooManyItems(self.lim.max_items)) } else { Ok(()) }
+        if n > self.lim.max_items {
+            Err(ParseError::TooManyItems(self.lim.max_items))
+        } else {
+            Ok(())
+        }
     }
 
     fn at_list_sep(&self) -> bool {
-        matches!(self.peek(), Some(Tok::Sym(',' | ';'))) || matches!(self.peek(), Some(Tok::Word(w)) if w == "and" || w == "or")
+        matches!(self.peek(), Some(Tok::Sym(',' | ';')))
+            || matches!(self.peek(), Some(Tok::Word(w)) if w == "and" || w == "or")
     }
 
     /// The whole answer: `;` separates groups, `,`/"and"/"or" items.
@@ -173,7 +237,16 @@ impl Parser<'_> {
         groups.retain(|g| !g.is_empty());
         let nested = semis && groups.len() > 1 && groups.iter().any(|g| g.len() > 1);
         let mut items: Vec<Expr> = if nested {
-            groups.into_iter().map(|mut g| if g.len() == 1 { g.remove(0) } else { Expr::List(g) }).collect()
+            groups
+                .into_iter()
+                .map(|mut g| {
+                    if g.len() == 1 {
+                        g.remove(0)
+                    } else {
+                        Expr::List(g)
+                    }
+                })
+                .collect()
         } else {
             groups.into_iter().flatten().collect()
         };
@@ -211,7 +284,11 @@ impl Parser<'_> {
             terms.push(self.ratio()?);
             self.check_items(terms.len())?;
         }
-        Ok(if ops.is_empty() { terms.remove(0) } else { Expr::Rel { terms, ops } })
+        Ok(if ops.is_empty() {
+            terms.remove(0)
+        } else {
+            Expr::Rel { terms, ops }
+        })
     }
 
     fn ratio(&mut self) -> R<Expr> {
@@ -278,8 +355,28 @@ impl Parser<'_> {
             Some(Tok::Word(w)) => w != "and" && w != "or",
             Some(Tok::Cmd(c)) => !matches!(
                 c.as_str(),
-                "cdot" | "times" | "div" | "pm" | "mp" | "le" | "ge" | "ne" | "in" | "cup" | "to" | "gets" | "approx"
-                    | "equiv" | "end" | "rfloor" | "rceil" | "rangle" | "coloneqq" | "ldots" | "cdots" | "dots"
+                "cdot"
+                    | "times"
+                    | "div"
+                    | "pm"
+                    | "mp"
+                    | "le"
+                    | "ge"
+                    | "ne"
+                    | "in"
+                    | "cup"
+                    | "to"
+                    | "gets"
+                    | "approx"
+                    | "equiv"
+                    | "end"
+                    | "rfloor"
+                    | "rceil"
+                    | "rangle"
+                    | "coloneqq"
+                    | "ldots"
+                    | "cdots"
+                    | "dots"
             ),
             _ => false,
         }
@@ -320,7 +417,9 @@ impl Parser<'_> {
                         acc = m;
                         continue;
                     }
-                    if matches!(acc, Expr::Num { .. }) && matches!(self.peek(), Some(Tok::Num { .. })) {
+                    if matches!(acc, Expr::Num { .. })
+                        && matches!(self.peek(), Some(Tok::Num { .. }))
+                    {
                         return Err(ParseError::Unexpected("two numbers in a row".into()));
                     }
                     acc = mul(acc, self.power()?);
@@ -340,7 +439,13 @@ impl Parser<'_> {
                 other => Expr::Mul(vec![Expr::int(-1), other]),
             }));
         }
-        let Expr::Num { value: whole, decimal: false } = acc else { return Ok(None) };
+        let Expr::Num {
+            value: whole,
+            decimal: false,
+        } = acc
+        else {
+            return Ok(None);
+        };
         if !whole.is_integer() || whole.is_negative() {
             return Ok(None);
         }
@@ -355,7 +460,10 @@ impl Parser<'_> {
                     return Ok(None);
                 }
             }
-        } else if is_int(self.peek()) && self.peek_at(1) == Some(&Tok::Sym('/')) && is_int(self.peek_at(2)) {
+        } else if is_int(self.peek())
+            && self.peek_at(1) == Some(&Tok::Sym('/'))
+            && is_int(self.peek_at(2))
+        {
             let a = self.primary()?;
             self.pos += 1;
             let b = self.primary()?;
@@ -363,8 +471,12 @@ impl Parser<'_> {
         } else {
             return Ok(None);
         };
-        let Expr::Div(a, b) = &frac else { return Ok(None) };
-        let (Some(n), Some(d)) = (lit(a), lit(b)) else { return Ok(None) };
+        let Expr::Div(a, b) = &frac else {
+            return Ok(None);
+        };
+        let (Some(n), Some(d)) = (lit(a), lit(b)) else {
+            return Ok(None);
+        };
         if d.is_zero() || n >= d {
             return Ok(Some(mul(acc.clone(), frac)));
         }
@@ -384,7 +496,8 @@ impl Parser<'_> {
             }
             Some(Tok::Cmd(c)) if c == "pm" || c == "mp" => {
                 self.pos += 1;
-                self.unary().map(|e| Expr::PlusMinus(Box::new(Expr::int(0)), Box::new(e)))
+                self.unary()
+                    .map(|e| Expr::PlusMinus(Box::new(Expr::int(0)), Box::new(e)))
             }
             _ => self.power(),
         };
@@ -464,12 +577,18 @@ impl Parser<'_> {
                 self.pos += 1;
                 self.group_until('}')
             }
-            Some(Tok::Num { value, decimal: false }) if value.is_integer() && value.to_integer() >= BigInt::from(10) => {
+            Some(Tok::Num {
+                value,
+                decimal: false,
+            }) if value.is_integer() && value.to_integer() >= BigInt::from(10) => {
                 // Split a digit run: `\frac94` is 9 over 4.
                 let s = value.to_integer().to_string();
                 let (first, rest) = s.split_at(1);
                 let rest_v: BigInt = rest.parse().map_err(|_| ParseError::TooLarge)?;
-                self.toks[self.pos].tok = Tok::Num { value: BigRational::from_integer(rest_v), decimal: false };
+                self.toks[self.pos].tok = Tok::Num {
+                    value: BigRational::from_integer(rest_v),
+                    decimal: false,
+                };
                 Ok(Expr::int(first.parse().unwrap_or(0)))
             }
             Some(Tok::Num { .. } | Tok::Letter(_)) => self.primary(),
@@ -513,7 +632,8 @@ impl Parser<'_> {
             if let Err(e) = self.check_items(items.len()) {
                 break Err(e);
             }
-            if !matches!(self.peek(), Some(Tok::Sym(',' | ';'))) && !matches!(self.peek(), Some(Tok::Sym(c)) if closers.contains(c))
+            if !matches!(self.peek(), Some(Tok::Sym(',' | ';')))
+                && !matches!(self.peek(), Some(Tok::Sym(c)) if closers.contains(c))
             {
                 break Err(self.unexpected());
             }
@@ -556,7 +676,9 @@ impl Parser<'_> {
     }
 
     fn primary_inner(&mut self) -> R<Expr> {
-        let Some(tok) = self.bump() else { return Err(ParseError::Unexpected("end of answer".into())) };
+        let Some(tok) = self.bump() else {
+            return Err(ParseError::Unexpected("end of answer".into()));
+        };
         match tok {
             Tok::Num { value, decimal } => Ok(Expr::Num { value, decimal }),
             Tok::Letter(c) => self.letter(c),
@@ -645,7 +767,11 @@ impl Parser<'_> {
                 Ok(Expr::Binom(Box::new(a), Box::new(b)))
             }
             "sqrt" => {
-                let index = if self.eat_sym('[') { self.group_until(']')? } else { Expr::int(2) };
+                let index = if self.eat_sym('[') {
+                    self.group_until(']')?
+                } else {
+                    Expr::int(2)
+                };
                 let arg = self.single_arg()?;
                 Ok(Expr::Root(Box::new(index), Box::new(arg)))
             }
@@ -669,7 +795,14 @@ impl Parser<'_> {
                     return Err(self.unexpected());
                 }
                 self.pos += 1;
-                Ok(Expr::Apply(if c == "lfloor" { Func::Floor } else { Func::Ceil }, Box::new(e)))
+                Ok(Expr::Apply(
+                    if c == "lfloor" {
+                        Func::Floor
+                    } else {
+                        Func::Ceil
+                    },
+                    Box::new(e),
+                ))
             }
             "langle" => {
                 let mut items = vec![];
@@ -687,7 +820,10 @@ impl Parser<'_> {
                     items.push(self.relation()?);
                     self.check_items(items.len())?;
                 }
-                Ok(Expr::Tuple { items, paren: false })
+                Ok(Expr::Tuple {
+                    items,
+                    paren: false,
+                })
             }
             "begin" => self.environment(),
             "sum" | "prod" => self.big_operator(c == "prod"),
@@ -697,7 +833,12 @@ impl Parser<'_> {
             }
             _ if WRAPPERS.contains(&c) => {
                 let a = self.single_arg()?;
-                if c == "mathrm" || c == "operatorname" || c == "text" || c == "textbf" || c == "mbox" {
+                if c == "mathrm"
+                    || c == "operatorname"
+                    || c == "text"
+                    || c == "textbf"
+                    || c == "mbox"
+                {
                     if let Expr::Var { name, sub: None } = &a {
                         return Ok(match name.as_str() {
                             "e" => Expr::Const(Constant::E),
@@ -737,7 +878,11 @@ impl Parser<'_> {
     }
 
     fn log(&mut self) -> R<Expr> {
-        let base = if self.eat_sym('_') { Some(Box::new(self.single_arg()?)) } else { None };
+        let base = if self.eat_sym('_') {
+            Some(Box::new(self.single_arg()?))
+        } else {
+            None
+        };
         let arg = self.func_arg()?;
         Ok(Expr::Log(base, Box::new(arg)))
     }
@@ -766,7 +911,9 @@ impl Parser<'_> {
     fn big_operator(&mut self, product: bool) -> R<Expr> {
         self.expect_sym('_')?;
         let lower = self.single_arg()?;
-        let Expr::Rel { mut terms, ops } = lower else { return Err(ParseError::Unexpected("sum without index".into())) };
+        let Expr::Rel { mut terms, ops } = lower else {
+            return Err(ParseError::Unexpected("sum without index".into()));
+        };
         if ops != [RelOp::Eq] {
             return Err(ParseError::Unexpected("sum bounds".into()));
         }
@@ -777,7 +924,13 @@ impl Parser<'_> {
         self.expect_sym('^')?;
         let hi = self.exponent()?;
         let body = self.term()?;
-        Ok(Expr::Sum { var: name, lo: Box::new(lo), hi: Box::new(hi), body: Box::new(body), product })
+        Ok(Expr::Sum {
+            var: name,
+            lo: Box::new(lo),
+            hi: Box::new(hi),
+            body: Box::new(body),
+            product,
+        })
     }
 
     /// `\begin{pmatrix} a & b \\ c & d \end{pmatrix}` (also bmatrix, array, ...).
@@ -839,10 +992,25 @@ fn is_known_word(w: &str) -> bool {
 fn var(name: String, sub: Option<Box<Expr>>) -> Expr {
     // `y_{max}`: a letters-only subscript is part of the name.
     match sub.as_deref() {
-        Some(Expr::Var { name: s, sub: None }) => Expr::Var { name: format!("{name}_{s}"), sub: None },
+        Some(Expr::Var { name: s, sub: None }) => Expr::Var {
+            name: format!("{name}_{s}"),
+            sub: None,
+        },
         Some(Expr::Mul(v)) if v.iter().all(|e| matches!(e, Expr::Var { sub: None, .. })) => {
-            let s: String = v.iter().filter_map(|e| if let Expr::Var { name, .. } = e { Some(name.as_str()) } else { None }).collect();
-            Expr::Var { name: format!("{name}_{s}"), sub: None }
+            let s: String = v
+                .iter()
+                .filter_map(|e| {
+                    if let Expr::Var { name, .. } = e {
+                        Some(name.as_str())
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            Expr::Var {
+                name: format!("{name}_{s}"),
+                sub: None,
+            }
         }
         _ => Expr::Var { name, sub },
     }
@@ -888,21 +1056,39 @@ fn bracketed(mut items: Vec<Expr>, open_round: bool, close_square: bool) -> R<Ex
         2 => {
             let hi = items.pop().unwrap_or(Expr::Inf);
             let lo = items.pop().unwrap_or(Expr::Inf);
-            Ok(Expr::Interval { lo: Box::new(lo), hi: Box::new(hi), lo_closed: !open_round, hi_closed: close_square })
+            Ok(Expr::Interval {
+                lo: Box::new(lo),
+                hi: Box::new(hi),
+                lo_closed: !open_round,
+                hi_closed: close_square,
+            })
         }
-        _ if open_round == !close_square => Ok(Expr::Tuple { items, paren: open_round }),
+        _ if open_round == !close_square => Ok(Expr::Tuple {
+            items,
+            paren: open_round,
+        }),
         _ => Err(ParseError::Unexpected("mismatched brackets".into())),
     }
 }
 
 /// `204_5`: digits in base 2..=36.
 fn to_base(n: &Expr, base: &Expr) -> R<Expr> {
-    let (Some(v), Some(b)) = (lit(n), lit(base)) else { return Err(ParseError::Unexpected("base".into())) };
-    let b = b.to_integer().to_u32().filter(|b| (2..=36).contains(b)).ok_or(ParseError::Unexpected("base".into()))?;
+    let (Some(v), Some(b)) = (lit(n), lit(base)) else {
+        return Err(ParseError::Unexpected("base".into()));
+    };
+    let b = b
+        .to_integer()
+        .to_u32()
+        .filter(|b| (2..=36).contains(b))
+        .ok_or(ParseError::Unexpected("base".into()))?;
     if !v.is_integer() {
         return Err(ParseError::Unexpected("base".into()));
     }
     let digits = v.to_integer().to_string();
-    let parsed = BigInt::parse_bytes(digits.as_bytes(), b).ok_or(ParseError::Unexpected("digit for base".into()))?;
-    Ok(Expr::Num { value: BigRational::from_integer(parsed), decimal: false })
+    let parsed = BigInt::parse_bytes(digits.as_bytes(), b)
+        .ok_or(ParseError::Unexpected("digit for base".into()))?;
+    Ok(Expr::Num {
+        value: BigRational::from_integer(parsed),
+        decimal: false,
+    })
 }

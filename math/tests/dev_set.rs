@@ -8,9 +8,13 @@ use gradus_math::{GradeConfig, grade};
 #[test]
 #[ignore = "reads ../shared/data/math_dev.jsonl from outside the repository"]
 fn dev_set_agreement() {
-    let default = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/math_dev.jsonl");
+    let default = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/data/math_dev.jsonl"
+    );
     let path = std::env::var("GRADUS_MATH_DEV").unwrap_or_else(|_| default.to_string());
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e} (set GRADUS_MATH_DEV to its path)"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (set GRADUS_MATH_DEV to its path)"));
     let cfg = GradeConfig::lenient();
     let mut agree = 0;
     let mut total = 0;
@@ -27,7 +31,18 @@ fn dev_set_agreement() {
         if g.correct == expected {
             agree += 1;
         } else {
-            println!("row {i}: expected {expected}, got {:?} {:?}\n  gold {gold:?}\n  pred {:?}", g.reason, g.extracted, pred.chars().rev().take(160).collect::<Vec<_>>().into_iter().rev().collect::<String>());
+            println!(
+                "row {i}: expected {expected}, got {:?} {:?}\n  gold {gold:?}\n  pred {:?}",
+                g.reason,
+                g.extracted,
+                pred.chars()
+                    .rev()
+                    .take(160)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<String>()
+            );
         }
     }
     println!("agreement {agree}/{total}");

@@ -19,8 +19,16 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("0", "0.0", true),
     ("1000000007", "1000000007", true),
     ("1000000007", "1000000009", false),
-    ("123456789012345678901234567890", "123456789012345678901234567890", true),
-    ("123456789012345678901234567890", "123456789012345678901234567891", false),
+    (
+        "123456789012345678901234567890",
+        "123456789012345678901234567890",
+        true,
+    ),
+    (
+        "123456789012345678901234567890",
+        "123456789012345678901234567891",
+        false,
+    ),
     ("2^{100}", "1267650600228229401496703205376", true),
     ("2^{100}", "1267650600228229401496703205377", false),
     ("10^{18}+1", "1000000000000000001", true),
@@ -82,7 +90,11 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("\\frac{7}{3}", "3/7", false),
     ("1", "\\frac{1}{3}+\\frac{1}{3}+\\frac{1}{3}", true),
     ("\\frac{1}{2}+\\frac{1}{72}", "\\frac{37}{72}", true),
-    ("\\frac{1}{2}+\\frac{1}{72}", "\\frac{1}{2}+\\frac{2}{3}", false),
+    (
+        "\\frac{1}{2}+\\frac{1}{72}",
+        "\\frac{1}{2}+\\frac{2}{3}",
+        false,
+    ),
     // Mixed numbers.
     ("\\frac{5}{2}", "2\\frac{1}{2}", true),
     ("2\\frac{1}{2}", "\\frac{5}{2}", true),
@@ -112,7 +124,11 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("4", "4\\sqrt{2}", false),
     ("1-\\sqrt{2}", "1", false),
     ("10\\sqrt{3}+2", "10\\sqrt3 + \\sqrt{4}", true),
-    ("\\frac{5\\sqrt{42}}{27}", "\\frac{10\\sqrt{10.5}}{27}", true),
+    (
+        "\\frac{5\\sqrt{42}}{27}",
+        "\\frac{10\\sqrt{10.5}}{27}",
+        true,
+    ),
     ("\\sqrt{17}", "4.123105625617661", true),
     ("\\sqrt{17}", "4.1231", false),
     ("\\sqrt{2}", "sqrt(2)", true),
@@ -125,7 +141,11 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("\\frac{1}{8}", "2^{-3}", true),
     ("4", "16^{1/2}", true),
     ("27", "9^{3/2}", true),
-    ("\\frac{2^{2005}+1}{3 \\cdot 2^{2006}}", "\\frac{1}{3 \\cdot 2^{2006}}", false),
+    (
+        "\\frac{2^{2005}+1}{3 \\cdot 2^{2006}}",
+        "\\frac{1}{3 \\cdot 2^{2006}}",
+        false,
+    ),
     ("x^{2/3}", "\\sqrt[3]{x}^2", true),
     ("x^{2/3}", "\\sqrt[3]{x^2}", true),
     ("x^{3/2}", "\\sqrt[3]{x}^2", false),
@@ -146,7 +166,11 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("3", "\\log_2 8", true),
     ("3", "\\log_{2}(8)", true),
     ("2", "\\log_{10} 100", true),
-    ("1 - \\frac{1}{\\mathrm{e}}", "1 + \\frac{1}{\\mathrm{e}}", false),
+    (
+        "1 - \\frac{1}{\\mathrm{e}}",
+        "1 + \\frac{1}{\\mathrm{e}}",
+        false,
+    ),
     ("1 - \\frac{1}{\\mathrm{e}}", "\\frac{e-1}{e}", true),
     // Complex numbers.
     ("-1", "i^2", true),
@@ -155,7 +179,11 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("3+4i", "4i+3", true),
     ("3+4i", "3-4i", false),
     ("-2+2i", "2-2i", false),
-    ("\\frac{1}{2}+\\frac{\\sqrt{3}}{2}i", "\\frac{1+i\\sqrt{3}}{2}", true),
+    (
+        "\\frac{1}{2}+\\frac{\\sqrt{3}}{2}i",
+        "\\frac{1+i\\sqrt{3}}{2}",
+        true,
+    ),
     ("5", "|3+4i|", true),
     // Scientific notation.
     ("300000", "3 \\times 10^5", true),
@@ -206,7 +234,11 @@ const EQUIV: &[(&str, &str, bool)] = &[
     // Spacing and sizing commands.
     ("\\frac{1}{3}", "\\left( \\frac{1}{3} \\right)", true),
     ("(x-2)(x+2)", "\\left(x-2\\right)\\left(x+2\\right)", true),
-    ("\\frac{1}{2}+\\frac{1}{72}", "\\tfrac{1}{2} +\\! \\frac1{72}", true),
+    (
+        "\\frac{1}{2}+\\frac{1}{72}",
+        "\\tfrac{1}{2} +\\! \\frac1{72}",
+        true,
+    ),
     ("12", "1\\;2", false),
     ("6", "\\displaystyle 6", true),
     ("2\\sqrt{2}", "2 \\, \\sqrt{2}", true),
@@ -235,7 +267,11 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("(a+5)(b+2)", "(+5)(b+2)", false),
     ("\\frac{\\pi r}{h+r}", "\\frac{r\\pi}{r+h}", true),
     ("\\frac{\\pi r}{h+r}", "\\frac{\\pi h}{h+r}", false),
-    ("-\\frac{2(x^2+6)}{9(x^2-2)\\sqrt[3]{x^2-2}^2}", "-\\frac{8x^2}{9(x^2-2)^{5/3}}+\\frac{2}{3(x^2-2)^{2/3}}", true),
+    (
+        "-\\frac{2(x^2+6)}{9(x^2-2)\\sqrt[3]{x^2-2}^2}",
+        "-\\frac{8x^2}{9(x^2-2)^{5/3}}+\\frac{2}{3(x^2-2)^{2/3}}",
+        true,
+    ),
     ("\\sum_{k=1}^{n} k", "\\frac{n(n+1)}{2}", true),
     ("\\sum_{k=1}^{n} k^2", "\\frac{n(n+1)}{2}", false),
     ("\\sum_{k=1}^{10} k", "55", true),
@@ -270,7 +306,11 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("(6,31,-1)", "(6,31,-1)", true),
     ("(6,31,-1)", "(6,31,1)", false),
     ("(6,31,-1)", "(6,31)", false),
-    ("(3, \\frac{\\pi}{2})", "\\left( 3, \\frac{\\pi}{2} \\right)", true),
+    (
+        "(3, \\frac{\\pi}{2})",
+        "\\left( 3, \\frac{\\pi}{2} \\right)",
+        true,
+    ),
     ("(3, \\frac{\\pi}{2})", "(3, \\frac{\\pi}{3})", false),
     ("(p,q)=(3,2)", "(3, 2)", true),
     ("(p,q)=(3,2)", "(2, 3)", false),
@@ -296,7 +336,11 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("\\mathbb{R}", "(0, \\infty)", false),
     ("(2, 12) \\cup (12, 102)", "(12, 102) \\cup (2, 12)", true),
     ("(2, 12) \\cup (12, 102)", "(2, 12] \\cup (12, 102)", false),
-    ("(-\\infty,-3]\\cup[2,\\infty)", "(-\\infty, -3] \\cup [2, \\infty)", true),
+    (
+        "(-\\infty,-3]\\cup[2,\\infty)",
+        "(-\\infty, -3] \\cup [2, \\infty)",
+        true,
+    ),
     ("[-3,2]", "(-\\infty, -3] \\cup [2, \\infty)", false),
     ("x \\in [-2,7]", "[-2,7]", true),
     ("[-2,7]", "x \\in [-2,7]", true),
@@ -336,7 +380,11 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("a^2 + b = 0", "0", false),
     ("f(x)=1", "1", true),
     ("A:B=1", "1", true),
-    ("\\frac{NO}{BO}=\\frac{1}{\\sqrt{6}}", "\\frac{1}{\\sqrt{6}}", true),
+    (
+        "\\frac{NO}{BO}=\\frac{1}{\\sqrt{6}}",
+        "\\frac{1}{\\sqrt{6}}",
+        true,
+    ),
     ("D = (0, 1)", "D = (0, 1)", true),
     ("D = (0, 1)", "D = (0, 1.5)", false),
     ("x = 2, x = -3", "x = -3, x = 2", true),
@@ -344,8 +392,16 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("a=2, b=3", "a=3, b=2", false),
     ("a=2, b=3", "b=3, a=2", true),
     ("x=1 \\text{ or } x=2", "x \\in \\{1,2\\}", true),
-    ("x = \\frac{-1 \\pm \\sqrt{13}}{4}", "\\frac{-1+\\sqrt{13}}{4}, \\frac{-1-\\sqrt{13}}{4}", true),
-    ("x = \\frac{-1 \\pm \\sqrt{13}}{4}", "\\frac{-1+\\sqrt{13}}{4}", false),
+    (
+        "x = \\frac{-1 \\pm \\sqrt{13}}{4}",
+        "\\frac{-1+\\sqrt{13}}{4}, \\frac{-1-\\sqrt{13}}{4}",
+        true,
+    ),
+    (
+        "x = \\frac{-1 \\pm \\sqrt{13}}{4}",
+        "\\frac{-1+\\sqrt{13}}{4}",
+        false,
+    ),
     // Ordered vs unordered lists.
     ("1, 2, 3", "3, 2, 1", true),
     ("1, 2, 3", "1, 2", false),
@@ -363,15 +419,47 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("12:00", "1:00", false),
     ("1:2:3:\\ldots", "1:4:9:\\ldots", false),
     // Matrices.
-    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{bmatrix} 1 & 2 \\\\ 3 & 4 \\end{bmatrix}", true),
-    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{pmatrix} 1 & 2 \\\\ 3 & 5 \\end{pmatrix}", false),
-    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{pmatrix} 1 & 3 \\\\ 2 & 4 \\end{pmatrix}", false),
-    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\left[\\begin{array}{cc}1 & 2 \\\\3 & 4\\end{array}\\right]", true),
-    ("\\begin{pmatrix} \\frac12 & 0 \\\\ 0 & 1 \\end{pmatrix}", "\\begin{pmatrix} 0.5 & 0 \\\\ 0 & 1 \\end{pmatrix}", true),
+    (
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+        "\\begin{bmatrix} 1 & 2 \\\\ 3 & 4 \\end{bmatrix}",
+        true,
+    ),
+    (
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 5 \\end{pmatrix}",
+        false,
+    ),
+    (
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+        "\\begin{pmatrix} 1 & 3 \\\\ 2 & 4 \\end{pmatrix}",
+        false,
+    ),
+    (
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+        "\\left[\\begin{array}{cc}1 & 2 \\\\3 & 4\\end{array}\\right]",
+        true,
+    ),
+    (
+        "\\begin{pmatrix} \\frac12 & 0 \\\\ 0 & 1 \\end{pmatrix}",
+        "\\begin{pmatrix} 0.5 & 0 \\\\ 0 & 1 \\end{pmatrix}",
+        true,
+    ),
     ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "(1,2)", true),
-    ("\\begin{pmatrix} -1 \\\\ 3 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} -1 \\\\ 3 \\\\ -2 \\end{pmatrix}", false),
-    ("\\begin{pmatrix} 1 & 0 \\\\ 0 & 1 \\end{pmatrix}", "\\begin{pmatrix} 1 & 0 & 0 \\\\ 0 & 1 & 0 \\end{pmatrix}", false),
-    ("\\begin{pmatrix}\\frac{1}{3\\sqrt[3]{x}^2}&0\\\\-\\sin(x)&0\\end{pmatrix}", "\\begin{pmatrix}\\frac{1}{3x^{2/3}}&0\\\\-\\sin(x)&0\\end{pmatrix}", true),
+    (
+        "\\begin{pmatrix} -1 \\\\ 3 \\\\ 2 \\end{pmatrix}",
+        "\\begin{pmatrix} -1 \\\\ 3 \\\\ -2 \\end{pmatrix}",
+        false,
+    ),
+    (
+        "\\begin{pmatrix} 1 & 0 \\\\ 0 & 1 \\end{pmatrix}",
+        "\\begin{pmatrix} 1 & 0 & 0 \\\\ 0 & 1 & 0 \\end{pmatrix}",
+        false,
+    ),
+    (
+        "\\begin{pmatrix}\\frac{1}{3\\sqrt[3]{x}^2}&0\\\\-\\sin(x)&0\\end{pmatrix}",
+        "\\begin{pmatrix}\\frac{1}{3x^{2/3}}&0\\\\-\\sin(x)&0\\end{pmatrix}",
+        true,
+    ),
     // Multiple choice.
     ("\\text{(A)}", "A", true),
     ("\\text{(B)}", "(C)", false),
@@ -400,57 +488,175 @@ const EQUIV: &[(&str, &str, bool)] = &[
 
 const EXTRACT: &[(&str, &str, bool, bool)] = &[
     // Boxes: last one, nested braces, fbox, box without braces.
-    ("5", "First $\\boxed{3}$, but that ignores a case, so the answer is $\\boxed{5}$.", true, true),
-    ("3", "First $\\boxed{3}$, but that ignores a case, so the answer is $\\boxed{5}$.", false, false),
+    (
+        "5",
+        "First $\\boxed{3}$, but that ignores a case, so the answer is $\\boxed{5}$.",
+        true,
+        true,
+    ),
+    (
+        "3",
+        "First $\\boxed{3}$, but that ignores a case, so the answer is $\\boxed{5}$.",
+        false,
+        false,
+    ),
     ("\\frac{1}{2}", "We get \\boxed{\\frac{1}{2}}.", true, true),
     ("5", "The answer is \\fbox{5}.", true, true),
     ("5", "The answer is \\boxed 5.", true, true),
     ("\\{1,2\\}", "So $\\boxed{\\{1, 2\\}}$.", true, true),
-    ("\\frac{\\pi}{4}", "The angle is $\\boxed{\\frac{\\pi}{4}}$ radians.", true, true),
+    (
+        "\\frac{\\pi}{4}",
+        "The angle is $\\boxed{\\frac{\\pi}{4}}$ radians.",
+        true,
+        true,
+    ),
     ("5", "Unbalanced \\boxed{5", false, true),
     ("6", "Unbalanced \\boxed{5", false, false),
     // Think blocks are ignored.
-    ("5", "<think>Maybe \\boxed{4}?</think> The answer is \\boxed{5}.", true, true),
-    ("4", "<think>Maybe \\boxed{4}?</think> The answer is \\boxed{5}.", false, false),
+    (
+        "5",
+        "<think>Maybe \\boxed{4}?</think> The answer is \\boxed{5}.",
+        true,
+        true,
+    ),
+    (
+        "4",
+        "<think>Maybe \\boxed{4}?</think> The answer is \\boxed{5}.",
+        false,
+        false,
+    ),
     ("4", "<think>still thinking... \\boxed{4}", false, false),
-    ("24", "<think>Let me calculate</think>\nThe answer is \\boxed{24}.", true, true),
+    (
+        "24",
+        "<think>Let me calculate</think>\nThe answer is \\boxed{24}.",
+        true,
+        true,
+    ),
     // Adjacent boxes form one answer; hedging across boxes fails.
-    ("5", "$\\boxed{1}, \\boxed{2}, \\boxed{3}, \\boxed{4}, \\boxed{5}$", false, false),
-    ("2", "The answer is $\\boxed{2}$ or $\\boxed{-2}$.", false, false),
-    ("\\{1,2,3\\}", "\\boxed{1},\\boxed{2},\\boxed{3}", true, true),
-    ("k = 45, n = 2", "$$\\boxed{k = 45} \\quad \\text{and} \\quad \\boxed{n = 2}$$", true, true),
-    ("(2, 2), (6, 2)", "$$\\boxed{(2, 2)} \\quad \\text{and} \\quad \\boxed{(6, 2)}$$", true, true),
+    (
+        "5",
+        "$\\boxed{1}, \\boxed{2}, \\boxed{3}, \\boxed{4}, \\boxed{5}$",
+        false,
+        false,
+    ),
+    (
+        "2",
+        "The answer is $\\boxed{2}$ or $\\boxed{-2}$.",
+        false,
+        false,
+    ),
+    (
+        "\\{1,2,3\\}",
+        "\\boxed{1},\\boxed{2},\\boxed{3}",
+        true,
+        true,
+    ),
+    (
+        "k = 45, n = 2",
+        "$$\\boxed{k = 45} \\quad \\text{and} \\quad \\boxed{n = 2}$$",
+        true,
+        true,
+    ),
+    (
+        "(2, 2), (6, 2)",
+        "$$\\boxed{(2, 2)} \\quad \\text{and} \\quad \\boxed{(6, 2)}$$",
+        true,
+        true,
+    ),
     // Fallbacks: only in lenient mode.
-    ("42", "Adding the parts gives 40 + 2. Therefore, the answer is 42.", false, true),
+    (
+        "42",
+        "Adding the parts gives 40 + 2. Therefore, the answer is 42.",
+        false,
+        true,
+    ),
     ("9", "Answer: 9", false, true),
     ("9", "Answer: 8", false, false),
     ("6", "The answer is not 5; it is 6.", false, true),
     ("3", "The answer is 1 or 2 or 3 or 4.", false, false),
-    ("\\frac{4}{3}", "Final Answer: The final answer is $\\frac{4}{3}$. I hope it is correct.", false, true),
-    ("73", "Thus the count is **73**.\n\nFinal Answer: **73**", false, true),
+    (
+        "\\frac{4}{3}",
+        "Final Answer: The final answer is $\\frac{4}{3}$. I hope it is correct.",
+        false,
+        true,
+    ),
+    (
+        "73",
+        "Thus the count is **73**.\n\nFinal Answer: **73**",
+        false,
+        true,
+    ),
     ("9", "Answer $ 9 $", false, true),
     ("9", "Answer \\( 9 \\)", false, true),
     ("9", "Answer \\[ \n 9 \n \\]", false, true),
     ("-5", "-5", false, true),
     ("7425000", "7,425,000", false, true),
-    ("1000.99", "so the number is 10 which is 1,000.99m²", false, true),
-    ("7", "Let me compute: first 6 + 1 = 7, then we need to multiply the result by", false, false),
+    (
+        "1000.99",
+        "so the number is 10 which is 1,000.99m²",
+        false,
+        true,
+    ),
+    (
+        "7",
+        "Let me compute: first 6 + 1 = 7, then we need to multiply the result by",
+        false,
+        false,
+    ),
     ("3", "", false, false),
     ("3", "I don't know how to solve this problem.", false, false),
-    ("\\pi", "Putting everything together, the answer is π.", false, true),
-    ("\\text{Tuesday}", "Putting everything together, the answer is Tuesday.", false, true),
-    ("300000", "Putting everything together, the answer is 3e5.", false, true),
+    (
+        "\\pi",
+        "Putting everything together, the answer is π.",
+        false,
+        true,
+    ),
+    (
+        "\\text{Tuesday}",
+        "Putting everything together, the answer is Tuesday.",
+        false,
+        true,
+    ),
+    (
+        "300000",
+        "Putting everything together, the answer is 3e5.",
+        false,
+        true,
+    ),
     // Gold answers as full MATH-style solutions.
-    ("So $x = 2$ and hence the answer is $\\boxed{14{,}916}$.", "\\boxed{14916}", true, true),
-    ("\\(\\boxed{1}\\) and \\(\\boxed{-2}\\).", "$\\boxed{-2,1}$.", true, true),
-    ("Final Answer: The final answer is $28 \\%$. I hope it is correct.", "\\boxed{28\\%}", true, true),
+    (
+        "So $x = 2$ and hence the answer is $\\boxed{14{,}916}$.",
+        "\\boxed{14916}",
+        true,
+        true,
+    ),
+    (
+        "\\(\\boxed{1}\\) and \\(\\boxed{-2}\\).",
+        "$\\boxed{-2,1}$.",
+        true,
+        true,
+    ),
+    (
+        "Final Answer: The final answer is $28 \\%$. I hope it is correct.",
+        "\\boxed{28\\%}",
+        true,
+        true,
+    ),
     ("\\\\boxed{004}", "\\boxed{4}", true, true),
 ];
 
-fn check(gold: &str, response: &str, cfg: &GradeConfig, expected: bool, failures: &mut Vec<String>) {
+fn check(
+    gold: &str,
+    response: &str,
+    cfg: &GradeConfig,
+    expected: bool,
+    failures: &mut Vec<String>,
+) {
     let g = grade(gold, response, cfg);
     if g.correct != expected {
-        failures.push(format!("gold {gold:?} response {response:?}: expected {expected}, got {g:?}"));
+        failures.push(format!(
+            "gold {gold:?} response {response:?}: expected {expected}, got {g:?}"
+        ));
     }
 }
 
@@ -459,9 +665,21 @@ fn equivalence_table() {
     let cfg = GradeConfig::strict();
     let mut failures = vec![];
     for (gold, answer, expected) in EQUIV {
-        check(gold, &format!("The answer is $\\boxed{{{answer}}}$."), &cfg, *expected, &mut failures);
+        check(
+            gold,
+            &format!("The answer is $\\boxed{{{answer}}}$."),
+            &cfg,
+            *expected,
+            &mut failures,
+        );
     }
-    assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), EQUIV.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        EQUIV.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -472,13 +690,22 @@ fn extraction_table() {
         check(gold, response, &strict, *s, &mut failures);
         check(gold, response, &lenient, *l, &mut failures);
     }
-    assert!(failures.is_empty(), "{} checks failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} checks failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn suite_is_large_and_balanced() {
     let negatives = EQUIV.iter().filter(|r| !r.2).count() + EXTRACT.iter().filter(|r| !r.3).count();
-    assert!(EQUIV.len() + EXTRACT.len() >= 300, "{}", EQUIV.len() + EXTRACT.len());
+    assert!(
+        EQUIV.len() + EXTRACT.len() >= 300,
+        "{}",
+        EQUIV.len() + EXTRACT.len()
+    );
     assert!(negatives >= 100, "{negatives} near misses");
 }
 
@@ -509,8 +736,14 @@ fn reasons_name_what_happened() {
     assert_eq!(grade("5", "no box here: 5", &cfg).reason, Reason::NoAnswer);
     assert_eq!(grade("5", "\\boxed{5}", &cfg).reason, Reason::Equivalent);
     assert_eq!(grade("5", "\\boxed{6}", &cfg).reason, Reason::NotEquivalent);
-    assert_eq!(grade("5", "\\boxed{\\frac{1}{}}", &cfg).reason, Reason::Unparseable);
-    assert_eq!(grade("5", "\\boxed{6}", &cfg).extracted.as_deref(), Some("6"));
+    assert_eq!(
+        grade("5", "\\boxed{\\frac{1}{}}", &cfg).reason,
+        Reason::Unparseable
+    );
+    assert_eq!(
+        grade("5", "\\boxed{6}", &cfg).extracted.as_deref(),
+        Some("6")
+    );
 }
 
 /// Regression: a `\pm` the expander cannot split (under a root) recursed
@@ -541,6 +774,10 @@ fn pathological_inputs_are_unparseable() {
         "1".to_string() + &"!".repeat(3000),
     ] {
         let g = grade("5", &format!("\\boxed{{{answer}}}"), &cfg);
-        assert!(!g.correct && g.reason == Reason::Unparseable, "{:?}: {g:?}", &answer[..answer.len().min(40)]);
+        assert!(
+            !g.correct && g.reason == Reason::Unparseable,
+            "{:?}: {g:?}",
+            &answer[..answer.len().min(40)]
+        );
     }
 }

@@ -51,9 +51,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if a.lenient {
         cfg.fallbacks = gradus_math::Fallbacks::all();
     }
-    let input = File::open(&a.input).with_context(|| format!("cannot open {}", a.input.display()))?;
+    let input =
+        File::open(&a.input).with_context(|| format!("cannot open {}", a.input.display()))?;
     let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(BufWriter::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)),
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     let mut s = Summary::default();
@@ -80,14 +83,27 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         out.write_all(b"\n")?;
     }
     out.flush().context("cannot write results")?;
-    s.print(&a.input, if cfg.fallbacks.any() { "lenient" } else { "strict" });
-    Ok(if s.malformed > 0 { ExitCode::from(EXIT_MALFORMED) } else { ExitCode::SUCCESS })
+    s.print(
+        &a.input,
+        if cfg.fallbacks.any() {
+            "lenient"
+        } else {
+            "strict"
+        },
+    );
+    Ok(if s.malformed > 0 {
+        ExitCode::from(EXIT_MALFORMED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Reads a grader config; errors name the file (and, from toml, the line and field).
 fn load_config(path: &Path) -> anyhow::Result<GradeConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let table: toml::Table = toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
     // Deserialise from the text (not the parsed table) so errors keep their line numbers.
     let cfg = if table.contains_key("grader") {
         toml::from_str::<WithGrader>(&text).map(|w| w.grader)
@@ -95,7 +111,8 @@ fn load_config(path: &Path) -> anyhow::Result<GradeConfig> {
         toml::from_str::<GradeConfig>(&text)
     }
     .with_context(|| format!("{}: invalid grader config", path.display()))?;
-    cfg.validate().with_context(|| format!("{}", path.display()))?;
+    cfg.validate()
+        .with_context(|| format!("{}", path.display()))?;
     Ok(cfg)
 }
 
@@ -117,12 +134,18 @@ impl Case {
     /// Parses one JSONL row; the error says what is wrong with it.
     pub(crate) fn from_line(line: &str) -> Result<Case, String> {
         let v: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
-        let Value::Object(obj) = v else { return Err("expected a JSON object".into()) };
+        let Value::Object(obj) = v else {
+            return Err("expected a JSON object".into());
+        };
         let (gold_key, response_key) = keys(&obj)?;
         let expected = match obj.get("expected") {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
-            Some(other) => return Err(format!("field \"expected\" must be true or false, got {other}")),
+            Some(other) => {
+                return Err(format!(
+                    "field \"expected\" must be true or false, got {other}"
+                ));
+            }
         };
         Ok(Case {
             id: obj.get("id").cloned(),
@@ -135,15 +158,23 @@ impl Case {
 
 /// Which fields hold the gold answer and the response.
 fn keys(obj: &Map<String, Value>) -> Result<(&'static str, &'static str), String> {
-    let gold = ["gold", "answer"].into_iter().find(|k| obj.contains_key(*k));
-    let response = ["response", "pred", "completion", "output"].into_iter().find(|k| obj.contains_key(*k));
+    let gold = ["gold", "answer"]
+        .into_iter()
+        .find(|k| obj.contains_key(*k));
+    let response = ["response", "pred", "completion", "output"]
+        .into_iter()
+        .find(|k| obj.contains_key(*k));
     let solution = obj.contains_key("solution");
     match (gold, response) {
         (Some(g), Some(r)) => Ok((g, r)),
         (Some("answer"), None) if solution => Ok(("answer", "solution")),
         (None, Some(r)) if solution => Ok(("solution", r)),
-        (None, _) => Err("missing field \"gold\" (or \"answer\", or a MATH-style \"solution\")".into()),
-        (Some(_), None) => Err("missing field \"response\" (or \"pred\", \"completion\", \"output\")".into()),
+        (None, _) => {
+            Err("missing field \"gold\" (or \"answer\", or a MATH-style \"solution\")".into())
+        }
+        (Some(_), None) => {
+            Err("missing field \"response\" (or \"pred\", \"completion\", \"output\")".into())
+        }
     }
 }
 
@@ -159,7 +190,10 @@ fn text_field(obj: &Map<String, Value>, key: &str) -> Result<String, String> {
 
 /// The id of a row that failed to parse as a case, when it still has one.
 fn id_of(line: &str) -> Value {
-    serde_json::from_str::<Value>(line).ok().and_then(|v| v.get("id").cloned()).unwrap_or(Value::Null)
+    serde_json::from_str::<Value>(line)
+        .ok()
+        .and_then(|v| v.get("id").cloned())
+        .unwrap_or(Value::Null)
 }
 
 fn result_line(id: Option<Value>, g: &Grade) -> Value {
@@ -168,7 +202,10 @@ fn result_line(id: Option<Value>, g: &Grade) -> Value {
         m.insert("id".into(), id);
     }
     m.insert("correct".into(), Value::Bool(g.correct));
-    m.insert("extracted".into(), g.extracted.clone().map_or(Value::Null, Value::String));
+    m.insert(
+        "extracted".into(),
+        g.extracted.clone().map_or(Value::Null, Value::String),
+    );
     m.insert("reason".into(), Value::String(g.reason.as_str().into()));
     Value::Object(m)
 }
@@ -198,15 +235,30 @@ impl Summary {
     }
 
     fn print(&self, input: &Path, mode: &str) {
-        let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
-        eprintln!("gradus grade: {} cases from {} ({} malformed), {mode} extraction", self.graded, input.display(), self.malformed);
+        let pct = |a: u64, b: u64| {
+            if b == 0 {
+                0.0
+            } else {
+                100.0 * a as f64 / b as f64
+            }
+        };
+        eprintln!(
+            "gradus grade: {} cases from {} ({} malformed), {mode} extraction",
+            self.graded,
+            input.display(),
+            self.malformed
+        );
         eprintln!(
             "  correct {} ({:.2}%), incorrect {}",
             self.correct,
             pct(self.correct, self.graded),
             self.graded - self.correct
         );
-        let reasons: Vec<String> = Reason::ALL.iter().zip(self.reasons).map(|(r, n)| format!("{r} {n}")).collect();
+        let reasons: Vec<String> = Reason::ALL
+            .iter()
+            .zip(self.reasons)
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
         eprintln!("  reasons: {}", reasons.join(", "));
         if self.labelled > 0 {
             eprintln!(

@@ -63,13 +63,27 @@ struct Figures {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let path = a.cases.clone().unwrap_or_else(|| root.join("../shared/data/math_dev.jsonl"));
+    let path = a
+        .cases
+        .clone()
+        .unwrap_or_else(|| root.join("../shared/data/math_dev.jsonl"));
     let cases = load(&path)?;
-    let cfg = if a.strict { GradeConfig::strict() } else { GradeConfig::lenient() };
+    let cfg = if a.strict {
+        GradeConfig::strict()
+    } else {
+        GradeConfig::lenient()
+    };
     let ours = bench_gradus(&cases, &cfg, a.seconds);
     let mode = if a.strict { "strict" } else { "lenient" };
-    println!("gradus bench math: {} labelled cases from {} ({mode} extraction)", cases.len(), path.display());
-    println!("{:<22}{:>16}{:>16}{:>26}", "grader", "cases/CPU-s", "cases/wall-s", "agreement with labels");
+    println!(
+        "gradus bench math: {} labelled cases from {} ({mode} extraction)",
+        cases.len(),
+        path.display()
+    );
+    println!(
+        "{:<22}{:>16}{:>16}{:>26}",
+        "grader", "cases/CPU-s", "cases/wall-s", "agreement with labels"
+    );
     let pct = |n: usize| 100.0 * n as f64 / cases.len().max(1) as f64;
     println!(
         "{:<22}{:>16.0}{:>16.0}{:>17}/{} ({:.2}%)",
@@ -97,7 +111,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
     };
     if peer.cases != cases.len() {
-        bail!("benches/math_verify.py read {} cases from {}, gradus read {}", peer.cases, path.display(), cases.len());
+        bail!(
+            "benches/math_verify.py read {} cases from {}, gradus read {}",
+            peer.cases,
+            path.display(),
+            cases.len()
+        );
     }
     let theirs = Figures {
         per_cpu_s: (peer.cases as u64 * peer.passes) as f64 / peer.cpu_seconds.max(1e-9),
@@ -127,16 +146,25 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn load(path: &Path) -> anyhow::Result<Vec<Case>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {} (pass --cases PATH for another labelled file)", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read {} (pass --cases PATH for another labelled file)",
+            path.display()
+        )
+    })?;
     let mut cases = vec![];
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let case = Case::from_line(line).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))?;
+        let case = Case::from_line(line)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))?;
         if case.expected.is_none() {
-            bail!("{}:{}: missing field \"expected\" (the bench needs labels)", path.display(), n + 1);
+            bail!(
+                "{}:{}: missing field \"expected\" (the bench needs labels)",
+                path.display(),
+                n + 1
+            );
         }
         cases.push(case);
     }
@@ -147,7 +175,9 @@ fn load(path: &Path) -> anyhow::Result<Vec<Case>> {
 fn thread_cpu() -> Duration {
     match getrusage(UsageWho::RUSAGE_THREAD) {
         Ok(u) => {
-            let tv = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+            let tv = |t: nix::sys::time::TimeVal| {
+                Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000)
+            };
             tv(u.user_time()) + tv(u.system_time())
         }
         Err(_) => Duration::ZERO,
@@ -155,13 +185,21 @@ fn thread_cpu() -> Duration {
 }
 
 fn bench_gradus(cases: &[Case], cfg: &GradeConfig, seconds: f64) -> Figures {
-    let disagreements: Vec<usize> =
-        (0..cases.len()).filter(|&i| grade(&cases[i].gold, &cases[i].response, cfg).correct != cases[i].expected.unwrap_or(false)).collect();
+    let disagreements: Vec<usize> = (0..cases.len())
+        .filter(|&i| {
+            grade(&cases[i].gold, &cases[i].response, cfg).correct
+                != cases[i].expected.unwrap_or(false)
+        })
+        .collect();
     let (wall0, cpu0) = (Instant::now(), thread_cpu());
     let mut graded = 0u64;
     while graded == 0 || wall0.elapsed().as_secs_f64() < seconds {
         for c in cases {
-            std::hint::black_box(grade(std::hint::black_box(&c.gold), std::hint::black_box(&c.response), cfg));
+            std::hint::black_box(grade(
+                std::hint::black_box(&c.gold),
+                std::hint::black_box(&c.response),
+                cfg,
+            ));
         }
         graded += cases.len() as u64;
     }
@@ -176,7 +214,12 @@ fn bench_gradus(cases: &[Case], cfg: &GradeConfig, seconds: f64) -> Figures {
 }
 
 /// Runs the Python side; `None` when math-verify is not importable.
-fn bench_peer(root: &Path, python: &str, cases: &Path, seconds: f64) -> anyhow::Result<Option<PeerReport>> {
+fn bench_peer(
+    root: &Path,
+    python: &str,
+    cases: &Path,
+    seconds: f64,
+) -> anyhow::Result<Option<PeerReport>> {
     let script = root.join("benches/math_verify.py");
     let out = Command::new(python)
         .arg(&script)
@@ -191,18 +234,35 @@ fn bench_peer(root: &Path, python: &str, cases: &Path, seconds: f64) -> anyhow::
         return Ok(None);
     }
     if !out.status.success() {
-        bail!("{} failed ({}):\n{}", script.display(), out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{} failed ({}):\n{}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or("");
-    let report = serde_json::from_str(last).with_context(|| format!("unexpected output from {}: {last:?}", script.display()))?;
+    let report = serde_json::from_str(last)
+        .with_context(|| format!("unexpected output from {}: {last:?}", script.display()))?;
     Ok(Some(report))
 }
 
 fn show(cases: &[Case], who: &str, rows: &[usize]) {
     for &i in rows {
         let c = &cases[i];
-        let tail: String = c.response.chars().rev().take(100).collect::<Vec<_>>().into_iter().rev().collect();
-        println!("  {who} disagrees on row {i} (label {:?}): gold {:?}, response …{tail:?}", c.expected, c.gold);
+        let tail: String = c
+            .response
+            .chars()
+            .rev()
+            .take(100)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        println!(
+            "  {who} disagrees on row {i} (label {:?}): gold {:?}, response …{tail:?}",
+            c.expected, c.gold
+        );
     }
 }
