@@ -239,8 +239,7 @@ fn mutate(rng: &mut Rng, seeds: &[String]) -> String {
             s.truncate(
                 boundaries(&s)
                     .into_iter()
-                    .filter(|&k| k <= 20_000)
-                    .last()
+                    .rfind(|&k| k <= 20_000)
                     .unwrap_or(0),
             );
         }

@@ -106,7 +106,7 @@ pub const MATH_WORDS: &[&str] = &[
 /// Applies every clean-up pass.
 pub fn clean(s: &str) -> String {
     let mut s = collapse_double_escapes(s);
-    if s.chars().any(|c| !c.is_ascii()) {
+    if !s.is_ascii() {
         s = s
             .chars()
             .fold(String::with_capacity(s.len()), |mut acc, c| {

@@ -349,11 +349,7 @@ fn sentence_end(s: &str) -> usize {
                 continue;
             }
             b'\n' => return i,
-            b'.' | b'!' | b'?' => {
-                if i + 1 >= b.len() || b[i + 1].is_ascii_whitespace() {
-                    return i;
-                }
-            }
+            b'.' | b'!' | b'?' if i + 1 >= b.len() || b[i + 1].is_ascii_whitespace() => return i,
             _ => {}
         }
         i += 1;

@@ -228,7 +228,9 @@ impl Parser<'_> {
                 break;
             }
             let item = self.relation()?;
-            groups.last_mut().map(|g| g.push(item));
+            if let Some(g) = groups.last_mut() {
+                g.push(item);
+            }
             self.check_items(groups.iter().map(Vec::len).sum())?;
             if !self.at_list_sep() {
                 break;
@@ -833,19 +835,14 @@ impl Parser<'_> {
             }
             _ if WRAPPERS.contains(&c) => {
                 let a = self.single_arg()?;
-                if c == "mathrm"
-                    || c == "operatorname"
-                    || c == "text"
-                    || c == "textbf"
-                    || c == "mbox"
-                {
-                    if let Expr::Var { name, sub: None } = &a {
-                        return Ok(match name.as_str() {
-                            "e" => Expr::Const(Constant::E),
-                            "i" => Expr::Const(Constant::I),
-                            _ => a,
-                        });
-                    }
+                // `\mathrm{e}` is Euler's number and `\mathrm{i}` the imaginary unit.
+                let upright = matches!(c, "mathrm" | "operatorname" | "text" | "textbf" | "mbox");
+                if upright && let Expr::Var { name, sub: None } = &a {
+                    return Ok(match name.as_str() {
+                        "e" => Expr::Const(Constant::E),
+                        "i" => Expr::Const(Constant::I),
+                        _ => a,
+                    });
                 }
                 Ok(a)
             }
@@ -957,7 +954,9 @@ impl Parser<'_> {
                 }
                 _ => {
                     let cell = self.relation()?;
-                    rows.last_mut().map(|r| r.push(cell));
+                    if let Some(r) = rows.last_mut() {
+                        r.push(cell);
+                    }
                     self.check_items(rows.iter().map(Vec::len).sum())?;
                 }
             }
@@ -1063,7 +1062,7 @@ fn bracketed(mut items: Vec<Expr>, open_round: bool, close_square: bool) -> R<Ex
                 hi_closed: close_square,
             })
         }
-        _ if open_round == !close_square => Ok(Expr::Tuple {
+        _ if open_round != close_square => Ok(Expr::Tuple {
             items,
             paren: open_round,
         }),
