@@ -1,1 +1,228 @@
-//! gradus-math (work in progress).
+//! gradus-math: strict, exact, bounded-time grading of math answers.
+//!
+//! [`grade`] takes a gold answer (bare, or a full solution with a `\boxed{}`),
+//! a model response and a [`GradeConfig`], and returns a [`Grade`]. It is a
+//! pure function: no threads, no signals, no I/O, no global state, so the
+//! grader actor can call it inline and a restart changes nothing.
+//!
+//! # Layout
+//! - [`extract`]: finds the answer in a response (last box; optional fallbacks).
+//! - [`clean`]: string clean-up (delimiters, spacing, units, unicode).
+//! - [`lex`], [`parse`]: tokens and a depth-capped recursive-descent parser
+//!   into the typed tree of [`ast`].
+//! - [`eval`]: exact rational evaluation and complex evaluation at points,
+//!   both on a fuel budget.
+//! - [`equiv`]: the equivalence rules between answer forms.
+//! - [`config`]: [`GradeConfig`], serde-deserialisable as a `[grader]` table.
+//!
+//! # Bounded time
+//! Input length, nesting depth, list sizes, exponents, integer sizes and the
+//! total evaluation work are all capped ([`Limits`]); hitting a cap makes the
+//! answer "unparseable" at once. The fuzz example (`cargo run --release -p
+//! gradus-math --example fuzz`) checks that no input panics or takes long.
+
+pub mod ast;
+pub mod clean;
+pub mod config;
+pub mod equiv;
+pub mod eval;
+pub mod extract;
+pub mod lex;
+pub mod parse;
+
+use serde::Serialize;
+
+pub use config::{ConfigError, Fallbacks, GradeConfig, Limits, PercentMode};
+pub use parse::ParseError;
+
+use ast::Expr;
+use extract::Source;
+
+/// The verdict on one response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Grade {
+    /// Whether the extracted answer is equivalent to the gold answer.
+    pub correct: bool,
+    /// The answer text taken from the response, before clean-up; `None` when
+    /// nothing was found.
+    pub extracted: Option<String>,
+    pub reason: Reason,
+}
+
+/// Why a grade came out as it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The answers are equivalent.
+    Equivalent,
+    /// Both parsed; they differ.
+    NotEquivalent,
+    /// The response has no answer to extract (strict mode: no `\boxed{}`).
+    NoAnswer,
+    /// The extracted answer could not be parsed, or hit a cap.
+    Unparseable,
+    /// The gold answer could not be parsed (and the texts differ).
+    GoldUnparseable,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 5] = [
+        Reason::Equivalent,
+        Reason::NotEquivalent,
+        Reason::NoAnswer,
+        Reason::Unparseable,
+        Reason::GoldUnparseable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Equivalent => "equivalent",
+            Reason::NotEquivalent => "not_equivalent",
+            Reason::NoAnswer => "no_answer",
+            Reason::Unparseable => "unparseable",
+            Reason::GoldUnparseable => "gold_unparseable",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A parsed answer and its whitespace-free cleaned text (for the identical-text
+/// shortcut and for plain-text comparison).
+#[derive(Debug)]
+pub struct Parsed {
+    pub expr: Expr,
+    pub key: String,
+}
+
+/// Cleans and parses one answer string.
+pub fn parse_answer(raw: &str, cfg: &GradeConfig) -> Result<Parsed, ParseError> {
+    if raw.len() > cfg.limits.max_answer_bytes {
+        return Err(ParseError::TooLong(cfg.limits.max_answer_bytes));
+    }
+    let cleaned = clean::clean(raw);
+    let key: String = cleaned.chars().filter(|c| !c.is_whitespace()).collect();
+    if key.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    if let Some(c) = choice(&key) {
+        return Ok(Parsed {
+            expr: Expr::Choice(c),
+            key,
+        });
+    }
+    let text = norm_text(&key);
+    if matches!(
+        text.as_str(),
+        "allrealnumbers" | "allreals" | "realnumbers" | "allrealx"
+    ) {
+        return Ok(Parsed {
+            expr: Expr::Reals,
+            key,
+        });
+    }
+    match parse::parse(&cleaned, &cfg.limits) {
+        Ok(expr) => Ok(Parsed { expr, key }),
+        Err(ParseError::TextLike) if !text.is_empty() => Ok(Parsed {
+            expr: Expr::Text(text),
+            key,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// `A`, `(B)`: a multiple-choice letter.
+fn choice(key: &str) -> Option<char> {
+    let inner = key
+        .strip_prefix('(')
+        .and_then(|k| k.strip_suffix(')'))
+        .unwrap_or(key);
+    let mut c = inner.chars();
+    match (c.next(), c.next()) {
+        (Some(l @ 'A'..='J'), None) => Some(l),
+        _ => None,
+    }
+}
+
+/// Lower-case letters and digits only: the plain-text comparison form.
+fn norm_text(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn is_textual(e: &Expr) -> bool {
+    matches!(e, Expr::Text(_) | Expr::Choice(_))
+}
+
+/// Grades `response` against `gold`. Never panics; bounded time for any input.
+pub fn grade(gold: &str, response: &str, cfg: &GradeConfig) -> Grade {
+    let lim = &cfg.limits;
+    let verdict = |correct, extracted: Option<&str>, reason| Grade {
+        correct,
+        extracted: extracted.map(str::to_string),
+        reason,
+    };
+    if response.len() > lim.max_response_bytes {
+        return verdict(false, None, Reason::Unparseable);
+    }
+    let cands = extract::candidates(response, &cfg.fallbacks);
+    let Some(first) = cands.first() else {
+        return verdict(false, None, Reason::NoAnswer);
+    };
+    // The first candidate that parses wins; plain text from a weak fallback
+    // (the whole response, the last math span) only when nothing else parses.
+    let mut chosen = None;
+    let mut text_fallback = None;
+    for (raw, src) in &cands {
+        if let Ok(p) = parse_answer(raw, cfg) {
+            let weak = matches!(
+                src,
+                Source::WholeResponse | Source::LastNumber | Source::LastLatex
+            );
+            if weak && is_textual(&p.expr) {
+                text_fallback = text_fallback.or(Some((raw.as_str(), p)));
+            } else {
+                chosen = Some((raw.as_str(), p));
+                break;
+            }
+        }
+    }
+    let chosen = chosen.or(text_fallback);
+    let Some((raw, pred)) = chosen else {
+        return verdict(false, Some(first.0.as_str()), Reason::Unparseable);
+    };
+    if gold.len() > lim.max_response_bytes {
+        return verdict(false, Some(raw), Reason::GoldUnparseable);
+    }
+    let mut gold_parsed = None;
+    for (g_raw, src) in extract::gold_candidates(gold) {
+        if let Ok(g) = parse_answer(&g_raw, cfg) {
+            // Prose is a gold answer only when short ("Evelyn"), not a whole solution.
+            if !(src == Source::WholeResponse && is_textual(&g.expr) && g_raw.len() > 40) {
+                gold_parsed = Some(g);
+                break;
+            }
+        }
+    }
+    let Some(gold) = gold_parsed else {
+        return verdict(false, Some(raw), Reason::GoldUnparseable);
+    };
+    let correct = if gold.key == pred.key {
+        Ok(true)
+    } else if is_textual(&gold.expr) || is_textual(&pred.expr) {
+        Ok(norm_text(&gold.key) == norm_text(&pred.key))
+    } else {
+        equiv::Cmp::new(cfg).eq(&gold.expr, &pred.expr)
+    };
+    match correct {
+        Ok(true) => verdict(true, Some(raw), Reason::Equivalent),
+        Ok(false) => verdict(false, Some(raw), Reason::NotEquivalent),
+        Err(eval::Limit) => verdict(false, Some(raw), Reason::Unparseable),
+    }
+}

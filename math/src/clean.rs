@@ -1,0 +1,311 @@
+//! String clean-up between extraction and parsing.
+//!
+//! Turns the many spellings of one answer into one: math delimiters, `\left`
+//! and `\right`, spacing commands, `\dfrac`, unicode symbols, double-escaped
+//! backslashes (`\\frac` from JSON written twice), thousands separators
+//! written as `{,}` or `,\!`, degree marks, currency signs, units in `\text{}`
+//! or as trailing words, and trailing punctuation. Each pass is a linear
+//! replace over a string already capped in length.
+
+/// Commands and marks that carry no value and are dropped.
+const DROP: &[(&str, &str)] = &[
+    ("\\displaystyle", " "),
+    ("\\textstyle", " "),
+    ("\\limits", ""),
+    ("\\nolimits", ""),
+    ("\\rightarrow", "\\to"),
+    ("\\Rightarrow", "\\to"),
+    ("\\leftarrow", "\\gets"),
+    ("\\left.", ""),
+    ("\\right.", ""),
+    ("\\left", ""),
+    ("\\right", ""),
+    ("\\Biggl", ""),
+    ("\\Biggr", ""),
+    ("\\biggl", ""),
+    ("\\biggr", ""),
+    ("\\Bigl", ""),
+    ("\\Bigr", ""),
+    ("\\bigl", ""),
+    ("\\bigr", ""),
+    ("\\Bigg", ""),
+    ("\\bigg", ""),
+    ("\\Big", ""),
+    ("\\big", ""),
+    ("{,}", ","),
+    ("{, }", ","),
+    (",\\! ", ","),
+    (",\\!", ","),
+    ("\\!", ""),
+    ("\\,", " "),
+    ("\\;", " "),
+    ("\\:", " "),
+    ("\\qquad", " "),
+    ("\\quad", " "),
+    ("~", " "),
+    ("\\dfrac", "\\frac"),
+    ("\\tfrac", "\\frac"),
+    ("\\cfrac", "\\frac"),
+    ("\\dbinom", "\\binom"),
+    ("\\tbinom", "\\binom"),
+    ("\\leqslant", "\\le "),
+    ("\\geqslant", "\\ge "),
+    ("\\leq", "\\le "),
+    ("\\geq", "\\ge "),
+    ("\\neq", "\\ne "),
+    ("\\lt", "<"),
+    ("\\gt", ">"),
+    ("\\%", "%"),
+    ("\\$", ""),
+    ("$", ""),
+    ("\\(", ""),
+    ("\\)", ""),
+    ("\\[", ""),
+    ("\\]", ""),
+    ("^{\\circ}", ""),
+    ("^\\circ", ""),
+    ("\\circ", ""),
+    ("\\degree", ""),
+    ("**", ""),
+];
+
+const UNICODE: &[(char, &str)] = &[
+    ('−', "-"),
+    ('–', "-"),
+    ('×', "\\times "),
+    ('·', "\\cdot "),
+    ('÷', "/"),
+    ('π', "\\pi "),
+    ('√', "\\sqrt"),
+    ('∞', "\\infty "),
+    ('≤', "\\le "),
+    ('≥', "\\ge "),
+    ('≠', "\\ne "),
+    ('°', ""),
+    ('²', "^2"),
+    ('³', "^3"),
+    ('∈', "\\in "),
+    ('∪', "\\cup "),
+    ('∅', "\\emptyset "),
+    ('±', "\\pm "),
+    ('…', "\\ldots "),
+    ('ℝ', "\\mathbb{R}"),
+    ('\u{a0}', " "),
+];
+
+/// Words that mean "percent" or "degrees" after a number.
+const PERCENT_WORDS: &[&str] = &["percent", "pct"];
+const DEGREE_WORDS: &[&str] = &["degrees", "degree", "deg"];
+
+/// Multi-letter words that are math, never units.
+pub const MATH_WORDS: &[&str] = &[
+    "sqrt", "sin", "cos", "tan", "sec", "csc", "cot", "arcsin", "arccos", "arctan", "sinh", "cosh",
+    "tanh", "ln", "log", "exp", "pi", "and", "or", "infinity", "inf", "infty",
+];
+
+/// Applies every clean-up pass.
+pub fn clean(s: &str) -> String {
+    let mut s = collapse_double_escapes(s);
+    if !s.is_ascii() {
+        s = s
+            .chars()
+            .fold(String::with_capacity(s.len()), |mut acc, c| {
+                match UNICODE.iter().find(|(u, _)| *u == c) {
+                    Some((_, r)) => acc.push_str(r),
+                    None => acc.push(c),
+                }
+                acc
+            });
+    }
+    for (from, to) in DROP {
+        if s.contains(from) {
+            s = s.replace(from, to);
+        }
+    }
+    s = text_groups(&s);
+    s = s.replace('\n', " ");
+    s = unit_words(&s);
+    trim_punct(&s).to_string()
+}
+
+/// `\\frac` (a backslash escaped twice) becomes `\frac`; `\\` before a
+/// single letter or a non-letter stays a matrix row separator.
+fn collapse_double_escapes(s: &str) -> String {
+    if !s.contains("\\\\") {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            let run = b[i..].iter().take_while(|&&c| c == b'\\').count();
+            let letters = b[i + run..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphabetic())
+                .count();
+            let keep = if run == 2 && letters >= 2 { 1 } else { run };
+            out.extend(std::iter::repeat_n('\\', keep));
+            i += run;
+        } else {
+            let ch = s[i..].chars().next().unwrap_or(' ');
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
+const TEXT_CMDS: &[&str] = &[
+    "\\textnormal{",
+    "\\textbf{",
+    "\\textit{",
+    "\\textrm{",
+    "\\text{",
+    "\\mbox{",
+    "\\mathrm{",
+];
+
+/// `\text{...}` and friends: separators become words, units after a number
+/// are dropped, other text is unwrapped.
+fn text_groups(s: &str) -> String {
+    if !s.contains("\\text") && !s.contains("\\mbox") && !s.contains("\\mathrm") {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    loop {
+        let next = TEXT_CMDS
+            .iter()
+            .filter_map(|c| rest.find(c).map(|i| (i, c.len())))
+            .min();
+        let Some((at, len)) = next else {
+            out.push_str(rest);
+            break;
+        };
+        out.push_str(&rest[..at]);
+        let open = at + len - 1;
+        let Some(close) = crate::extract::brace_end(rest, open) else {
+            out.push_str(&rest[at..]);
+            break;
+        };
+        let inner = rest[open + 1..close].trim();
+        let is_mathrm = rest[at..].starts_with("\\mathrm");
+        let before = out.trim_end();
+        let after_number =
+            before.ends_with(|c: char| c.is_ascii_digit() || c == '}' || c == ')' || c == '.');
+        if inner == "and" || inner == "or" || inner == "," {
+            out.push(' ');
+            out.push_str(inner);
+            out.push(' ');
+        } else if PERCENT_WORDS.contains(&inner) {
+            out.push('%');
+        } else if DEGREE_WORDS.contains(&inner) {
+        } else if is_mathrm && inner.len() <= 1 {
+            out.push_str(&rest[at..=close]);
+        } else if after_number && inner.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            // A unit: drop it and a power right after it (`\mbox{ cm}^2`).
+            let mut tail = &rest[close + 1..];
+            for p in ["^2", "^3", "^{2}", "^{3}"] {
+                if let Some(t) = tail.strip_prefix(p) {
+                    tail = t;
+                    break;
+                }
+            }
+            rest = tail;
+            continue;
+        } else {
+            out.push(' ');
+            out.push_str(inner);
+            out.push(' ');
+        }
+        rest = &rest[close + 1..];
+    }
+    out
+}
+
+/// Trailing words after a number: percent words become `%`, units go.
+fn unit_words(s: &str) -> String {
+    let t = s.trim_end();
+    let b = t.as_bytes();
+    // Find the start of a trailing run of words/units after a space.
+    let mut cut = None;
+    let mut i = t.len();
+    while i > 0 {
+        let c = b[i - 1];
+        if c.is_ascii_alphabetic()
+            || c == b'/'
+            || c == b'^'
+            || c == b' '
+            || (c.is_ascii_digit() && i < t.len() && b[i] == b'^')
+        {
+            i -= 1;
+            continue;
+        }
+        if c.is_ascii_digit() || c == b'}' || c == b')' || c == b'%' {
+            cut = Some(i);
+        }
+        break;
+    }
+    let Some(cut) = cut else { return s.to_string() };
+    let tail = t[cut..].trim();
+    if tail.is_empty() || !t[cut..].starts_with(' ') {
+        // "5cm" (no space) stays: it may be a product like 5x.
+        if PERCENT_WORDS.contains(&tail) || tail == "m^2" {
+            return format!("{}{}", &t[..cut], if tail == "m^2" { "" } else { "%" });
+        }
+        return s.to_string();
+    }
+    let first = tail
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    if (first.len() < 2 && !tail.contains('/')) || MATH_WORDS.contains(&first) {
+        return s.to_string();
+    }
+    if PERCENT_WORDS.contains(&tail) {
+        return format!("{}%", &t[..cut]);
+    }
+    t[..cut].to_string()
+}
+
+fn trim_punct(s: &str) -> &str {
+    let mut t = s.trim();
+    loop {
+        let before = t.len();
+        t = t.trim_end_matches(['.', ',', ';', ':']).trim_end();
+        if let Some(x) = t.strip_suffix("\\\\") {
+            t = x.trim_end();
+        }
+        if t.len() == before {
+            return t;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean;
+
+    #[test]
+    fn delimiters_spacing_and_units_go() {
+        assert_eq!(
+            clean("$\\left( \\dfrac{1}{3} \\right)$"),
+            "( \\frac{1}{3} )"
+        );
+        assert_eq!(clean("11,\\! 111,\\! 100"), "11,111,100");
+        assert_eq!(clean("14{,}916"), "14,916");
+        assert_eq!(clean("15\\mbox{ cm}^2"), "15");
+        assert_eq!(clean("125\\textnormal{ miles}."), "125");
+        assert_eq!(clean("6 \\text{ and } 8"), "6  and  8");
+        assert_eq!(clean("\\text{Evelyn}"), "Evelyn");
+        assert_eq!(clean("28 pct"), "28%");
+        assert_eq!(clean("120 \\text{ degrees}"), "120");
+        assert_eq!(clean("45°"), "45");
+        assert_eq!(clean("90^\\circ"), "90");
+        assert_eq!(clean("\\$18.90"), "18.90");
+        assert_eq!(clean("\\\\frac{1}{2}"), "\\frac{1}{2}");
+        assert_eq!(clean("4 m/s"), "4");
+        assert_eq!(clean("x \\in \\{1,2\\}."), "x \\in \\{1,2\\}");
+    }
+}

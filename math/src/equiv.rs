@@ -1,0 +1,617 @@
+//! Equivalence of a gold answer and a predicted answer.
+//!
+//! Rules, in the order they apply:
+//! - a label assignment (`x = 3`, `(p, q) = (3, 2)`, `x \in [0, 1]`) compares
+//!   by its value against a bare answer; two equations compare as equations
+//!   (same label: right-hand sides; otherwise `L - R` proportional at every
+//!   point), so `x + y = 1` matches `2x + 2y = 2` but `a + 3z = 0` is not `0`;
+//! - inequalities in one variable become intervals (`x > 0` is `(0, \infty)`);
+//! - intervals compare endpoints and openness; tuples, ratios and matrices in
+//!   order; sets and multi-answer lists as multisets;
+//! - scalars compare exactly when both are rational; a decimal side or an
+//!   irrational one (`\pi`, `\sqrt2`, functions, `i`) uses the relative
+//!   tolerance; expressions with variables are evaluated at several points.
+
+use crate::ast::{Expr, RelOp};
+use crate::config::{GradeConfig, PercentMode};
+use crate::eval::{C, Ctx, Limit, NumError, Point, Q, exact, num};
+
+pub struct Cmp<'a> {
+    pub cfg: &'a GradeConfig,
+    pub cx: Ctx<'a>,
+}
+
+type R = Result<bool, Limit>;
+
+/// Most variants a `\pm` expansion may produce.
+const MAX_PM_VARIANTS: usize = 16;
+
+impl<'a> Cmp<'a> {
+    pub fn new(cfg: &'a GradeConfig) -> Self {
+        Cmp {
+            cfg,
+            cx: Ctx {
+                lim: &cfg.limits,
+                fuel: crate::eval::Fuel::new(cfg.limits.fuel),
+            },
+        }
+    }
+
+    pub fn eq(&mut self, g: &Expr, p: &Expr) -> R {
+        self.cx.fuel.spend(1)?;
+        if let Expr::List(v) = g
+            && v.len() == 1
+        {
+            return self.eq(&v[0], p);
+        }
+        if let Expr::List(v) = p
+            && v.len() == 1
+        {
+            return self.eq(g, &v[0]);
+        }
+        if g.has_pm() || p.has_pm() {
+            // Only expansions that remove every `\pm` from a side that had one
+            // are used; anything else (a `\pm` under a root, say) would expand
+            // to itself and recurse forever.
+            let full = |e: &Expr| {
+                if e.has_pm() {
+                    expand_pm(e).filter(|x| !x.has_pm())
+                } else {
+                    None
+                }
+            };
+            let (ge, pe) = (full(g), full(p));
+            if ge.is_some() || pe.is_some() {
+                return self.eq(ge.as_ref().unwrap_or(g), pe.as_ref().unwrap_or(p));
+            }
+        }
+        let (g_rel, p_rel) = (matches!(g, Expr::Rel { .. }), matches!(p, Expr::Rel { .. }));
+        if g_rel && p_rel {
+            return self.relations(g, p);
+        }
+        if let Some(v) = assignment_value(g)
+            && !p_rel
+        {
+            return self.eq(v, p);
+        }
+        if let Some(v) = assignment_value(p)
+            && !g_rel
+        {
+            return self.eq(g, v);
+        }
+        match (g, p) {
+            (Expr::Rel { .. }, _) => match ineq_interval(g, self)? {
+                Some(i) => self.eq(&i, p),
+                None => Ok(false),
+            },
+            (_, Expr::Rel { .. }) => match ineq_interval(p, self)? {
+                Some(i) => self.eq(g, &i),
+                None => Ok(false),
+            },
+            (Expr::Reals, Expr::Reals) => Ok(true),
+            (Expr::Reals, x) | (x, Expr::Reals) => {
+                let all = Expr::Interval {
+                    lo: Box::new(Expr::Neg(Box::new(Expr::Inf))),
+                    hi: Box::new(Expr::Inf),
+                    lo_closed: false,
+                    hi_closed: false,
+                };
+                if matches!(x, Expr::Interval { .. } | Expr::Tuple { paren: true, .. }) {
+                    self.eq(&all, x)
+                } else {
+                    Ok(false)
+                }
+            }
+            (Expr::Interval { .. }, Expr::Interval { .. } | Expr::Tuple { paren: true, .. })
+            | (Expr::Tuple { paren: true, .. }, Expr::Interval { .. }) => self.intervals(g, p),
+            (Expr::Union(a), Expr::Union(b)) => self.unordered(a, b),
+            (Expr::Tuple { items: a, .. }, Expr::Tuple { items: b, .. })
+            | (Expr::Ratio(a), Expr::Ratio(b))
+            | (Expr::Tuple { items: a, .. }, Expr::List(b))
+            | (Expr::List(a), Expr::Tuple { items: b, .. }) => self.ordered(a, b),
+            (Expr::Matrix(a), Expr::Matrix(b)) => {
+                if a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.len() != y.len()) {
+                    return Ok(false);
+                }
+                let (fa, fb): (Vec<Expr>, Vec<Expr>) = (
+                    a.iter().flatten().cloned().collect(),
+                    b.iter().flatten().cloned().collect(),
+                );
+                self.ordered(&fa, &fb)
+            }
+            (Expr::Matrix(m), Expr::Tuple { items, .. })
+            | (Expr::Tuple { items, .. }, Expr::Matrix(m)) => match vector(m) {
+                Some(v) => self.ordered(&v, items),
+                None => Ok(false),
+            },
+            (Expr::Set(a) | Expr::List(a), Expr::Set(b) | Expr::List(b)) => self.unordered(a, b),
+            (Expr::Ellipsis, Expr::Ellipsis) => Ok(true),
+            (Expr::Choice(a), Expr::Choice(b)) => Ok(a == b),
+            (Expr::Text(a), Expr::Text(b)) => Ok(a == b),
+            (a, b) if a.is_scalar() && b.is_scalar() => self.scalar(a, b),
+            _ => Ok(false),
+        }
+    }
+
+    fn ordered(&mut self, a: &[Expr], b: &[Expr]) -> R {
+        if a.len() != b.len() {
+            return Ok(false);
+        }
+        for (x, y) in a.iter().zip(b) {
+            if !self.eq(x, y)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Multiset equality by greedy matching (equivalence is an equivalence relation
+    /// on exact values; with tolerances greedy is the usual approximation).
+    fn unordered(&mut self, a: &[Expr], b: &[Expr]) -> R {
+        if a.len() != b.len() {
+            return Ok(false);
+        }
+        let mut used = vec![false; b.len()];
+        'outer: for x in a {
+            for (j, y) in b.iter().enumerate() {
+                if !used[j] && self.eq(x, y)? {
+                    used[j] = true;
+                    continue 'outer;
+                }
+            }
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn intervals(&mut self, g: &Expr, p: &Expr) -> R {
+        let (Some((gl, gh, glc, ghc)), Some((pl, ph, plc, phc))) =
+            (interval_parts(g), interval_parts(p))
+        else {
+            return Ok(false);
+        };
+        let lo_inf = infinity_sign(gl).is_some();
+        let hi_inf = infinity_sign(gh).is_some();
+        if (!lo_inf && glc != plc) || (!hi_inf && ghc != phc) {
+            return Ok(false);
+        }
+        Ok(self.scalar(gl, pl)? && self.scalar(gh, ph)?)
+    }
+
+    fn relations(&mut self, g: &Expr, p: &Expr) -> R {
+        let (Expr::Rel { terms: gt, ops: go }, Expr::Rel { terms: pt, ops: po }) = (g, p) else {
+            return Ok(false);
+        };
+        let all_eq = |ops: &[RelOp]| ops.iter().all(|o| *o == RelOp::Eq);
+        let all_in = |ops: &[RelOp]| ops.len() == 1 && ops[0] == RelOp::In;
+        if (all_eq(go) && all_eq(po)) || (all_in(go) && all_in(po)) {
+            let (gl, gr, pl, pr) = (&gt[0], &gt[gt.len() - 1], &pt[0], &pt[pt.len() - 1]);
+            if is_label(gl) && is_label(pl) && label_key(gl) == label_key(pl) {
+                return self.eq(gr, pr);
+            }
+            if all_eq(go) && [gl, gr, pl, pr].iter().all(|e| e.is_scalar()) {
+                return self.proportional(gl, gr, pl, pr);
+            }
+            return Ok(false);
+        }
+        if go.iter().all(|o| o.is_inequality()) && po.iter().all(|o| o.is_inequality()) {
+            return match (ineq_interval(g, self)?, ineq_interval(p, self)?) {
+                (Some(a), Some(b)) => self.eq(&a, &b),
+                _ => Ok(false),
+            };
+        }
+        Ok(false)
+    }
+
+    /// `gl - gr` and `pl - pr` are non-zero multiples of each other at every point.
+    fn proportional(&mut self, gl: &Expr, gr: &Expr, pl: &Expr, pr: &Expr) -> R {
+        let f = Expr::Add(vec![gl.clone(), Expr::Neg(Box::new(gr.clone()))]);
+        let h = Expr::Add(vec![pl.clone(), Expr::Neg(Box::new(pr.clone()))]);
+        if !f.has_vars() && !h.has_vars() {
+            return Ok(false);
+        }
+        let mut ratio: Option<C> = None;
+        let mut seen = 0;
+        for pt in points(self.cfg) {
+            let (a, b) = match (self.value(&f, pt), self.value(&h, pt)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(NumError::Limit), _) | (_, Err(NumError::Limit)) => return Err(Limit),
+                _ => continue,
+            };
+            let tiny = |z: C| z.abs() <= 1e-9;
+            match (tiny(a), tiny(b)) {
+                (true, true) => continue,
+                (true, false) | (false, true) => return Ok(false),
+                _ => {}
+            }
+            let r = C {
+                re: (a.re * b.re + a.im * b.im) / (b.re * b.re + b.im * b.im),
+                im: (a.im * b.re - a.re * b.im) / (b.re * b.re + b.im * b.im),
+            };
+            match ratio {
+                None => ratio = Some(r),
+                Some(r0) if !self.close(r0, r) => return Ok(false),
+                _ => {}
+            }
+            seen += 1;
+        }
+        Ok(seen >= 2)
+    }
+
+    fn value(&mut self, e: &Expr, pt: Point) -> Result<C, NumError> {
+        num(e, &mut self.cx, pt, &mut Vec::new())
+    }
+
+    fn close(&self, a: C, b: C) -> bool {
+        let d = C {
+            re: a.re - b.re,
+            im: a.im - b.im,
+        }
+        .abs();
+        d <= self.cfg.rel_tol * a.abs().max(b.abs()) || d <= 1e-12
+    }
+
+    /// Scalars, with the percent convention applied at the top level.
+    fn scalar(&mut self, g: &Expr, p: &Expr) -> R {
+        let gp = if let Expr::Percent(x) = g {
+            Some(&**x)
+        } else {
+            None
+        };
+        let pp = if let Expr::Percent(x) = p {
+            Some(&**x)
+        } else {
+            None
+        };
+        match self.cfg.percent {
+            PercentMode::Fraction => self.value_eq(g, p),
+            PercentMode::Number => self.value_eq(gp.unwrap_or(g), pp.unwrap_or(p)),
+            PercentMode::Either => match (gp, pp) {
+                (Some(a), Some(b)) => self.value_eq(a, b),
+                (Some(a), None) => Ok(self.value_eq(g, p)? || self.value_eq(a, p)?),
+                (None, Some(b)) => Ok(self.value_eq(g, p)? || self.value_eq(g, b)?),
+                (None, None) => self.value_eq(g, p),
+            },
+        }
+    }
+
+    fn value_eq(&mut self, a: &Expr, b: &Expr) -> R {
+        let (ia, ib) = (infinity_sign(a), infinity_sign(b));
+        if ia.is_some() || ib.is_some() {
+            return Ok(ia == ib);
+        }
+        let ea = exact(a, &mut self.cx, &[])?;
+        let eb = exact(b, &mut self.cx, &[])?;
+        if let (Some(x), Some(y)) = (&ea, &eb) {
+            if x == y {
+                return Ok(true);
+            }
+            if !(a.has_decimal() || b.has_decimal()) {
+                return Ok(false);
+            }
+            return Ok(self.close(to_c(x), to_c(y)));
+        }
+        let vars = a.has_vars() || b.has_vars();
+        let mut agree = 0;
+        for pt in points(self.cfg) {
+            let va = match &ea {
+                Some(x) => Ok(to_c(x)),
+                None => self.value(a, pt),
+            };
+            let vb = match &eb {
+                Some(y) => Ok(to_c(y)),
+                None => self.value(b, pt),
+            };
+            match (va, vb) {
+                (Ok(x), Ok(y)) => {
+                    if !self.close(x, y) {
+                        return Ok(false);
+                    }
+                    agree += 1;
+                }
+                (Err(NumError::Limit), _) | (_, Err(NumError::Limit)) => return Err(Limit),
+                _ => {}
+            }
+            if !vars && agree > 0 {
+                break;
+            }
+        }
+        Ok(agree > 0)
+    }
+}
+
+fn to_c(q: &Q) -> C {
+    use num_traits::ToPrimitive;
+    C {
+        re: q.to_f64().unwrap_or(f64::NAN),
+        im: 0.0,
+    }
+}
+
+/// The evaluation points: `eval_points` real ones, then three integer ones.
+fn points(cfg: &GradeConfig) -> impl Iterator<Item = Point> {
+    let n = cfg.limits.eval_points as u64;
+    (0..n)
+        .map(|s| Point {
+            seed: s,
+            integer: false,
+        })
+        .chain((0..3).map(|s| Point {
+            seed: 1000 + s,
+            integer: true,
+        }))
+}
+
+fn infinity_sign(e: &Expr) -> Option<i8> {
+    match e {
+        Expr::Inf => Some(1),
+        Expr::Neg(a) => infinity_sign(a).map(|s| -s),
+        Expr::Add(v) if v.len() == 1 => infinity_sign(&v[0]),
+        _ => None,
+    }
+}
+
+fn interval_parts(e: &Expr) -> Option<(&Expr, &Expr, bool, bool)> {
+    match e {
+        Expr::Interval {
+            lo,
+            hi,
+            lo_closed,
+            hi_closed,
+        } => Some((lo, hi, *lo_closed, *hi_closed)),
+        Expr::Tuple { items, paren: true } if items.len() == 2 => {
+            Some((&items[0], &items[1], false, false))
+        }
+        _ => None,
+    }
+}
+
+fn vector(m: &[Vec<Expr>]) -> Option<Vec<Expr>> {
+    if m.len() == 1 {
+        Some(m[0].clone())
+    } else if m.iter().all(|r| r.len() == 1) {
+        Some(m.iter().map(|r| r[0].clone()).collect())
+    } else {
+        None
+    }
+}
+
+/// A left-hand side that names the answer rather than constraining it:
+/// `x`, `y_1`, `f(x)`, `A:B`, `\frac{NO}{BO}`, `(p, q)`.
+pub fn is_label(e: &Expr) -> bool {
+    match e {
+        Expr::Var { .. } => true,
+        Expr::Mul(v) => {
+            matches!(v.first(), Some(Expr::Var { .. }))
+                && v.iter().all(|x| is_label(x) || is_plain_arg(x))
+        }
+        Expr::Div(a, b) => is_label(a) && is_label(b),
+        Expr::Ratio(v) => v.iter().all(is_label),
+        Expr::Tuple { items, .. } => items.iter().all(is_label),
+        _ => false,
+    }
+}
+
+/// Arguments in `f(2)`: numbers and labels.
+fn is_plain_arg(e: &Expr) -> bool {
+    matches!(e, Expr::Num { .. }) || is_label(e)
+}
+
+fn label_key(e: &Expr) -> String {
+    format!("{e:?}")
+}
+
+/// The value a bare answer is compared with: `x = 3` gives `3`, `x \in S` gives `S`.
+fn assignment_value(e: &Expr) -> Option<&Expr> {
+    let Expr::Rel { terms, ops } = e else {
+        return None;
+    };
+    let ok = ops.iter().all(|o| *o == RelOp::Eq) || (ops.len() == 1 && ops[0] == RelOp::In);
+    (ok && is_label(&terms[0])).then(|| &terms[terms.len() - 1])
+}
+
+/// `x > 2`, `2 < x`, `-x > -1`, `0 < f(x) < 1`, `x \ge 3` as intervals.
+fn ineq_interval(e: &Expr, c: &mut Cmp) -> Result<Option<Expr>, Limit> {
+    let Expr::Rel { terms, ops } = e else {
+        return Ok(None);
+    };
+    if !ops.iter().all(|o| o.is_inequality()) {
+        return Ok(None);
+    }
+    let neg_inf = || Expr::Neg(Box::new(Expr::Inf));
+    let mk = |lo: Expr, hi: Expr, lc: bool, hc: bool| Expr::Interval {
+        lo: Box::new(lo),
+        hi: Box::new(hi),
+        lo_closed: lc,
+        hi_closed: hc,
+    };
+    if terms.len() == 3 {
+        let (a, m, b) = (&terms[0], &terms[1], &terms[2]);
+        if a.has_vars() || b.has_vars() || !m.has_vars() {
+            return Ok(None);
+        }
+        let up = |o: RelOp| matches!(o, RelOp::Lt | RelOp::Le);
+        return Ok(if up(ops[0]) && up(ops[1]) {
+            Some(mk(
+                a.clone(),
+                b.clone(),
+                ops[0] == RelOp::Le,
+                ops[1] == RelOp::Le,
+            ))
+        } else if !up(ops[0]) && !up(ops[1]) {
+            Some(mk(
+                b.clone(),
+                a.clone(),
+                ops[1] == RelOp::Ge,
+                ops[0] == RelOp::Ge,
+            ))
+        } else {
+            None
+        });
+    }
+    if terms.len() != 2 {
+        return Ok(None);
+    }
+    let (l, r, op) = (&terms[0], &terms[1], ops[0]);
+    let flip = |o: RelOp| match o {
+        RelOp::Lt => RelOp::Gt,
+        RelOp::Gt => RelOp::Lt,
+        RelOp::Le => RelOp::Ge,
+        RelOp::Ge => RelOp::Le,
+        o => o,
+    };
+    let (bound, op) = if is_label(l) && !r.has_vars() {
+        (r.clone(), op)
+    } else if is_label(r) && !l.has_vars() {
+        (l.clone(), flip(op))
+    } else {
+        match linear_root(l, r, c)? {
+            Some((root, slope_pos)) => (
+                Expr::Num {
+                    value: root,
+                    decimal: false,
+                },
+                if slope_pos { op } else { flip(op) },
+            ),
+            None => return Ok(None),
+        }
+    };
+    Ok(Some(match op {
+        RelOp::Gt => mk(bound, Expr::Inf, false, false),
+        RelOp::Ge => mk(bound, Expr::Inf, true, false),
+        RelOp::Lt => mk(neg_inf(), bound, false, false),
+        _ => mk(neg_inf(), bound, false, true),
+    }))
+}
+
+/// For `l - r` linear in its one variable: the root and whether the slope is positive.
+fn linear_root(l: &Expr, r: &Expr, c: &mut Cmp) -> Result<Option<(Q, bool)>, Limit> {
+    let f = Expr::Add(vec![l.clone(), Expr::Neg(Box::new(r.clone()))]);
+    let mut names: Vec<String> = vec![];
+    let mut subscripted = false;
+    f.visit(&mut |e| {
+        if let Expr::Var { name, sub } = e {
+            subscripted |= sub.is_some();
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    });
+    if names.len() != 1 || subscripted {
+        return Ok(None);
+    }
+    let at = |t: i64, c: &mut Cmp| {
+        exact(
+            &f,
+            &mut c.cx,
+            &[(names[0].clone(), Q::from_integer(t.into()))],
+        )
+    };
+    let (Some(f0), Some(f1), Some(f2)) = (at(0, c)?, at(1, c)?, at(2, c)?) else {
+        return Ok(None);
+    };
+    let slope = &f1 - &f0;
+    if slope == Q::from_integer(0.into()) || &f2 - &f1 != slope {
+        return Ok(None);
+    }
+    let root = -f0 / &slope;
+    Ok(Some((root, slope > Q::from_integer(0.into()))))
+}
+
+/// Replaces `\pm` by its two branches. Scalars become a list of values,
+/// relations a list of relations; lists and sets absorb the branches.
+fn expand_pm(e: &Expr) -> Option<Expr> {
+    match e {
+        Expr::List(v) | Expr::Set(v) => {
+            let mut out = vec![];
+            for x in v {
+                match expand_pm(x) {
+                    Some(Expr::List(xs)) => out.extend(xs),
+                    Some(x) => out.push(x),
+                    None => out.push(x.clone()),
+                }
+            }
+            Some(if matches!(e, Expr::Set(_)) {
+                Expr::Set(out)
+            } else {
+                Expr::List(out)
+            })
+        }
+        Expr::Rel { terms, ops } => {
+            let idx = terms.iter().position(Expr::has_pm)?;
+            let variants = branches(&terms[idx]);
+            Some(Expr::List(
+                variants
+                    .into_iter()
+                    .map(|v| {
+                        let mut t = terms.clone();
+                        t[idx] = v;
+                        Expr::Rel {
+                            terms: t,
+                            ops: ops.clone(),
+                        }
+                    })
+                    .collect(),
+            ))
+        }
+        e if e.is_scalar() && e.has_pm() => Some(Expr::List(branches(e))),
+        _ => None,
+    }
+}
+
+/// Both branches of every `\pm` in a scalar (capped).
+fn branches(e: &Expr) -> Vec<Expr> {
+    let mut out = vec![e.clone()];
+    for _ in 0..4 {
+        let mut next = vec![];
+        let mut changed = false;
+        for x in &out {
+            match split_first_pm(x) {
+                Some((a, b)) => {
+                    next.push(a);
+                    next.push(b);
+                    changed = true;
+                }
+                None => next.push(x.clone()),
+            }
+        }
+        out = next;
+        if !changed || out.len() >= MAX_PM_VARIANTS {
+            break;
+        }
+    }
+    out
+}
+
+/// Rewrites the first `a \pm b` found into `a + b` and `a - b`.
+fn split_first_pm(e: &Expr) -> Option<(Expr, Expr)> {
+    if let Expr::PlusMinus(a, b) = e {
+        let plus = Expr::Add(vec![(**a).clone(), (**b).clone()]);
+        let minus = Expr::Add(vec![(**a).clone(), Expr::Neg(b.clone())]);
+        return Some((plus, minus));
+    }
+    let rebuild =
+        |f: &dyn Fn(Expr) -> Expr, inner: &Expr| split_first_pm(inner).map(|(x, y)| (f(x), f(y)));
+    match e {
+        Expr::Neg(a) => rebuild(&|x| Expr::Neg(Box::new(x)), a),
+        Expr::Div(a, b) => rebuild(&|x| Expr::Div(Box::new(x), b.clone()), a)
+            .or_else(|| rebuild(&|x| Expr::Div(a.clone(), Box::new(x)), b)),
+        Expr::Add(v) | Expr::Mul(v) => {
+            for (i, x) in v.iter().enumerate() {
+                if let Some((p, m)) = split_first_pm(x) {
+                    let mut vp = v.clone();
+                    let mut vm = v.clone();
+                    vp[i] = p;
+                    vm[i] = m;
+                    return Some(if matches!(e, Expr::Add(_)) {
+                        (Expr::Add(vp), Expr::Add(vm))
+                    } else {
+                        (Expr::Mul(vp), Expr::Mul(vm))
+                    });
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
