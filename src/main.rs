@@ -28,6 +28,8 @@ enum Command {
     /// Validate and import datasets.
     #[command(subcommand)]
     Data(cmd::data::Command),
+    /// Run staged RL training (the daemon): `--config FILE` or `--resume RUN_DIR`.
+    Train(cmd::train::Args),
     /// Benchmarks that compare gradus with its peers.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Grade(a) => cmd::grade::run(a),
         Command::Data(c) => cmd::data::run(c),
         Command::Bench(c) => cmd::bench::run(c),
+        Command::Train(a) => cmd::train::run(a),
     };
     match result {
         Ok(code) => code,

@@ -9,7 +9,7 @@
 //! function from input/output examples; the tests hold cases the prompt does
 //! not show, so copying the examples back does not pass.
 //!
-//! Every problem carries a reference completion for the SFT warm-up stage.
+//! Every problem carries a reference solution, the target of the SFT warm-up stage.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -77,7 +77,7 @@ fn math_row(bucket: &str, n: usize, a: u64, b: u64) -> Value {
         "answer": (a + b).to_string(),
         "difficulty": bucket,
         "source": "synthetic",
-        "metadata": {"reference": addition_steps(a, b)},
+        "solution": addition_steps(a, b),
     })
 }
 
@@ -172,7 +172,7 @@ fn code_row(bucket: &str, n: usize, f: Affine, shown: &[i64], rng: &mut ChaCha8R
         },
         "difficulty": bucket,
         "source": "synthetic",
-        "metadata": {"reference": format!("def f(x):\n return {}", f.python())},
+        "solution": format!("def f(x):\n return {}", f.python()),
     })
 }
 
@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn code_references_satisfy_their_hidden_tests() {
         for row in problems(1, 20).iter().filter(|r| r["domain"] == "code") {
-            let body = row["metadata"]["reference"].as_str().unwrap();
+            let body = row["solution"].as_str().unwrap();
             let expr = body.rsplit("return ").next().unwrap();
             let tests = &row["tests"];
             for (inp, out) in tests["inputs"]

@@ -5,3 +5,4 @@ pub mod bench;
 pub mod data;
 pub mod grade;
 pub mod sandbox;
+pub mod train;

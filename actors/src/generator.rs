@@ -1,0 +1,116 @@
+//! The generator actor: samples responses with the latest published policy.
+//!
+//! Like the learner, the sampling copy of the model lives in an [`Engine`] on
+//! its own compute thread and survives actor restarts. The engine's RNG is
+//! seeded from the run seed and saved in checkpoints, so a resumed run samples
+//! what the uninterrupted one would have.
+
+use std::sync::{Arc, Mutex};
+
+use gradus_policy::device::ComputeThread;
+use gradus_policy::{Policy, Response, SamplingConfig, WeightsSnapshot};
+use rand_chacha::ChaCha8Rng;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
+
+/// Sampled responses, one per prompt, and the policy version that made them.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub responses: Vec<Response>,
+    pub policy_version: u64,
+}
+
+pub enum Msg {
+    /// Sample one response per prompt (prompts are token ids, BOS included).
+    Generate { prompts: Vec<Vec<u32>>, config: SamplingConfig, reply: RpcReplyPort<Result<Generated, String>> },
+    /// Swap in newer weights.
+    Load { snapshot: Arc<WeightsSnapshot>, reply: RpcReplyPort<Result<u64, String>> },
+}
+
+pub type GeneratorRef = ActorRef<Msg>;
+
+/// Name the generator registers under.
+pub const NAME: &str = "generator";
+
+/// The sampling policy and its RNG, on their compute thread.
+pub struct Engine {
+    thread: ComputeThread,
+    inner: Arc<Mutex<(Policy, ChaCha8Rng)>>,
+}
+
+impl Engine {
+    pub fn new(policy: Policy, rng: ChaCha8Rng, threads: usize) -> Result<Self, gradus_policy::Error> {
+        Ok(Self {
+            thread: ComputeThread::spawn("generator", threads)?,
+            inner: Arc::new(Mutex::new((policy, rng))),
+        })
+    }
+
+    fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Policy, &mut ChaCha8Rng) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        let inner = self.inner.clone();
+        self.thread
+            .run(move || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+                    let (policy, rng) = &mut *guard;
+                    f(policy, rng)
+                }))
+                .unwrap_or_else(|_| Err("generator computation panicked".into()))
+            })
+            .map_err(|e| e.to_string())?
+    }
+
+    pub fn generate(&self, prompts: Vec<Vec<u32>>, config: SamplingConfig) -> Result<Generated, String> {
+        self.with(move |policy, rng| {
+            let responses = policy.sample(&prompts, &config, rng).map_err(|e| e.to_string())?;
+            Ok(Generated { responses, policy_version: policy.version() })
+        })
+    }
+
+    pub fn load(&self, snapshot: Arc<WeightsSnapshot>) -> Result<u64, String> {
+        self.with(move |policy, _| {
+            policy.load_snapshot(&snapshot).map_err(|e| e.to_string())?;
+            Ok(policy.version())
+        })
+    }
+
+    /// The RNG, for checkpoints.
+    pub fn rng(&self) -> ChaCha8Rng {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
+    }
+}
+
+pub struct Generator {
+    engine: Arc<Engine>,
+}
+
+/// Spawns the generator linked to `supervisor`, around `engine`.
+pub async fn spawn(engine: Arc<Engine>, supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
+    let (r, _) = Actor::spawn_linked(Some(NAME.into()), Generator { engine }, (), supervisor).await?;
+    Ok(r.get_cell())
+}
+
+impl Actor for Generator {
+    type Msg = Msg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: GeneratorRef, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(&self, _: GeneratorRef, msg: Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+        let engine = self.engine.clone();
+        match msg {
+            Msg::Generate { prompts, config, reply } => {
+                let _ = reply.send(tokio::task::spawn_blocking(move || engine.generate(prompts, config)).await?);
+            }
+            Msg::Load { snapshot, reply } => {
+                let _ = reply.send(tokio::task::spawn_blocking(move || engine.load(snapshot)).await?);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,158 @@
+//! The learner actor: GRPO and SFT updates on the policy, weight snapshots for
+//! the generator, and checkpoints.
+//!
+//! The model and optimizer live in an [`Engine`] on a dedicated compute thread
+//! (burn never runs on tokio's workers). The engine outlives the actor: when
+//! the actor crashes, the supervisor re-spawns it around the same engine, and
+//! the caller redoes the batch it was waiting for. Each update carries a batch
+//! id, and the engine remembers the last batch it applied with its statistics,
+//! so a batch redone after a crash that struck *after* the update returns the
+//! recorded statistics instead of stepping twice: nothing is learned twice.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use gradus_policy::device::ComputeThread;
+use gradus_policy::{Group, GrpoConfig, Learner, SftExample, StepStats, WeightsSnapshot};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
+
+/// Work the learner does.
+#[derive(Clone)]
+pub enum Update {
+    Grpo { groups: Vec<Group>, config: GrpoConfig },
+    Sft { examples: Vec<SftExample> },
+}
+
+pub enum Msg {
+    /// Apply `update` as batch `batch` (ids increase; a repeat is answered from memory).
+    Step { batch: u64, update: Update, reply: RpcReplyPort<Result<StepStats, String>> },
+    /// The current weights.
+    Snapshot { reply: RpcReplyPort<Result<Arc<WeightsSnapshot>, String>> },
+    /// Save the model, optimizer, step, RNG and version into `dir`, with
+    /// `manifest_extra` (the resolved run config) in the manifest.
+    Checkpoint { dir: PathBuf, manifest_extra: serde_json::Value, reply: RpcReplyPort<Result<(), String>> },
+}
+
+pub type LearnerRef = ActorRef<Msg>;
+
+/// Name the learner registers under.
+pub const NAME: &str = "learner";
+
+/// The model, optimizer and applied-batch memory, on their compute thread.
+pub struct Engine {
+    thread: ComputeThread,
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    learner: Learner,
+    /// The last batch applied and what it did.
+    last: Option<(u64, StepStats)>,
+}
+
+impl Engine {
+    /// Wraps `learner` on a new compute thread with `threads` workers (0: one
+    /// per core).
+    pub fn new(learner: Learner, threads: usize) -> Result<Self, gradus_policy::Error> {
+        Ok(Self {
+            thread: ComputeThread::spawn("learner", threads)?,
+            inner: Arc::new(Mutex::new(Inner { learner, last: None })),
+        })
+    }
+
+    /// Runs `f` on the compute thread with the learner; a panic inside is
+    /// caught and returned as an error, so the thread and the weights survive.
+    fn with<T: Send + 'static>(&self, f: impl FnOnce(&mut Inner) -> Result<T, String> + Send + 'static) -> Result<T, String> {
+        let inner = self.inner.clone();
+        self.thread
+            .run(move || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+                    f(&mut guard)
+                }))
+                .unwrap_or_else(|_| Err("learner computation panicked".into()))
+            })
+            .map_err(|e| e.to_string())?
+    }
+
+    /// Applies `update` as batch `batch`, exactly once.
+    pub fn step(&self, batch: u64, update: Update) -> Result<StepStats, String> {
+        self.with(move |inner| {
+            if let Some((last, stats)) = &inner.last
+                && *last >= batch
+            {
+                if *last == batch {
+                    return Ok(stats.clone());
+                }
+                return Err(format!("batch {batch} is older than the last applied batch {last}"));
+            }
+            let stats = match update {
+                Update::Grpo { groups, config } => inner.learner.grpo_step(&groups, &config),
+                Update::Sft { examples } => inner.learner.sft_step(&examples),
+            }
+            .map_err(|e| e.to_string())?;
+            inner.last = Some((batch, stats.clone()));
+            Ok(stats)
+        })
+    }
+
+    pub fn snapshot(&self) -> Result<Arc<WeightsSnapshot>, String> {
+        self.with(|inner| Ok(Arc::new(inner.learner.snapshot())))
+    }
+
+    pub fn checkpoint(&self, dir: PathBuf, extra: serde_json::Value) -> Result<(), String> {
+        self.with(move |inner| inner.learner.save_checkpoint(&dir, extra).map(|_| ()).map_err(|e| e.to_string()))
+    }
+}
+
+/// Fault injection for the end-to-end tests (off in real runs): crash the
+/// actor once, right after the engine applied batch `crash_after_batch`, before
+/// the reply is sent: the hardest case for exactly-once.
+#[derive(Debug, Default)]
+pub struct Faults {
+    pub crash_after_batch: Option<u64>,
+    pub fired: AtomicBool,
+}
+
+pub struct LearnerActor {
+    engine: Arc<Engine>,
+    faults: Arc<Faults>,
+}
+
+/// Spawns the learner linked to `supervisor`, around `engine`.
+pub async fn spawn(engine: Arc<Engine>, faults: Arc<Faults>, supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
+    let (r, _) = Actor::spawn_linked(Some(NAME.into()), LearnerActor { engine, faults }, (), supervisor).await?;
+    Ok(r.get_cell())
+}
+
+impl Actor for LearnerActor {
+    type Msg = Msg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: LearnerRef, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(&self, _: LearnerRef, msg: Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+        let engine = self.engine.clone();
+        match msg {
+            Msg::Step { batch, update, reply } => {
+                let result = tokio::task::spawn_blocking(move || engine.step(batch, update)).await?;
+                if self.faults.crash_after_batch == Some(batch) && !self.faults.fired.swap(true, Ordering::SeqCst) {
+                    return Err(format!("injected learner fault after applying batch {batch}").into());
+                }
+                let _ = reply.send(result);
+            }
+            Msg::Snapshot { reply } => {
+                let _ = reply.send(tokio::task::spawn_blocking(move || engine.snapshot()).await?);
+            }
+            Msg::Checkpoint { dir, manifest_extra, reply } => {
+                let r = tokio::task::spawn_blocking(move || engine.checkpoint(dir, manifest_extra)).await?;
+                let _ = reply.send(r);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,526 @@
+//! The trainer: drives one on-policy step after another through the actors,
+//! and owns the curriculum and the ledger.
+//!
+//! One step, as in the papers' on-policy setting:
+//! 1. apply a pending config change (batch boundary);
+//! 2. draw prompts from the curriculum and record each group as dispatched;
+//! 3. the generator samples `group_size` responses per prompt;
+//! 4. the grader (math) and the executor (code) grade every response;
+//! 5. reward assembly completes groups; dynamic sampling drops all-equal groups
+//!    and refills;
+//! 6. the learner updates (GRPO, or SFT in a warm-up stage) and the new weights
+//!    are published to the generator;
+//! 7. the curriculum closes the step and may advance the stage;
+//! 8. every `checkpoint_every` steps, a checkpoint.
+//!
+//! Every actor call goes through [`Trainer::call`]: when the actor died (its
+//! reply port dropped), the call waits for the supervisor's restart, looks the
+//! actor up again and redoes the work exactly once; the ledger counts it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gradus_policy::{Group, GrpoConfig, Response, SamplingConfig, SftExample, StepStats, Tokenizer};
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, RpcReplyPort};
+use serde_json::json;
+
+use crate::curriculum::config::StageKind;
+use crate::curriculum::engine::{Curriculum, Draw, Graded, GroupVerdict};
+use crate::curriculum::stats::Window;
+use crate::data::{Domain, Problem};
+use crate::ledger::{GroupId, Ledger};
+use crate::rollout::{self, ResponseResult};
+use crate::{executor, generator, grader, learner, supervisor};
+
+/// Settings of the trainer that no stage overrides.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Prompts per learner step.
+    pub batch_prompts: usize,
+    /// Reward code by the fraction of tests passed instead of all-or-nothing.
+    pub partial_credit: bool,
+    /// The GRPO settings that stages do not override (clip range, aggregation).
+    pub grpo: GrpoConfig,
+    /// Longest wait for one actor call before it counts as failed.
+    pub call_timeout: Duration,
+    /// Responses kept per bucket for the displayed pass rates.
+    pub display_window: u32,
+}
+
+/// What one step did, for the progress display, metrics and metrics.jsonl.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub step: u64,
+    pub stage: String,
+    pub stage_index: usize,
+    pub stats: StepStats,
+    /// Displayed pass rate and window fill per `domain/bucket`.
+    pub pass_rates: BTreeMap<String, (f64, usize)>,
+    /// Responses graded this step, by verdict.
+    pub verdicts: BTreeMap<&'static str, u64>,
+    pub tokens_generated: u64,
+    pub generate_seconds: f64,
+    /// Per-response grading latency, by domain.
+    pub grade_seconds: Vec<(Domain, f64)>,
+    pub groups_kept: usize,
+    pub groups_dropped: usize,
+    pub truncated: usize,
+    pub responses: usize,
+    pub redone: u64,
+    pub wall_seconds: f64,
+}
+
+/// Where the trainer reports to (metrics, run dir, terminal).
+pub trait Observer: Send {
+    /// An event for events.jsonl (`stage_advanced`, `restart`, `reload`, `error`, ...).
+    fn event(&mut self, name: &str, step: u64, fields: serde_json::Value);
+    /// One finished step.
+    fn step(&mut self, report: &StepReport);
+    /// A sampled rollout for rollouts.jsonl.
+    fn rollout(&mut self, line: serde_json::Value);
+}
+
+/// Why the run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("actor '{actor}' did not answer ({why}) even after a restart")]
+    Actor { actor: &'static str, why: String },
+    #[error("learner: {0}")]
+    Learner(String),
+    #[error("generator: {0}")]
+    Generator(String),
+    #[error(transparent)]
+    Sample(#[from] crate::curriculum::engine::SampleError),
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+}
+
+/// The trainer's durable state besides the model: saved in checkpoints.
+pub struct Trainer<T: Tokenizer> {
+    pub curriculum: Curriculum,
+    pub ledger: Ledger,
+    /// Next batch id (learner updates are deduplicated by it).
+    pub next_batch: u64,
+    tokenizer: T,
+    settings: Settings,
+    display: BTreeMap<String, Window>,
+    rollout_every: u64,
+}
+
+/// One drawn prompt with its group id and (for RL) responses and results.
+struct Slot {
+    group: GroupId,
+    draw: Draw,
+    prompt: Vec<u32>,
+    responses: Vec<Response>,
+    results: Vec<ResponseResult>,
+}
+
+impl<T: Tokenizer> Trainer<T> {
+    pub fn new(curriculum: Curriculum, ledger: Ledger, next_batch: u64, tokenizer: T, settings: Settings) -> Self {
+        Self { curriculum, ledger, next_batch, tokenizer, settings, display: BTreeMap::new(), rollout_every: 10 }
+    }
+
+    /// Runs one step; returns its report, or `None` once the curriculum is finished.
+    pub async fn step(&mut self, observer: &mut dyn Observer) -> Result<Option<StepReport>, TrainError> {
+        if self.curriculum.is_finished() {
+            return Ok(None);
+        }
+        let start = Instant::now();
+        let stage = self.curriculum.stage().clone();
+        let sampling = SamplingConfig {
+            temperature: stage.generation.temperature as f32,
+            top_p: stage.generation.top_p as f32,
+            max_new_tokens: stage.generation.max_response_tokens as usize,
+            stop_tokens: vec![self.tokenizer.eos_id()],
+        };
+        let group_size = stage.generation.group_size as usize;
+        let mut report = StepReport {
+            step: self.curriculum.state().step,
+            stage: stage.name.clone(),
+            stage_index: self.curriculum.state().stage,
+            stats: empty_stats(),
+            pass_rates: BTreeMap::new(),
+            verdicts: BTreeMap::new(),
+            tokens_generated: 0,
+            generate_seconds: 0.0,
+            grade_seconds: Vec::new(),
+            groups_kept: 0,
+            groups_dropped: 0,
+            truncated: 0,
+            responses: 0,
+            redone: 0,
+            wall_seconds: 0.0,
+        };
+        let redone_before = self.ledger.totals().redone;
+
+        // Draw, roll out and grade until enough groups carry a learning signal.
+        let mut kept: Vec<Slot> = Vec::new();
+        let mut draws = self.curriculum.next_batch(self.settings.batch_prompts)?;
+        loop {
+            let mut slots = self.dispatch(draws)?;
+            self.generate(&mut slots, group_size, &sampling, &mut report).await?;
+            self.grade(&mut slots, &mut report).await?;
+            let mut missing = 0;
+            for slot in slots {
+                let graded: Vec<Graded> =
+                    slot.results.iter().map(|r| Graded { correct: r.correct, truncated: r.truncated }).collect();
+                self.note_display(&slot.draw, &graded);
+                let verdict = self.curriculum.record_group(&slot.draw, &graded);
+                // SFT stages learn from references; their samples only measure.
+                if verdict == GroupVerdict::Keep || stage.kind == StageKind::Sft {
+                    kept.push(slot);
+                } else {
+                    self.ledger.dropped(slot.group)?;
+                    report.groups_dropped += 1;
+                    missing += 1;
+                }
+            }
+            if missing == 0 || stage.dynamic_sampling.is_none() || kept.len() >= self.settings.batch_prompts {
+                break;
+            }
+            draws = self.curriculum.refill(missing)?;
+        }
+        report.groups_kept = kept.len();
+
+        // Learn.
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        let update = match stage.kind {
+            StageKind::Sft => learner::Update::Sft { examples: self.sft_examples(&kept)? },
+            StageKind::Rl => {
+                let mut config = self.settings.grpo.clone();
+                config.kl_coef = stage.learner.kl_coef as f32;
+                config.entropy_coef = stage.learner.entropy_coef as f32;
+                config.mask_truncated = stage.learner.mask_truncated;
+                let groups = kept
+                    .iter()
+                    .map(|s| Group {
+                        prompt: s.prompt.clone(),
+                        responses: s.responses.clone(),
+                        rewards: s.results.iter().map(|r| r.reward).collect(),
+                        temperature: sampling.temperature,
+                    })
+                    .collect();
+                learner::Update::Grpo { groups, config }
+            }
+        };
+        if !kept.is_empty() {
+            let stats = self.learn(batch, update).await?;
+            for s in &kept {
+                self.ledger.learned(s.group, stats.step)?;
+            }
+            report.stats = stats;
+            self.publish().await?;
+        }
+        self.log_rollouts(&kept, observer);
+
+        // Close the step: the curriculum may advance.
+        let outcome = self.curriculum.end_step();
+        if let Some(adv) = outcome.advanced {
+            let mut ev = adv.to_event();
+            if let Some(obj) = ev.as_object_mut() {
+                obj.remove("event");
+                obj.remove("step");
+            }
+            observer.event("stage_advanced", adv.step, ev);
+        }
+        match outcome.change {
+            Some(Ok(applied)) => observer.event("config_applied", report.step, json!({"detail": format!("{applied:?}")})),
+            Some(Err(refused)) => observer.event("config_refused", report.step, json!({"reason": refused.to_string()})),
+            None => {}
+        }
+        report.pass_rates = self.display_rates();
+        report.redone = self.ledger.totals().redone - redone_before;
+        report.wall_seconds = start.elapsed().as_secs_f64();
+        observer.step(&report);
+        Ok(Some(report))
+    }
+
+    fn dispatch(&mut self, draws: Vec<Draw>) -> Result<Vec<Slot>, TrainError> {
+        draws
+            .into_iter()
+            .map(|draw| {
+                let problem = &self.curriculum.problems()[draw.index as usize];
+                let prompt = self.tokenizer.encode_prompt(&problem.prompt).map_err(|e| {
+                    TrainError::Tokenizer(format!("problem {}: {e}", problem.id))
+                })?;
+                let group = self.ledger.dispatch(draw.id.clone());
+                Ok(Slot { group, draw, prompt, responses: Vec::new(), results: Vec::new() })
+            })
+            .collect()
+    }
+
+    async fn generate(
+        &mut self,
+        slots: &mut [Slot],
+        group_size: usize,
+        sampling: &SamplingConfig,
+        report: &mut StepReport,
+    ) -> Result<(), TrainError> {
+        let prompts: Vec<Vec<u32>> =
+            slots.iter().flat_map(|s| std::iter::repeat_n(s.prompt.clone(), group_size)).collect();
+        let t = Instant::now();
+        let groups: Vec<GroupId> = slots.iter().map(|s| s.group).collect();
+        let generated = self
+            .call::<generator::Msg, _>(generator::NAME, &groups, |reply| generator::Msg::Generate {
+                prompts: prompts.clone(),
+                config: sampling.clone(),
+                reply,
+            })
+            .await?
+            .map_err(TrainError::Generator)?;
+        report.generate_seconds += t.elapsed().as_secs_f64();
+        let mut responses = generated.responses.into_iter();
+        for slot in slots.iter_mut() {
+            slot.responses = responses.by_ref().take(group_size).collect();
+            report.tokens_generated += slot.responses.iter().map(|r| r.tokens.len() as u64).sum::<u64>();
+            self.ledger.generated(slot.group)?;
+        }
+        Ok(())
+    }
+
+    async fn grade(&mut self, slots: &mut [Slot], report: &mut StepReport) -> Result<(), TrainError> {
+        // Gather every response by domain, remembering where each goes.
+        let mut math_items = Vec::new();
+        let mut math_at = Vec::new();
+        let mut code_jobs = Vec::new();
+        let mut code_at = Vec::new();
+        for (si, slot) in slots.iter().enumerate() {
+            let problem: &Problem = &self.curriculum.problems()[slot.draw.index as usize];
+            for (ri, resp) in slot.responses.iter().enumerate() {
+                let text = self.tokenizer.decode(&resp.tokens);
+                match problem.domain {
+                    Domain::Math => {
+                        math_items.push(grader::Item {
+                            gold: problem.answer.clone().unwrap_or_default(),
+                            response: text,
+                        });
+                        math_at.push((si, ri));
+                    }
+                    Domain::Code => {
+                        code_jobs.push(code_job(problem, &text, slot.group, ri));
+                        code_at.push((si, ri));
+                    }
+                }
+            }
+        }
+        let groups: Vec<GroupId> = slots.iter().map(|s| s.group).collect();
+        let mut results: Vec<Vec<Option<ResponseResult>>> =
+            slots.iter().map(|s| vec![None; s.responses.len()]).collect();
+        if !math_items.is_empty() {
+            let graded = self
+                .call::<grader::Msg, _>(grader::NAME, &groups, |reply| grader::Msg::Grade {
+                    items: math_items.clone(),
+                    reply,
+                })
+                .await;
+            match graded {
+                Ok(graded) => {
+                    for ((si, ri), g) in math_at.iter().zip(graded) {
+                        let trunc = slots[*si].responses[*ri].truncated;
+                        report.grade_seconds.push((Domain::Math, g.seconds));
+                        results[*si][*ri] = Some(rollout::math_result(&g.grade, trunc));
+                    }
+                }
+                // The grader crashed twice on this batch: record the failure, learn nothing wrong.
+                Err(_) => {
+                    for (si, ri) in &math_at {
+                        let trunc = slots[*si].responses[*ri].truncated;
+                        results[*si][*ri] = Some(rollout::failed_result(trunc, "grader_error"));
+                    }
+                }
+            }
+        }
+        if !code_jobs.is_empty() {
+            let (outcomes, redone) = self
+                .call::<executor::Msg, _>(executor::NAME, &groups, |reply| executor::Msg::Run {
+                    jobs: code_jobs.clone(),
+                    reply,
+                })
+                .await?;
+            for _ in 0..redone {
+                // Sandbox errors redone inside the executor count as redone work too.
+                self.ledger.redo(slots[0].group)?;
+            }
+            for ((si, ri), o) in code_at.iter().zip(outcomes) {
+                let trunc = slots[*si].responses[*ri].truncated;
+                report.grade_seconds.push((Domain::Code, o.wall_ms / 1000.0));
+                results[*si][*ri] = Some(rollout::code_result(&o, trunc, self.settings.partial_credit));
+            }
+        }
+        for (slot, rs) in slots.iter_mut().zip(results) {
+            slot.results = rs.into_iter().map(|r| r.expect("every response graded")).collect();
+            for r in &slot.results {
+                *report.verdicts.entry(r.verdict).or_default() += 1;
+                report.truncated += usize::from(r.truncated);
+                report.responses += 1;
+            }
+            self.ledger.graded(slot.group)?;
+        }
+        Ok(())
+    }
+
+    async fn learn(&mut self, batch: u64, update: learner::Update) -> Result<StepStats, TrainError> {
+        self.call::<learner::Msg, _>(learner::NAME, &[], |reply| learner::Msg::Step {
+            batch,
+            update: update.clone(),
+            reply,
+        })
+        .await?
+        .map_err(TrainError::Learner)
+    }
+
+    async fn publish(&mut self) -> Result<(), TrainError> {
+        let snapshot = self
+            .call::<learner::Msg, _>(learner::NAME, &[], |reply| learner::Msg::Snapshot { reply })
+            .await?
+            .map_err(TrainError::Learner)?;
+        self.call::<generator::Msg, _>(generator::NAME, &[], |reply| generator::Msg::Load {
+            snapshot: snapshot.clone(),
+            reply,
+        })
+        .await?
+        .map_err(TrainError::Generator)?;
+        Ok(())
+    }
+
+    /// Calls actor `name`; if it died mid-call, waits for its restart and
+    /// redoes the call once, counting the redo against `groups` in the ledger.
+    async fn call<M, R>(
+        &mut self,
+        name: &'static str,
+        groups: &[GroupId],
+        msg: impl Fn(RpcReplyPort<R>) -> M,
+    ) -> Result<R, TrainError>
+    where
+        M: ractor::Message,
+        R: Send + 'static,
+    {
+        let mut last_err = String::new();
+        for attempt in 0..2 {
+            let Some(actor) = supervisor::lookup::<M>(name, self.settings.call_timeout).await else {
+                last_err = "not running".into();
+                continue;
+            };
+            if attempt == 1 {
+                for g in groups {
+                    self.ledger.redo(*g)?;
+                }
+            }
+            match call(&actor, &msg, self.settings.call_timeout).await {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    last_err = e;
+                    // Let the supervisor notice the failure and unregister the name.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        Err(TrainError::Actor { actor: name, why: last_err })
+    }
+
+    fn sft_examples(&self, kept: &[Slot]) -> Result<Vec<SftExample>, TrainError> {
+        kept.iter()
+            .filter_map(|s| {
+                let p = &self.curriculum.problems()[s.draw.index as usize];
+                p.solution.as_ref().map(|sol| (s, sol))
+            })
+            .map(|(s, sol)| {
+                let mut completion = self.tokenizer.encode(sol).map_err(|e| TrainError::Tokenizer(e.to_string()))?;
+                completion.push(self.tokenizer.eos_id());
+                Ok(SftExample { prompt: s.prompt.clone(), completion })
+            })
+            .collect()
+    }
+
+    fn note_display(&mut self, draw: &Draw, graded: &[Graded]) {
+        let key = format!("{}/{}", draw.domain.as_str(), draw.bucket);
+        let cap = self.settings.display_window;
+        let w = self.display.entry(key).or_insert_with(|| Window::new(cap));
+        for g in graded {
+            w.push(g.correct);
+        }
+    }
+
+    fn display_rates(&self) -> BTreeMap<String, (f64, usize)> {
+        self.display
+            .iter()
+            .filter_map(|(k, w)| w.rate().map(|r| (k.clone(), (r, w.len() as usize))))
+            .collect()
+    }
+
+    fn log_rollouts(&self, kept: &[Slot], observer: &mut dyn Observer) {
+        let step = self.curriculum.state().step;
+        if step % self.rollout_every != 0 {
+            return;
+        }
+        for s in kept.iter().take(2) {
+            let p = &self.curriculum.problems()[s.draw.index as usize];
+            for (resp, r) in s.responses.iter().zip(&s.results).take(2) {
+                observer.rollout(json!({
+                    "step": step,
+                    "group": s.group,
+                    "prompt_id": p.id,
+                    "bucket": s.draw.bucket,
+                    "prompt": p.prompt,
+                    "response": self.tokenizer.decode(&resp.tokens),
+                    "reward": r.reward,
+                    "verdict": r.verdict,
+                    "truncated": r.truncated,
+                }));
+            }
+        }
+    }
+}
+
+async fn call<M: ractor::Message, R: Send + 'static>(
+    actor: &ActorRef<M>,
+    msg: &impl Fn(RpcReplyPort<R>) -> M,
+    timeout: Duration,
+) -> Result<R, String> {
+    match actor.call(msg, Some(timeout)).await {
+        Ok(CallResult::Success(r)) => Ok(r),
+        Ok(CallResult::Timeout) => Err(format!("no answer within {timeout:?}")),
+        Ok(CallResult::SenderError) => Err("the actor stopped before answering".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A sandbox job for a code response.
+fn code_job(problem: &Problem, response: &str, group: GroupId, index: usize) -> gradus_sandbox::Job {
+    let tests = problem.tests.clone().expect("code problems carry tests (checked at load)");
+    gradus_sandbox::Job {
+        id: format!("g{group}-r{index}"),
+        language: gradus_sandbox::job::Language::Python,
+        source: rollout::extract_program(response).to_string(),
+        tests: tests.into(),
+        limits: Default::default(),
+    }
+}
+
+fn empty_stats() -> StepStats {
+    StepStats {
+        kind: gradus_policy::StepKind::Sft,
+        step: 0,
+        policy_version: 0,
+        loss: 0.0,
+        mean_reward: None,
+        mean_advantage: None,
+        clip_fraction: None,
+        approx_kl: None,
+        ref_kl: None,
+        entropy: 0.0,
+        token_accuracy: None,
+        grad_norm: 0.0,
+        lr: 0.0,
+        masked_truncated: 0,
+        tokens: 0,
+        seconds: 0.0,
+        tokens_per_s: 0.0,
+    }
+}

@@ -1,0 +1,460 @@
+//! `gradus train`: the training daemon.
+//!
+//! Start-up, in order: read and validate the config; load the problems
+//! (malformed rows reported and set aside); open the run directory and save the
+//! resolved config; restore the last checkpoint when resuming; build the
+//! sandbox, the learner and generator engines, the supervisor and its actors;
+//! bind the HTTP endpoint; then run steps until the curriculum finishes or a
+//! signal arrives.
+//!
+//! Signals: SIGTERM and SIGINT stop at the next batch boundary with a final
+//! checkpoint and exit 0. SIGHUP, or a change of the config file's contents,
+//! reloads the config: it is validated whole, then handed to the curriculum,
+//! which applies it at the next batch boundary or refuses it; an invalid config
+//! keeps the running one, and every error is logged with file:line and field.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use gradus::checkpoint::{self, RuntimeState};
+use gradus::config::RunConfig;
+use gradus::http::{Server, StatusBoard};
+use gradus::metrics::Metrics;
+use gradus::observer::RunObserver;
+use gradus::run_dir::RunDir;
+use gradus_actors::curriculum::change::Change;
+use gradus_actors::curriculum::engine::Curriculum;
+use gradus_actors::data::load::Loaded;
+use gradus_actors::data::import::FormatChoice;
+use gradus_actors::ledger::Ledger;
+use gradus_actors::supervisor::{self, Report, Spawner};
+use gradus_actors::trainer::{Observer, Settings, Trainer};
+use gradus_actors::{executor, generator, grader, learner};
+use gradus_policy::{CharTokenizer, GrpoConfig, Learner, Policy, Tokenizer};
+use rand::SeedableRng;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The run config (TOML).
+    #[arg(long, required_unless_present = "resume")]
+    config: Option<PathBuf>,
+    /// Where the run writes checkpoints, events and metrics (default: runs/<config name>).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Resume the run in this directory from its last checkpoint.
+    #[arg(long, conflicts_with_all = ["config", "run_dir"])]
+    resume: Option<PathBuf>,
+    /// Address for /metrics, /healthz and /status (overrides [run].http; port 0 picks one).
+    #[arg(long)]
+    http: Option<std::net::SocketAddr>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(train(args))
+}
+
+/// Where a config comes from and where the run lives.
+fn locate(args: &Args) -> anyhow::Result<(PathBuf, PathBuf)> {
+    if let Some(dir) = &args.resume {
+        let cfg = dir.join("config.toml");
+        if !cfg.exists() {
+            bail!("{} is not a run directory (no config.toml)", dir.display());
+        }
+        return Ok((cfg, dir.clone()));
+    }
+    let cfg = args.config.clone().expect("clap requires --config without --resume");
+    let dir = args.run_dir.clone().unwrap_or_else(|| {
+        let stem = cfg.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from("runs").join(stem)
+    });
+    Ok((cfg, dir))
+}
+
+async fn train(args: Args) -> anyhow::Result<ExitCode> {
+    let (config_path, run_path) = locate(&args)?;
+    let mut config = RunConfig::from_path(&config_path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    if let Some(addr) = args.http {
+        config.run.http = addr;
+    }
+    let resuming = args.resume.is_some();
+    if !resuming && run_path.join("checkpoints").join("latest").exists() {
+        bail!(
+            "{} already holds a run; resume it with `gradus train --resume {}` or pick another --run-dir",
+            run_path.display(),
+            run_path.display()
+        );
+    }
+
+    let problems = load_problems(&config)?;
+    let mut run_dir = RunDir::open(&run_path)?;
+    // The resolved config: what the run actually uses (a reload rewrites it).
+    let watched_config = if resuming { run_path.join("config.toml") } else { config_path.clone() };
+    if !resuming {
+        run_dir.write_atomic("config.toml", config.source.as_bytes())?;
+    }
+
+    let tokenizer = CharTokenizer::new(&config.tokenizer).context("[tokenizer]")?;
+    let device = gradus_policy::device::device(&config.compute).context("[compute]")?;
+    let latest = checkpoint::latest(&run_dir.checkpoints())?;
+    if resuming && latest.is_none() {
+        bail!("{} has no checkpoint to resume from", run_path.display());
+    }
+
+    // Curriculum, ledger, learner and generator state: fresh or from the checkpoint.
+    let (curriculum, ledger, next_batch, learner, gen_rng, start_step) = match &latest {
+        Some(dir) => {
+            let state = RuntimeState::read(dir)?;
+            let curriculum = Curriculum::restore(config.curriculum.clone(), problems, &state.curriculum)
+                .context("restoring the curriculum from the checkpoint")?;
+            let (learner, _manifest) = Learner::load_checkpoint(&dir.join("learner"), &device)
+                .with_context(|| format!("loading the learner from {}", dir.display()))?;
+            (curriculum, state.ledger, state.next_batch, learner, state.generator_rng, state.step)
+        }
+        None => {
+            let (curriculum, report) =
+                Curriculum::new(config.curriculum.clone(), problems).context("building the curriculum")?;
+            for p in &report.unassigned {
+                eprintln!("gradus: warning: problem {p} falls in no bucket and is never drawn");
+            }
+            let learner = Learner::new(
+                config.model.clone(),
+                config.optimizer.clone(),
+                &device,
+                config.run.seed,
+                tokenizer.pad_id(),
+            )?;
+            let rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.run.seed ^ 0x9e37_79b9_7f4a_7c15);
+            (curriculum, Ledger::new(), 0, learner, rng, 0)
+        }
+    };
+
+    let metrics = Arc::new(Metrics::new());
+    let status = StatusBoard::default();
+    let server = Server::start(config.run.http, metrics.clone(), status.clone()).await?;
+    let addr = server.local_addr();
+    run_dir.write_atomic("http.addr", addr.to_string().as_bytes())?;
+    println!("gradus: serving /metrics, /healthz and /status on http://{addr}");
+
+    // Engines outlive actor restarts; the supervisor re-spawns actors around them.
+    let snapshot = learner.snapshot();
+    let policy = Policy::from_snapshot(&snapshot, &device, tokenizer.pad_id())?;
+    let learner_engine = Arc::new(learner::Engine::new(learner, config.compute.threads)?);
+    let generator_engine = Arc::new(generator::Engine::new(policy, gen_rng, config.compute.threads)?);
+    let sandbox = Arc::new(
+        gradus_sandbox::Sandbox::new(config.sandbox.clone())
+            .context("[sandbox] (run `gradus sandbox doctor` to see which protections this machine lacks)")?,
+    );
+    let faults = Faults::from_env();
+    let (reports_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let children = children(&config, &learner_engine, &generator_engine, &sandbox, &faults);
+    let (sup, sup_handle) = ractor::Actor::spawn(
+        None,
+        supervisor::Supervisor,
+        supervisor::Args { policy: config.supervisor.clone(), children, reports: reports_tx },
+    )
+    .await
+    .context("starting the actors")?;
+
+    let settings = Settings {
+        batch_prompts: config.run.batch_prompts,
+        partial_credit: config.run.partial_credit,
+        grpo: GrpoConfig::default(),
+        call_timeout: Duration::from_secs_f64(config.run.call_timeout_s),
+        display_window: config.run.display_window,
+    };
+    let mut trainer = Trainer::new(curriculum, ledger, next_batch, tokenizer, settings);
+    let mut observer = RunObserver::new(run_dir, metrics.clone(), status.clone(), trainer.curriculum.config().stages.len());
+    observer.event(
+        if resuming { "resumed" } else { "started" },
+        start_step,
+        serde_json::json!({"config": config_path.display().to_string(), "http": addr.to_string(),
+                           "checkpoint": latest.as_ref().map(|p| p.display().to_string())}),
+    );
+
+    let signals = Arc::new(Signals::default());
+    tokio::spawn(listen(signals.clone()));
+    let mut watcher = ConfigWatcher::new(&watched_config);
+    let started = Instant::now();
+    let mut last_checkpoint = start_step;
+    let outcome: anyhow::Result<&str> = loop {
+        // Between steps (a batch boundary): signals, reloads, supervisor reports.
+        let mut stop = signals.stop.load(Ordering::SeqCst);
+        let reload = signals.reload.swap(false, Ordering::SeqCst) | watcher.changed();
+        while let Ok(report) = reports.try_recv() {
+            match report {
+                Report::Restarted { actor, failures, error } => {
+                    metrics.actor_restarts.with_label_values(&[actor.as_str()]).inc();
+                    observer.event("actor_restarted", trainer.curriculum.state().step,
+                        serde_json::json!({"actor": actor, "failures_in_window": failures, "error": error}));
+                }
+                Report::GaveUp { actor, failures, window, error } => {
+                    observer.event("actor_gave_up", trainer.curriculum.state().step,
+                        serde_json::json!({"actor": actor, "failures": failures, "window_s": window.as_secs_f64(), "error": error}));
+                    stop = true;
+                }
+            }
+        }
+        if reload {
+            apply_reload(&watched_config, &config, &mut trainer, &mut observer, &metrics);
+        }
+        if stop {
+            break Ok("stopped");
+        }
+        match trainer.step(&mut observer).await {
+            Ok(Some(_)) => {
+                let step = trainer.curriculum.state().step;
+                if step - last_checkpoint >= config.run.checkpoint_every {
+                    save(&trainer, &generator_engine, &config, &observer, step).await?;
+                    last_checkpoint = step;
+                }
+                if config.run.max_steps > 0 && step >= config.run.max_steps {
+                    break Ok("max_steps");
+                }
+            }
+            Ok(None) => break Ok("finished"),
+            Err(e) => break Err(anyhow::Error::new(e)),
+        }
+    };
+    sup.cast(supervisor::Msg::Quiesce).ok();
+    let step = trainer.curriculum.state().step;
+    let saved = save(&trainer, &generator_engine, &config, &observer, step).await;
+    match &outcome {
+        Ok(why) => observer.event("stopped", step, serde_json::json!({"reason": why, "elapsed_s": started.elapsed().as_secs_f64(),
+            "ledger": trainer.ledger.totals()})),
+        Err(e) => observer.event("error", step, serde_json::json!({"error": format!("{e:#}")})),
+    }
+    observer.finish();
+    sup.stop(None);
+    let _ = sup_handle.await;
+    saved?;
+    outcome.map(|why| {
+        println!("gradus: {why} at step {step}; run directory {}", run_path.display());
+        ExitCode::SUCCESS
+    })
+}
+
+fn load_problems(config: &RunConfig) -> anyhow::Result<Vec<gradus_actors::data::Problem>> {
+    let mut loaded = Loaded::default();
+    if let Some(n) = config.data.builtin_per_bucket {
+        let rows: Vec<String> = gradus::synthetic::problems(config.run.seed, n)
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        loaded.read_str(&rows.join("\n"), "<builtin>", FormatChoice::Auto);
+    }
+    // Relative paths are relative to the config file.
+    let base = config.origin.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
+    for file in &config.data.files {
+        let path = base.join(file);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("[data].files: reading {}", path.display()))?;
+        loaded.read_str(&text, &path.display().to_string(), FormatChoice::Auto);
+    }
+    for r in &loaded.rejects {
+        eprintln!("gradus: rejected {r}");
+    }
+    let fraction = loaded.rejects.len() as f64 / loaded.rows.max(1) as f64;
+    if fraction > config.data.max_reject_fraction {
+        bail!(
+            "[data]: {} of {} rows rejected ({:.1}% > max_reject_fraction {:.1}%); fix the data or raise the limit",
+            loaded.rejects.len(),
+            loaded.rows,
+            fraction * 100.0,
+            config.data.max_reject_fraction * 100.0
+        );
+    }
+    Ok(loaded.problems)
+}
+
+/// Fault injection for the end-to-end tests, from `GRADUS_FAULTS` (comma
+/// separated): `grader_panic_marker=TEXT` makes the grader panic on responses
+/// containing TEXT; `learner_crash_after_batch=N` crashes the learner actor once
+/// right after it applied batch N. Unset in real runs.
+struct Faults {
+    grader: grader::Faults,
+    learner: Arc<learner::Faults>,
+}
+
+impl Faults {
+    fn from_env() -> Self {
+        let mut f = Faults { grader: grader::Faults::default(), learner: Arc::default() };
+        let spec = std::env::var("GRADUS_FAULTS").unwrap_or_default();
+        let mut learner_batch = None;
+        for item in spec.split(',').filter(|s| !s.is_empty()) {
+            match item.split_once('=') {
+                Some(("grader_panic_marker", v)) => f.grader.panic_marker = Some(v.to_string()),
+                Some(("learner_crash_after_batch", v)) => learner_batch = v.parse().ok(),
+                _ => eprintln!("gradus: warning: GRADUS_FAULTS: unknown fault '{item}' ignored"),
+            }
+        }
+        f.learner = Arc::new(learner::Faults { crash_after_batch: learner_batch, ..Default::default() });
+        f
+    }
+}
+
+/// The supervised actors, each with the spawner the supervisor calls again on restart.
+fn children(
+    config: &RunConfig,
+    learner_engine: &Arc<learner::Engine>,
+    generator_engine: &Arc<generator::Engine>,
+    sandbox: &Arc<gradus_sandbox::Sandbox>,
+    faults: &Faults,
+) -> Vec<(String, Spawner)> {
+    let (le, lf) = (learner_engine.clone(), faults.learner.clone());
+    let ge = generator_engine.clone();
+    let sb = sandbox.clone();
+    let (gc, gf) = (config.grader.clone(), faults.grader.clone());
+    vec![
+        (learner::NAME.into(), Arc::new(move |sup| Box::pin(learner::spawn(le.clone(), lf.clone(), sup)) as _) as Spawner),
+        (generator::NAME.into(), Arc::new(move |sup| Box::pin(generator::spawn(ge.clone(), sup)) as _) as Spawner),
+        (executor::NAME.into(), Arc::new(move |sup| Box::pin(executor::spawn(sb.clone(), sup)) as _) as Spawner),
+        (grader::NAME.into(), Arc::new(move |sup| Box::pin(grader::spawn(gc.clone(), gf.clone(), sup)) as _) as Spawner),
+    ]
+}
+
+/// Notices changes of the config file's contents (polled between steps).
+struct ConfigWatcher {
+    path: PathBuf,
+    last: Option<Vec<u8>>,
+}
+
+impl ConfigWatcher {
+    fn new(path: &Path) -> Self {
+        Self { path: path.to_path_buf(), last: std::fs::read(path).ok() }
+    }
+
+    fn changed(&mut self) -> bool {
+        let now = std::fs::read(&self.path).ok();
+        if now.is_some() && now != self.last {
+            self.last = now;
+            return true;
+        }
+        false
+    }
+}
+
+/// Reloads the config: validates it whole, refuses changes to settings fixed
+/// for the run, and hands the curriculum part to the curriculum, which applies
+/// it at the next batch boundary (or refuses it). The running config stays on
+/// any failure.
+fn apply_reload<T: Tokenizer>(
+    path: &Path,
+    running: &RunConfig,
+    trainer: &mut Trainer<T>,
+    observer: &mut RunObserver,
+    metrics: &Metrics,
+) {
+    let step = trainer.curriculum.state().step;
+    let new = match RunConfig::from_path(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("gradus: config reload refused: {e}");
+            }
+            metrics.config_reloads.with_label_values(&["invalid"]).inc();
+            observer.event("config_reload_invalid", step, serde_json::json!({"errors": errors.0}));
+            return;
+        }
+    };
+    let fixed = [
+        ("model", format!("{:?}", new.model) != format!("{:?}", running.model)),
+        ("tokenizer", format!("{:?}", new.tokenizer) != format!("{:?}", running.tokenizer)),
+        ("data", new.data != running.data),
+        ("run.seed", new.run.seed != running.run.seed),
+    ];
+    let changed: Vec<&str> = fixed.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
+    if !changed.is_empty() {
+        let msg = format!("{}: fixed for a run, cannot change by reload: {}", path.display(), changed.join(", "));
+        eprintln!("gradus: config reload refused: {msg}");
+        metrics.config_reloads.with_label_values(&["invalid"]).inc();
+        observer.event("config_reload_invalid", step, serde_json::json!({"errors": [msg]}));
+        return;
+    }
+    if new.curriculum == *trainer.curriculum.config() {
+        metrics.config_reloads.with_label_values(&["unchanged"]).inc();
+        observer.event("config_reload_unchanged", step, serde_json::json!({}));
+        return;
+    }
+    match trainer.curriculum.request_change(Change { config: Some(new.curriculum.clone()), jump_to: None }) {
+        Ok(()) => {
+            metrics.config_reloads.with_label_values(&["applied"]).inc();
+            observer.event("config_reloaded", step, serde_json::json!({"file": path.display().to_string()}));
+        }
+        Err(refused) => {
+            eprintln!("gradus: config reload refused: {refused}");
+            metrics.config_reloads.with_label_values(&["invalid"]).inc();
+            observer.event("config_reload_invalid", step, serde_json::json!({"errors": [refused.to_string()]}));
+        }
+    }
+}
+
+/// Writes a checkpoint of everything a resume needs.
+async fn save<T: Tokenizer>(
+    trainer: &Trainer<T>,
+    generator_engine: &generator::Engine,
+    config: &RunConfig,
+    observer: &RunObserver,
+    step: u64,
+) -> anyhow::Result<()> {
+    let state = RuntimeState {
+        step,
+        next_batch: trainer.next_batch,
+        curriculum: trainer.curriculum.save(),
+        ledger: trainer.ledger.clone(),
+        generator_rng: generator_engine.rng(),
+    };
+    let checkpoints = observer.checkpoints();
+    let learner_ref = supervisor::lookup::<learner::Msg>(learner::NAME, Duration::from_secs(10))
+        .await
+        .context("the learner is not running; cannot checkpoint")?;
+    let manifest = serde_json::json!({"config": config.source});
+    checkpoint::write(&checkpoints, step, config.run.keep_checkpoints, &state, |dir| {
+        let dir = dir.join("learner");
+        async move {
+            learner_ref
+                .call(|reply| learner::Msg::Checkpoint { dir, manifest_extra: manifest, reply }, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .success_or(anyhow::anyhow!("the learner stopped while checkpointing"))?
+                .map_err(|e| anyhow::anyhow!(e))
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// What the signal listener saw, read at batch boundaries.
+#[derive(Default)]
+struct Signals {
+    /// SIGTERM or SIGINT: stop cleanly with a final checkpoint.
+    stop: AtomicBool,
+    /// SIGHUP: reload the config.
+    reload: AtomicBool,
+}
+
+async fn listen(signals: Arc<Signals>) {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        eprintln!("gradus: warning: cannot listen for signals; stop the run with kill -9 and resume it");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => signals.stop.store(true, Ordering::SeqCst),
+            _ = int.recv() => signals.stop.store(true, Ordering::SeqCst),
+            _ = hup.recv() => signals.reload.store(true, Ordering::SeqCst),
+        }
+    }
+}

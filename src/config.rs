@@ -1,0 +1,312 @@
+//! The run config: one TOML file, one table per part.
+//!
+//! ```toml
+//! [run]         # seed, batch size, checkpoints, HTTP address       (this module)
+//! [data]        # the built-in synthetic curriculum or JSONL files  (this module)
+//! [tokenizer]   # the character tokenizer's alphabet                (gradus-policy)
+//! [model]       # the transformer's shape                           (gradus-policy)
+//! [optimizer]   # AdamW, warmup, clipping                           (gradus-policy)
+//! [compute]     # device and threads                                (gradus-policy)
+//! [grader]      # math grading                                      (gradus-math)
+//! [sandbox]     # code execution                                    (gradus-sandbox)
+//! [supervisor]  # restarts                                          (gradus-actors)
+//! [curriculum]  # buckets and stages                                (gradus-actors)
+//! ```
+//!
+//! Two layers, as everywhere in gradus: serde with `deny_unknown_fields` reads
+//! what is written (typos fail loudly), then validation checks values. Every
+//! problem found is reported, each as `file:line: field: message`, not just the
+//! first. The curriculum validates itself (it knows its field paths); the other
+//! tables are deserialised here and located through the TOML spans.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use gradus_actors::curriculum::config::CurriculumConfig;
+use gradus_actors::supervisor::RestartPolicy;
+use gradus_math::GradeConfig;
+use gradus_policy::{CharTokenizerConfig, ComputeConfig, ModelConfig, OptimizerConfig};
+use gradus_sandbox::SandboxConfig;
+use serde::Deserialize;
+
+/// `[run]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSection {
+    /// Seed of the model init, the sampler and the generator. Default 1.
+    pub seed: u64,
+    /// Prompts per learner step (each sampled `group_size` times). Default 8.
+    pub batch_prompts: usize,
+    /// Learner steps between checkpoints. Default 25.
+    pub checkpoint_every: u64,
+    /// Checkpoints kept (older ones are deleted). Default 3.
+    pub keep_checkpoints: usize,
+    /// Address of /metrics, /healthz and /status; port 0 picks a free port. Default 127.0.0.1:9464.
+    pub http: SocketAddr,
+    /// Reward code by the fraction of tests passed instead of all-or-nothing. Default false.
+    pub partial_credit: bool,
+    /// Longest wait for one actor call, seconds, before it counts as failed. Default 600.
+    pub call_timeout_s: f64,
+    /// Responses per bucket behind the displayed pass rates. Default 128.
+    pub display_window: u32,
+    /// Stop after this many learner steps even if stages remain (0: no limit). Default 0.
+    pub max_steps: u64,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            batch_prompts: 8,
+            checkpoint_every: 25,
+            keep_checkpoints: 3,
+            http: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            partial_credit: false,
+            call_timeout_s: 600.0,
+            display_window: 128,
+            max_steps: 0,
+        }
+    }
+}
+
+/// `[data]`: where problems come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// The built-in synthetic curriculum: this many problems per bucket.
+    #[serde(default)]
+    pub builtin_per_bucket: Option<usize>,
+    /// JSONL files (gradus format or a public shape, detected per file).
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    /// Refuse to start when more than this fraction of rows is rejected. Default 0.05.
+    #[serde(default = "default_reject_fraction")]
+    pub max_reject_fraction: f64,
+}
+
+fn default_reject_fraction() -> f64 {
+    0.05
+}
+
+/// The whole file as written (the curriculum is read by its own loader).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    run: RunSection,
+    data: DataSection,
+    #[serde(default = "CharTokenizerConfig::demo")]
+    tokenizer: CharTokenizerConfig,
+    model: ModelSection,
+    #[serde(default)]
+    optimizer: OptimizerConfig,
+    #[serde(default)]
+    compute: ComputeConfig,
+    #[serde(default)]
+    grader: GradeConfig,
+    #[serde(default)]
+    sandbox: SandboxConfig,
+    #[serde(default)]
+    supervisor: RestartPolicy,
+    #[expect(dead_code, reason = "read and validated by CurriculumConfig::from_toml_str")]
+    curriculum: toml::Value,
+}
+
+/// `[model]` as written: the vocabulary comes from the tokenizer, not the file.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+struct ModelSection(toml::Table);
+
+/// A validated run config: the only form the runtime sees.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The file it came from, if any.
+    pub origin: Option<PathBuf>,
+    /// The text it was read from (saved in the run dir, compared on reload).
+    pub source: String,
+    pub run: RunSection,
+    pub data: DataSection,
+    pub tokenizer: CharTokenizerConfig,
+    pub model: ModelConfig,
+    pub optimizer: OptimizerConfig,
+    pub compute: ComputeConfig,
+    pub grader: GradeConfig,
+    pub sandbox: SandboxConfig,
+    pub supervisor: RestartPolicy,
+    pub curriculum: CurriculumConfig,
+}
+
+/// Every problem in a config, each as `file:line: field: message`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl RunConfig {
+    /// Reads and validates the config at `path`.
+    pub fn from_path(path: &Path) -> Result<Self, ConfigErrors> {
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("{}: cannot read: {e}", path.display())]))?;
+        Self::from_toml_str(&src, Some(path))
+    }
+
+    /// Reads and validates a config from text; `origin` names it in errors.
+    pub fn from_toml_str(src: &str, origin: Option<&Path>) -> Result<Self, ConfigErrors> {
+        let name = origin.map_or_else(|| "<config>".to_string(), |p| p.display().to_string());
+        let mut errors = Vec::new();
+        let curriculum = match CurriculumConfig::from_toml_str(src, origin) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                errors.extend(e.to_string().lines().map(str::to_string));
+                None
+            }
+        };
+        let raw: Option<Raw> = match toml::from_str(src) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                // The curriculum loader already reported errors inside its own table.
+                let line = e.span().map(|s| line_of(src, s.start));
+                let in_curriculum = e.span().is_some_and(|s| table_at(src, s.start) == "curriculum");
+                if !in_curriculum || curriculum.is_some() {
+                    errors.push(located(&name, line, &table_path(src, e.span().map(|s| s.start)), e.message().trim()));
+                }
+                None
+            }
+        };
+        let (Some(raw), Some(curriculum)) = (raw, curriculum) else {
+            return Err(ConfigErrors(errors));
+        };
+        let mut check = |table: &str, r: Result<(), String>| {
+            if let Err(msg) = r {
+                let line = find_table_line(src, table);
+                errors.push(located(&name, line, table, &msg));
+            }
+        };
+        let tokenizer = gradus_policy::CharTokenizer::new(&raw.tokenizer);
+        check("tokenizer", tokenizer.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        let vocab = tokenizer.as_ref().map(|t| gradus_policy::Tokenizer::vocab_size(t)).unwrap_or(0);
+        let mut model_table = raw.model.0.clone();
+        model_table.insert("vocab_size".into(), toml::Value::Integer(vocab as i64));
+        let model: Option<ModelConfig> = match model_table.try_into() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                check("model", Err(e.to_string().trim().to_string()));
+                None
+            }
+        };
+        if let Some(m) = &model {
+            check("model", m.validate().map_err(|e| e.to_string()));
+        }
+        check("optimizer", raw.optimizer.validate().map_err(|e| e.to_string()));
+        check("compute", raw.compute.validate().map_err(|e| e.to_string()));
+        check("grader", raw.grader.validate().map_err(|e| e.to_string()));
+        check("run", validate_run(&raw.run));
+        check("data", validate_data(&raw.data));
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Self {
+            origin: origin.map(Path::to_path_buf),
+            source: src.to_string(),
+            run: raw.run,
+            data: raw.data,
+            tokenizer: raw.tokenizer,
+            model: model.expect("validated above"),
+            optimizer: raw.optimizer,
+            compute: raw.compute,
+            grader: raw.grader,
+            sandbox: raw.sandbox,
+            supervisor: raw.supervisor,
+            curriculum,
+        })
+    }
+}
+
+fn validate_run(r: &RunSection) -> Result<(), String> {
+    let mut bad = Vec::new();
+    if r.batch_prompts == 0 {
+        bad.push("batch_prompts must be ≥ 1".to_string());
+    }
+    if r.checkpoint_every == 0 {
+        bad.push("checkpoint_every must be ≥ 1".into());
+    }
+    if r.keep_checkpoints == 0 {
+        bad.push("keep_checkpoints must be ≥ 1".into());
+    }
+    if !(r.call_timeout_s > 0.0) {
+        bad.push(format!("call_timeout_s must be > 0, got {}", r.call_timeout_s));
+    }
+    if r.display_window == 0 {
+        bad.push("display_window must be ≥ 1".into());
+    }
+    if bad.is_empty() { Ok(()) } else { Err(bad.join("; ")) }
+}
+
+fn validate_data(d: &DataSection) -> Result<(), String> {
+    match (d.builtin_per_bucket, d.files.is_empty()) {
+        (None, true) => Err("set builtin_per_bucket (the synthetic curriculum) or files (JSONL datasets)".into()),
+        (Some(0), _) => Err("builtin_per_bucket must be ≥ 1".into()),
+        _ if !(0.0..=1.0).contains(&d.max_reject_fraction) => {
+            Err(format!("max_reject_fraction must lie in [0, 1], got {}", d.max_reject_fraction))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn located(name: &str, line: Option<usize>, field: &str, msg: &str) -> String {
+    match line {
+        Some(l) => format!("{name}:{l}: {field}: {msg}"),
+        None => format!("{name}: {field}: {msg}"),
+    }
+}
+
+/// 1-based line of byte `offset`.
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// The `[table]` header line in force at `offset`, as a dotted path ("" at top level).
+fn table_at(src: &str, offset: usize) -> String {
+    let mut current = String::new();
+    for line in src[..offset.min(src.len())].lines() {
+        let t = line.trim();
+        if t.starts_with('[') && !t.starts_with("[[") || t.starts_with("[[") {
+            current = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+    }
+    current.split('.').next().unwrap_or("").to_string()
+}
+
+fn table_path(src: &str, offset: Option<usize>) -> String {
+    offset.map(|o| table_at(src, o)).filter(|t| !t.is_empty()).unwrap_or_else(|| "(top level)".into())
+}
+
+/// Line of the `[table]` header, if the file has one.
+fn find_table_line(src: &str, table: &str) -> Option<usize> {
+    src.lines()
+        .position(|l| l.trim() == format!("[{table}]"))
+        .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEMO: &str = include_str!("../configs/demo.toml");
+
+    #[test]
+    fn the_demo_config_is_valid() {
+        let c = RunConfig::from_toml_str(DEMO, Some(Path::new("configs/demo.toml"))).unwrap();
+        assert!(c.curriculum.stages.len() >= 4);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let bad = DEMO.replacen("batch_prompts =", "batch_promts =", 1);
+        let e = RunConfig::from_toml_str(&bad, Some(Path::new("demo.toml"))).unwrap_err().to_string();
+        assert!(e.starts_with("demo.toml:"), "{e}");
+        assert!(e.contains("batch_promts"), "{e}");
+        let bad = DEMO.replacen("checkpoint_every = ", "checkpoint_every = 0 #", 1);
+        let e = RunConfig::from_toml_str(&bad, Some(Path::new("demo.toml"))).unwrap_err().to_string();
+        assert!(e.contains("run: checkpoint_every must be ≥ 1"), "{e}");
+    }
+}

@@ -1,0 +1,148 @@
+//! Where a run's reports go: events.jsonl and metrics.jsonl in the run
+//! directory, the Prometheus metrics, the `/status` snapshot and the terminal.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use gradus_actors::data::Domain;
+use gradus_actors::trainer::{Observer, StepReport};
+use serde_json::json;
+
+use crate::http::StatusBoard;
+use crate::metrics::Metrics;
+use crate::progress::{Progress, StepView};
+use crate::run_dir::{RunDir, unix_time};
+
+/// The daemon's [`Observer`].
+pub struct RunObserver {
+    run_dir: RunDir,
+    metrics: Arc<Metrics>,
+    status: StatusBoard,
+    progress: Progress,
+    stages: usize,
+    started: Instant,
+}
+
+impl RunObserver {
+    pub fn new(run_dir: RunDir, metrics: Arc<Metrics>, status: StatusBoard, stages: usize) -> Self {
+        Self { run_dir, metrics, status, progress: Progress::new(), stages, started: Instant::now() }
+    }
+
+    /// The checkpoints directory of the run.
+    pub fn checkpoints(&self) -> PathBuf {
+        self.run_dir.checkpoints()
+    }
+
+    /// Marks the run finished in `/status`.
+    pub fn finish(&mut self) {
+        self.status.write().expect("status lock").finished = true;
+    }
+
+    fn warn(&mut self, what: &str, e: anyhow::Error) {
+        self.progress.line(&format!("gradus: warning: cannot write {what}: {e:#}"));
+    }
+}
+
+impl Observer for RunObserver {
+    fn event(&mut self, name: &str, step: u64, fields: serde_json::Value) {
+        let line = match name {
+            "stage_advanced" => format!(
+                "[step {step}] stage advanced: {} -> {} ({})",
+                fields["from"].as_str().unwrap_or("?"),
+                fields["to"].as_str().unwrap_or("end"),
+                fields["rule"].as_str().unwrap_or("?"),
+            ),
+            _ => format!("[step {step}] {name} {fields}"),
+        };
+        self.progress.line(&line);
+        if name == "stage_advanced" {
+            self.metrics.stage_transitions.inc();
+        }
+        if let Err(e) = self.run_dir.event(name, step, fields) {
+            self.warn("events.jsonl", e);
+        }
+    }
+
+    fn step(&mut self, r: &StepReport) {
+        let m = &self.metrics;
+        m.stage_index.set(r.stage_index as i64);
+        m.policy_version.set(r.stats.policy_version as i64);
+        m.tokens_generated.inc_by(r.tokens_generated);
+        m.learner_step_seconds.observe(r.stats.seconds);
+        m.last_step_timestamp.set(unix_time());
+        for (verdict, n) in &r.verdicts {
+            m.responses.with_label_values(&[verdict]).inc_by(*n);
+        }
+        for (domain, secs) in &r.grade_seconds {
+            match domain {
+                Domain::Math => m.grader_seconds.observe(*secs),
+                Domain::Code => m.sandbox_seconds.observe(*secs),
+            }
+        }
+        for (key, (rate, _)) in &r.pass_rates {
+            let (domain, bucket) = key.split_once('/').unwrap_or((key, ""));
+            m.pass_rate.with_label_values(&[domain, bucket]).set(*rate);
+            // Rewards are binary unless partial credit is on, so the pass rate
+            // is also the mean reward of the window.
+            m.mean_reward.with_label_values(&[domain, bucket]).set(*rate);
+        }
+        {
+            let mut s = self.status.write().expect("status lock");
+            s.stage = r.stage.clone();
+            s.stage_index = r.stage_index;
+            s.step = r.step + 1;
+            s.policy_version = r.stats.policy_version;
+            s.pass_rates = r.pass_rates.iter().map(|(k, (v, _))| (k.clone(), *v)).collect();
+            for a in ["learner", "generator", "executor", "grader"] {
+                s.actors.insert(a.into(), "running".into());
+            }
+        }
+        let tokens_per_s = r.tokens_generated as f64 / r.generate_seconds.max(1e-9);
+        let line = json!({
+            "time": unix_time(),
+            "step": r.step + 1,
+            "stage": r.stage,
+            "stage_index": r.stage_index,
+            "kind": r.stats.kind,
+            "loss": r.stats.loss,
+            "mean_reward": r.stats.mean_reward,
+            "entropy": r.stats.entropy,
+            "approx_kl": r.stats.approx_kl,
+            "clip_fraction": r.stats.clip_fraction,
+            "grad_norm": r.stats.grad_norm,
+            "lr": r.stats.lr,
+            "pass_rates": r.pass_rates.iter().map(|(k, (v, n))| (k.clone(), json!({"rate": v, "n": n}))).collect::<serde_json::Map<_, _>>(),
+            "responses": r.responses,
+            "truncated": r.truncated,
+            "groups_kept": r.groups_kept,
+            "groups_dropped": r.groups_dropped,
+            "tokens_generated": r.tokens_generated,
+            "generate_tokens_per_s": tokens_per_s,
+            "learner_seconds": r.stats.seconds,
+            "step_seconds": r.wall_seconds,
+            "redone": r.redone,
+        });
+        if let Err(e) = self.run_dir.metrics(&line) {
+            self.warn("metrics.jsonl", e);
+        }
+        self.progress.step(&StepView {
+            stage: r.stage.clone(),
+            stage_index: r.stage_index,
+            stages: self.stages,
+            step: r.step + 1,
+            pass_rates: r.pass_rates.clone(),
+            mean_reward: f64::from(r.stats.mean_reward.unwrap_or(0.0)),
+            loss: f64::from(r.stats.loss),
+            tokens_per_s,
+            step_seconds: r.wall_seconds,
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+        });
+    }
+
+    fn rollout(&mut self, line: serde_json::Value) {
+        if let Err(e) = self.run_dir.rollout(&line) {
+            self.warn("rollouts.jsonl", e);
+        }
+    }
+}
