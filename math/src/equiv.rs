@@ -12,6 +12,8 @@
 //!   irrational one (`\pi`, `\sqrt2`, functions, `i`) uses the relative
 //!   tolerance; expressions with variables are evaluated at several points.
 
+use num_traits::Zero;
+
 use crate::ast::{Expr, RelOp};
 use crate::config::{GradeConfig, PercentMode};
 use crate::eval::{C, Ctx, Limit, NumError, Point, Q, exact, num};
@@ -286,10 +288,15 @@ impl<'a> Cmp<'a> {
             if x == y {
                 return Ok(true);
             }
-            if !(a.has_decimal() || b.has_decimal()) {
-                return Ok(false);
-            }
-            return Ok(self.close(to_c(x), to_c(y)));
+            // Both exact and different. A decimal is allowed the tolerance only
+            // against a value no decimal can write exactly (`0.3333333333` for
+            // `1/3`), never against one it could (`1000000.5` is not `1000000`).
+            let other = match (a.has_decimal(), b.has_decimal()) {
+                (true, false) => y,
+                (false, true) => x,
+                _ => return Ok(false),
+            };
+            return Ok(!terminates(other) && self.close(to_c(x), to_c(y)));
         }
         let vars = a.has_vars() || b.has_vars();
         let mut agree = 0;
@@ -318,6 +325,18 @@ impl<'a> Cmp<'a> {
         }
         Ok(agree > 0)
     }
+}
+
+/// Whether `q` has a finite decimal expansion (its denominator is 2^a 5^b).
+fn terminates(q: &Q) -> bool {
+    use num_traits::One;
+    let mut d = q.denom().clone();
+    for p in [2u32, 5] {
+        while (&d % p).is_zero() {
+            d /= p;
+        }
+    }
+    d.is_one()
 }
 
 fn to_c(q: &Q) -> C {
