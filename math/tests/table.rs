@@ -706,6 +706,11 @@ fn extraction_table() {
 #[test]
 fn suite_is_large_and_balanced() {
     let negatives = EQUIV.iter().filter(|r| !r.2).count() + EXTRACT.iter().filter(|r| !r.3).count();
+    println!(
+        "{} equivalence rows, {} extraction rows, {negatives} near misses",
+        EQUIV.len(),
+        EXTRACT.len()
+    );
     assert!(
         EQUIV.len() + EXTRACT.len() >= 300,
         "{}",
