@@ -328,12 +328,18 @@ impl<'a> Cmp<'a> {
 }
 
 /// Whether `q` has a finite decimal expansion (its denominator is 2^a 5^b).
+/// Linear in the size of the denominator: twos go by a shift, fives in chunks.
 fn terminates(q: &Q) -> bool {
     use num_traits::One;
-    let mut d = q.denom().clone();
-    for p in [2u32, 5] {
-        while (&d % p).is_zero() {
-            d /= p;
+    /// 5^27, the largest power of five below 2^63.
+    const FIVE_27: u64 = 7_450_580_596_923_828_125;
+    let mut d = q.denom().magnitude().clone();
+    if let Some(z) = d.trailing_zeros() {
+        d >>= z;
+    }
+    for chunk in [FIVE_27, 5] {
+        while (&d % chunk).is_zero() {
+            d /= chunk;
         }
     }
     d.is_one()
