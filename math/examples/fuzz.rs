@@ -15,8 +15,10 @@
 //! Prints the number of inputs and calls, panics, the slowest call with its
 //! input, and how many calls exceeded the budget; exits 1 if any panicked or
 //! exceeded it. The budget applies to the thread's CPU time per call (so a
-//! busy shared machine does not count preemption against the grader); the
-//! slowest wall-clock call is printed too.
+//! busy shared machine does not count preemption against the grader), and a
+//! call over it is re-timed three times (its minimum counts) because that
+//! clock also charges kernel work such as unmapping an earlier input's
+//! memory; the slowest wall-clock call is printed too.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
@@ -303,7 +305,7 @@ fn main() {
     std::panic::set_hook(Box::new(|_| {}));
     let configs = [GradeConfig::strict(), GradeConfig::lenient()];
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let (mut calls, mut panics, mut over) = (0u64, 0u64, 0u64);
+    let (mut calls, mut panics, mut over, mut outliers) = (0u64, 0u64, 0u64, 0u64);
     let mut slowest = (Duration::ZERO, String::new());
     let mut slowest_wall = Duration::ZERO;
     let mut total = Duration::ZERO;
@@ -332,17 +334,28 @@ fn main() {
         for (g, r, cfg) in jobs {
             let (t, c) = (Instant::now(), thread_cpu());
             let ok = catch_unwind(AssertUnwindSafe(|| grade(g, r, cfg))).is_ok();
-            let (wall, dt) = (t.elapsed(), thread_cpu().saturating_sub(c));
+            let (wall, mut dt) = (t.elapsed(), thread_cpu().saturating_sub(c));
             slowest_wall = slowest_wall.max(wall);
             calls += 1;
-            total += dt;
             if !ok {
                 panics += 1;
                 eprintln!("PANIC on gold {g:?} response {r:?}");
             }
             if dt > budget {
-                over += 1;
+                // Re-time before blaming the grader: the thread's CPU clock also
+                // counts kernel work such as returning a previous input's memory.
+                outliers += 1;
+                for _ in 0..3 {
+                    let c = thread_cpu();
+                    let _ = catch_unwind(AssertUnwindSafe(|| grade(g, r, cfg)));
+                    dt = dt.min(thread_cpu().saturating_sub(c));
+                }
+                if dt > budget {
+                    over += 1;
+                    eprintln!("OVER BUDGET ({dt:?}) on gold {g:?} response {r:?}");
+                }
             }
+            total += dt;
             if dt > slowest.0 {
                 slowest = (dt, r.chars().take(120).collect());
             }
@@ -353,7 +366,8 @@ fn main() {
     }
     println!(
         "fuzz: {iters} inputs, {calls} grade calls in {:.1}s wall ({:.1} µs CPU/call mean); panics {panics}; \
-         slowest call {:.3} ms CPU ({:.3} ms wall at most) on {:?}; calls over {:?} CPU: {over}",
+         slowest call {:.3} ms CPU ({:.3} ms wall at most) on {:?}; calls over {:?} CPU: {over} \
+         ({outliers} first timings over it, all re-timed)",
         started.elapsed().as_secs_f64(),
         total.as_secs_f64() * 1e6 / calls.max(1) as f64,
         slowest.0.as_secs_f64() * 1e3,

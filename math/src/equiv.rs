@@ -12,6 +12,8 @@
 //!   irrational one (`\pi`, `\sqrt2`, functions, `i`) uses the relative
 //!   tolerance; expressions with variables are evaluated at several points.
 
+use num_traits::Zero;
+
 use crate::ast::{Expr, RelOp};
 use crate::config::{GradeConfig, PercentMode};
 use crate::eval::{C, Ctx, Limit, NumError, Point, Q, exact, num};
@@ -286,10 +288,15 @@ impl<'a> Cmp<'a> {
             if x == y {
                 return Ok(true);
             }
-            if !(a.has_decimal() || b.has_decimal()) {
-                return Ok(false);
-            }
-            return Ok(self.close(to_c(x), to_c(y)));
+            // Both exact and different. A decimal is allowed the tolerance only
+            // against a value no decimal can write exactly (`0.3333333333` for
+            // `1/3`), never against one it could (`1000000.5` is not `1000000`).
+            let other = match (a.has_decimal(), b.has_decimal()) {
+                (true, false) => y,
+                (false, true) => x,
+                _ => return Ok(false),
+            };
+            return Ok(!terminates(other) && self.close(to_c(x), to_c(y)));
         }
         let vars = a.has_vars() || b.has_vars();
         let mut agree = 0;
@@ -318,6 +325,24 @@ impl<'a> Cmp<'a> {
         }
         Ok(agree > 0)
     }
+}
+
+/// Whether `q` has a finite decimal expansion (its denominator is 2^a 5^b).
+/// Linear in the size of the denominator: twos go by a shift, fives in chunks.
+fn terminates(q: &Q) -> bool {
+    use num_traits::One;
+    /// 5^27, the largest power of five below 2^63.
+    const FIVE_27: u64 = 7_450_580_596_923_828_125;
+    let mut d = q.denom().magnitude().clone();
+    if let Some(z) = d.trailing_zeros() {
+        d >>= z;
+    }
+    for chunk in [FIVE_27, 5] {
+        while (&d % chunk).is_zero() {
+            d /= chunk;
+        }
+    }
+    d.is_one()
 }
 
 fn to_c(q: &Q) -> C {

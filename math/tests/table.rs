@@ -58,6 +58,11 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("\\frac{1}{3}", "0.3333333333", true),
     ("\\frac{2}{3}", "0.6666666666666666", true),
     ("\\frac{1}{12}", "0.0833333333333333", true),
+    ("1000000", "1000000.5", false),
+    ("1000000", "1000000.0000001", false),
+    ("\\frac{1}{8}", "0.1250000001", false),
+    ("0.333", "0.3333", false),
+    ("0.3333333333", "\\frac{1}{3}", true),
     ("\\frac{1}{3}", "0.\\overline{3}", true),
     ("1", "0.\\overline{9}", true),
     ("0.3", "0.\\overline{3}", false),
@@ -701,6 +706,11 @@ fn extraction_table() {
 #[test]
 fn suite_is_large_and_balanced() {
     let negatives = EQUIV.iter().filter(|r| !r.2).count() + EXTRACT.iter().filter(|r| !r.3).count();
+    println!(
+        "{} equivalence rows, {} extraction rows, {negatives} near misses",
+        EQUIV.len(),
+        EXTRACT.len()
+    );
     assert!(
         EQUIV.len() + EXTRACT.len() >= 300,
         "{}",
@@ -726,6 +736,7 @@ fn tolerance_is_configurable() {
     assert!(!grade("\\frac{1}{3}", "\\boxed{0.333}", &cfg).correct);
     cfg.rel_tol = 1e-2;
     assert!(grade("\\frac{1}{3}", "\\boxed{0.333}", &cfg).correct);
+    assert!(grade("\\sqrt{2}", "\\boxed{1.41}", &cfg).correct);
     // Exact rationals never use the tolerance.
     assert!(!grade("\\frac{1}{3}", "\\boxed{\\frac{333}{1000}}", &cfg).correct);
 }
