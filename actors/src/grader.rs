@@ -6,6 +6,8 @@
 //! own; a panic here means a bug (or an injected fault, see [`Faults`]), and the
 //! supervisor restarts the actor while the caller redoes the batch once.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use gradus_math::{Grade, GradeConfig};
@@ -25,12 +27,14 @@ pub struct Graded {
     pub seconds: f64,
 }
 
-/// Fault injection for the end-to-end tests (off in real runs): a response
-/// containing `panic_marker` makes the grader panic, as a poisoned input that
-/// trips a grader bug would.
-#[derive(Debug, Clone, Default)]
+/// Fault injection for the end-to-end tests (off in real runs): the grader
+/// panics once, on its `panic_on_call`-th batch (counted from 1 across
+/// restarts), as a poisoned input that trips a grader bug would.
+#[derive(Debug, Default)]
 pub struct Faults {
-    pub panic_marker: Option<String>,
+    pub panic_on_call: Option<u64>,
+    pub calls: AtomicU64,
+    pub fired: AtomicBool,
 }
 
 pub enum Msg {
@@ -43,14 +47,14 @@ pub type GraderRef = ActorRef<Msg>;
 /// Read-only settings; the actor keeps no state between messages.
 pub struct Grader {
     config: GradeConfig,
-    faults: Faults,
+    faults: Arc<Faults>,
 }
 
 /// Name the grader registers under; callers look it up again after a restart.
 pub const NAME: &str = "grader";
 
 /// Spawns the grader linked to `supervisor`.
-pub async fn spawn(config: GradeConfig, faults: Faults, supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
+pub async fn spawn(config: GradeConfig, faults: Arc<Faults>, supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
     let (r, _) = Actor::spawn_linked(Some(NAME.into()), Grader { config, faults }, (), supervisor).await?;
     Ok(r.get_cell())
 }
@@ -58,12 +62,13 @@ pub async fn spawn(config: GradeConfig, faults: Faults, supervisor: ActorCell) -
 impl Grader {
     /// The pure part: grade a batch.
     pub fn grade_batch(&self, items: &[Item]) -> Vec<Graded> {
+        let call = self.faults.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.faults.panic_on_call == Some(call) && !self.faults.fired.swap(true, Ordering::SeqCst) {
+            panic!("injected grader fault: poisoned input in batch {call}");
+        }
         items
             .iter()
             .map(|item| {
-                if let Some(marker) = &self.faults.panic_marker {
-                    assert!(!item.response.contains(marker.as_str()), "injected grader fault: poisoned input");
-                }
                 let t = Instant::now();
                 let grade = gradus_math::grade(&item.gold, &item.response, &self.config);
                 Graded { grade, seconds: t.elapsed().as_secs_f64() }
@@ -102,7 +107,7 @@ mod tests {
 
     #[test]
     fn grades_in_order_strictly() {
-        let g = Grader { config: GradeConfig::strict(), faults: Faults::default() };
+        let g = Grader { config: GradeConfig::strict(), faults: Arc::default() };
         let out = g.grade_batch(&[item("85", "7+8=15 4+3+1=8 \\boxed{85}"), item("85", "the answer is 85")]);
         assert!(out[0].grade.correct);
         assert!(!out[1].grade.correct, "strict grading needs a box");
@@ -110,7 +115,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_poisoned_input_crashes_the_actor_not_the_caller() {
-        let g = Grader { config: GradeConfig::strict(), faults: Faults { panic_marker: Some("POISON".into()) } };
+        let faults = Arc::new(Faults { panic_on_call: Some(2), ..Default::default() });
+        let g = Grader { config: GradeConfig::strict(), faults };
         let (actor, handle) = Actor::spawn(None, g, ()).await.unwrap();
         let ok = actor
             .call(|reply| Msg::Grade { items: vec![item("3", "\\boxed{3}")], reply }, None)
@@ -118,7 +124,7 @@ mod tests {
             .unwrap();
         assert!(ok.success_or(()).is_ok());
         let crashed = actor
-            .call(|reply| Msg::Grade { items: vec![item("3", "POISON \\boxed{3}")], reply }, None)
+            .call(|reply| Msg::Grade { items: vec![item("3", "\\boxed{3}")], reply }, None)
             .await;
         assert!(!matches!(crashed, Ok(ractor::rpc::CallResult::Success(_))));
         handle.await.unwrap();

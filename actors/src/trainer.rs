@@ -210,7 +210,8 @@ impl<T: Tokenizer> Trainer<T> {
             }
         };
         if !kept.is_empty() {
-            let stats = self.learn(batch, update).await?;
+            let ids: Vec<GroupId> = kept.iter().map(|s| s.group).collect();
+            let stats = self.learn(batch, update, &ids).await?;
             for s in &kept {
                 self.ledger.learned(s.group, stats.step)?;
             }
@@ -365,8 +366,8 @@ impl<T: Tokenizer> Trainer<T> {
         Ok(())
     }
 
-    async fn learn(&mut self, batch: u64, update: learner::Update) -> Result<StepStats, TrainError> {
-        self.call::<learner::Msg, _>(learner::NAME, &[], |reply| learner::Msg::Step {
+    async fn learn(&mut self, batch: u64, update: learner::Update, groups: &[GroupId]) -> Result<StepStats, TrainError> {
+        self.call::<learner::Msg, _>(learner::NAME, groups, |reply| learner::Msg::Step {
             batch,
             update: update.clone(),
             reply,

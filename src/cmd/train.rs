@@ -188,7 +188,8 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     let mut last_checkpoint = start_step;
     let outcome: anyhow::Result<&str> = loop {
         // Between steps (a batch boundary): signals, reloads, supervisor reports.
-        let mut stop = signals.stop.load(Ordering::SeqCst);
+        let stop = signals.stop.load(Ordering::SeqCst);
+        let mut gave_up = None;
         let reload = signals.reload.swap(false, Ordering::SeqCst) | watcher.changed();
         while let Ok(report) = reports.try_recv() {
             match report {
@@ -200,12 +201,18 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
                 Report::GaveUp { actor, failures, window, error } => {
                     observer.event("actor_gave_up", trainer.curriculum.state().step,
                         serde_json::json!({"actor": actor, "failures": failures, "window_s": window.as_secs_f64(), "error": error}));
-                    stop = true;
+                    gave_up = Some(format!(
+                        "actor '{actor}' failed {failures} times within {:.0} s (last error: {error}); stopping the run",
+                        window.as_secs_f64()
+                    ));
                 }
             }
         }
         if reload {
             apply_reload(&watched_config, &config, &mut trainer, &mut observer, &metrics);
+        }
+        if let Some(why) = gave_up {
+            break Err(anyhow::anyhow!(why));
         }
         if stop {
             break Ok("stopped");
@@ -276,28 +283,29 @@ fn load_problems(config: &RunConfig) -> anyhow::Result<Vec<gradus_actors::data::
 }
 
 /// Fault injection for the end-to-end tests, from `GRADUS_FAULTS` (comma
-/// separated): `grader_panic_marker=TEXT` makes the grader panic on responses
-/// containing TEXT; `learner_crash_after_batch=N` crashes the learner actor once
+/// separated): `grader_panic_on_call=N` makes the grader panic once, on its
+/// N-th batch; `learner_crash_after_batch=N` crashes the learner actor once
 /// right after it applied batch N. Unset in real runs.
 struct Faults {
-    grader: grader::Faults,
+    grader: Arc<grader::Faults>,
     learner: Arc<learner::Faults>,
 }
 
 impl Faults {
     fn from_env() -> Self {
-        let mut f = Faults { grader: grader::Faults::default(), learner: Arc::default() };
         let spec = std::env::var("GRADUS_FAULTS").unwrap_or_default();
-        let mut learner_batch = None;
+        let (mut grader_call, mut learner_batch) = (None, None);
         for item in spec.split(',').filter(|s| !s.is_empty()) {
             match item.split_once('=') {
-                Some(("grader_panic_marker", v)) => f.grader.panic_marker = Some(v.to_string()),
+                Some(("grader_panic_on_call", v)) => grader_call = v.parse().ok(),
                 Some(("learner_crash_after_batch", v)) => learner_batch = v.parse().ok(),
                 _ => eprintln!("gradus: warning: GRADUS_FAULTS: unknown fault '{item}' ignored"),
             }
         }
-        f.learner = Arc::new(learner::Faults { crash_after_batch: learner_batch, ..Default::default() });
-        f
+        Faults {
+            grader: Arc::new(grader::Faults { panic_on_call: grader_call, ..Default::default() }),
+            learner: Arc::new(learner::Faults { crash_after_batch: learner_batch, ..Default::default() }),
+        }
     }
 }
 

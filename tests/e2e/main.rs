@@ -4,4 +4,5 @@
 mod data;
 mod grade;
 mod sandbox;
+mod train;
 mod util;

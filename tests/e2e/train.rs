@@ -1,0 +1,223 @@
+//! End-to-end tests of `gradus train`: a short staged run, faults, reloads,
+//! kill -9 and resume, and /metrics over HTTP.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{gradus, repo_root};
+
+const TINY: &str = "tests/fixtures/train/tiny.toml";
+
+/// A run directory in a temp dir, with the tiny config copied in (edited by `edit`).
+struct Run {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    config: PathBuf,
+}
+
+impl Run {
+    fn new(edit: impl Fn(String) -> String) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = tmp.path().join("run.toml");
+        let text = std::fs::read_to_string(repo_root().join(TINY)).unwrap();
+        std::fs::write(&config, edit(text)).unwrap();
+        let dir = tmp.path().join("run");
+        Self { _tmp: tmp, dir, config }
+    }
+
+    fn spawn(&self, faults: &str) -> Child {
+        gradus()
+            .args(["train", "--config"])
+            .arg(&self.config)
+            .arg("--run-dir")
+            .arg(&self.dir)
+            .env("GRADUS_FAULTS", faults)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn resume(&self) -> Child {
+        gradus()
+            .arg("train")
+            .arg("--resume")
+            .arg(&self.dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn events(&self) -> Vec<Value> {
+        read_jsonl(&self.dir.join("events.jsonl"))
+    }
+
+    fn named(&self, name: &str) -> Vec<Value> {
+        self.events().into_iter().filter(|e| e["event"] == name).collect()
+    }
+
+    /// Polls until `pred` holds on the events, or panics after `secs`.
+    fn wait_for(&self, secs: u64, what: &str, pred: impl Fn(&[Value]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if pred(&self.events()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}; events: {:#?}", self.events());
+    }
+}
+
+fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn finish(child: Child) -> (i32, String) {
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Every group learned at most once, and none left half-done after a clean stop.
+fn assert_ledger_clean(run: &Run) {
+    let stopped = run.named("stopped");
+    let ledger = &stopped.last().expect("a stopped event")["ledger"];
+    let dispatched = ledger["dispatched"].as_u64().unwrap();
+    let learned = ledger["learned"].as_u64().unwrap();
+    let dropped = ledger["dropped"].as_u64().unwrap();
+    assert_eq!(dispatched, learned + dropped, "groups in flight after a clean stop: {ledger}");
+}
+
+#[test]
+fn a_short_run_advances_stages_by_its_rules_and_stops_cleanly() {
+    let run = Run::new(|t| t.replace("steps = 200", "steps = 2"));
+    let (code, out) = finish(run.spawn(""));
+    assert_eq!(code, 0, "{out}");
+    let advanced = run.named("stage_advanced");
+    assert_eq!(advanced.len(), 3, "{:#?}", run.events());
+    assert_eq!(advanced[0]["from"], "warmup");
+    assert_eq!(advanced[0]["to"], "math");
+    assert!(advanced[0]["rule"].as_str().unwrap().contains("max_steps"));
+    assert!(advanced[0]["evidence"].is_array());
+    assert!(run.dir.join("checkpoints/latest").exists());
+    assert!(!read_jsonl(&run.dir.join("metrics.jsonl")).is_empty());
+    assert_ledger_clean(&run);
+}
+
+#[test]
+fn metrics_are_served_over_http_in_prometheus_text() {
+    let run = Run::new(|t| t);
+    let child = run.spawn("");
+    run.wait_for(120, "two steps", |_| read_jsonl(&run.dir.join("metrics.jsonl")).len() >= 2);
+    let addr = std::fs::read_to_string(run.dir.join("http.addr")).unwrap();
+    let metrics = http_get(addr.trim(), "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for name in [
+        "gradus_curriculum_stage_index",
+        "gradus_curriculum_pass_rate_ratio",
+        "gradus_rollout_responses_total",
+        "gradus_learner_step_seconds_bucket",
+        "gradus_generator_tokens_total",
+        "gradus_learner_policy_version",
+        "gradus_learner_last_step_timestamp_seconds",
+        "gradus_config_reloads_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
+    }
+    // Every sample line parses as `name{labels} value`.
+    for line in metrics.split("\r\n\r\n").nth(1).unwrap().lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok() || value == "+Inf", "bad sample line: {line}");
+    }
+    let status: Value = serde_json::from_str(http_get(addr.trim(), "/status").split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert!(status["step"].as_u64().unwrap() >= 2);
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let (code, out) = finish(child);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn sighup_applies_a_valid_config_and_keeps_the_running_one_on_an_invalid_one() {
+    let run = Run::new(|t| t);
+    let child = run.spawn("");
+    run.wait_for(120, "the first step", |e| e.iter().any(|e| e["event"] == "started"));
+    // Invalid: a typo in a field name. The run goes on with the old config.
+    let good = std::fs::read_to_string(&run.config).unwrap();
+    std::fs::write(&run.config, good.replace("batch_prompts", "batch_promts")).unwrap();
+    signal(&child, nix::sys::signal::Signal::SIGHUP);
+    run.wait_for(60, "the invalid reload", |e| e.iter().any(|e| e["event"] == "config_reload_invalid"));
+    let invalid = &run.named("config_reload_invalid")[0];
+    assert!(invalid["errors"].to_string().contains("run.toml:"), "{invalid}");
+    assert!(invalid["errors"].to_string().contains("batch_promts"), "{invalid}");
+    // Valid: a later stage's rule changes. Applied at a batch boundary.
+    std::fs::write(&run.config, good.replace("steps = 200", "steps = 150")).unwrap();
+    signal(&child, nix::sys::signal::Signal::SIGHUP);
+    run.wait_for(60, "the valid reload", |e| e.iter().any(|e| e["event"] == "config_reloaded"));
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let (code, out) = finish(child);
+    assert_eq!(code, 0, "{out}");
+    assert_ledger_clean(&run);
+}
+
+#[test]
+fn kill_9_then_resume_continues_from_the_last_checkpoint() {
+    let run = Run::new(|t| t);
+    let mut child = run.spawn("");
+    run.wait_for(180, "two checkpoints", |_| {
+        std::fs::read_dir(run.dir.join("checkpoints")).map(|d| d.count()).unwrap_or(0) >= 3
+    });
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let latest = std::fs::read_to_string(run.dir.join("checkpoints/latest")).unwrap();
+    let saved_step: u64 = latest.trim().trim_start_matches("step-").parse().unwrap();
+    let child = run.resume();
+    run.wait_for(120, "the resume", |e| e.iter().any(|e| e["event"] == "resumed"));
+    let resumed = &run.named("resumed")[0];
+    assert_eq!(resumed["step"].as_u64().unwrap(), saved_step, "{resumed}");
+    run.wait_for(120, "a step after the resume", |_| {
+        read_jsonl(&run.dir.join("metrics.jsonl")).iter().any(|m| m["step"].as_u64().unwrap() > saved_step + 1)
+    });
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let (code, out) = finish(child);
+    assert_eq!(code, 0, "{out}");
+    assert_ledger_clean(&run);
+}
+
+#[test]
+fn a_learner_crash_and_a_grader_panic_are_restarted_and_nothing_is_learned_twice() {
+    // The learner crashes right after applying batch 4 (before its reply),
+    // the grader panics on its 5th batch; both are restarted and their work
+    // redone exactly once.
+    let run = Run::new(|t| t.replace("steps = 200", "steps = 4"));
+    let (code, out) = finish(run.spawn("learner_crash_after_batch=4,grader_panic_on_call=5"));
+    assert_eq!(code, 0, "{out}");
+    let restarts = run.named("actor_restarted");
+    assert!(restarts.iter().any(|r| r["actor"] == "learner"), "{:#?}", run.events());
+    assert!(restarts.iter().any(|r| r["actor"] == "grader"), "{:#?}", run.events());
+    assert_ledger_clean(&run);
+    let stopped = &run.named("stopped")[0];
+    assert!(stopped["ledger"]["redone"].as_u64().unwrap() >= 2, "{stopped}");
+}
