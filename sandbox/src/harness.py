@@ -45,6 +45,7 @@ MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
+MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 PR_SET_DUMPABLE = 4
@@ -271,12 +272,15 @@ def job_root(req, res_w, secret_r, sync_w, go_r):
         answer = os.read(go_r, 256)
         if answer[:1] != b"G":
             raise SetupError("uid_map", 0, answer[1:].decode(errors="replace") or "no answer")
+        hidden = interpreter_dirs() if want.get("mount_ns", "off") != "off" else []
         # Become ns root (an unprivileged host uid) so files we create are mapped.
         os.setgroups([])
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     os.close(go_r)
     mount_ns = applied.get("mount_ns") == "on"
+    if not user_ns:
+        hidden = interpreter_dirs() if mount_ns else []
     work = req["workdir"]
     tmpfs_opts = "size=%d,nr_inodes=%d,mode=1777" % (req["tmpfs_bytes"], req["tmpfs_inodes"])
     if mount_ns:
@@ -299,6 +303,7 @@ def job_root(req, res_w, secret_r, sync_w, go_r):
         # 6. A read-only view of everything else (and no setuid binaries).
         attempt("readonly_root", readonly_root)
         attempt("private_tmp", private_tmp)
+        expose_interpreter(hidden, tmpfs_opts)
         if not os.path.isdir(work):
             os.makedirs(work, mode=0o777)
         else:
@@ -321,6 +326,42 @@ def job_root(req, res_w, secret_r, sync_w, go_r):
     if secret_r >= 0:
         os.close(secret_r)
     os.waitpid(pid, 0)
+
+
+def blocked_ancestor(path):
+    """The shallowest ancestor of `path` that others may not traverse."""
+    parts = path.strip("/").split("/")
+    for i in range(1, len(parts) + 1):
+        d = "/" + "/".join(parts[:i])
+        if not os.stat(d).st_mode & 0o001:
+            return d
+    return None
+
+
+def interpreter_dirs():
+    """(blocked ancestor, dir, O_PATH fd) for each interpreter dir the
+    candidate's uid could not reach; opened while we still have host access."""
+    out = []
+    for p in sorted({os.path.realpath(x) for x in (sys.prefix, sys.base_prefix, sys.exec_prefix)}):
+        a = blocked_ancestor(p)
+        if a is not None:
+            out.append((a, p, os.open(p, os.O_PATH | os.O_DIRECTORY)))
+    return out
+
+
+def expose_interpreter(hidden, tmpfs_opts):
+    # Hide the untraversable dir behind an empty tmpfs (its other contents stay
+    # out of sight) and bind the interpreter's own dirs back, read-only.
+    for a in sorted({a for a, _, _ in hidden}):
+        check_rc("mount tmpfs " + a, libc().mount(b"tmpfs", a.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755"))
+    for a, p, fd in hidden:
+        os.makedirs(p, mode=0o755, exist_ok=True)
+        src = ("/proc/self/fd/%d" % fd).encode()
+        check_rc("bind " + p, libc().mount(src, p.encode(), None, MS_BIND | MS_REC, None))
+        os.close(fd)
+    for path in sorted({a for a, _, _ in hidden} | {p for _, p, _ in hidden}):
+        attr = (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID).to_bytes(8, "little") + bytes(24)
+        check_rc("mount_setattr " + path, libc().syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE, attr, 32))
 
 
 # ---------------------------------------------------------------- init (I)
@@ -791,7 +832,10 @@ def checker(secret_fd):
             raise HarnessArgError(str(e))
         except OSError:
             raise CandidateError("the program exited before the check finished")
-        frame = read_frame(3)
+        try:
+            frame = read_frame(3)
+        except OSError:
+            frame = None
         if frame is None:
             raise CandidateError("the program exited before the check finished")
         rec = marshal.loads(frame)
