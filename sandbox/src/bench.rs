@@ -45,7 +45,13 @@ fn job(i: usize) -> Job {
         id: format!("bench-{i}"),
         language: Language::Python,
         source: PROGRAM.into(),
-        tests: Tests::Stdio { cases: vec![StdioCase { input: format!("{n}\n"), output: format!("{sum}\n") }], compare: Compare::Exact },
+        tests: Tests::Stdio {
+            cases: vec![StdioCase {
+                input: format!("{n}\n"),
+                output: format!("{sum}\n"),
+            }],
+            compare: Compare::Exact,
+        },
         limits: JobLimits::default(),
     }
 }
@@ -66,7 +72,8 @@ fn drive(way: &str, n: usize, workers: usize, f: Arc<dyn Fn(usize) -> bool + Sen
     let start = Instant::now();
     let threads: Vec<_> = (0..workers)
         .map(|_| {
-            let (next, times, failures, f) = (next.clone(), times.clone(), failures.clone(), f.clone());
+            let (next, times, failures, f) =
+                (next.clone(), times.clone(), failures.clone(), f.clone());
             std::thread::spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -102,7 +109,9 @@ fn drive(way: &str, n: usize, workers: usize, f: Arc<dyn Fn(usize) -> bool + Sen
 
 fn bare(python: &std::path::Path, flags: &[String], i: usize) -> bool {
     let j = job(i);
-    let Tests::Stdio { cases, .. } = &j.tests else { return false };
+    let Tests::Stdio { cases, .. } = &j.tests else {
+        return false;
+    };
     let child = Command::new(python)
         .args(flags)
         .arg("-c")
@@ -122,7 +131,12 @@ fn bare(python: &std::path::Path, flags: &[String], i: usize) -> bool {
 }
 
 /// Run the benchmark: `n` jobs per way, for each entry of `worker_counts`.
-pub fn run(base: &SandboxConfig, n: usize, worker_counts: &[usize], mut progress: impl FnMut(&Row)) -> Result<Report, SandboxError> {
+pub fn run(
+    base: &SandboxConfig,
+    n: usize,
+    worker_counts: &[usize],
+    mut progress: impl FnMut(&Row),
+) -> Result<Report, SandboxError> {
     let mut rows = Vec::new();
     let mut idle = None;
     let mut interpreter = String::new();
@@ -134,11 +148,21 @@ pub fn run(base: &SandboxConfig, n: usize, worker_counts: &[usize], mut progress
         interpreter = cold.interpreter().display().to_string();
         let python = cold.interpreter().to_path_buf();
         let flags = base.python.flags.clone();
-        let row = drive("bare", n, workers, Arc::new(move |i| bare(&python, &flags, i)));
+        let row = drive(
+            "bare",
+            n,
+            workers,
+            Arc::new(move |i| bare(&python, &flags, i)),
+        );
         progress(&row);
         rows.push(row);
         let c = cold.clone();
-        let row = drive("cold", n, workers, Arc::new(move |i| c.run_blocking(&job(i)).verdict == Verdict::Accepted));
+        let row = drive(
+            "cold",
+            n,
+            workers,
+            Arc::new(move |i| c.run_blocking(&job(i)).verdict == Verdict::Accepted),
+        );
         progress(&row);
         rows.push(row);
         drop(cold);
@@ -151,9 +175,19 @@ pub fn run(base: &SandboxConfig, n: usize, worker_counts: &[usize], mut progress
             idle = warm.idle_worker_memory().first().copied();
         }
         let w = warm.clone();
-        let row = drive("warm", n, workers, Arc::new(move |i| w.run_blocking(&job(i)).verdict == Verdict::Accepted));
+        let row = drive(
+            "warm",
+            n,
+            workers,
+            Arc::new(move |i| w.run_blocking(&job(i)).verdict == Verdict::Accepted),
+        );
         progress(&row);
         rows.push(row);
     }
-    Ok(Report { interpreter, flags: base.python.flags.clone(), rows, idle_warm_worker_bytes: idle })
+    Ok(Report {
+        interpreter,
+        flags: base.python.flags.clone(),
+        rows,
+        idle_warm_worker_bytes: idle,
+    })
 }

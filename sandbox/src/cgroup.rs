@@ -20,11 +20,16 @@ pub struct SlotCgroups {
 }
 
 fn own_cgroup(controller: &str) -> Result<PathBuf, String> {
-    let text = fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+    let text =
+        fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
     let mount = Path::new("/sys/fs/cgroup").join(controller);
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let (_, ctrls, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
         if ctrls.split(',').any(|c| c == controller) {
             if !mount.is_dir() {
                 return Err(format!("{} is not mounted", mount.display()));
@@ -32,7 +37,9 @@ fn own_cgroup(controller: &str) -> Result<PathBuf, String> {
             return Ok(mount.join(path.trim_start_matches('/')));
         }
     }
-    Err(format!("no cgroup v1 `{controller}` hierarchy in /proc/self/cgroup (cgroup v2 only?)"))
+    Err(format!(
+        "no cgroup v1 `{controller}` hierarchy in /proc/self/cgroup (cgroup v2 only?)"
+    ))
 }
 
 fn create(controller: &str, name: &str, probe_file: &str) -> Result<PathBuf, String> {
@@ -51,7 +58,10 @@ fn create(controller: &str, name: &str, probe_file: &str) -> Result<PathBuf, Str
 impl SlotCgroups {
     /// Create (or adopt) the cgroups named `name`.
     pub fn create(name: &str) -> SlotCgroups {
-        SlotCgroups { pids: create("pids", name, "pids.max"), memory: create("memory", name, "memory.limit_in_bytes") }
+        SlotCgroups {
+            pids: create("pids", name, "pids.max"),
+            memory: create("memory", name, "memory.limit_in_bytes"),
+        }
     }
 
     /// Set this job's limits and reset the peak counter.
@@ -91,7 +101,10 @@ impl SlotCgroups {
         fs::read_to_string(m.join("memory.oom_control"))
             .ok()
             .and_then(|t| {
-                t.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok()))
+                t.lines().find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse().ok())
+                })
             })
             .unwrap_or(0)
     }
@@ -99,12 +112,19 @@ impl SlotCgroups {
     /// Tasks still alive (or unreaped), or `None` without a pids cgroup.
     pub fn tasks(&self) -> Option<u64> {
         let p = self.pids.as_ref().ok()?;
-        fs::read_to_string(p.join("pids.current")).ok()?.trim().parse().ok()
+        fs::read_to_string(p.join("pids.current"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     fn pids_in(&self) -> Vec<i32> {
         let mut out = Vec::new();
-        for d in [&self.pids, &self.memory].into_iter().filter_map(|c| c.as_ref().ok()) {
+        for d in [&self.pids, &self.memory]
+            .into_iter()
+            .filter_map(|c| c.as_ref().ok())
+        {
             if let Ok(t) = fs::read_to_string(d.join("cgroup.procs")) {
                 out.extend(t.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
             }
@@ -156,7 +176,10 @@ impl SlotCgroups {
     /// Kill what is left and remove the directories.
     pub fn remove(&self) {
         self.kill_all(Duration::from_secs(2));
-        for d in [&self.pids, &self.memory].into_iter().filter_map(|c| c.as_ref().ok()) {
+        for d in [&self.pids, &self.memory]
+            .into_iter()
+            .filter_map(|c| c.as_ref().ok())
+        {
             let _ = fs::remove_dir(d);
         }
     }
@@ -165,11 +188,17 @@ impl SlotCgroups {
 /// Remove slot cgroups left by gradus processes that no longer exist.
 pub fn remove_stale(prefix: &str) {
     for controller in ["pids", "memory"] {
-        let Ok(parent) = own_cgroup(controller) else { continue };
-        let Ok(entries) = fs::read_dir(&parent) else { continue };
+        let Ok(parent) = own_cgroup(controller) else {
+            continue;
+        };
+        let Ok(entries) = fs::read_dir(&parent) else {
+            continue;
+        };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix(prefix) else { continue };
+            let Some(rest) = name.strip_prefix(prefix) else {
+                continue;
+            };
             let owner: Option<i32> = rest.split('-').next().and_then(|p| p.parse().ok());
             if let Some(pid) = owner
                 && !Path::new(&format!("/proc/{pid}")).exists()

@@ -12,7 +12,10 @@ pub fn stdout_matches(mode: &Compare, expected: &str, got: &str) -> bool {
         Compare::Exact => normalize(expected) == normalize(got),
         Compare::Tokens => expected.split_whitespace().eq(got.split_whitespace()),
         Compare::Float { abs, rel } => {
-            let (e, g): (Vec<_>, Vec<_>) = (expected.split_whitespace().collect(), got.split_whitespace().collect());
+            let (e, g): (Vec<_>, Vec<_>) = (
+                expected.split_whitespace().collect(),
+                got.split_whitespace().collect(),
+            );
             e.len() == g.len() && e.iter().zip(&g).all(|(a, b)| token_close(a, b, *abs, *rel))
         }
     }
@@ -50,9 +53,14 @@ pub fn value_matches(expected: &Value, got: &PyValue) -> bool {
 fn py_eq(e: &Value, g: &PyValue) -> bool {
     match (e, g) {
         (Value::Null, PyValue::None) => true,
-        (Value::Bool(_) | Value::Number(_), PyValue::Bool(_) | PyValue::Int(_) | PyValue::Float(_)) => num_eq(e, g),
+        (
+            Value::Bool(_) | Value::Number(_),
+            PyValue::Bool(_) | PyValue::Int(_) | PyValue::Float(_),
+        ) => num_eq(e, g),
         (Value::String(a), PyValue::Str(b)) => a == b,
-        (Value::Array(a), PyValue::List(b) | PyValue::Tuple(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| py_eq(x, y)),
+        (Value::Array(a), PyValue::List(b) | PyValue::Tuple(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| py_eq(x, y))
+        }
         (Value::Object(m), PyValue::Dict(items)) => {
             m.len() == items.len()
                 && items.iter().all(|(k, v)| match k {
@@ -93,8 +101,17 @@ pub fn json_repr(v: &Value) -> String {
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
         Value::String(s) => format!("{s:?}"),
-        Value::Array(a) => format!("[{}]", a.iter().map(json_repr).collect::<Vec<_>>().join(", ")),
-        Value::Object(m) => format!("{{{}}}", m.iter().map(|(k, v)| format!("{k:?}: {}", json_repr(v))).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(json_repr).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(m) => format!(
+            "{{{}}}",
+            m.iter()
+                .map(|(k, v)| format!("{k:?}: {}", json_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Value::Number(n) => n.to_string(),
     }
 }
@@ -106,7 +123,11 @@ mod tests {
 
     #[test]
     fn exact_ignores_trailing_space_and_blank_lines_only() {
-        assert!(stdout_matches(&Compare::Exact, "1 2\n3\n", "1 2   \n3\n\n\n"));
+        assert!(stdout_matches(
+            &Compare::Exact,
+            "1 2\n3\n",
+            "1 2   \n3\n\n\n"
+        ));
         assert!(!stdout_matches(&Compare::Exact, "1 2\n3\n", "1  2\n3\n"));
         assert!(!stdout_matches(&Compare::Exact, "Yes", "yes"));
         assert!(!stdout_matches(&Compare::Exact, "1\n2", "\n1\n2"));
@@ -115,7 +136,10 @@ mod tests {
     #[test]
     fn tokens_and_floats() {
         assert!(stdout_matches(&Compare::Tokens, "1 2\n3", "1\n2 3"));
-        let f = Compare::Float { abs: 1e-6, rel: 1e-6 };
+        let f = Compare::Float {
+            abs: 1e-6,
+            rel: 1e-6,
+        };
         assert!(stdout_matches(&f, "0.3333333", "0.33333331"));
         assert!(!stdout_matches(&f, "0.3333", "0.3334"));
         assert!(!stdout_matches(&f, "nan", "1"));
@@ -124,9 +148,15 @@ mod tests {
     #[test]
     fn values_compare_like_python() {
         assert!(value_matches(&json!(3), &PyValue::Float(3.0)));
-        assert!(value_matches(&json!([1, [2]]), &PyValue::Tuple(vec![PyValue::Int(1), PyValue::List(vec![PyValue::Int(2)])])));
+        assert!(value_matches(
+            &json!([1, [2]]),
+            &PyValue::Tuple(vec![PyValue::Int(1), PyValue::List(vec![PyValue::Int(2)])])
+        ));
         assert!(value_matches(&json!([true]), &PyValue::Bool(true)));
         assert!(!value_matches(&json!("1"), &PyValue::Int(1)));
-        assert!(!value_matches(&json!({"a": 1}), &PyValue::Dict(vec![(PyValue::Str("a".into()), PyValue::Int(2))])));
+        assert!(!value_matches(
+            &json!({"a": 1}),
+            &PyValue::Dict(vec![(PyValue::Str("a".into()), PyValue::Int(2))])
+        ));
     }
 }

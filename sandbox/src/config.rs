@@ -44,7 +44,9 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
-            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             mode: Mode::Warm,
             work_root: None,
             uid_base: 200_000,
@@ -83,7 +85,10 @@ pub struct PythonConfig {
 
 impl Default for PythonConfig {
     fn default() -> Self {
-        PythonConfig { interpreter: "python3".into(), flags: vec!["-S".into()] }
+        PythonConfig {
+            interpreter: "python3".into(),
+            flags: vec!["-S".into()],
+        }
     }
 }
 
@@ -182,7 +187,8 @@ pub struct ConfigError(pub Vec<String>);
 impl SandboxConfig {
     /// Parse a `[sandbox]` table given as TOML-like JSON value or a JSON string.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        let c: SandboxConfig = serde_json::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
+        let c: SandboxConfig =
+            serde_json::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
         c.validate()?;
         Ok(c)
     }
@@ -203,7 +209,11 @@ impl SandboxConfig {
             errs.push("python.interpreter must not be empty".into());
         }
         errs.extend(self.limits.problems("limits"));
-        if errs.is_empty() { Ok(()) } else { Err(ConfigError(errs)) }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(errs))
+        }
     }
 }
 
@@ -219,7 +229,9 @@ mod tests {
 
     #[test]
     fn partial_table_keeps_defaults() {
-        let c = SandboxConfig::from_json(r#"{"workers": 3, "protections": {"net_ns": "optional"}}"#).unwrap();
+        let c =
+            SandboxConfig::from_json(r#"{"workers": 3, "protections": {"net_ns": "optional"}}"#)
+                .unwrap();
         assert_eq!(c.workers, 3);
         assert_eq!(c.protections.net_ns, Requirement::Optional);
         assert_eq!(c.protections.seccomp, Requirement::Required);

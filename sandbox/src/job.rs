@@ -47,7 +47,11 @@ pub enum Tests {
     /// `check(<entry_point>)`.
     Function { entry_point: String, test: String },
     /// Call-based (LiveCodeBench/APPS/TACO): `fn_name(*inputs[i]) == outputs[i]`.
-    Call { fn_name: String, inputs: Vec<Vec<Value>>, outputs: Vec<Value> },
+    Call {
+        fn_name: String,
+        inputs: Vec<Vec<Value>>,
+        outputs: Vec<Value>,
+    },
 }
 
 impl Tests {
@@ -171,13 +175,29 @@ impl Limits {
                 errs.push(format!("{prefix}.{name} must be {want}"));
             }
         };
-        pos("cpu_s", self.cpu_s > 0.0 && self.cpu_s <= 3600.0, "in (0, 3600]");
-        pos("wall_s", self.wall_s > 0.0 && self.wall_s <= 3600.0, "in (0, 3600]");
-        pos("memory_mb", (16..=1 << 20).contains(&self.memory_mb), "in [16, 1048576]");
+        pos(
+            "cpu_s",
+            self.cpu_s > 0.0 && self.cpu_s <= 3600.0,
+            "in (0, 3600]",
+        );
+        pos(
+            "wall_s",
+            self.wall_s > 0.0 && self.wall_s <= 3600.0,
+            "in (0, 3600]",
+        );
+        pos(
+            "memory_mb",
+            (16..=1 << 20).contains(&self.memory_mb),
+            "in [16, 1048576]",
+        );
         pos("output_kb", self.output_kb >= 1, "at least 1");
         pos("processes", self.processes >= 1, "at least 1");
         pos("file_size_kb", self.file_size_kb >= 1, "at least 1");
-        pos("open_files", (8..=1 << 20).contains(&self.open_files), "in [8, 1048576]");
+        pos(
+            "open_files",
+            (8..=1 << 20).contains(&self.open_files),
+            "in [8, 1048576]",
+        );
         pos("stack_mb", self.stack_mb >= 1, "at least 1");
         pos("max_job_wall_s", self.max_job_wall_s > 0.0, "positive");
         errs
@@ -195,7 +215,11 @@ pub fn parse_line(line: &str) -> Result<Job, String> {
     let id = ["id", "task_id", "problem_id", "question_id"]
         .iter()
         .find_map(|k| obj.get(*k))
-        .map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))
+        .map(|v| {
+            v.as_str()
+                .map(String::from)
+                .unwrap_or_else(|| v.to_string())
+        })
         .unwrap_or_default();
     if obj.contains_key("entry_point") && obj.contains_key("test") {
         return humaneval_row(id, obj);
@@ -209,25 +233,36 @@ pub fn parse_line(line: &str) -> Result<Job, String> {
 }
 
 fn field<'a>(obj: &'a serde_json::Map<String, Value>, k: &str) -> Result<&'a str, String> {
-    obj.get(k).and_then(Value::as_str).ok_or_else(|| format!("field \"{k}\" must be a string"))
+    obj.get(k)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("field \"{k}\" must be a string"))
 }
 
 fn humaneval_row(id: String, obj: &serde_json::Map<String, Value>) -> Result<Job, String> {
     let prompt = field(obj, "prompt")?;
     let body = match obj.get("completion") {
         Some(_) => field(obj, "completion")?,
-        None => field(obj, "canonical_solution").map_err(|_| "a HumanEval row needs \"completion\" or \"canonical_solution\"".to_string())?,
+        None => field(obj, "canonical_solution").map_err(|_| {
+            "a HumanEval row needs \"completion\" or \"canonical_solution\"".to_string()
+        })?,
     };
     Ok(Job {
         id,
         language: Language::Python,
         source: format!("{prompt}{body}"),
-        tests: Tests::Function { entry_point: field(obj, "entry_point")?.into(), test: field(obj, "test")?.into() },
+        tests: Tests::Function {
+            entry_point: field(obj, "entry_point")?.into(),
+            test: field(obj, "test")?.into(),
+        },
         limits: JobLimits::default(),
     })
 }
 
-fn call_or_stdio_row(id: String, obj: &serde_json::Map<String, Value>, io: &Value) -> Result<Job, String> {
+fn call_or_stdio_row(
+    id: String,
+    obj: &serde_json::Map<String, Value>,
+    io: &Value,
+) -> Result<Job, String> {
     let source = match (obj.get("solution"), obj.get("source")) {
         (Some(Value::String(s)), _) | (None, Some(Value::String(s))) => s.clone(),
         _ => return Err("field \"solution\" (or \"source\") must be a string".into()),
@@ -235,20 +270,35 @@ fn call_or_stdio_row(id: String, obj: &serde_json::Map<String, Value>, io: &Valu
     let parsed;
     let io = match io {
         Value::String(s) => {
-            parsed = serde_json::from_str::<Value>(s).map_err(|e| format!("input_output is not JSON: {e}"))?;
+            parsed = serde_json::from_str::<Value>(s)
+                .map_err(|e| format!("input_output is not JSON: {e}"))?;
             &parsed
         }
         other => other,
     };
-    let inputs = io.get("inputs").and_then(Value::as_array).ok_or("input_output.inputs must be a list")?;
-    let outputs = io.get("outputs").and_then(Value::as_array).ok_or("input_output.outputs must be a list")?;
+    let inputs = io
+        .get("inputs")
+        .and_then(Value::as_array)
+        .ok_or("input_output.inputs must be a list")?;
+    let outputs = io
+        .get("outputs")
+        .and_then(Value::as_array)
+        .ok_or("input_output.outputs must be a list")?;
     if inputs.len() != outputs.len() {
-        return Err(format!("input_output has {} inputs but {} outputs", inputs.len(), outputs.len()));
+        return Err(format!(
+            "input_output has {} inputs but {} outputs",
+            inputs.len(),
+            outputs.len()
+        ));
     }
     let tests = match io.get("fn_name").and_then(Value::as_str) {
         Some(name) => Tests::Call {
             fn_name: name.into(),
-            inputs: inputs.iter().enumerate().map(|(i, x)| call_args(i, x)).collect::<Result<_, _>>()?,
+            inputs: inputs
+                .iter()
+                .enumerate()
+                .map(|(i, x)| call_args(i, x))
+                .collect::<Result<_, _>>()?,
             outputs: outputs.iter().map(call_output).collect(),
         },
         None => Tests::Stdio {
@@ -256,12 +306,23 @@ fn call_or_stdio_row(id: String, obj: &serde_json::Map<String, Value>, io: &Valu
                 .iter()
                 .zip(outputs)
                 .enumerate()
-                .map(|(i, (a, b))| Ok(StdioCase { input: text(i, "inputs", a)?, output: text(i, "outputs", b)? }))
+                .map(|(i, (a, b))| {
+                    Ok(StdioCase {
+                        input: text(i, "inputs", a)?,
+                        output: text(i, "outputs", b)?,
+                    })
+                })
                 .collect::<Result<_, String>>()?,
             compare: Compare::Exact,
         },
     };
-    Ok(Job { id, language: Language::Python, source, tests, limits: JobLimits::default() })
+    Ok(Job {
+        id,
+        language: Language::Python,
+        source,
+        tests,
+        limits: JobLimits::default(),
+    })
 }
 
 /// APPS gives a list of arguments; LiveCodeBench a string with one JSON value
@@ -272,9 +333,14 @@ fn call_args(i: usize, v: &Value) -> Result<Vec<Value>, String> {
         Value::String(s) => s
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).map_err(|e| format!("inputs[{i}]: argument line is not JSON: {e}")))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .map_err(|e| format!("inputs[{i}]: argument line is not JSON: {e}"))
+            })
             .collect(),
-        _ => Err(format!("inputs[{i}] must be a list of arguments or a string")),
+        _ => Err(format!(
+            "inputs[{i}] must be a list of arguments or a string"
+        )),
     }
 }
 
@@ -288,7 +354,15 @@ fn call_output(v: &Value) -> Value {
 fn text(i: usize, what: &str, v: &Value) -> Result<String, String> {
     match v {
         Value::String(s) => Ok(s.clone()),
-        Value::Array(lines) => Ok(lines.iter().map(|l| l.as_str().map(String::from).unwrap_or_else(|| l.to_string())).collect::<Vec<_>>().join("\n")),
+        Value::Array(lines) => Ok(lines
+            .iter()
+            .map(|l| {
+                l.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| l.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")),
         _ => Err(format!("{what}[{i}] must be a string")),
     }
 }
@@ -300,15 +374,28 @@ mod tests {
     #[test]
     fn schema_job_with_defaults() {
         let j = parse_line(r#"{"id":"a","language":"python","source":"print(1)","tests":{"kind":"stdio","cases":[{"input":"","output":"1"}]}}"#).unwrap();
-        assert_eq!(j.tests, Tests::Stdio { cases: vec![StdioCase { input: "".into(), output: "1".into() }], compare: Compare::Exact });
+        assert_eq!(
+            j.tests,
+            Tests::Stdio {
+                cases: vec![StdioCase {
+                    input: "".into(),
+                    output: "1".into()
+                }],
+                compare: Compare::Exact
+            }
+        );
         let j = parse_line(r#"{"id":"b","source":"","tests":{"kind":"stdio","cases":[],"compare":{"float":{"abs":1e-3,"rel":0}}},"limits":{"cpu_s":1}}"#).unwrap();
         assert_eq!(j.limits.cpu_s, Some(1.0));
-        assert!(matches!(j.tests, Tests::Stdio { compare: Compare::Float { abs, .. }, .. } if abs == 1e-3));
+        assert!(
+            matches!(j.tests, Tests::Stdio { compare: Compare::Float { abs, .. }, .. } if abs == 1e-3)
+        );
     }
 
     #[test]
     fn unknown_limit_key_is_invalid() {
-        let e = parse_line(r#"{"source":"","tests":{"kind":"stdio","cases":[]},"limits":{"cpu":1}}"#).unwrap_err();
+        let e =
+            parse_line(r#"{"source":"","tests":{"kind":"stdio","cases":[]},"limits":{"cpu":1}}"#)
+                .unwrap_err();
         assert!(e.contains("cpu"), "{e}");
     }
 
@@ -322,7 +409,14 @@ mod tests {
     #[test]
     fn livecodebench_row_parses_argument_lines() {
         let j = parse_line(r#"{"question_id":"7","solution":"x","input_output":{"inputs":["[1,2]\n3"],"outputs":["4"],"fn_name":"f"}}"#).unwrap();
-        assert_eq!(j.tests, Tests::Call { fn_name: "f".into(), inputs: vec![vec![serde_json::json!([1, 2]), serde_json::json!(3)]], outputs: vec![serde_json::json!(4)] });
+        assert_eq!(
+            j.tests,
+            Tests::Call {
+                fn_name: "f".into(),
+                inputs: vec![vec![serde_json::json!([1, 2]), serde_json::json!(3)]],
+                outputs: vec![serde_json::json!(4)]
+            }
+        );
     }
 
     #[test]

@@ -134,7 +134,11 @@ impl Sandbox {
             "import sys; sys.path.insert(0, {:?}); import gradus_harness; gradus_harness.main()",
             dir.to_string_lossy()
         );
-        let seccomp = if config.protections.seccomp == Requirement::Off { Vec::new() } else { seccomp::programs()? };
+        let seccomp = if config.protections.seccomp == Requirement::Off {
+            Vec::new()
+        } else {
+            seccomp::programs()?
+        };
         let work_root = config.work_root.clone().unwrap_or_else(std::env::temp_dir);
         cgroup::remove_stale(CGROUP_PREFIX);
         let pid = std::process::id();
@@ -142,12 +146,23 @@ impl Sandbox {
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let slots = (0..config.workers)
-            .map(|i| Slot::new(i, cgroup::SlotCgroups::create(&format!("{CGROUP_PREFIX}{pid}-{seq}-{i}"))))
+            .map(|i| {
+                Slot::new(
+                    i,
+                    cgroup::SlotCgroups::create(&format!("{CGROUP_PREFIX}{pid}-{seq}-{i}")),
+                )
+            })
             .collect();
         let workers = config.workers;
         Ok(Sandbox {
             inner: Arc::new(Inner {
-                shared: Shared { cfg: config, python, boot, seccomp, work_root },
+                shared: Shared {
+                    cfg: config,
+                    python,
+                    boot,
+                    seccomp,
+                    work_root,
+                },
                 slots: Mutex::new(slots),
                 freed: Condvar::new(),
                 permits: tokio::sync::Semaphore::new(workers),
@@ -169,7 +184,8 @@ impl Sandbox {
     pub fn warm_up(&self) -> Result<(), SandboxError> {
         let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
         for s in slots.iter_mut() {
-            s.warm_up(&self.inner.shared).map_err(SandboxError::Server)?;
+            s.warm_up(&self.inner.shared)
+                .map_err(SandboxError::Server)?;
         }
         Ok(())
     }
@@ -188,11 +204,19 @@ impl Sandbox {
                 if let Some(s) = slots.pop() {
                     break s;
                 }
-                slots = self.inner.freed.wait(slots).unwrap_or_else(|p| p.into_inner());
+                slots = self
+                    .inner
+                    .freed
+                    .wait(slots)
+                    .unwrap_or_else(|p| p.into_inner());
             }
         };
         let out = slot.execute(&self.inner.shared, job);
-        self.inner.slots.lock().unwrap_or_else(|p| p.into_inner()).push(slot);
+        self.inner
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(slot);
         self.inner.freed.notify_one();
         out
     }
@@ -200,13 +224,23 @@ impl Sandbox {
     /// Run one job. The wait happens on a blocking thread; at most `workers`
     /// jobs run at once and later callers wait here for a slot.
     pub async fn run(&self, job: Job) -> Outcome {
-        let _permit = self.inner.permits.acquire().await.expect("the semaphore is never closed");
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let this = self.clone();
         let id = job.id.clone();
         let total = job.tests.total();
         match tokio::task::spawn_blocking(move || this.run_blocking(&job)).await {
             Ok(o) => o,
-            Err(e) => Outcome::failure(&id, Verdict::SandboxError, total, format!("sandbox worker panicked: {e}")),
+            Err(e) => Outcome::failure(
+                &id,
+                Verdict::SandboxError,
+                total,
+                format!("sandbox worker panicked: {e}"),
+            ),
         }
     }
 
@@ -222,7 +256,12 @@ impl Sandbox {
         let mut out = Vec::with_capacity(handles.len());
         for h in handles {
             out.push(h.await.unwrap_or_else(|e| {
-                Outcome::failure("", Verdict::SandboxError, 0, format!("sandbox task failed: {e}"))
+                Outcome::failure(
+                    "",
+                    Verdict::SandboxError,
+                    0,
+                    format!("sandbox task failed: {e}"),
+                )
             }));
         }
         out
@@ -237,7 +276,23 @@ impl Sandbox {
         macro_rules! soften {
             ($($f:ident),*) => { $( if p.$f == Requirement::Required { p.$f = Requirement::Optional; } )* };
         }
-        soften!(pids_cgroup, memory_cgroup, user_ns, mount_ns, net_ns, ipc_ns, pid_ns, uts_ns, readonly_root, private_tmp, proc, rlimits, uid_drop, no_new_privs, seccomp);
+        soften!(
+            pids_cgroup,
+            memory_cgroup,
+            user_ns,
+            mount_ns,
+            net_ns,
+            ipc_ns,
+            pid_ns,
+            uts_ns,
+            readonly_root,
+            private_tmp,
+            proc,
+            rlimits,
+            uid_drop,
+            no_new_privs,
+            seccomp
+        );
         cfg.protections = p;
         cfg.workers = 1;
         cfg.mode = Mode::Cold;
@@ -247,14 +302,22 @@ impl Sandbox {
         };
         let mut out = Vec::new();
         let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
-        let cg = slots.first().map(|s| (s.cgroups.pids.clone(), s.cgroups.memory.clone()));
+        let cg = slots
+            .first()
+            .map(|s| (s.cgroups.pids.clone(), s.cgroups.memory.clone()));
         for (name, req) in sh.cfg.protections.list() {
             let state = if req == Requirement::Off {
                 "off".to_string()
             } else {
                 match (name, &cg, &applied) {
-                    ("pids_cgroup", Some((p, _)), _) => p.as_ref().map(|_| "on".to_string()).unwrap_or_else(|e| format!("missing: {e}")),
-                    ("memory_cgroup", Some((_, m)), _) => m.as_ref().map(|_| "on".to_string()).unwrap_or_else(|e| format!("missing: {e}")),
+                    ("pids_cgroup", Some((p, _)), _) => p
+                        .as_ref()
+                        .map(|_| "on".to_string())
+                        .unwrap_or_else(|e| format!("missing: {e}")),
+                    ("memory_cgroup", Some((_, m)), _) => m
+                        .as_ref()
+                        .map(|_| "on".to_string())
+                        .unwrap_or_else(|e| format!("missing: {e}")),
                     (_, _, Ok(list)) => list
                         .iter()
                         .find(|(n, _)| n == name)
@@ -263,7 +326,12 @@ impl Sandbox {
                     (_, _, Err(e)) => format!("missing: probe job failed: {e}"),
                 }
             };
-            out.push(ProtectionStatus { name: name.into(), requirement: req, state, stops: Protections::what(name).trim().into() });
+            out.push(ProtectionStatus {
+                name: name.into(),
+                requirement: req,
+                state,
+                stops: Protections::what(name).trim().into(),
+            });
         }
         out
     }
@@ -273,7 +341,13 @@ impl Sandbox {
             id: "doctor".into(),
             language: job::Language::Python,
             source: "print(1)".into(),
-            tests: Tests::Stdio { cases: vec![job::StdioCase { input: String::new(), output: "1".into() }], compare: Default::default() },
+            tests: Tests::Stdio {
+                cases: vec![job::StdioCase {
+                    input: String::new(),
+                    output: "1".into(),
+                }],
+                compare: Default::default(),
+            },
             limits: Default::default(),
         };
         let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());

@@ -118,7 +118,12 @@ impl PyValue {
                 let _ = write!(s, "{i}");
             }
             PyValue::BigInt(neg, d) => {
-                let _ = write!(s, "{}<int with {} digits>", if *neg { "-" } else { "" }, d.len() * 15 / 3);
+                let _ = write!(
+                    s,
+                    "{}<int with {} digits>",
+                    if *neg { "-" } else { "" },
+                    d.len() * 15 / 3
+                );
             }
             PyValue::Float(f) => s.push_str(&float_repr(*f)),
             PyValue::Complex(r, i) => {
@@ -164,7 +169,11 @@ fn float_repr(f: f64) -> String {
 
 /// Decode one marshal value (any version up to 4, refs included).
 pub fn decode(data: &[u8]) -> Result<PyValue, DecodeError> {
-    let mut r = Reader { data, pos: 0, refs: Vec::new() };
+    let mut r = Reader {
+        data,
+        pos: 0,
+        refs: Vec::new(),
+    };
     r.value(0)
 }
 
@@ -353,7 +362,8 @@ impl Encoder {
         }
         let n = digits.len() as i32;
         self.buf.push(b'l');
-        self.buf.extend_from_slice(&(if v < 0 { -n } else { n }).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(if v < 0 { -n } else { n }).to_le_bytes());
         for d in digits {
             self.buf.extend_from_slice(&d.to_le_bytes());
         }
@@ -434,7 +444,8 @@ mod tests {
 
     #[test]
     fn round_trips_json_shaped_values() {
-        let v: Value = serde_json::json!({"a": [1, -2, 3.5, "x", null, true], "big": 12345678901234_i64});
+        let v: Value =
+            serde_json::json!({"a": [1, -2, 3.5, "x", null, true], "big": 12345678901234_i64});
         let mut e = Encoder::default();
         e.json(&v);
         let d = decode(&e.buf).unwrap();

@@ -73,12 +73,24 @@ pub struct Outcome {
 impl Outcome {
     /// Fraction of cases passed (partial credit); 0 when there are none.
     pub fn fraction(&self) -> f64 {
-        if self.total == 0 { 0.0 } else { self.passed as f64 / self.total as f64 }
+        if self.total == 0 {
+            0.0
+        } else {
+            self.passed as f64 / self.total as f64
+        }
     }
 
     /// An outcome that is not the program's doing.
     pub fn failure(id: &str, verdict: Verdict, total: usize, detail: String) -> Outcome {
-        Outcome { id: id.into(), verdict, passed: 0, total, cases: Vec::new(), wall_ms: 0.0, detail: Some(detail) }
+        Outcome {
+            id: id.into(),
+            verdict,
+            passed: 0,
+            total,
+            cases: Vec::new(),
+            wall_ms: 0.0,
+            detail: Some(detail),
+        }
     }
 }
 

@@ -21,19 +21,27 @@ fn on_path(name: &str) -> Option<PathBuf> {
         return Some(PathBuf::from(name));
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable(p))
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// Resolve `name` (a path or a name on PATH) to the real interpreter binary.
 pub fn resolve(name: &str) -> Result<PathBuf, PythonError> {
     let found = on_path(name).ok_or_else(|| PythonError::NotFound(name.into()))?;
     let out = Command::new(&found)
-        .args(["-S", "-c", "import sys; sys.stdout.write('%d %s' % (sys.version_info[0], sys.executable))"])
+        .args([
+            "-S",
+            "-c",
+            "import sys; sys.stdout.write('%d %s' % (sys.version_info[0], sys.executable))",
+        ])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .output()

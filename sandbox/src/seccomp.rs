@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-    TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
 };
 
 /// Why the filter could not be built.
@@ -35,12 +35,24 @@ const NAMESPACE_FLAGS: [u64; 7] = [
 
 /// Calls denied outright, each with what it would allow.
 const DENIED: &[(i64, &str)] = &[
-    (libc::SYS_ptrace, "reading or steering other processes (the supervisor, the checker)"),
-    (libc::SYS_process_vm_readv, "reading another process's memory"),
-    (libc::SYS_process_vm_writev, "writing another process's memory"),
+    (
+        libc::SYS_ptrace,
+        "reading or steering other processes (the supervisor, the checker)",
+    ),
+    (
+        libc::SYS_process_vm_readv,
+        "reading another process's memory",
+    ),
+    (
+        libc::SYS_process_vm_writev,
+        "writing another process's memory",
+    ),
     (libc::SYS_mount, "remounting the read-only view writable"),
     (libc::SYS_umount2, "uncovering what private mounts hide"),
-    (libc::SYS_pivot_root, "changing the root under the supervisor"),
+    (
+        libc::SYS_pivot_root,
+        "changing the root under the supervisor",
+    ),
     (libc::SYS_chroot, "confusing path-based checks"),
     (libc::SYS_fsopen, "the new mount API, same as mount"),
     (libc::SYS_fsmount, "the new mount API, same as mount"),
@@ -52,10 +64,22 @@ const DENIED: &[(i64, &str)] = &[
     (libc::SYS_unshare, "new namespaces with fresh capabilities"),
     (libc::SYS_setns, "joining other namespaces"),
     (libc::SYS_bpf, "kernel attack surface; tracing"),
-    (libc::SYS_perf_event_open, "kernel attack surface; side channels"),
-    (libc::SYS_keyctl, "the kernel keyring, shared across namespaces"),
-    (libc::SYS_add_key, "the kernel keyring, shared across namespaces"),
-    (libc::SYS_request_key, "the kernel keyring, shared across namespaces"),
+    (
+        libc::SYS_perf_event_open,
+        "kernel attack surface; side channels",
+    ),
+    (
+        libc::SYS_keyctl,
+        "the kernel keyring, shared across namespaces",
+    ),
+    (
+        libc::SYS_add_key,
+        "the kernel keyring, shared across namespaces",
+    ),
+    (
+        libc::SYS_request_key,
+        "the kernel keyring, shared across namespaces",
+    ),
     (libc::SYS_kexec_load, "replacing the kernel"),
     (libc::SYS_kexec_file_load, "replacing the kernel"),
     (libc::SYS_init_module, "loading kernel code"),
@@ -64,11 +88,23 @@ const DENIED: &[(i64, &str)] = &[
     (libc::SYS_reboot, "rebooting"),
     (libc::SYS_swapon, "changing swap"),
     (libc::SYS_swapoff, "changing swap"),
-    (libc::SYS_io_uring_setup, "io_uring: syscalls that bypass this filter"),
-    (libc::SYS_io_uring_enter, "io_uring: syscalls that bypass this filter"),
-    (libc::SYS_io_uring_register, "io_uring: syscalls that bypass this filter"),
+    (
+        libc::SYS_io_uring_setup,
+        "io_uring: syscalls that bypass this filter",
+    ),
+    (
+        libc::SYS_io_uring_enter,
+        "io_uring: syscalls that bypass this filter",
+    ),
+    (
+        libc::SYS_io_uring_register,
+        "io_uring: syscalls that bypass this filter",
+    ),
     (libc::SYS_userfaultfd, "stalling the kernel to win races"),
-    (libc::SYS_open_by_handle_at, "opening files outside the mount view"),
+    (
+        libc::SYS_open_by_handle_at,
+        "opening files outside the mount view",
+    ),
     (libc::SYS_name_to_handle_at, "preparing open_by_handle_at"),
     (libc::SYS_acct, "process accounting to a file"),
     (libc::SYS_quotactl, "quota control"),
@@ -116,10 +152,20 @@ pub fn programs() -> Result<Vec<Vec<u8>>, SeccompError> {
         )?])?);
     }
     rules.insert(libc::SYS_clone, clone_rules);
-    let deny = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)?;
+    let deny = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )?;
     let mut clone3 = BTreeMap::new();
     clone3.insert(libc::SYS_clone3, Vec::new());
-    let clone3 = SeccompFilter::new(clone3, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), arch)?;
+    let clone3 = SeccompFilter::new(
+        clone3,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )?;
     let mut out = vec![to_bytes(deny.try_into()?), to_bytes(clone3.try_into()?)];
     if arch == TargetArch::x86_64 {
         out.push(x32_program());
@@ -149,7 +195,12 @@ fn x32_program() -> Vec<u8> {
 }
 
 fn stmt(code: u16, k: u32) -> seccompiler::sock_filter {
-    seccompiler::sock_filter { code, jt: 0, jf: 0, k }
+    seccompiler::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
 }
 
 fn jump(code: u16, k: u32, jt: u8, jf: u8) -> seccompiler::sock_filter {

@@ -52,7 +52,12 @@ impl Evidence {
                 return;
             }
         };
-        let s = |k: &str| rec.get(k).and_then(PyValue::as_str).unwrap_or("").to_string();
+        let s = |k: &str| {
+            rec.get(k)
+                .and_then(PyValue::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         match rec.get("t").and_then(PyValue::as_str) {
             Some("applied") => {
                 if let Some(PyValue::Dict(items)) = rec.get("protections") {
@@ -64,7 +69,12 @@ impl Evidence {
                 }
             }
             Some("setup_error") => {
-                self.setup_error = Some(format!("setup step `{}` failed: {} (errno {})", s("step"), s("msg"), rec.get("errno").and_then(PyValue::as_i64).unwrap_or(0)));
+                self.setup_error = Some(format!(
+                    "setup step `{}` failed: {} (errno {})",
+                    s("step"),
+                    s("msg"),
+                    rec.get("errno").and_then(PyValue::as_i64).unwrap_or(0)
+                ));
             }
             Some("compile_error") => self.compile_error = Some(s("msg")),
             Some("proc") => self.procs.push(Proc {
@@ -74,12 +84,28 @@ impl Evidence {
                 cpu: rec.get("cpu").and_then(PyValue::as_f64).unwrap_or(0.0),
                 killed: s("killed"),
                 stderr: s("stderr"),
-                stdout: rec.get("stdout").and_then(PyValue::as_str).map(String::from),
-                signal: rec.get("signal").and_then(PyValue::as_i64).map(|v| v as i32),
+                stdout: rec
+                    .get("stdout")
+                    .and_then(PyValue::as_str)
+                    .map(String::from),
+                signal: rec
+                    .get("signal")
+                    .and_then(PyValue::as_i64)
+                    .map(|v| v as i32),
                 code: rec.get("code").and_then(PyValue::as_i64).map(|v| v as i32),
             }),
-            Some("call") => self.calls.push(rec.get("data").and_then(PyValue::as_bytes).unwrap_or(&[]).to_vec()),
-            Some("check") => self.checks.push(rec.get("data").and_then(PyValue::as_bytes).unwrap_or(&[]).to_vec()),
+            Some("call") => self.calls.push(
+                rec.get("data")
+                    .and_then(PyValue::as_bytes)
+                    .unwrap_or(&[])
+                    .to_vec(),
+            ),
+            Some("check") => self.checks.push(
+                rec.get("data")
+                    .and_then(PyValue::as_bytes)
+                    .unwrap_or(&[])
+                    .to_vec(),
+            ),
             Some("done") => self.done = true,
             other => self.garbled = Some(format!("unknown record type {other:?}")),
         }
@@ -99,7 +125,11 @@ fn signal_name(sig: i32) -> String {
         libc::SIGSYS => "SIGSYS",
         _ => "",
     };
-    if name.is_empty() { format!("signal {sig}") } else { format!("signal {sig} ({name})") }
+    if name.is_empty() {
+        format!("signal {sig}")
+    } else {
+        format!("signal {sig} ({name})")
+    }
 }
 
 fn last_line(s: &str) -> &str {
@@ -109,35 +139,72 @@ fn last_line(s: &str) -> &str {
 /// Why a process's run failed, if it did. `cpu_budget` is its CPU limit.
 fn failure(p: &Proc, lim: &Limits, cpu_budget: f64, oom: bool) -> Option<(Verdict, String)> {
     match p.killed.as_str() {
-        "timeout" => return Some((Verdict::TimeLimit, format!("wall time limit of {} s exceeded", lim.wall_s))),
-        "output" => return Some((Verdict::OutputLimit, format!("output limit of {} KiB exceeded", lim.output_kb))),
+        "timeout" => {
+            return Some((
+                Verdict::TimeLimit,
+                format!("wall time limit of {} s exceeded", lim.wall_s),
+            ));
+        }
+        "output" => {
+            return Some((
+                Verdict::OutputLimit,
+                format!("output limit of {} KiB exceeded", lim.output_kb),
+            ));
+        }
         _ => {}
     }
     if let Some(sig) = p.signal {
         if sig == libc::SIGXCPU || (sig == libc::SIGKILL && p.cpu >= cpu_budget.ceil()) {
-            return Some((Verdict::TimeLimit, format!("CPU limit of {cpu_budget} s exceeded")));
+            return Some((
+                Verdict::TimeLimit,
+                format!("CPU limit of {cpu_budget} s exceeded"),
+            ));
         }
         if sig == libc::SIGKILL && oom {
-            return Some((Verdict::MemoryLimit, format!("memory limit of {} MiB exceeded (killed)", lim.memory_mb)));
+            return Some((
+                Verdict::MemoryLimit,
+                format!("memory limit of {} MiB exceeded (killed)", lim.memory_mb),
+            ));
         }
         if sig == libc::SIGXFSZ {
-            return Some((Verdict::OutputLimit, format!("file size limit of {} KiB exceeded", lim.file_size_kb)));
+            return Some((
+                Verdict::OutputLimit,
+                format!("file size limit of {} KiB exceeded", lim.file_size_kb),
+            ));
         }
-        return Some((Verdict::RuntimeError, format!("killed by {}", signal_name(sig))));
+        return Some((
+            Verdict::RuntimeError,
+            format!("killed by {}", signal_name(sig)),
+        ));
     }
     if p.cpu > cpu_budget {
-        return Some((Verdict::TimeLimit, format!("CPU limit of {cpu_budget} s exceeded")));
+        return Some((
+            Verdict::TimeLimit,
+            format!("CPU limit of {cpu_budget} s exceeded"),
+        ));
     }
     match p.code {
         Some(0) => None,
         Some(c) => {
             if last_line(&p.stderr).starts_with("MemoryError") {
-                Some((Verdict::MemoryLimit, format!("memory limit of {} MiB exceeded (MemoryError)", lim.memory_mb)))
+                Some((
+                    Verdict::MemoryLimit,
+                    format!(
+                        "memory limit of {} MiB exceeded (MemoryError)",
+                        lim.memory_mb
+                    ),
+                ))
             } else {
-                Some((Verdict::RuntimeError, format!("exit code {c}: {}", last_line(&p.stderr))))
+                Some((
+                    Verdict::RuntimeError,
+                    format!("exit code {c}: {}", last_line(&p.stderr)),
+                ))
             }
         }
-        None => Some((Verdict::SandboxError, "the supervisor lost this process's status".into())),
+        None => Some((
+            Verdict::SandboxError,
+            "the supervisor lost this process's status".into(),
+        )),
     }
 }
 
@@ -156,7 +223,11 @@ fn case_from_proc(index: usize, p: &Proc, chars: usize) -> CaseResult {
 
 fn tail(s: &str, n: usize) -> String {
     let count = s.chars().count();
-    if count <= n { s.to_string() } else { s.chars().skip(count - n).collect() }
+    if count <= n {
+        s.to_string()
+    } else {
+        s.chars().skip(count - n).collect()
+    }
 }
 
 /// Judge a job from its evidence.
@@ -204,29 +275,55 @@ pub fn judge(id: &str, tests: &Tests, lim: &Limits, ev: &Evidence, chars: usize)
     };
     if !ev.done {
         // Without the supervisor's final record nothing counts as passed.
-        for c in cases.iter_mut().filter(|c| c.verdict == Some(Verdict::Accepted)) {
+        for c in cases
+            .iter_mut()
+            .filter(|c| c.verdict == Some(Verdict::Accepted))
+        {
             c.verdict = Some(Verdict::SandboxError);
             c.detail = Some("no completion record from the supervisor".into());
         }
     }
-    let passed = cases.iter().filter(|c| c.verdict == Some(Verdict::Accepted)).count();
+    let passed = cases
+        .iter()
+        .filter(|c| c.verdict == Some(Verdict::Accepted))
+        .count();
     let first_bad = cases.iter().find(|c| c.verdict != Some(Verdict::Accepted));
     let verdict = match (total, first_bad) {
         (0, _) => Verdict::SandboxError,
         (_, Some(c)) => c.verdict.unwrap_or(Verdict::SandboxError),
         (_, None) => Verdict::Accepted,
     };
-    let detail = if total == 0 { Some("the job has no test cases".into()) } else { first_bad.and_then(|c| c.detail.clone()) };
-    Outcome { id: id.into(), verdict, passed, total, cases, wall_ms: 0.0, detail }
+    let detail = if total == 0 {
+        Some("the job has no test cases".into())
+    } else {
+        first_bad.and_then(|c| c.detail.clone())
+    };
+    Outcome {
+        id: id.into(),
+        verdict,
+        passed,
+        total,
+        cases,
+        wall_ms: 0.0,
+        detail,
+    }
 }
 
 fn missing(i: usize, ev: &Evidence) -> CaseResult {
     let (v, why) = if ev.job_timed_out {
-        (Verdict::TimeLimit, "the job's wall-clock limit ran out before this case".to_string())
+        (
+            Verdict::TimeLimit,
+            "the job's wall-clock limit ran out before this case".to_string(),
+        )
     } else {
         (Verdict::SandboxError, "no record for this case".to_string())
     };
-    CaseResult { index: i, verdict: Some(v), detail: Some(why), ..CaseResult::default() }
+    CaseResult {
+        index: i,
+        verdict: Some(v),
+        detail: Some(why),
+        ..CaseResult::default()
+    }
 }
 
 fn judge_calls(outputs: &[Value], lim: &Limits, ev: &Evidence, chars: usize) -> Vec<CaseResult> {
@@ -239,7 +336,9 @@ fn judge_calls(outputs: &[Value], lim: &Limits, ev: &Evidence, chars: usize) -> 
         // not decode, or names no valid case, is ignored (the case then has
         // no result and fails).
         let Ok(rec) = decode(data) else { continue };
-        let Some(i) = rec.get("i").and_then(PyValue::as_i64) else { continue };
+        let Some(i) = rec.get("i").and_then(PyValue::as_i64) else {
+            continue;
+        };
         if let Some(slot) = results.get_mut(i as usize)
             && slot.is_none()
         {
@@ -292,27 +391,47 @@ fn judge_calls(outputs: &[Value], lim: &Limits, ev: &Evidence, chars: usize) -> 
 fn judge_check(lim: &Limits, ev: &Evidence, chars: usize) -> CaseResult {
     let cand = ev.procs.iter().find(|p| p.role == "candidate");
     let checker = ev.procs.iter().find(|p| p.role == "checker");
-    let mut c = checker.map(|p| case_from_proc(0, p, chars)).unwrap_or_default();
-    c.stderr = cand.and_then(|p| (!p.stderr.is_empty()).then(|| truncate(&tail(&p.stderr, chars), chars)));
+    let mut c = checker
+        .map(|p| case_from_proc(0, p, chars))
+        .unwrap_or_default();
+    c.stderr =
+        cand.and_then(|p| (!p.stderr.is_empty()).then(|| truncate(&tail(&p.stderr, chars), chars)));
     // The supervisor kills the candidate once the check is over, so only a
     // limit (not a plain death) says more than the checker's own message.
-    let death = cand.and_then(|p| failure(p, lim, lim.cpu_s, ev.oom)).filter(|(v, _)| *v != Verdict::RuntimeError);
+    let death = cand
+        .and_then(|p| failure(p, lim, lim.cpu_s, ev.oom))
+        .filter(|(v, _)| *v != Verdict::RuntimeError);
     let rec = ev.checks.first().and_then(|d| decode(d).ok());
     let (v, why) = match rec {
         Some(r) if r.get("ok") == Some(&PyValue::Bool(true)) => (Verdict::Accepted, None),
         Some(r) => {
             let exc = r.get("exc").and_then(PyValue::as_str).unwrap_or("");
-            let msg = r.get("msg").and_then(PyValue::as_str).unwrap_or("").to_string();
+            let msg = r
+                .get("msg")
+                .and_then(PyValue::as_str)
+                .unwrap_or("")
+                .to_string();
             match exc {
-                "AssertionError" => (Verdict::WrongAnswer, Some(format!("assertion failed {msg}").trim().to_string())),
-                "HarnessArgError" => (Verdict::SandboxError, Some(format!("a test argument cannot be sent to the program: {msg}"))),
+                "AssertionError" => (
+                    Verdict::WrongAnswer,
+                    Some(format!("assertion failed {msg}").trim().to_string()),
+                ),
+                "HarnessArgError" => (
+                    Verdict::SandboxError,
+                    Some(format!(
+                        "a test argument cannot be sent to the program: {msg}"
+                    )),
+                ),
                 "CandidateError" => match &death {
                     Some((v, why)) => (*v, Some(why.clone())),
                     None if msg.starts_with("MemoryError") => (Verdict::MemoryLimit, Some(msg)),
                     None => (Verdict::RuntimeError, Some(msg)),
                 },
                 "MemoryError" => (Verdict::MemoryLimit, Some(msg)),
-                other => (Verdict::WrongAnswer, Some(format!("check raised {other}: {msg}"))),
+                other => (
+                    Verdict::WrongAnswer,
+                    Some(format!("check raised {other}: {msg}")),
+                ),
             }
         }
         None => {
@@ -324,9 +443,15 @@ fn judge_check(lim: &Limits, ev: &Evidence, chars: usize) -> CaseResult {
             } else if let Some((v, why)) = &death {
                 (*v, Some(why.clone()))
             } else if ev.job_timed_out {
-                (Verdict::TimeLimit, Some("the job's wall-clock limit ran out".into()))
+                (
+                    Verdict::TimeLimit,
+                    Some("the job's wall-clock limit ran out".into()),
+                )
             } else {
-                (Verdict::SandboxError, Some("the checker produced no result".into()))
+                (
+                    Verdict::SandboxError,
+                    Some("the checker produced no result".into()),
+                )
             }
         }
     };

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, sendmsg, socketpair};
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, sendmsg, socketpair,
+};
 use nix::unistd::pipe2;
 
 use crate::cgroup::SlotCgroups;
@@ -25,8 +27,12 @@ use crate::outcome::{Outcome, Verdict};
 use crate::verdict::{Evidence, judge};
 
 /// Environment of every interpreter we start: an allow-list, nothing inherited.
-const ENV: &[(&str, &str)] =
-    &[("PATH", "/usr/local/bin:/usr/bin:/bin"), ("LANG", "C.UTF-8"), ("LC_ALL", "C.UTF-8"), ("HOME", "/tmp")];
+const ENV: &[(&str, &str)] = &[
+    ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+    ("LANG", "C.UTF-8"),
+    ("LC_ALL", "C.UTF-8"),
+    ("HOME", "/tmp"),
+];
 
 /// Room for the address space of the interpreter itself above the job's memory limit.
 const ADDRESS_SLACK: u64 = 64 << 20;
@@ -52,8 +58,13 @@ struct Server {
 
 impl Server {
     fn start(sh: &Shared) -> Result<Server, String> {
-        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-            .map_err(|e| format!("socketpair: {e}"))?;
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| format!("socketpair: {e}"))?;
         let child = Command::new(&sh.python)
             .args(&sh.cfg.python.flags)
             .arg("-c")
@@ -65,12 +76,22 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("starting {}: {e}", sh.python.display()))?;
-        let mut server = Server { child, sock: Some(ours) };
+        let mut server = Server {
+            child,
+            sock: Some(ours),
+        };
         let mut fds = [PollFd::new(server.sock().as_fd(), PollFlags::POLLIN)];
-        let ready = poll(&mut fds, PollTimeout::try_from(SERVER_START).unwrap_or(PollTimeout::MAX))
-            .map_err(|e| format!("waiting for the harness server: {e}"))?;
+        let ready = poll(
+            &mut fds,
+            PollTimeout::try_from(SERVER_START).unwrap_or(PollTimeout::MAX),
+        )
+        .map_err(|e| format!("waiting for the harness server: {e}"))?;
         let mut b = [0u8; 1];
-        let n = if ready > 0 { nix::unistd::read(server.sock(), &mut b).unwrap_or(0) } else { 0 };
+        let n = if ready > 0 {
+            nix::unistd::read(server.sock(), &mut b).unwrap_or(0)
+        } else {
+            0
+        };
         if n != 1 || b[0] != b'R' {
             let _ = server.child.kill();
             let _ = server.child.wait();
@@ -84,7 +105,9 @@ impl Server {
     }
 
     fn sock(&self) -> &OwnedFd {
-        self.sock.as_ref().expect("server socket open while the server is in use")
+        self.sock
+            .as_ref()
+            .expect("server socket open while the server is in use")
     }
 
     fn alive(&mut self) -> bool {
@@ -93,9 +116,15 @@ impl Server {
 
     fn send(&self, fds: &[i32]) -> Result<(), String> {
         let iov = [std::io::IoSlice::new(b"J")];
-        sendmsg::<UnixAddr>(self.sock().as_raw_fd(), &iov, &[ControlMessage::ScmRights(fds)], MsgFlags::empty(), None)
-            .map(|_| ())
-            .map_err(|e| format!("sending the job to the harness server: {e}"))
+        sendmsg::<UnixAddr>(
+            self.sock().as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| format!("sending the job to the harness server: {e}"))
     }
 
     /// Close the socket (the server exits once its jobs are reaped) and reap it.
@@ -133,7 +162,12 @@ pub(crate) struct Slot {
 
 impl Slot {
     pub fn new(index: usize, cgroups: SlotCgroups) -> Slot {
-        Slot { index, cgroups, server: None, last_applied: None }
+        Slot {
+            index,
+            cgroups,
+            server: None,
+            last_applied: None,
+        }
     }
 
     /// Start the warm server now rather than on the first job.
@@ -149,7 +183,10 @@ impl Slot {
         let pid = self.server.as_ref()?.child.id();
         let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
         let field = |name: &str| {
-            text.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<u64>().ok()))
+            text.lines().find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
         };
         field("Pss:").or_else(|| field("Rss:")).map(|kb| kb * 1024)
     }
@@ -172,12 +209,18 @@ impl Slot {
         let lim = sh.cfg.limits.with(&job.limits);
         let problems = lim.problems("limits");
         if !problems.is_empty() {
-            return Ok(Outcome::failure(&job.id, Verdict::InvalidJob, job.tests.total(), problems.join("; ")));
+            return Ok(Outcome::failure(
+                &job.id,
+                Verdict::InvalidJob,
+                job.tests.total(),
+                problems.join("; "),
+            ));
         }
         let prot = &sh.cfg.protections;
-        for (name, req, state) in
-            [("pids_cgroup", prot.pids_cgroup, &self.cgroups.pids), ("memory_cgroup", prot.memory_cgroup, &self.cgroups.memory)]
-        {
+        for (name, req, state) in [
+            ("pids_cgroup", prot.pids_cgroup, &self.cgroups.pids),
+            ("memory_cgroup", prot.memory_cgroup, &self.cgroups.memory),
+        ] {
             if let (Requirement::Required, Err(why)) = (req, state) {
                 return Err(format!("required protection `{name}` is missing: {why}"));
             }
@@ -188,12 +231,17 @@ impl Slot {
             .map_err(|e| format!("creating a work dir in {}: {e}", sh.work_root.display()))?;
         let overhead = sh.cfg.overhead_mb << 20;
         self.cgroups
-            .prepare(lim.processes + sh.cfg.overhead_processes, (lim.memory_mb << 20) + overhead)
+            .prepare(
+                lim.processes + sh.cfg.overhead_processes,
+                (lim.memory_mb << 20) + overhead,
+            )
             .map_err(|e| format!("setting cgroup limits: {e}"))?;
         let oom_before = self.cgroups.oom_kills();
         let request = self.request(sh, job, &lim, work.path());
         let mut req_file = tempfile::tempfile().map_err(|e| format!("request file: {e}"))?;
-        req_file.write_all(&request).map_err(|e| format!("request file: {e}"))?;
+        req_file
+            .write_all(&request)
+            .map_err(|e| format!("request file: {e}"))?;
         let (res_r, res_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
         let mut fds = vec![req_file.as_raw_fd(), res_w.as_raw_fd()];
         let mut secret_writer = None;
@@ -225,7 +273,11 @@ impl Slot {
                 if let Err(e) = server.send(&fds) {
                     // A server that died between jobs is restarted once.
                     self.server = Some(Server::start(sh)?);
-                    self.server.as_ref().expect("server just started").send(&fds).map_err(|e2| format!("{e}; after restart: {e2}"))?;
+                    self.server
+                        .as_ref()
+                        .expect("server just started")
+                        .send(&fds)
+                        .map_err(|e2| format!("{e}; after restart: {e2}"))?;
                 }
             }
             Mode::Cold => {
@@ -243,7 +295,11 @@ impl Slot {
         let total = job.tests.total().max(1) as f64;
         let job_wall = (lim.wall_s * total + 2.0).min(lim.max_job_wall_s);
         let mut ev = Evidence::default();
-        let finished = read_records(&res_r, Instant::now() + Duration::from_secs_f64(job_wall), &mut ev);
+        let finished = read_records(
+            &res_r,
+            Instant::now() + Duration::from_secs_f64(job_wall),
+            &mut ev,
+        );
         if !finished {
             ev.job_timed_out = true;
             self.cgroups.kill_all(DRAIN);
@@ -366,7 +422,10 @@ fn read_records(fd: &OwnedFd, deadline: Instant, ev: &mut Evidence) -> bool {
             return false;
         }
         let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::try_from(left.max(Duration::from_millis(1))).unwrap_or(PollTimeout::MAX)) {
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(left.max(Duration::from_millis(1))).unwrap_or(PollTimeout::MAX),
+        ) {
             Ok(0) => continue,
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -383,7 +442,9 @@ fn read_records(fd: &OwnedFd, deadline: Instant, ev: &mut Evidence) -> bool {
         buf.extend_from_slice(&chunk[..n]);
         let mut start = 0;
         while buf.len() - start >= 4 {
-            let len = u32::from_le_bytes([buf[start], buf[start + 1], buf[start + 2], buf[start + 3]]) as usize;
+            let len =
+                u32::from_le_bytes([buf[start], buf[start + 1], buf[start + 2], buf[start + 3]])
+                    as usize;
             if buf.len() - start - 4 < len {
                 break;
             }
@@ -400,7 +461,9 @@ impl Slot {
         let out = self.execute(sh, job);
         match self.last_applied.take() {
             Some(list) if !list.is_empty() => Ok(list),
-            _ => Err(out.detail.unwrap_or_else(|| format!("verdict {}", out.verdict.as_str()))),
+            _ => Err(out
+                .detail
+                .unwrap_or_else(|| format!("verdict {}", out.verdict.as_str()))),
         }
     }
 }

@@ -24,12 +24,18 @@ fn quick(job: Job) -> Job {
 
 #[test]
 fn infinite_loop_is_time_limit() {
-    expect(quick(stdio("while True:\n    pass\n", &[("", "")])), Verdict::TimeLimit);
+    expect(
+        quick(stdio("while True:\n    pass\n", &[("", "")])),
+        Verdict::TimeLimit,
+    );
 }
 
 #[test]
 fn sleep_forever_is_time_limit() {
-    expect(quick(stdio("import time\ntime.sleep(10**6)\n", &[("", "")])), Verdict::TimeLimit);
+    expect(
+        quick(stdio("import time\ntime.sleep(10**6)\n", &[("", "")])),
+        Verdict::TimeLimit,
+    );
 }
 
 #[test]
@@ -40,7 +46,8 @@ fn signal_ignoring_loop_is_time_limit() {
 
 #[test]
 fn fork_bomb_is_capped_and_reaped() {
-    let src = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n";
+    let src =
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n";
     expect(quick(stdio(src, &[("", "")])), Verdict::TimeLimit);
 }
 
@@ -52,7 +59,9 @@ fn thread_bomb_hits_the_process_cap() {
 
 #[test]
 fn memory_bomb_at_once_is_memory_limit() {
-    let job = limits(stdio("x = bytearray(10**10)\n", &[("", "")]), |l| l.memory_mb = Some(64));
+    let job = limits(stdio("x = bytearray(10**10)\n", &[("", "")]), |l| {
+        l.memory_mb = Some(64)
+    });
     expect(job, Verdict::MemoryLimit);
 }
 
@@ -72,7 +81,10 @@ fn stack_overflow_is_runtime_error_by_signal() {
 
 #[test]
 fn stdout_flood_is_output_limit() {
-    let job = limits(quick(stdio("while True:\n    print('x' * 1000)\n", &[("", "")])), |l| l.output_kb = Some(64));
+    let job = limits(
+        quick(stdio("while True:\n    print('x' * 1000)\n", &[("", "")])),
+        |l| l.output_kb = Some(64),
+    );
     expect(job, Verdict::OutputLimit);
 }
 
@@ -110,8 +122,19 @@ for p in ["/tmp/pwned", "/var/tmp/pwned", "/dev/shm/pwned"]:
     open(p, "w").write("x")
 print(" ".join(res), os.getcwd() == os.path.realpath("."))
 "#;
-    expect(stdio(src, &[("", "no no no no no True")]), Verdict::Accepted);
-    for p in ["/etc/pwned", "/usr/pwned", "/root/pwned", "/pwned", "/tmp/pwned", "/var/tmp/pwned", "/dev/shm/pwned"] {
+    expect(
+        stdio(src, &[("", "no no no no no True")]),
+        Verdict::Accepted,
+    );
+    for p in [
+        "/etc/pwned",
+        "/usr/pwned",
+        "/root/pwned",
+        "/pwned",
+        "/tmp/pwned",
+        "/var/tmp/pwned",
+        "/dev/shm/pwned",
+    ] {
         assert!(!std::path::Path::new(p).exists(), "{p} exists on the host");
     }
 }
@@ -170,10 +193,19 @@ res.append("unix " + b.recv(1).decode())
 print(" ".join(res))
 "#
     );
-    expect(stdio(&src, &[("", "tcp 1 udp 1 inet6 1 unix u")]), Verdict::Accepted);
-    assert!(listener.accept().is_err(), "the sandbox reached the host's TCP listener");
+    expect(
+        stdio(&src, &[("", "tcp 1 udp 1 inet6 1 unix u")]),
+        Verdict::Accepted,
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the sandbox reached the host's TCP listener"
+    );
     let mut buf = [0u8; 8];
-    assert!(udp.recv_from(&mut buf).is_err(), "the sandbox reached the host's UDP socket");
+    assert!(
+        udp.recv_from(&mut buf).is_err(),
+        "the sandbox reached the host's UDP socket"
+    );
 }
 
 #[test]
@@ -185,26 +217,42 @@ fn dns_fails() {
 #[test]
 fn double_forked_daemon_is_killed_with_the_job() {
     let src = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(1000)\n    os._exit(0)\nos.wait()\nprint('parent done')\n";
-    let job = limits(stdio(src, &[("", "parent done")]), |l| l.wall_s = Some(30.0));
+    let job = limits(stdio(src, &[("", "parent done")]), |l| {
+        l.wall_s = Some(30.0)
+    });
     let out = expect(job, Verdict::Accepted);
-    assert!(out.wall_ms < 30_000.0, "the job waited for its daemon: {out:?}");
+    assert!(
+        out.wall_ms < 30_000.0,
+        "the job waited for its daemon: {out:?}"
+    );
 }
 
 #[test]
 fn daemon_holding_the_output_pipe_does_not_hold_the_job() {
     let src = "import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(5)\n        while True:\n            print('late', flush=True)\n            time.sleep(0.01)\n    os._exit(0)\nos.wait()\nprint('parent done')\n";
-    let job = limits(stdio(src, &[("", "parent done")]), |l| l.wall_s = Some(30.0));
+    let job = limits(stdio(src, &[("", "parent done")]), |l| {
+        l.wall_s = Some(30.0)
+    });
     let out = expect(job, Verdict::Accepted);
-    assert!(out.wall_ms < 30_000.0, "the job waited for the pipe holder: {out:?}");
+    assert!(
+        out.wall_ms < 30_000.0,
+        "the job waited for the pipe holder: {out:?}"
+    );
 }
 
 #[test]
 fn kill_minus_one_reaches_nothing_outside() {
-    let mut canary = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let mut canary = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
     // kill(-1) skips the caller; ESRCH (nothing else it may signal) is fine too.
     let src = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\nprint('alive')\n";
     expect(stdio(src, &[("", "alive")]), Verdict::Accepted);
-    assert!(canary.try_wait().unwrap().is_none(), "kill(-1) in the sandbox killed a host process");
+    assert!(
+        canary.try_wait().unwrap().is_none(),
+        "kill(-1) in the sandbox killed a host process"
+    );
     let _ = canary.kill();
     let _ = canary.wait();
 }
@@ -266,20 +314,42 @@ fn dev_shm_is_private_and_bounded() {
 
 // ---- reward hacks (issue point 5) ----
 
-const CHECK: &str = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(10) == 20\n";
+const CHECK: &str =
+    "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(10) == 20\n";
 
 #[test]
 fn a_plain_failing_assert_still_fails() {
-    expect(function("def f(x):\n    return x * 2\n", "f", "def check(candidate):\n    assert False\n"), Verdict::WrongAnswer);
+    expect(
+        function(
+            "def f(x):\n    return x * 2\n",
+            "f",
+            "def check(candidate):\n    assert False\n",
+        ),
+        Verdict::WrongAnswer,
+    );
     expect(stdio("assert 1 == 2\n", &[("", "")]), Verdict::RuntimeError);
 }
 
 #[test]
 fn exiting_zero_early_is_not_a_pass() {
-    expect(stdio("import sys\nsys.exit(0)\nprint(42)\n", &[("", "42")]), Verdict::WrongAnswer);
-    expect(function("import os\nos._exit(0)\n", "f", CHECK), Verdict::RuntimeError);
-    expect(function("import sys\nsys.exit(0)\n", "f", CHECK), Verdict::RuntimeError);
-    let call_job = call("import os\nos._exit(0)\ndef f(x):\n    return x\n", "f", serde_json::json!([[1]]), serde_json::json!([1]));
+    expect(
+        stdio("import sys\nsys.exit(0)\nprint(42)\n", &[("", "42")]),
+        Verdict::WrongAnswer,
+    );
+    expect(
+        function("import os\nos._exit(0)\n", "f", CHECK),
+        Verdict::RuntimeError,
+    );
+    expect(
+        function("import sys\nsys.exit(0)\n", "f", CHECK),
+        Verdict::RuntimeError,
+    );
+    let call_job = call(
+        "import os\nos._exit(0)\ndef f(x):\n    return x\n",
+        "f",
+        serde_json::json!([[1]]),
+        serde_json::json!([1]),
+    );
     expect(call_job, Verdict::RuntimeError);
 }
 
@@ -338,8 +408,16 @@ def f(x):
 
 #[test]
 fn system_exit_inside_the_function_is_not_a_pass() {
-    expect(function("def f(x):\n    raise SystemExit(0)\n", "f", CHECK), Verdict::RuntimeError);
-    let job = call("def f(x):\n    raise SystemExit(0)\n", "f", serde_json::json!([[1]]), serde_json::json!([1]));
+    expect(
+        function("def f(x):\n    raise SystemExit(0)\n", "f", CHECK),
+        Verdict::RuntimeError,
+    );
+    let job = call(
+        "def f(x):\n    raise SystemExit(0)\n",
+        "f",
+        serde_json::json!([[1]]),
+        serde_json::json!([1]),
+    );
     expect(job, Verdict::RuntimeError);
 }
 

@@ -11,16 +11,29 @@ use gradus_sandbox::Verdict;
 use gradus_sandbox::job::parse_line;
 
 fn rows() -> Vec<serde_json::Value> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/sandbox/HumanEval.jsonl.gz");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/sandbox/HumanEval.jsonl.gz"
+    );
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut text = String::new();
-    flate2::read::GzDecoder::new(file).read_to_string(&mut text).expect("gunzip HumanEval");
-    text.lines().map(|l| serde_json::from_str(l).expect("HumanEval row")).collect()
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .expect("gunzip HumanEval");
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("HumanEval row"))
+        .collect()
 }
 
 fn run_all(lines: Vec<String>) -> Vec<gradus_sandbox::Outcome> {
-    let jobs = lines.iter().map(|l| parse_line(l).expect("HumanEval row parses")).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let jobs = lines
+        .iter()
+        .map(|l| parse_line(l).expect("HumanEval row parses"))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(common::sandbox().run_batch(jobs))
 }
 
@@ -32,9 +45,21 @@ fn all_164_canonical_solutions_pass() {
     let failed: Vec<String> = outs
         .iter()
         .filter(|o| o.verdict != Verdict::Accepted)
-        .map(|o| format!("{}: {} {}", o.id, o.verdict.as_str(), o.detail.clone().unwrap_or_default()))
+        .map(|o| {
+            format!(
+                "{}: {} {}",
+                o.id,
+                o.verdict.as_str(),
+                o.detail.clone().unwrap_or_default()
+            )
+        })
         .collect();
-    assert!(failed.is_empty(), "{} canonical solutions failed:\n{}", failed.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{} canonical solutions failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
 }
 
 #[test]
@@ -47,9 +72,19 @@ fn empty_completions_pass_none() {
         })
         .collect();
     let outs = run_all(lines);
-    let accepted: Vec<&str> = outs.iter().filter(|o| o.verdict == Verdict::Accepted).map(|o| o.id.as_str()).collect();
-    assert!(accepted.is_empty(), "do-nothing completions accepted: {accepted:?}");
-    let sandbox_errors: Vec<String> =
-        outs.iter().filter(|o| o.verdict == Verdict::SandboxError).map(|o| format!("{}: {:?}", o.id, o.detail)).collect();
+    let accepted: Vec<&str> = outs
+        .iter()
+        .filter(|o| o.verdict == Verdict::Accepted)
+        .map(|o| o.id.as_str())
+        .collect();
+    assert!(
+        accepted.is_empty(),
+        "do-nothing completions accepted: {accepted:?}"
+    );
+    let sandbox_errors: Vec<String> = outs
+        .iter()
+        .filter(|o| o.verdict == Verdict::SandboxError)
+        .map(|o| format!("{}: {:?}", o.id, o.detail))
+        .collect();
     assert!(sandbox_errors.is_empty(), "{sandbox_errors:?}");
 }

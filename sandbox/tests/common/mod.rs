@@ -25,7 +25,11 @@ pub fn sandbox() -> &'static Sandbox {
             .filter(|p| p.requirement == gradus_sandbox::Requirement::Required && !p.active())
             .map(|p| format!("{} ({})", p.name, p.state))
             .collect();
-        assert!(missing.is_empty(), "protections these tests rely on are missing on this machine: {}", missing.join(", "));
+        assert!(
+            missing.is_empty(),
+            "protections these tests rely on are missing on this machine: {}",
+            missing.join(", ")
+        );
         s
     })
 }
@@ -36,7 +40,13 @@ pub fn stdio(source: &str, cases: &[(&str, &str)]) -> Job {
         language: Language::Python,
         source: source.into(),
         tests: Tests::Stdio {
-            cases: cases.iter().map(|(i, o)| StdioCase { input: (*i).into(), output: (*o).into() }).collect(),
+            cases: cases
+                .iter()
+                .map(|(i, o)| StdioCase {
+                    input: (*i).into(),
+                    output: (*o).into(),
+                })
+                .collect(),
             compare: Compare::Exact,
         },
         limits: JobLimits::default(),
@@ -48,12 +58,20 @@ pub fn function(source: &str, entry: &str, test: &str) -> Job {
         id: "t".into(),
         language: Language::Python,
         source: source.into(),
-        tests: Tests::Function { entry_point: entry.into(), test: test.into() },
+        tests: Tests::Function {
+            entry_point: entry.into(),
+            test: test.into(),
+        },
         limits: JobLimits::default(),
     }
 }
 
-pub fn call(source: &str, name: &str, inputs: serde_json::Value, outputs: serde_json::Value) -> Job {
+pub fn call(
+    source: &str,
+    name: &str,
+    inputs: serde_json::Value,
+    outputs: serde_json::Value,
+) -> Job {
     Job {
         id: "t".into(),
         language: Language::Python,
@@ -78,14 +96,21 @@ pub struct HostState {
 
 fn sandbox_uid_processes() -> Vec<String> {
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in dir.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if !name.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
-        let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|u| u.split_whitespace().next()?.parse::<u32>().ok());
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|u| u.split_whitespace().next()?.parse::<u32>().ok());
         if uid.is_some_and(|u| (200_000..200_100).contains(&u)) {
             out.push(format!("{name}: {}", status.lines().next().unwrap_or("")));
         }
@@ -95,7 +120,12 @@ fn sandbox_uid_processes() -> Vec<String> {
 
 fn listeners() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for f in ["/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6"] {
+    for f in [
+        "/proc/net/tcp",
+        "/proc/net/tcp6",
+        "/proc/net/udp",
+        "/proc/net/udp6",
+    ] {
         if let Ok(t) = std::fs::read_to_string(f) {
             for l in t.lines().skip(1) {
                 let cols: Vec<&str> = l.split_whitespace().collect();
@@ -126,7 +156,11 @@ fn tmp_entries() -> BTreeSet<String> {
 
 impl HostState {
     pub fn now() -> HostState {
-        HostState { sandbox_procs: sandbox_uid_processes(), listeners: listeners(), tmp: tmp_entries() }
+        HostState {
+            sandbox_procs: sandbox_uid_processes(),
+            listeners: listeners(),
+            tmp: tmp_entries(),
+        }
     }
 }
 
@@ -139,11 +173,23 @@ pub fn expect(job: Job, verdict: Verdict) -> Outcome {
     let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
     let before = HostState::now();
     let out = sandbox().run_blocking(&job);
-    assert_eq!(out.verdict, verdict, "outcome: {}", serde_json::to_string_pretty(&out).unwrap());
+    assert_eq!(
+        out.verdict,
+        verdict,
+        "outcome: {}",
+        serde_json::to_string_pretty(&out).unwrap()
+    );
     let after = HostState::now();
-    assert!(after.sandbox_procs.is_empty(), "processes left behind: {:?}", after.sandbox_procs);
+    assert!(
+        after.sandbox_procs.is_empty(),
+        "processes left behind: {:?}",
+        after.sandbox_procs
+    );
     let new_listeners: Vec<_> = after.listeners.difference(&before.listeners).collect();
-    assert!(new_listeners.is_empty(), "new listening sockets: {new_listeners:?}");
+    assert!(
+        new_listeners.is_empty(),
+        "new listening sockets: {new_listeners:?}"
+    );
     let new_files: Vec<_> = after.tmp.difference(&before.tmp).collect();
     assert!(new_files.is_empty(), "files left behind: {new_files:?}");
     out
