@@ -203,7 +203,7 @@ impl Reader<'_> {
     fn len(&mut self) -> Result<usize, DecodeError> {
         let n = self.i32()?;
         let left = self.data.len() - self.pos;
-        if n < 0 || n as usize > left.max(0) * 8 + 8 {
+        if n < 0 || n as usize > left * 8 + 8 {
             return Err(DecodeError::Len(n as i64));
         }
         Ok(n as usize)

@@ -14,8 +14,10 @@ use gradus_sandbox::{Outcome, Sandbox, SandboxConfig, Verdict};
 pub fn sandbox() -> &'static Sandbox {
     static S: OnceLock<Sandbox> = OnceLock::new();
     S.get_or_init(|| {
-        let mut cfg = SandboxConfig::default();
-        cfg.workers = 2;
+        let mut cfg = SandboxConfig {
+            workers: 2,
+            ..SandboxConfig::default()
+        };
         cfg.protections.memory_cgroup = gradus_sandbox::Requirement::Required;
         cfg.protections.proc = gradus_sandbox::Requirement::Required;
         let s = Sandbox::new(cfg).expect("building the sandbox");
