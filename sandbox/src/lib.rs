@@ -1,1 +1,357 @@
-//! gradus-sandbox (work in progress).
+//! gradus-sandbox: run untrusted generated programs against tests, isolated,
+//! with honest verdicts, faster than a bare interpreter start.
+//!
+//! # Layout
+//! - [`job`]: what to run and the JSON schema (plus public dataset rows).
+//! - [`outcome`]: verdicts, per-case results, partial credit.
+//! - [`config`]: [`SandboxConfig`], the `[sandbox]` table of a run config.
+//! - `worker`: a pool slot (warm harness server or a fresh one per job).
+//! - `harness.py`: the Python side; the isolation steps run there, in order.
+//! - [`seccomp`]: the deny list, compiled before any fork.
+//! - `cgroup`: per-slot pids and memory cgroups.
+//! - `verdict`: records from the job's supervisor to an [`Outcome`].
+//! - [`bench`]: bare subprocess vs cold vs warm, for `gradus sandbox bench`.
+//!
+//! # Use
+//! ```no_run
+//! # async fn f() -> Result<(), gradus_sandbox::SandboxError> {
+//! use gradus_sandbox::{Sandbox, SandboxConfig, job::parse_line};
+//! let sandbox = Sandbox::new(SandboxConfig::default())?;
+//! let job = parse_line(r#"{"id":"1","source":"print(input())","tests":{"kind":"stdio","cases":[{"input":"hi","output":"hi"}]}}"#).unwrap();
+//! let outcome = sandbox.run(job).await;
+//! assert_eq!(outcome.verdict, gradus_sandbox::Verdict::Accepted);
+//! # Ok(()) }
+//! ```
+//! Waits for subprocesses happen on tokio's blocking threads (`spawn_blocking`),
+//! never on its workers; at most `workers` jobs run at once and further calls
+//! wait for a slot (backpressure, no unbounded queue).
+
+pub mod bench;
+mod cgroup;
+pub mod compare;
+pub mod config;
+pub mod job;
+pub mod marshal;
+pub mod outcome;
+pub mod python;
+pub mod seccomp;
+mod verdict;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+
+pub use config::{Mode, Protections, PythonConfig, Requirement, SandboxConfig};
+pub use job::{Job, Limits, Tests};
+pub use outcome::{CaseResult, Outcome, Verdict};
+
+use worker::{Shared, Slot};
+
+/// The harness source, written next to the cache so its bytecode is cached.
+const HARNESS: &str = include_str!("harness.py");
+const CGROUP_PREFIX: &str = "gradus-sandbox-";
+
+/// Why a sandbox could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Python(#[from] python::PythonError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+    #[error("writing the harness to {0}: {1}")]
+    Harness(PathBuf, std::io::Error),
+    #[error("harness server: {0}")]
+    Server(String),
+}
+
+/// A bounded pool of isolated Python workers.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Shared,
+    slots: Mutex<Vec<Slot>>,
+    freed: Condvar,
+    permits: tokio::sync::Semaphore,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(mut slots) = self.slots.lock() {
+            for s in slots.iter_mut() {
+                s.shutdown();
+            }
+        }
+    }
+}
+
+/// One protection as `doctor` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProtectionStatus {
+    pub name: String,
+    pub requirement: Requirement,
+    /// `on`, `off` (by config) or `missing: <why>`.
+    pub state: String,
+    pub stops: String,
+}
+
+impl ProtectionStatus {
+    pub fn active(&self) -> bool {
+        self.state == "on"
+    }
+}
+
+fn write_harness() -> Result<PathBuf, SandboxError> {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in HARNESS.bytes() {
+        hash = (hash ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    let dir = std::env::temp_dir().join(format!("gradus-sandbox-harness-{hash:016x}"));
+    let file = dir.join("gradus_harness.py");
+    if std::fs::read_to_string(&file).ok().as_deref() == Some(HARNESS) {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| SandboxError::Harness(dir.clone(), e))?;
+    let tmp = dir.join(format!(".gradus_harness.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, HARNESS).map_err(|e| SandboxError::Harness(tmp.clone(), e))?;
+    std::fs::rename(&tmp, &file).map_err(|e| SandboxError::Harness(file.clone(), e))?;
+    Ok(dir)
+}
+
+impl Sandbox {
+    /// Build a sandbox: validate the config, resolve the interpreter, compile
+    /// the seccomp filter and create one pair of cgroups per slot. Interpreters
+    /// start on first use (or with [`Sandbox::warm_up`]).
+    pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        config.validate()?;
+        let python = python::resolve(&config.python.interpreter)?;
+        let dir = write_harness()?;
+        let boot = format!(
+            "import sys; sys.path.insert(0, {:?}); import gradus_harness; gradus_harness.main()",
+            dir.to_string_lossy()
+        );
+        let seccomp = if config.protections.seccomp == Requirement::Off {
+            Vec::new()
+        } else {
+            seccomp::programs()?
+        };
+        let work_root = config.work_root.clone().unwrap_or_else(std::env::temp_dir);
+        cgroup::remove_stale(CGROUP_PREFIX);
+        let pid = std::process::id();
+        // Several sandboxes may live in one process (doctor builds a probe one).
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let slots = (0..config.workers)
+            .map(|i| {
+                Slot::new(
+                    i,
+                    cgroup::SlotCgroups::create(&format!("{CGROUP_PREFIX}{pid}-{seq}-{i}")),
+                )
+            })
+            .collect();
+        let workers = config.workers;
+        Ok(Sandbox {
+            inner: Arc::new(Inner {
+                shared: Shared {
+                    cfg: config,
+                    python,
+                    boot,
+                    seccomp,
+                    work_root,
+                },
+                slots: Mutex::new(slots),
+                freed: Condvar::new(),
+                permits: tokio::sync::Semaphore::new(workers),
+            }),
+        })
+    }
+
+    /// The resolved settings.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.shared.cfg
+    }
+
+    /// The interpreter binary jobs run with.
+    pub fn interpreter(&self) -> &std::path::Path {
+        &self.inner.shared.python
+    }
+
+    /// Start every slot's warm server now.
+    pub fn warm_up(&self) -> Result<(), SandboxError> {
+        let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        for s in slots.iter_mut() {
+            s.warm_up(&self.inner.shared)
+                .map_err(SandboxError::Server)?;
+        }
+        Ok(())
+    }
+
+    /// Memory of each idle warm server, bytes (PSS).
+    pub fn idle_worker_memory(&self) -> Vec<u64> {
+        let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.iter().filter_map(Slot::server_memory).collect()
+    }
+
+    /// Run one job, blocking the calling thread. Waits for a free slot.
+    pub fn run_blocking(&self, job: &Job) -> Outcome {
+        let mut slot = {
+            let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(s) = slots.pop() {
+                    break s;
+                }
+                slots = self
+                    .inner
+                    .freed
+                    .wait(slots)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let out = slot.execute(&self.inner.shared, job);
+        self.inner
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(slot);
+        self.inner.freed.notify_one();
+        out
+    }
+
+    /// Run one job. The wait happens on a blocking thread; at most `workers`
+    /// jobs run at once and later callers wait here for a slot.
+    pub async fn run(&self, job: Job) -> Outcome {
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let this = self.clone();
+        let id = job.id.clone();
+        let total = job.tests.total();
+        match tokio::task::spawn_blocking(move || this.run_blocking(&job)).await {
+            Ok(o) => o,
+            Err(e) => Outcome::failure(
+                &id,
+                Verdict::SandboxError,
+                total,
+                format!("sandbox worker panicked: {e}"),
+            ),
+        }
+    }
+
+    /// Run many jobs, at most `workers` at a time; outcomes in input order.
+    pub async fn run_batch(&self, jobs: Vec<Job>) -> Vec<Outcome> {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|j| {
+                let this = self.clone();
+                tokio::spawn(async move { this.run(j).await })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(h.await.unwrap_or_else(|e| {
+                Outcome::failure(
+                    "",
+                    Verdict::SandboxError,
+                    0,
+                    format!("sandbox task failed: {e}"),
+                )
+            }));
+        }
+        out
+    }
+
+    /// Which protections are active here, found by running a probe job with
+    /// every configured protection downgraded to optional.
+    pub fn doctor(&self) -> Vec<ProtectionStatus> {
+        let sh = &self.inner.shared;
+        let mut cfg = sh.cfg.clone();
+        let mut p = cfg.protections.clone();
+        macro_rules! soften {
+            ($($f:ident),*) => { $( if p.$f == Requirement::Required { p.$f = Requirement::Optional; } )* };
+        }
+        soften!(
+            pids_cgroup,
+            memory_cgroup,
+            user_ns,
+            mount_ns,
+            net_ns,
+            ipc_ns,
+            pid_ns,
+            uts_ns,
+            readonly_root,
+            private_tmp,
+            proc,
+            rlimits,
+            uid_drop,
+            no_new_privs,
+            seccomp
+        );
+        cfg.protections = p;
+        cfg.workers = 1;
+        cfg.mode = Mode::Cold;
+        let applied = match Sandbox::new(cfg) {
+            Ok(probe) => probe.probe(),
+            Err(e) => Err(e.to_string()),
+        };
+        let mut out = Vec::new();
+        let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let cg = slots
+            .first()
+            .map(|s| (s.cgroups.pids.clone(), s.cgroups.memory.clone()));
+        for (name, req) in sh.cfg.protections.list() {
+            let state = if req == Requirement::Off {
+                "off".to_string()
+            } else {
+                match (name, &cg, &applied) {
+                    ("pids_cgroup", Some((p, _)), _) => p
+                        .as_ref()
+                        .map(|_| "on".to_string())
+                        .unwrap_or_else(|e| format!("missing: {e}")),
+                    ("memory_cgroup", Some((_, m)), _) => m
+                        .as_ref()
+                        .map(|_| "on".to_string())
+                        .unwrap_or_else(|e| format!("missing: {e}")),
+                    (_, _, Ok(list)) => list
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, s)| s.clone())
+                        .unwrap_or_else(|| "missing: not reported by the probe job".into()),
+                    (_, _, Err(e)) => format!("missing: probe job failed: {e}"),
+                }
+            };
+            out.push(ProtectionStatus {
+                name: name.into(),
+                requirement: req,
+                state,
+                stops: Protections::what(name).trim().into(),
+            });
+        }
+        out
+    }
+
+    fn probe(&self) -> Result<Vec<(String, String)>, String> {
+        let job = Job {
+            id: "doctor".into(),
+            language: job::Language::Python,
+            source: "print(1)".into(),
+            tests: Tests::Stdio {
+                cases: vec![job::StdioCase {
+                    input: String::new(),
+                    output: "1".into(),
+                }],
+                compare: Default::default(),
+            },
+            limits: Default::default(),
+        };
+        let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = slots.first_mut().ok_or("no slot")?;
+        slot.probe(&self.inner.shared, &job)
+    }
+}

@@ -1,0 +1,245 @@
+//! The sandbox configuration: a serde type that a run config embeds as its
+//! `[sandbox]` table. Unknown keys are errors (`deny_unknown_fields`), so a typo
+//! in a protection name fails loudly instead of silently weakening isolation.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::Limits;
+
+/// Settings of a [`crate::Sandbox`]. Every field has a default.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Concurrent jobs (pool slots). Each slot owns one warm interpreter and
+    /// one pair of cgroups. Default: the number of CPUs.
+    pub workers: usize,
+    /// `warm` keeps one interpreter per slot with the harness imported and
+    /// forks an isolated child per job; `cold` starts a fresh interpreter per job.
+    pub mode: Mode,
+    /// Where per-job work dirs are created (tempfile). Default: the system temp dir.
+    pub work_root: Option<PathBuf>,
+    /// First of the host uids the jobs map to (three per slot: supervisor,
+    /// candidate, checker). Pick a range no real user owns. Default 200000.
+    pub uid_base: u32,
+    /// Size of each private tmpfs (work dir, /tmp, /var/tmp, /dev/shm), MiB. Default 64.
+    pub tmpfs_mb: u64,
+    /// Inodes of each private tmpfs (stops file-count bombs). Default 4096.
+    pub tmpfs_inodes: u64,
+    /// Memory the harness processes need on top of the job's limit, MiB. Default 64.
+    pub overhead_mb: u64,
+    /// Extra processes (job root, supervisor, checker) on top of the job's cap. Default 4.
+    pub overhead_processes: u64,
+    /// Python interpreter settings.
+    pub python: PythonConfig,
+    /// Which protections must be active (see `gradus sandbox doctor`).
+    pub protections: Protections,
+    /// Limits for jobs that do not set their own.
+    pub limits: Limits,
+    /// Truncate expected/got strings in reports to this many chars. Default 512.
+    pub report_chars: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            mode: Mode::Warm,
+            work_root: None,
+            uid_base: 200_000,
+            tmpfs_mb: 64,
+            tmpfs_inodes: 4096,
+            overhead_mb: 64,
+            overhead_processes: 4,
+            python: PythonConfig::default(),
+            protections: Protections::default(),
+            limits: Limits::default(),
+            report_chars: 512,
+        }
+    }
+}
+
+/// How jobs get an interpreter.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Warm,
+    Cold,
+}
+
+/// The interpreter and its flags.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PythonConfig {
+    /// A path or a name looked up on PATH. Shims (pyenv, asdf) are resolved to
+    /// the real binary once, because a shell shim costs ~80 ms per start.
+    pub interpreter: String,
+    /// Interpreter flags, for jobs and for the bench's bare baseline alike.
+    /// Default `["-S"]`: no `site` (a `.pth` file can cost ~40 ms per start);
+    /// programs then see only the standard library.
+    pub flags: Vec<String>,
+}
+
+impl Default for PythonConfig {
+    fn default() -> Self {
+        PythonConfig {
+            interpreter: "python3".into(),
+            flags: vec!["-S".into()],
+        }
+    }
+}
+
+/// Whether a protection must be active.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Requirement {
+    /// A job refuses to run (sandbox_error) when it is missing.
+    Required,
+    /// Used when the machine has it; `doctor` says when it does not.
+    Optional,
+    /// Not applied.
+    Off,
+}
+
+impl Requirement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Requirement::Required => "required",
+            Requirement::Optional => "optional",
+            Requirement::Off => "off",
+        }
+    }
+}
+
+macro_rules! protections {
+    ($($(#[doc = $doc:literal])* $name:ident = $default:ident,)*) => {
+        /// One requirement per protection. Names match `gradus sandbox doctor`.
+        #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Protections {
+            $($(#[doc = $doc])* pub $name: Requirement,)*
+        }
+
+        impl Default for Protections {
+            fn default() -> Self {
+                Protections { $($name: Requirement::$default,)* }
+            }
+        }
+
+        impl Protections {
+            /// (name, requirement) for every protection, in the order applied.
+            pub fn list(&self) -> Vec<(&'static str, Requirement)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+
+            /// What each protection stops, for `doctor`.
+            pub fn what(name: &str) -> &'static str {
+                match name {
+                    $(stringify!($name) => concat!($($doc),*),)*
+                    _ => "",
+                }
+            }
+        }
+    };
+}
+
+protections! {
+    /// Per-job pids cgroup: a process cap that binds root too (fork/thread bombs).
+    pids_cgroup = Required,
+    /// Per-job memory cgroup: memory bombs end in memory_limit, not host OOM.
+    memory_cgroup = Optional,
+    /// User namespace: job root is an unprivileged host uid (no /etc/shadow).
+    user_ns = Required,
+    /// Mount namespace: private mounts, invisible to the host.
+    mount_ns = Required,
+    /// Network namespace: no network but a private, down loopback.
+    net_ns = Required,
+    /// IPC namespace: no SysV IPC or POSIX queues shared with the host.
+    ipc_ns = Required,
+    /// PID namespace with a reaping init: host processes invisible, tree killed whole.
+    pid_ns = Required,
+    /// UTS namespace: hostname changes stay inside.
+    uts_ns = Optional,
+    /// Read-only, nosuid view of the host file system.
+    readonly_root = Required,
+    /// Private size-limited tmpfs on /tmp, /var/tmp and /dev/shm.
+    private_tmp = Required,
+    /// Fresh /proc for the PID namespace: other processes' environments hidden.
+    proc = Optional,
+    /// rlimits: CPU (soft < hard), address space, file size, open files, core 0, stack.
+    rlimits = Required,
+    /// Candidate and checker run as distinct ns uids without capabilities.
+    uid_drop = Required,
+    /// no_new_privs: exec cannot gain privileges (setuid files, file caps).
+    no_new_privs = Required,
+    /// Seccomp deny list: sockets but AF_UNIX, ptrace, mount, namespaces, bpf, io_uring, ...
+    seccomp = Required,
+}
+
+/// A config that failed validation; every problem is listed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid sandbox config: {}", .0.join("; "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl SandboxConfig {
+    /// Parse a `[sandbox]` table given as TOML-like JSON value or a JSON string.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let c: SandboxConfig =
+            serde_json::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Check ranges; report every problem, naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errs = Vec::new();
+        if self.workers == 0 {
+            errs.push("workers must be at least 1".to_string());
+        }
+        if self.tmpfs_mb == 0 {
+            errs.push("tmpfs_mb must be at least 1".into());
+        }
+        if self.uid_base == 0 {
+            errs.push("uid_base must not be 0 (that is host root)".into());
+        }
+        if self.python.interpreter.is_empty() {
+            errs.push("python.interpreter must not be empty".into());
+        }
+        errs.extend(self.limits.problems("limits"));
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(errs))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_protection_is_an_error() {
+        let err = SandboxConfig::from_json(r#"{"protections": {"secomp": "off"}}"#).unwrap_err();
+        assert!(err.to_string().contains("secomp"), "{err}");
+    }
+
+    #[test]
+    fn partial_table_keeps_defaults() {
+        let c =
+            SandboxConfig::from_json(r#"{"workers": 3, "protections": {"net_ns": "optional"}}"#)
+                .unwrap();
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.protections.net_ns, Requirement::Optional);
+        assert_eq!(c.protections.seccomp, Requirement::Required);
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let err = SandboxConfig::from_json(r#"{"workers": 0, "tmpfs_mb": 0}"#).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+    }
+}

@@ -1,0 +1,942 @@
+"""gradus sandbox harness: the Python side of gradus-sandbox.
+
+The Rust side starts this module in a fresh interpreter (`serve`) and talks to it
+over a SOCK_SEQPACKET socket on fd 0. Each job message carries three fds: the
+request (a marshal dict in an unlinked file), the result pipe (write end) and,
+for HumanEval-shaped jobs, the pipe holding the test code (read end).
+
+Process tree of one job (all of it inside the job's pids/memory cgroups):
+
+    server (this interpreter, host namespaces; warm pool: kept alive)
+      J  job root: setsid, joins cgroups, new namespaces, private mounts
+        I  PID 1 of the job's PID namespace: trusted supervisor, reaper
+          C  the candidate program (ns uid 1000, rlimits, no_new_privs, seccomp)
+          K  the checker for HumanEval tests (ns uid 2000, same filter)
+
+Honesty: no verdict is decided in a process that runs candidate code. Stdout is
+captured by I and compared by Rust; call-based results leave C as marshal bytes
+(type-tagged, exact builtin types only) and are compared by Rust against
+expected values that never enter the sandbox; HumanEval `check` runs in K, a
+separate process under another uid that receives only plain values from C.
+The test code reaches K through its own pipe after C has been forked, so it is
+never in C's memory.
+
+Only stdlib modules that load fast are imported (no json, signal, subprocess):
+the cold path pays for every import.
+"""
+
+import ctypes
+import fcntl
+import marshal
+import os
+import resource
+import select
+import sys
+import time
+
+SIGKILL = 9
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+PR_SET_NO_NEW_PRIVS = 38
+SECCOMP_MODE_FILTER = 2
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+AT_RECURSIVE = 0x8000
+AT_FDCWD = -100
+SYS_MOUNT_SETATTR = 442
+CANDIDATE_UID = 1000
+CHECKER_UID = 2000
+FRAME_MAX = 64 << 20
+
+_LIBC = []
+
+
+def libc():
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
+
+
+class SetupError(Exception):
+    def __init__(self, step, errno, msg):
+        super().__init__(step, errno, msg)
+        self.step, self.errno, self.msg = step, errno, msg
+
+
+def check_rc(step, rc):
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise SetupError(step, err, os.strerror(err))
+
+
+def write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def write_frame(fd, obj):
+    data = obj if isinstance(obj, bytes) else marshal.dumps(obj)
+    write_all(fd, len(data).to_bytes(4, "little") + data)
+
+
+def read_exact(fd, n):
+    chunks = []
+    while n:
+        b = os.read(fd, min(n, 1 << 20))
+        if not b:
+            return None
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
+
+
+def read_frame(fd):
+    head = read_exact(fd, 4)
+    if head is None:
+        return None
+    n = int.from_bytes(head, "little")
+    if n > FRAME_MAX:
+        return None
+    return read_exact(fd, n)
+
+
+# ---------------------------------------------------------------- server
+
+
+def serve():
+    """Serve jobs from fd 0 until it closes; one forked job root per job."""
+    import socket
+
+    sock = socket.socket(fileno=0)
+    sock.setblocking(True)
+    poller = select.poll()
+    poller.register(0, select.POLLIN)
+    pidfds = {}
+    sock.send(b"R")
+    closed = False
+    while not closed or pidfds:
+        for fd, _ in poller.poll():
+            if fd == 0:
+                msg, fds, _, _ = socket.recv_fds(sock, 16, 4)
+                if not msg:
+                    closed = True
+                    poller.unregister(0)
+                    continue
+                pid = start_job(fds)
+                for f in fds:
+                    os.close(f)
+                if pid > 0:
+                    pfd = os.pidfd_open(pid)
+                    pidfds[pfd] = pid
+                    poller.register(pfd, select.POLLIN)
+            else:
+                os.waitpid(pidfds.pop(fd), 0)
+                poller.unregister(fd)
+                os.close(fd)
+    os._exit(0)
+
+
+def start_job(fds):
+    req_fd, res_w = fds[0], fds[1]
+    secret_r = fds[2] if len(fds) > 2 else -1
+    try:
+        req = marshal.loads(os.pread(req_fd, os.fstat(req_fd).st_size, 0))
+    except Exception as e:
+        write_frame(res_w, {"t": "setup_error", "step": "request", "errno": 0, "msg": repr(e)})
+        return -1
+    sync_r, sync_w = os.pipe()
+    go_r, go_w = os.pipe()
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            os.close(sync_r)
+            os.close(go_w)
+            job_root(req, res_w, secret_r, sync_w, go_r)
+            code = 0
+        except SetupError as e:
+            write_frame(res_w, {"t": "setup_error", "step": e.step, "errno": e.errno, "msg": e.msg})
+        except BaseException as e:
+            write_frame(res_w, {"t": "setup_error", "step": "harness", "errno": 0, "msg": repr(e)})
+        os._exit(code)
+    os.close(sync_w)
+    os.close(go_r)
+    if os.read(sync_r, 1) == b"U":
+        try:
+            write_id_maps(pid, req)
+            os.write(go_w, b"G")
+        except OSError as e:
+            os.write(go_w, b"F" + str(e).encode()[:200])
+    os.close(sync_r)
+    os.close(go_w)
+    return pid
+
+
+def write_id_maps(pid, req):
+    # The server is root in the host user namespace, so it may map the job's
+    # ns-uids 0/1000/2000 onto unprivileged host uids (a process writing its
+    # own map could only map host root, which would keep root's file access).
+    base = req["uid_base"]
+    lines = "0 %d 1\n%d %d 1\n%d %d 1\n" % (base, CANDIDATE_UID, base + 1, CHECKER_UID, base + 2)
+    for name in ("uid_map", "gid_map"):
+        with open("/proc/%d/%s" % (pid, name), "w") as f:
+            f.write(lines)
+
+
+# ---------------------------------------------------------------- job root (J)
+
+
+def job_root(req, res_w, secret_r, sync_w, go_r):
+    """Isolation steps, in a fixed order; each says what it stops."""
+    want = req["protect"]  # name -> "required" | "optional" | "off"
+    applied = {}
+
+    def attempt(name, fn):
+        mode = want.get(name, "off")
+        if mode == "off":
+            applied[name] = "off"
+            return False
+        try:
+            fn()
+            applied[name] = "on"
+            return True
+        except SetupError as e:
+            if mode == "required":
+                raise
+            applied[name] = "missing: %s: %s" % (e.step, e.msg)
+            return False
+        except OSError as e:
+            if mode == "required":
+                raise SetupError(name, e.errno or 0, str(e))
+            applied[name] = "missing: %s" % e
+            return False
+
+    # 1. Fresh work dir: the Rust side made it with tempfile; below it becomes a
+    #    private size-limited tmpfs, so nothing written survives the job.
+    # 2. New session and process group: the job cannot signal or read the
+    #    controlling terminal of the host, and has its own group to kill.
+    os.setsid()
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)  # the server's control socket stays with the server
+    os.close(null)
+    # 3. Per-job cgroups (pids cap that binds root, memory): joined while still
+    #    host root, because inside the user namespace cgroupfs is not writable.
+    for path in req["cgroups"]:
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
+    # 4. User + network + mount + IPC + PID (+ UTS) namespaces: no host uid 0,
+    #    no network but a private loopback, no host mounts, SysV IPC or pids.
+    ns_flags = {
+        "user_ns": CLONE_NEWUSER,
+        "mount_ns": CLONE_NEWNS,
+        "net_ns": CLONE_NEWNET,
+        "ipc_ns": CLONE_NEWIPC,
+        "pid_ns": CLONE_NEWPID,
+        "uts_ns": CLONE_NEWUTS,
+    }
+    flags = 0
+    for name, bit in ns_flags.items():
+        if want.get(name, "off") != "off":
+            flags |= bit
+    if libc().unshare(flags) == 0:
+        for name, bit in ns_flags.items():
+            applied[name] = "on" if flags & bit else "off"
+    else:
+        err = ctypes.get_errno()
+        for name, bit in ns_flags.items():
+            if flags & bit:
+                attempt(name, lambda bit=bit: check_rc("unshare", libc().unshare(bit)))
+            else:
+                applied[name] = "off"
+        del err
+    user_ns = applied.get("user_ns") == "on"
+    os.write(sync_w, b"U" if user_ns else b"N")
+    os.close(sync_w)
+    if user_ns:
+        answer = os.read(go_r, 256)
+        if answer[:1] != b"G":
+            raise SetupError("uid_map", 0, answer[1:].decode(errors="replace") or "no answer")
+        hidden = interpreter_dirs() if want.get("mount_ns", "off") != "off" else []
+        # Become ns root (an unprivileged host uid) so files we create are mapped.
+        os.setgroups([])
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    os.close(go_r)
+    mount_ns = applied.get("mount_ns") == "on"
+    if not user_ns:
+        hidden = interpreter_dirs() if mount_ns else []
+    work = req["workdir"]
+    tmpfs_opts = "size=%d,nr_inodes=%d,mode=1777" % (req["tmpfs_bytes"], req["tmpfs_inodes"])
+    if mount_ns:
+        # Mount events stay inside the job: nothing we mount leaks to the host.
+        check_rc("mount --make-rprivate /", libc().mount(None, b"/", None, MS_REC | MS_PRIVATE, None))
+
+        def readonly_root():
+            attr = (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID).to_bytes(8, "little") + bytes(24)
+            rc = libc().syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, attr, 32)
+            check_rc("mount_setattr / ro,nosuid", rc)
+
+        # 5. Private /tmp, /dev/shm and /var/tmp: scratch space is per job,
+        #    size- and inode-limited, and cannot reach the host's.
+        def private_tmp():
+            for d in (b"/tmp", b"/var/tmp", b"/dev/shm"):
+                if os.path.isdir(d):
+                    rc = libc().mount(b"tmpfs", d, b"tmpfs", MS_NOSUID | MS_NODEV, tmpfs_opts.encode())
+                    check_rc("mount tmpfs " + d.decode(), rc)
+
+        # 6. A read-only view of everything else (and no setuid binaries).
+        attempt("readonly_root", readonly_root)
+        attempt("private_tmp", private_tmp)
+        expose_interpreter(hidden, tmpfs_opts)
+        if not os.path.isdir(work):
+            os.makedirs(work, mode=0o777)
+        else:
+            rc = libc().mount(b"tmpfs", work.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, tmpfs_opts.encode())
+            check_rc("mount tmpfs workdir", rc)
+    os.chmod(work, 0o1777)
+    os.chdir(work)
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            init_main(req, res_w, secret_r, applied)
+            code = 0
+        except SetupError as e:
+            write_frame(res_w, {"t": "setup_error", "step": e.step, "errno": e.errno, "msg": e.msg})
+        except BaseException as e:
+            write_frame(res_w, {"t": "setup_error", "step": "init", "errno": 0, "msg": repr(e)})
+        os._exit(code)
+    os.close(res_w)
+    if secret_r >= 0:
+        os.close(secret_r)
+    os.waitpid(pid, 0)
+
+
+def blocked_ancestor(path):
+    """The shallowest ancestor of `path` that others may not traverse."""
+    parts = path.strip("/").split("/")
+    for i in range(1, len(parts) + 1):
+        d = "/" + "/".join(parts[:i])
+        if not os.stat(d).st_mode & 0o001:
+            return d
+    return None
+
+
+def interpreter_dirs():
+    """(blocked ancestor, dir, O_PATH fd) for each interpreter dir the
+    candidate's uid could not reach; opened while we still have host access."""
+    out = []
+    for p in sorted({os.path.realpath(x) for x in (sys.prefix, sys.base_prefix, sys.exec_prefix)}):
+        a = blocked_ancestor(p)
+        if a is not None:
+            out.append((a, p, os.open(p, os.O_PATH | os.O_DIRECTORY)))
+    return out
+
+
+def expose_interpreter(hidden, tmpfs_opts):
+    # Hide the untraversable dir behind an empty tmpfs (its other contents stay
+    # out of sight) and bind the interpreter's own dirs back, read-only.
+    for a in sorted({a for a, _, _ in hidden}):
+        check_rc("mount tmpfs " + a, libc().mount(b"tmpfs", a.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755"))
+    for a, p, fd in hidden:
+        os.makedirs(p, mode=0o755, exist_ok=True)
+        src = ("/proc/self/fd/%d" % fd).encode()
+        check_rc("bind " + p, libc().mount(src, p.encode(), None, MS_BIND | MS_REC, None))
+        os.close(fd)
+    for path in sorted({a for a, _, _ in hidden} | {p for _, p, _ in hidden}):
+        attr = (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID).to_bytes(8, "little") + bytes(24)
+        check_rc("mount_setattr " + path, libc().syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE, attr, 32))
+
+
+# ---------------------------------------------------------------- init (I)
+
+
+class Job:
+    def __init__(self, req, res_w, applied):
+        self.req = req
+        self.res_w = res_w
+        self.applied = applied
+        self.lim = req["limits"]
+        self.pid1 = os.getpid() == 1
+        self.filters = req["seccomp"] if applied.get("seccomp") == "on" else []
+        self.code = None
+
+
+def init_main(req, res_w, secret_r, applied):
+    want = req["protect"]
+    if os.getpid() == 1 and applied.get("mount_ns") == "on":
+
+        def fresh_proc():
+            rc = libc().mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+            check_rc("mount proc", rc)
+
+        # 7. Fresh /proc for the PID namespace: other processes' environments
+        #    and command lines on the host are out of sight.
+        _attempt(want, applied, "proc", fresh_proc)
+    elif want.get("proc", "off") != "off":
+
+        def no_proc():
+            raise SetupError("proc", 0, "a fresh /proc needs mount_ns and pid_ns")
+
+        _attempt(want, applied, "proc", no_proc)
+    # 8. The supervisor is not dumpable: the candidate cannot open /proc/1/mem or fds.
+    libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    # 9-11. rlimits, no_new_privs and seccomp are applied in each child, last,
+    #    because I itself must still mount, fork and kill.
+    for name in ("no_new_privs", "seccomp", "rlimits", "uid_drop"):
+        mode = want.get(name, "off")
+        applied[name] = "off" if mode == "off" else "on"
+    if applied.get("seccomp") == "on" and applied.get("no_new_privs") != "on":
+        applied["no_new_privs"] = "on"  # seccomp without CAP_SYS_ADMIN needs it
+    job = Job(req, res_w, applied)
+    write_frame(res_w, {"t": "applied", "protections": applied})
+    try:
+        code = compile(req["source"], "<solution>", "exec")
+    except (SyntaxError, ValueError) as e:
+        write_frame(res_w, {"t": "compile_error", "msg": "%s: %s" % (type(e).__name__, e)})
+        write_frame(res_w, {"t": "done"})
+        return
+    job.code = code
+    kind = req["kind"]
+    if kind == "stdio":
+        for i, data in enumerate(req["inputs"]):
+            run_stdio_case(job, i, data)
+    elif kind == "call":
+        run_call(job)
+    elif kind == "function":
+        run_function(job, secret_r)
+    else:
+        raise SetupError("request", 0, "unknown kind %r" % kind)
+    write_frame(res_w, {"t": "done"})
+
+
+def _attempt(want, applied, name, fn):
+    mode = want.get(name, "off")
+    if mode == "off":
+        applied[name] = "off"
+        return
+    try:
+        fn()
+        applied[name] = "on"
+    except SetupError as e:
+        if mode == "required":
+            raise
+        applied[name] = "missing: %s: %s" % (e.step, e.msg)
+
+
+def confine(job, uid, cpu_s):
+    """In a freshly forked child: the last isolation steps, in order."""
+    lim = job.lim
+    if job.applied.get("rlimits") == "on":
+        cpu = max(1, int(-(-cpu_s // 1)))
+        # CPU: SIGXCPU at the soft limit, SIGKILL one second later (hard).
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        # Address space: a backstop for the memory cgroup.
+        space = lim["memory"] + vsz() + lim["address_slack"]
+        resource.setrlimit(resource.RLIMIT_AS, (space, space))
+        # File size: no file (or tmpfs page) bomb larger than this.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (lim["file_size"], lim["file_size"]))
+        # Open files: bounds fd exhaustion to this process.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lim["open_files"], lim["open_files"]))
+        # Core dumps: none, they would write outside our accounting.
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        # Stack: explicit, so deep recursion ends in a signal, not host settings.
+        resource.setrlimit(resource.RLIMIT_STACK, (lim["stack"], lim["stack"]))
+    if job.applied.get("uid_drop") == "on" and job.applied.get("user_ns") == "on":
+        # Another ns uid than the supervisor: drops every capability and stops
+        # signals, ptrace and /proc access to I and K.
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    if job.applied.get("no_new_privs") == "on":
+        # No setuid/file-capability gains through exec.
+        check_rc("no_new_privs", libc().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+    for prog in job.filters:
+        # Seccomp last: the deny list of the Rust side (built before fork).
+        n = len(prog) // 8
+        buf = ctypes.create_string_buffer(prog, len(prog))
+        fprog = n.to_bytes(2, "little") + bytes(6) + ctypes.addressof(buf).to_bytes(8, "little")
+        check_rc("seccomp", libc().prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0))
+
+
+def vsz():
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def fork_child(job, uid, cpu_s, fd_plan, body):
+    """Fork a confined child: fd_plan maps target fd -> source fd."""
+    pid = os.fork()
+    if pid != 0:
+        return pid
+    code = 71
+    try:
+        os.setpgid(0, 0)
+        # Move sources out of the way (above any target) first, then place them.
+        tmp = {t: fcntl.fcntl(s, fcntl.F_DUPFD, 100) for t, s in fd_plan.items()}
+        for t, s in tmp.items():
+            os.dup2(s, t)
+        top = max(fd_plan) + 1
+        os.closerange(top, 1 << 16)
+        confine(job, uid, cpu_s)
+        code = body()
+    except BaseException as e:
+        try:
+            os.write(2, ("gradus-sandbox: child setup failed: %r\n" % (e,)).encode())
+        except OSError:
+            pass
+    os._exit(code)
+
+
+def run_user_code(code):
+    """Run the candidate like `python3 solution.py` would; return the exit code."""
+    import builtins
+
+    sys.argv[:] = ["solution.py"]
+    sys.stdin = open(0, "r", closefd=False)
+    sys.stdout = open(1, "w", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    g = {"__name__": "__main__", "__builtins__": builtins}
+    status = 0
+    try:
+        exec(code, g)
+    except SystemExit as e:
+        status = exit_status(e)
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        status = 1
+    return finish(status), g
+
+
+def exit_status(e):
+    c = e.code
+    if c is None:
+        return 0
+    if isinstance(c, int):
+        return c & 0xFF
+    try:
+        print(c, file=sys.stderr)
+    except Exception:
+        pass
+    return 1
+
+
+def finish(status):
+    if "threading" in sys.modules:
+        try:
+            sys.modules["threading"]._shutdown()
+        except BaseException:
+            pass
+    for s in (sys.stdout, sys.stderr):
+        try:
+            s.flush()
+        except BaseException:
+            status = status or 120
+    return status
+
+
+class Watch:
+    """I's view of one run: pipes to drain, limits to enforce, children to reap."""
+
+    def __init__(self, job, deadline_s):
+        self.job = job
+        self.poller = select.poll()
+        self.sinks = {}
+        self.out = bytearray()
+        self.err = bytearray()
+        self.total = 0
+        self.deadline_s = deadline_s
+        self.deadline = time.monotonic() + deadline_s
+        self.status = {}
+        self.killed = None
+
+    def add(self, fd, kind, tag=None):
+        os.set_blocking(fd, False)
+        self.sinks[fd] = [kind, tag, bytearray()]
+        self.poller.register(fd, select.POLLIN | select.POLLHUP)
+
+    def kill_all(self, pids):
+        if self.job.pid1:
+            # PID 1 of the job's namespace: kill(-1) reaches every job process.
+            try:
+                os.kill(-1, SIGKILL)
+            except OSError:
+                pass
+        else:
+            for p in pids:
+                try:
+                    os.killpg(p, SIGKILL)
+                except OSError:
+                    pass
+
+    def reap(self):
+        while True:
+            try:
+                pid, st, ru = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.status[pid] = (st, ru.ru_utime + ru.ru_stime)
+
+    def pump(self, timeout_ms):
+        for fd, ev in self.poller.poll(timeout_ms):
+            sink = self.sinks.get(fd)
+            if sink is None:
+                continue
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not data:
+                self.poller.unregister(fd)
+                os.close(fd)
+                del self.sinks[fd]
+                continue
+            kind = sink[0]
+            if kind == "frames":
+                sink[2] += data
+                self.total += len(data)
+                self.forward(sink)
+            elif kind == "stdout":
+                self.total += len(data)
+                self.out += data
+            else:
+                self.total += len(data)
+                self.err += data
+                if len(self.err) > 8192:
+                    del self.err[: len(self.err) - 4096]
+            if self.total > self.job.lim["output"] and self.killed is None:
+                self.killed = "output"
+
+    def forward(self, sink):
+        buf = sink[2]
+        while len(buf) >= 4:
+            n = int.from_bytes(buf[:4], "little")
+            if n > self.job.lim["output"]:
+                self.killed = self.killed or "output"
+                del buf[:]
+                return
+            if len(buf) < 4 + n:
+                return
+            write_frame(self.job.res_w, {"t": sink[1], "data": bytes(buf[4 : 4 + n])})
+            del buf[: 4 + n]
+            if sink[1] == "call":
+                self.deadline = time.monotonic() + self.deadline_s
+
+    def run(self, primary, others):
+        """Wait for `primary`; then kill the rest and drain every pipe to EOF."""
+        pids = [primary] + others
+        pidfd = os.pidfd_open(primary)
+        self.poller.register(pidfd, select.POLLIN)
+        while primary not in self.status:
+            left = self.deadline - time.monotonic()
+            if left <= 0 and self.killed is None:
+                self.killed = "timeout"
+            if self.killed:
+                self.kill_all(pids)
+                break
+            self.pump(int(min(left, 0.05) * 1000) + 1)
+            self.reap()
+        self.poller.unregister(pidfd)
+        os.close(pidfd)
+        self.kill_all(pids)
+        while self.sinks:
+            self.pump(50)
+            self.reap()
+        while True:
+            try:
+                pid, st, ru = os.wait4(-1, 0)
+            except ChildProcessError:
+                break
+            self.status[pid] = (st, ru.ru_utime + ru.ru_stime)
+
+    def record(self, pid, i, role, started):
+        st, cpu = self.status.get(pid, (None, 0.0))
+        rec = {
+            "t": "proc",
+            "i": i,
+            "role": role,
+            "wall": time.monotonic() - started,
+            "cpu": cpu,
+            "killed": self.killed or "",
+            "stderr": bytes(self.err[-4096:]).decode("utf-8", "replace"),
+        }
+        if st is None:
+            rec["lost"] = True
+        elif os.WIFSIGNALED(st):
+            rec["signal"] = os.WTERMSIG(st)
+        else:
+            rec["code"] = os.WEXITSTATUS(st)
+        return rec
+
+
+def stdin_fd(data):
+    fd = os.memfd_create("stdin")
+    write_all(fd, data.encode() if isinstance(data, str) else data)
+    os.lseek(fd, 0, 0)
+    return fd
+
+
+def devnull():
+    return os.open("/dev/null", os.O_RDONLY)
+
+
+def run_stdio_case(job, i, data):
+    lim = job.lim
+    in_fd = stdin_fd(data)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    code = job.code
+    started = time.monotonic()
+    pid = fork_child(job, CANDIDATE_UID, lim["cpu_s"], {0: in_fd, 1: out_w, 2: err_w}, lambda: run_user_code(code)[0])
+    for fd in (in_fd, out_w, err_w):
+        os.close(fd)
+    w = Watch(job, lim["wall_s"])
+    w.add(out_r, "stdout")
+    w.add(err_r, "stderr")
+    w.run(pid, [])
+    rec = w.record(pid, i, "candidate", started)
+    rec["stdout"] = bytes(w.out[: lim["output"]]).decode("utf-8", "replace")
+    write_frame(job.res_w, rec)
+
+
+def candidate_entry(g, name):
+    fn = g.get(name)
+    if fn is None and "Solution" in g:
+        fn = getattr(g["Solution"](), name, None)
+    return fn
+
+
+def describe(e):
+    return {"exc": type(e).__name__, "msg": str(e)[:2000]}
+
+
+def run_call(job):
+    """Call-based tests: every result leaves C as marshal bytes on fd 3."""
+    lim = job.lim
+    req = job.req
+    proto_r, proto_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    code, name, inputs = job.code, req["fn_name"], req["inputs"]
+
+    def body():
+        status, g = run_user_code(code)
+        fn = candidate_entry(g, name)
+        for i, args in enumerate(inputs):
+            if fn is None:
+                rec = {"i": i, "exc": "NameError", "msg": "no function %r" % name}
+            else:
+                try:
+                    rec = {"i": i, "v": fn(*args)}
+                except BaseException as e:
+                    rec = dict(describe(e), i=i)
+            try:
+                data = marshal.dumps(rec)
+            except ValueError:
+                data = marshal.dumps({"i": i, "exc": "TypeError", "msg": "unsupported return type %s" % type(rec.get("v")).__name__})
+            write_frame(3, data)
+        return finish(status)
+
+    started = time.monotonic()
+    null = devnull()
+    pid = fork_child(job, CANDIDATE_UID, lim["cpu_s"] * max(1, len(inputs)), {0: null, 1: out_w, 2: err_w, 3: proto_w}, body)
+    for fd in (null, out_w, err_w, proto_w):
+        os.close(fd)
+    w = Watch(job, lim["wall_s"])
+    w.add(out_r, "stdout")
+    w.add(err_r, "stderr")
+    w.add(proto_r, "frames", "call")
+    w.run(pid, [])
+    write_frame(job.res_w, w.record(pid, -1, "candidate", started))
+
+
+PLAIN = (type(None), bool, int, float, complex, str, bytes)
+
+
+def plain(v, depth=0):
+    """Rebuild a value from C as plain builtins only (no code objects, no subclasses)."""
+    if depth > 200:
+        raise TypeError("value nested too deeply")
+    t = type(v)
+    if t in PLAIN:
+        return v
+    if t in (list, tuple, set, frozenset):
+        return t(plain(x, depth + 1) for x in v)
+    if t is dict:
+        return {plain(k, depth + 1): plain(x, depth + 1) for k, x in v.items()}
+    raise TypeError("candidate returned unsupported type %s" % t.__name__)
+
+
+def serve_calls(g):
+    """C's side of HumanEval checks: answer K's calls on fd 3 until EOF."""
+    while True:
+        frame = read_frame(3)
+        if frame is None:
+            return
+        msg = marshal.loads(frame)
+        name = msg["name"]
+        try:
+            if msg["op"] == "kind":
+                obj = g[name]
+                rec = {"callable": callable(obj)}
+                if not callable(obj):
+                    rec["v"] = obj
+            else:
+                rec = {"v": g[name](*msg["args"], **msg["kw"])}
+        except BaseException as e:
+            rec = describe(e)
+        try:
+            data = marshal.dumps(rec)
+        except ValueError:
+            data = marshal.dumps({"exc": "TypeError", "msg": "unsupported return type %s" % type(rec.get("v")).__name__})
+        write_frame(3, data)
+
+
+class CandidateError(Exception):
+    """The candidate raised, returned something unusable, or went away."""
+
+
+def checker(secret_fd):
+    """K: run the test's check(candidate) on plain values; report on fd 4."""
+    chunks = []
+    while True:
+        b = os.read(secret_fd, 1 << 16)
+        if not b:
+            break
+        chunks.append(b)
+    os.close(secret_fd)
+    test, entry = marshal.loads(b"".join(chunks))
+
+    def call(op, name, args=(), kw=None):
+        try:
+            write_frame(3, marshal.dumps({"op": op, "name": name, "args": tuple(args), "kw": kw or {}}))
+        except ValueError as e:
+            raise HarnessArgError(str(e))
+        except OSError:
+            raise CandidateError("the program exited before the check finished")
+        try:
+            frame = read_frame(3)
+        except OSError:
+            frame = None
+        if frame is None:
+            raise CandidateError("the program exited before the check finished")
+        rec = marshal.loads(frame)
+        if type(rec) is not dict:
+            raise CandidateError("malformed reply")
+        if "exc" in rec:
+            raise CandidateError("%s: %s" % (rec.get("exc"), rec.get("msg")))
+        return rec
+
+    def proxy(name):
+        def f(*args, **kw):
+            return plain(call("call", name, args, kw).get("v"))
+
+        f.__name__ = name
+        return f
+
+    import builtins
+
+    g = {"__name__": "__check__", "__builtins__": builtins}
+    compiled = compile(test, "<test>", "exec")
+    exec(compiled, g)
+    for name in sorted(free_names(compiled)):
+        if name in g or hasattr(builtins, name):
+            continue
+        try:
+            rec = call("kind", name)
+        except CandidateError:
+            continue
+        g[name] = proxy(name) if rec.get("callable") else plain(rec.get("v"))
+    g["check"](proxy(entry))
+    return {"ok": True}
+
+
+class HarnessArgError(Exception):
+    """A test passed an argument that cannot cross the process boundary."""
+
+
+def free_names(code):
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if hasattr(c, "co_names"):
+            names |= free_names(c)
+    return names
+
+
+def run_function(job, secret_r):
+    """HumanEval shape: K runs check(candidate); C serves calls; I watches both."""
+    lim = job.lim
+    entry = job.req["fn_name"]
+    c_sock, k_sock = _socketpair()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    kres_r, kres_w = os.pipe()
+    kerr_r, kerr_w = os.pipe()
+    code = job.code
+
+    def cand():
+        status, g = run_user_code(code)
+        sys.stdout.flush()
+        serve_calls(g)
+        return finish(status)
+
+    started = time.monotonic()
+    null = devnull()
+    cpid = fork_child(job, CANDIDATE_UID, lim["cpu_s"], {0: null, 1: out_w, 2: err_w, 3: c_sock}, cand)
+    os.close(c_sock)
+
+    def chk():
+        try:
+            rec = checker(4)
+        except AssertionError as e:
+            rec = {"ok": False, "exc": "AssertionError", "msg": str(e)[:2000]}
+        except CandidateError as e:
+            rec = {"ok": False, "exc": "CandidateError", "msg": str(e)[:2000]}
+        except HarnessArgError as e:
+            rec = {"ok": False, "exc": "HarnessArgError", "msg": str(e)[:2000]}
+        except BaseException as e:
+            rec = {"ok": False, "exc": type(e).__name__, "msg": str(e)[:2000]}
+        write_frame(5, rec)
+        return 0
+
+    # The test code arrives only now, in K: C was forked without it.
+    kpid = fork_child(job, CHECKER_UID, lim["cpu_s"], {0: null, 1: kerr_w, 2: kerr_w, 3: k_sock, 4: secret_r, 5: kres_w}, chk)
+    for fd in (null, out_w, err_w, k_sock, kres_w, kerr_w, secret_r):
+        os.close(fd)
+    w = Watch(job, lim["wall_s"])
+    w.add(out_r, "stdout")
+    w.add(err_r, "stderr")
+    w.add(kres_r, "frames", "check")
+    w.add(kerr_r, "stderr")
+    w.run(kpid, [cpid])
+    write_frame(job.res_w, w.record(cpid, -1, "candidate", started))
+    write_frame(job.res_w, w.record(kpid, -1, "checker", started))
+
+
+def _socketpair():
+    import socket
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return a.detach(), b.detach()
+
+
+def main():
+    serve()

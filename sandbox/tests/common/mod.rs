@@ -1,0 +1,198 @@
+//! Shared helpers for the sandbox's integration tests: a sandbox whose
+//! required protections are checked up front (a missing one fails the test
+//! loudly, naming it), job builders, and host-cleanliness checks.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use gradus_sandbox::job::{Compare, Job, JobLimits, Language, StdioCase, Tests};
+use gradus_sandbox::{Outcome, Sandbox, SandboxConfig, Verdict};
+
+/// One sandbox for the whole test binary, with every protection required.
+pub fn sandbox() -> &'static Sandbox {
+    static S: OnceLock<Sandbox> = OnceLock::new();
+    S.get_or_init(|| {
+        let mut cfg = SandboxConfig {
+            workers: 2,
+            ..SandboxConfig::default()
+        };
+        cfg.protections.memory_cgroup = gradus_sandbox::Requirement::Required;
+        cfg.protections.proc = gradus_sandbox::Requirement::Required;
+        let s = Sandbox::new(cfg).expect("building the sandbox");
+        let missing: Vec<String> = s
+            .doctor()
+            .into_iter()
+            .filter(|p| p.requirement == gradus_sandbox::Requirement::Required && !p.active())
+            .map(|p| format!("{} ({})", p.name, p.state))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "protections these tests rely on are missing on this machine: {}",
+            missing.join(", ")
+        );
+        s
+    })
+}
+
+pub fn stdio(source: &str, cases: &[(&str, &str)]) -> Job {
+    Job {
+        id: "t".into(),
+        language: Language::Python,
+        source: source.into(),
+        tests: Tests::Stdio {
+            cases: cases
+                .iter()
+                .map(|(i, o)| StdioCase {
+                    input: (*i).into(),
+                    output: (*o).into(),
+                })
+                .collect(),
+            compare: Compare::Exact,
+        },
+        limits: JobLimits::default(),
+    }
+}
+
+pub fn function(source: &str, entry: &str, test: &str) -> Job {
+    Job {
+        id: "t".into(),
+        language: Language::Python,
+        source: source.into(),
+        tests: Tests::Function {
+            entry_point: entry.into(),
+            test: test.into(),
+        },
+        limits: JobLimits::default(),
+    }
+}
+
+pub fn call(
+    source: &str,
+    name: &str,
+    inputs: serde_json::Value,
+    outputs: serde_json::Value,
+) -> Job {
+    Job {
+        id: "t".into(),
+        language: Language::Python,
+        source: source.into(),
+        tests: Tests::Call {
+            fn_name: name.into(),
+            inputs: serde_json::from_value(inputs).unwrap(),
+            outputs: serde_json::from_value(outputs).unwrap(),
+        },
+        limits: JobLimits::default(),
+    }
+}
+
+/// Host state that a job must not change: processes in our uid range,
+/// listening sockets, entries of the temp dir.
+#[derive(Debug, PartialEq)]
+pub struct HostState {
+    sandbox_procs: Vec<String>,
+    listeners: BTreeSet<String>,
+    tmp: BTreeSet<String>,
+}
+
+fn sandbox_uid_processes() -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|u| u.split_whitespace().next()?.parse::<u32>().ok());
+        if uid.is_some_and(|u| (200_000..200_100).contains(&u)) {
+            out.push(format!("{name}: {}", status.lines().next().unwrap_or("")));
+        }
+    }
+    out
+}
+
+fn listeners() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for f in [
+        "/proc/net/tcp",
+        "/proc/net/tcp6",
+        "/proc/net/udp",
+        "/proc/net/udp6",
+    ] {
+        if let Ok(t) = std::fs::read_to_string(f) {
+            for l in t.lines().skip(1) {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                // TCP state 0A is LISTEN; any bound UDP socket counts.
+                if cols.len() > 3 && (cols[3] == "0A" || f.contains("udp")) {
+                    out.insert(format!("{f} {}", cols[1]));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn tmp_entries() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for d in [std::env::temp_dir(), "/var/tmp".into(), "/dev/shm".into()] {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with("gradus-job-") || n.starts_with("pwned") {
+                    out.insert(format!("{}/{n}", d.display()));
+                }
+            }
+        }
+    }
+    out
+}
+
+impl HostState {
+    pub fn now() -> HostState {
+        HostState {
+            sandbox_procs: sandbox_uid_processes(),
+            listeners: listeners(),
+            tmp: tmp_entries(),
+        }
+    }
+}
+
+/// Run `job`, assert its verdict, and assert the host is as clean as before:
+/// no process left in the sandbox uid range, no new listening socket, no new
+/// file in the temp dirs.
+pub fn expect(job: Job, verdict: Verdict) -> Outcome {
+    // Host checks see every job of this binary: run one job at a time.
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    let before = HostState::now();
+    let out = sandbox().run_blocking(&job);
+    assert_eq!(
+        out.verdict,
+        verdict,
+        "outcome: {}",
+        serde_json::to_string_pretty(&out).unwrap()
+    );
+    let after = HostState::now();
+    assert!(
+        after.sandbox_procs.is_empty(),
+        "processes left behind: {:?}",
+        after.sandbox_procs
+    );
+    let new_listeners: Vec<_> = after.listeners.difference(&before.listeners).collect();
+    assert!(
+        new_listeners.is_empty(),
+        "new listening sockets: {new_listeners:?}"
+    );
+    let new_files: Vec<_> = after.tmp.difference(&before.tmp).collect();
+    assert!(new_files.is_empty(), "files left behind: {new_files:?}");
+    out
+}

@@ -1,0 +1,459 @@
+//! Hostile programs: each runs in the sandbox with its exact verdict asserted,
+//! and the host is checked clean afterwards (no process in the sandbox uid
+//! range, no new listening socket, no file left in the temp dirs). Programs
+//! that probe a protection print what they saw, so `accepted` means every
+//! attempt was stopped and the expected denial was observed.
+
+mod common;
+
+use common::*;
+use gradus_sandbox::Verdict;
+use gradus_sandbox::job::{Job, JobLimits};
+
+fn limits(mut job: Job, f: impl FnOnce(&mut JobLimits)) -> Job {
+    f(&mut job.limits);
+    job
+}
+
+fn quick(job: Job) -> Job {
+    limits(job, |l| {
+        l.cpu_s = Some(1.0);
+        l.wall_s = Some(2.0);
+    })
+}
+
+#[test]
+fn infinite_loop_is_time_limit() {
+    expect(
+        quick(stdio("while True:\n    pass\n", &[("", "")])),
+        Verdict::TimeLimit,
+    );
+}
+
+#[test]
+fn sleep_forever_is_time_limit() {
+    expect(
+        quick(stdio("import time\ntime.sleep(10**6)\n", &[("", "")])),
+        Verdict::TimeLimit,
+    );
+}
+
+#[test]
+fn signal_ignoring_loop_is_time_limit() {
+    let src = "import signal\nfor s in (signal.SIGXCPU, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass\n";
+    expect(quick(stdio(src, &[("", "")])), Verdict::TimeLimit);
+}
+
+#[test]
+fn fork_bomb_is_capped_and_reaped() {
+    let src =
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n";
+    expect(quick(stdio(src, &[("", "")])), Verdict::TimeLimit);
+}
+
+#[test]
+fn thread_bomb_hits_the_process_cap() {
+    let src = "import threading, time\nn = 0\ntry:\n    while True:\n        threading.Thread(target=time.sleep, args=(100,), daemon=True).start()\n        n += 1\nexcept RuntimeError:\n    print('capped', n < 40)\n";
+    expect(stdio(src, &[("", "capped True")]), Verdict::Accepted);
+}
+
+#[test]
+fn memory_bomb_at_once_is_memory_limit() {
+    let job = limits(stdio("x = bytearray(10**10)\n", &[("", "")]), |l| {
+        l.memory_mb = Some(64)
+    });
+    expect(job, Verdict::MemoryLimit);
+}
+
+#[test]
+fn memory_bomb_gradual_is_memory_limit() {
+    let src = "chunks = []\nwhile True:\n    chunks.append(bytearray(1 << 20))\n";
+    let job = limits(quick(stdio(src, &[("", "")])), |l| l.memory_mb = Some(64));
+    expect(job, Verdict::MemoryLimit);
+}
+
+#[test]
+fn stack_overflow_is_runtime_error_by_signal() {
+    let src = "import sys\nsys.setrecursionlimit(10**8)\nclass A:\n    def __repr__(self):\n        return repr(A())\nrepr(A())\n";
+    let out = expect(quick(stdio(src, &[("", "")])), Verdict::RuntimeError);
+    assert_eq!(out.cases[0].signal, Some(libc::SIGSEGV), "{out:?}");
+}
+
+#[test]
+fn stdout_flood_is_output_limit() {
+    let job = limits(
+        quick(stdio("while True:\n    print('x' * 1000)\n", &[("", "")])),
+        |l| l.output_kb = Some(64),
+    );
+    expect(job, Verdict::OutputLimit);
+}
+
+#[test]
+fn stderr_flood_is_output_limit() {
+    let src = "import sys\nwhile True:\n    sys.stderr.write('y' * 1000)\n";
+    let job = limits(quick(stdio(src, &[("", "")])), |l| l.output_kb = Some(64));
+    expect(job, Verdict::OutputLimit);
+}
+
+#[test]
+fn file_bomb_stops_at_the_file_size_limit() {
+    let src = "n = 0\ntry:\n    with open('big', 'wb') as f:\n        while True:\n            f.write(b'x' * 65536)\n            n += 65536\nexcept OSError as e:\n    print('stopped', n <= 1 << 20, e.errno)\n";
+    expect(stdio(src, &[("", "stopped True 27")]), Verdict::Accepted);
+}
+
+#[test]
+fn inode_bomb_stops_at_the_tmpfs_inode_limit() {
+    let src = "import errno\nn = 0\ntry:\n    while True:\n        open('f%d' % n, 'w').close()\n        n += 1\nexcept OSError as e:\n    print(e.errno == errno.ENOSPC, n < 5000)\n";
+    expect(stdio(src, &[("", "True True")]), Verdict::Accepted);
+}
+
+#[test]
+fn writes_outside_the_work_dir_are_refused_or_private() {
+    let src = r#"
+import os
+res = []
+for p in ["/etc/pwned", "/usr/pwned", "/root/pwned", "/pwned", "/home/pwned"]:
+    try:
+        open(p, "w").write("x")
+        res.append("wrote " + p)
+    except OSError:
+        res.append("no")
+for p in ["/tmp/pwned", "/var/tmp/pwned", "/dev/shm/pwned"]:
+    open(p, "w").write("x")
+print(" ".join(res), os.getcwd() == os.path.realpath("."))
+"#;
+    expect(
+        stdio(src, &[("", "no no no no no True")]),
+        Verdict::Accepted,
+    );
+    for p in [
+        "/etc/pwned",
+        "/usr/pwned",
+        "/root/pwned",
+        "/pwned",
+        "/tmp/pwned",
+        "/var/tmp/pwned",
+        "/dev/shm/pwned",
+    ] {
+        assert!(!std::path::Path::new(p).exists(), "{p} exists on the host");
+    }
+}
+
+#[test]
+fn etc_shadow_and_other_processes_are_out_of_reach() {
+    let src = r#"
+import os
+try:
+    open("/etc/shadow").read()
+    shadow = "read"
+except OSError:
+    shadow = "denied"
+pids = [p for p in os.listdir("/proc") if p.isdigit()]
+try:
+    open("/proc/1/environ").read()
+    init = "read"
+except OSError:
+    init = "denied"
+print(shadow, len(pids) <= 2, init)
+"#;
+    expect(stdio(src, &[("", "denied True denied")]), Verdict::Accepted);
+}
+
+#[test]
+fn tcp_and_udp_to_loopback_are_blocked() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let uport = udp.local_addr().unwrap().port();
+    udp.set_nonblocking(true).unwrap();
+    let src = format!(
+        r#"
+import socket
+res = []
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=1)
+    res.append("tcp connected")
+except OSError as e:
+    res.append("tcp %d" % e.errno)
+try:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"hi", ("127.0.0.1", {uport}))
+    res.append("udp sent")
+except OSError as e:
+    res.append("udp %d" % e.errno)
+try:
+    socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    res.append("inet6 open")
+except OSError as e:
+    res.append("inet6 %d" % e.errno)
+a, b = socket.socketpair()
+a.sendall(b"u")
+res.append("unix " + b.recv(1).decode())
+print(" ".join(res))
+"#
+    );
+    expect(
+        stdio(&src, &[("", "tcp 1 udp 1 inet6 1 unix u")]),
+        Verdict::Accepted,
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the sandbox reached the host's TCP listener"
+    );
+    let mut buf = [0u8; 8];
+    assert!(
+        udp.recv_from(&mut buf).is_err(),
+        "the sandbox reached the host's UDP socket"
+    );
+}
+
+#[test]
+fn dns_fails() {
+    let src = "import socket\ntry:\n    socket.getaddrinfo('example.com', 80)\n    print('resolved')\nexcept OSError:\n    print('no dns')\n";
+    expect(stdio(src, &[("", "no dns")]), Verdict::Accepted);
+}
+
+#[test]
+fn double_forked_daemon_is_killed_with_the_job() {
+    let src = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(1000)\n    os._exit(0)\nos.wait()\nprint('parent done')\n";
+    let job = limits(stdio(src, &[("", "parent done")]), |l| {
+        l.wall_s = Some(30.0)
+    });
+    let out = expect(job, Verdict::Accepted);
+    assert!(
+        out.wall_ms < 30_000.0,
+        "the job waited for its daemon: {out:?}"
+    );
+}
+
+#[test]
+fn daemon_holding_the_output_pipe_does_not_hold_the_job() {
+    let src = "import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(5)\n        while True:\n            print('late', flush=True)\n            time.sleep(0.01)\n    os._exit(0)\nos.wait()\nprint('parent done')\n";
+    let job = limits(stdio(src, &[("", "parent done")]), |l| {
+        l.wall_s = Some(30.0)
+    });
+    let out = expect(job, Verdict::Accepted);
+    assert!(
+        out.wall_ms < 30_000.0,
+        "the job waited for the pipe holder: {out:?}"
+    );
+}
+
+#[test]
+fn kill_minus_one_reaches_nothing_outside() {
+    let mut canary = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    // kill(-1) skips the caller; ESRCH (nothing else it may signal) is fine too.
+    let src = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\nprint('alive')\n";
+    expect(stdio(src, &[("", "alive")]), Verdict::Accepted);
+    assert!(
+        canary.try_wait().unwrap().is_none(),
+        "kill(-1) in the sandbox killed a host process"
+    );
+    let _ = canary.kill();
+    let _ = canary.wait();
+}
+
+#[test]
+fn ptrace_is_denied() {
+    let src = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nr = libc.ptrace(16, 1, None, None)\nprint(r, ctypes.get_errno())\nr = libc.ptrace(0, 0, None, None)\nprint(r, ctypes.get_errno())\n";
+    expect(stdio(src, &[("", "-1 1\n-1 1")]), Verdict::Accepted);
+}
+
+#[test]
+fn dangerous_syscalls_via_ctypes_are_denied() {
+    let src = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def call(name, *args):
+    r = getattr(libc, name)(*args)
+    return "%s=%d" % (name, ctypes.get_errno() if r == -1 else 0)
+nr = {"x86_64": dict(bpf=321, io_uring_setup=425, userfaultfd=323, perf_event_open=298, keyctl=250, clone3=435, kexec_load=246, init_module=175, setns=308),
+      "aarch64": dict(bpf=280, io_uring_setup=425, userfaultfd=282, perf_event_open=241, keyctl=219, clone3=435, kexec_load=104, init_module=105, setns=268)}[os.uname().machine]
+out = [call("unshare", 0x10000000), call("unshare", 0x40000000), call("mount", b"none", b"/tmp", b"tmpfs", 0, None), call("umount2", b"/tmp", 0)]
+for name in ["bpf", "io_uring_setup", "userfaultfd", "perf_event_open", "keyctl", "clone3", "kexec_load", "init_module", "setns"]:
+    r = libc.syscall(nr[name], 0, 0, 0, 0, 0)
+    out.append("%s=%d" % (name, ctypes.get_errno() if r == -1 else 0))
+print(" ".join(out))
+"#;
+    let want = "unshare=1 unshare=1 mount=1 umount2=1 bpf=1 io_uring_setup=1 userfaultfd=1 perf_event_open=1 keyctl=1 clone3=38 kexec_load=1 init_module=1 setns=1";
+    expect(stdio(src, &[("", want)]), Verdict::Accepted);
+}
+
+#[test]
+fn setuid_files_grant_nothing() {
+    let src = r#"
+import os, shutil, subprocess
+shutil.copy("/usr/bin/id", "./id")
+os.chmod("./id", 0o4755)
+uid = subprocess.run(["./id", "-u"], capture_output=True, text=True).stdout.strip()
+try:
+    os.setuid(0)
+    me = "root"
+except PermissionError:
+    me = "denied"
+print(uid, me)
+"#;
+    expect(stdio(src, &[("", "1000 denied")]), Verdict::Accepted);
+}
+
+#[test]
+fn fd_exhaustion_is_bounded() {
+    let src = "fs = []\ntry:\n    while True:\n        fs.append(open('/dev/null'))\nexcept OSError as e:\n    print(e.errno, len(fs) < 64)\n";
+    expect(stdio(src, &[("", "24 True")]), Verdict::Accepted);
+}
+
+#[test]
+fn dev_shm_is_private_and_bounded() {
+    let src = "import os\nempty = os.listdir('/dev/shm') == []\ntry:\n    with open('/dev/shm/pwned', 'wb') as f:\n        f.write(b'x' * (2 << 20))\n    err = 0\nexcept OSError as e:\n    err = e.errno\nprint(empty, err)\n";
+    expect(stdio(src, &[("", "True 27")]), Verdict::Accepted);
+}
+
+// ---- reward hacks (issue point 5) ----
+
+const CHECK: &str =
+    "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(10) == 20\n";
+
+#[test]
+fn a_plain_failing_assert_still_fails() {
+    expect(
+        function(
+            "def f(x):\n    return x * 2\n",
+            "f",
+            "def check(candidate):\n    assert False\n",
+        ),
+        Verdict::WrongAnswer,
+    );
+    expect(stdio("assert 1 == 2\n", &[("", "")]), Verdict::RuntimeError);
+}
+
+#[test]
+fn exiting_zero_early_is_not_a_pass() {
+    expect(
+        stdio("import sys\nsys.exit(0)\nprint(42)\n", &[("", "42")]),
+        Verdict::WrongAnswer,
+    );
+    expect(
+        function("import os\nos._exit(0)\n", "f", CHECK),
+        Verdict::RuntimeError,
+    );
+    expect(
+        function("import sys\nsys.exit(0)\n", "f", CHECK),
+        Verdict::RuntimeError,
+    );
+    let call_job = call(
+        "import os\nos._exit(0)\ndef f(x):\n    return x\n",
+        "f",
+        serde_json::json!([[1]]),
+        serde_json::json!([1]),
+    );
+    expect(call_job, Verdict::RuntimeError);
+}
+
+#[test]
+fn printing_a_banner_is_not_a_pass() {
+    let src = "print('All tests passed!')\nprint('{\"ok\": true, \"t\": \"check\"}')\ndef f(x):\n    return 0\n";
+    expect(function(src, "f", CHECK), Verdict::WrongAnswer);
+}
+
+#[test]
+fn monkeypatching_builtins_and_the_harness_is_not_a_pass() {
+    let src = r#"
+import builtins, sys
+builtins.AssertionError = type("Nope", (Exception,), {})
+builtins.isinstance = lambda *a: True
+for m in list(sys.modules.values()):
+    for name in ("write_frame", "checker", "plain", "describe"):
+        if hasattr(m, name):
+            try:
+                setattr(m, name, lambda *a, **k: {"ok": True})
+            except Exception:
+                pass
+def f(x):
+    return 0
+"#;
+    // Patching its own copy of the harness only breaks the program's side:
+    // the checker, in another process, waits for answers that never come.
+    let job = limits(function(src, "f", CHECK), |l| l.wall_s = Some(1.0));
+    expect(job, Verdict::TimeLimit);
+}
+
+#[test]
+fn walking_frames_and_memory_finds_no_expected_values() {
+    let test = "def check(candidate):\n    secret = 'SECRET-' + 'MARKER-77'\n    assert candidate(0) == secret\n";
+    let src = r#"
+import gc, sys, types
+def f(x):
+    found = "none"
+    frame = sys._getframe()
+    while frame is not None:
+        for v in list(frame.f_locals.values()) + list(frame.f_globals.values()):
+            if isinstance(v, str) and "MARKER-77" in v:
+                found = v
+        frame = frame.f_back
+    for o in gc.get_objects():
+        if isinstance(o, str) and "MARKER-77" in o:
+            found = o
+        if type(o) is types.CodeType:
+            for c in o.co_consts:
+                if isinstance(c, str) and "MARKER" in c:
+                    found = "SECRET-" + c
+    return found
+"#;
+    expect(function(src, "f", test), Verdict::WrongAnswer);
+}
+
+#[test]
+fn system_exit_inside_the_function_is_not_a_pass() {
+    expect(
+        function("def f(x):\n    raise SystemExit(0)\n", "f", CHECK),
+        Verdict::RuntimeError,
+    );
+    let job = call(
+        "def f(x):\n    raise SystemExit(0)\n",
+        "f",
+        serde_json::json!([[1]]),
+        serde_json::json!([1]),
+    );
+    expect(job, Verdict::RuntimeError);
+}
+
+#[test]
+fn overriding_eq_is_not_a_pass() {
+    let src = "class E:\n    def __eq__(self, o):\n        return True\n    __hash__ = None\ndef f(x):\n    return E()\n";
+    expect(function(src, "f", CHECK), Verdict::RuntimeError);
+    let sub = "class I(int):\n    def __eq__(self, o):\n        return True\n    __hash__ = int.__hash__\ndef f(x):\n    return I(0)\n";
+    expect(function(sub, "f", CHECK), Verdict::RuntimeError);
+    let job = call(sub, "f", serde_json::json!([[1]]), serde_json::json!([1]));
+    expect(job, Verdict::RuntimeError);
+}
+
+#[test]
+fn expected_outputs_are_not_in_the_sandbox() {
+    let src = r#"
+import os, gc
+found = "nothing"
+for path in ["/proc/1/cmdline", "/proc/1/environ", "/proc/self/environ", "/proc/self/cmdline"]:
+    try:
+        if b"tok-8c1f" in open(path, "rb").read():
+            found = "tok-8c1f"
+    except OSError:
+        pass
+for root, dirs, files in os.walk("/tmp"):
+    for name in files:
+        try:
+            if b"tok-8c1f" in open(os.path.join(root, name), "rb").read():
+                found = "tok-8c1f"
+        except OSError:
+            pass
+for o in gc.get_objects():
+    if isinstance(o, (str, bytes)) and "tok-8c1f"[:4] + "-8c1f" == o:
+        found = o
+print(found)
+"#;
+    let out = expect(stdio(src, &[("", "tok-8c1f")]), Verdict::WrongAnswer);
+    assert_eq!(out.cases[0].got.as_deref(), Some("nothing\n"));
+}
