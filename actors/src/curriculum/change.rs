@@ -34,7 +34,9 @@ pub enum ChangeRefused {
         new: String,
     },
     /// The running stage is gone and no jump says where to go.
-    #[error("the running stage '{name}' is not in the new config; name the stage to continue in with jump_to")]
+    #[error(
+        "the running stage '{name}' is not in the new config; name the stage to continue in with jump_to"
+    )]
     StageRemoved {
         /// The running stage.
         name: String,
@@ -97,16 +99,26 @@ impl Curriculum {
         let stage = match &change.jump_to {
             Some(name) => find(name).ok_or_else(|| ChangeRefused::UnknownStage {
                 name: name.clone(),
-                known: config.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+                known: config
+                    .stages
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })?,
-            None => find(&self.state.stage_name)
-                .ok_or_else(|| ChangeRefused::StageRemoved { name: self.state.stage_name.clone() })?,
+            None => find(&self.state.stage_name).ok_or_else(|| ChangeRefused::StageRemoved {
+                name: self.state.stage_name.clone(),
+            })?,
         };
         let empty = self.empty_stages(&config);
         if !empty.is_empty() {
             return Err(ChangeRefused::EmptyStage(empty.join("; ")));
         }
-        Ok(Plan { config, stage, jumped: change.jump_to.is_some() })
+        Ok(Plan {
+            config,
+            stage,
+            jumped: change.jump_to.is_some(),
+        })
     }
 
     /// Re-validates (the state may have moved since the request) and applies.
@@ -129,20 +141,33 @@ impl Curriculum {
             (kept, rules.len() - kept)
         };
         self.refresh_retired();
-        Ok(Applied { from, to: self.state.stage_name.clone(), jumped: plan.jumped, rules_kept: kept, rules_reset: reset })
+        Ok(Applied {
+            from,
+            to: self.state.stage_name.clone(),
+            jumped: plan.jumped,
+            rules_kept: kept,
+            rules_reset: reset,
+        })
     }
 }
 
 /// States for `new` rules: the saved window of an old rule that collects the same evidence
 /// (same [`Rule::window_key`]), else empty. Returns the states and how many carried over.
-pub(super) fn carry_rules(new: &[Rule], old: &[Rule], states: &[RuleState]) -> (Vec<RuleState>, usize) {
+pub(super) fn carry_rules(
+    new: &[Rule],
+    old: &[Rule],
+    states: &[RuleState],
+) -> (Vec<RuleState>, usize) {
     let mut used = vec![false; old.len()];
     let mut kept = 0;
     let out = new
         .iter()
         .map(|r| {
             let key = r.window_key();
-            let found = old.iter().enumerate().find(|(j, o)| !used[*j] && o.window_key() == key && *j < states.len());
+            let found = old
+                .iter()
+                .enumerate()
+                .find(|(j, o)| !used[*j] && o.window_key() == key && *j < states.len());
             match found {
                 Some((j, _)) => {
                     used[j] = true;

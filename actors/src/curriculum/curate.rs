@@ -23,7 +23,11 @@ pub trait Solver {
     type Error: std::error::Error + 'static;
 
     /// One vector of `k` verdicts per problem, in the order given.
-    fn sample_and_grade(&mut self, problems: &[Problem], k: usize) -> Result<Vec<Vec<bool>>, Self::Error>;
+    fn sample_and_grade(
+        &mut self,
+        problems: &[Problem],
+        k: usize,
+    ) -> Result<Vec<Vec<bool>>, Self::Error>;
 }
 
 impl<F, E> Solver for F
@@ -126,14 +130,27 @@ pub fn curate<S: Solver>(
     }
     let k = opts.samples;
     let total = problems.len();
-    let mut out = Curated { histogram: Histogram { samples: k, by_correct: vec![0; k + 1], ..Histogram::default() }, ..Curated::default() };
+    let mut out = Curated {
+        histogram: Histogram {
+            samples: k,
+            by_correct: vec![0; k + 1],
+            ..Histogram::default()
+        },
+        ..Curated::default()
+    };
     let mut done = 0;
     for chunk in problems.chunks(opts.batch) {
-        let verdicts = solver.sample_and_grade(chunk, k).map_err(CurateError::Solver)?;
+        let verdicts = solver
+            .sample_and_grade(chunk, k)
+            .map_err(CurateError::Solver)?;
         if verdicts.len() != chunk.len() || verdicts.iter().any(|v| v.len() != k) {
             return Err(CurateError::Shape {
                 want: format!("{} prompts × {k} samples", chunk.len()),
-                got: format!("{} prompts with {:?} samples", verdicts.len(), verdicts.iter().map(Vec::len).collect::<Vec<_>>()),
+                got: format!(
+                    "{} prompts with {:?} samples",
+                    verdicts.len(),
+                    verdicts.iter().map(Vec::len).collect::<Vec<_>>()
+                ),
             });
         }
         for (p, v) in chunk.iter().zip(verdicts) {
@@ -164,7 +181,10 @@ pub fn curate<S: Solver>(
                     out.set_aside.push((p, why));
                 }
                 None => {
-                    *out.histogram.by_bucket.entry(bucket.unwrap_or_default()).or_default() += 1;
+                    *out.histogram
+                        .by_bucket
+                        .entry(bucket.unwrap_or_default())
+                        .or_default() += 1;
                     out.histogram.kept += 1;
                     out.kept.push(p);
                 }
@@ -188,8 +208,13 @@ pub struct Outputs {
 }
 
 /// Writes `out` (dataset), `out` with `.set-aside.jsonl` and `.histogram.json` beside it.
-pub fn write_outputs<E: std::error::Error + 'static>(c: &Curated, out: &Path) -> Result<Outputs, CurateError<E>> {
-    let stem = out.file_stem().map_or_else(|| "curated".into(), |s| s.to_string_lossy().into_owned());
+pub fn write_outputs<E: std::error::Error + 'static>(
+    c: &Curated,
+    out: &Path,
+) -> Result<Outputs, CurateError<E>> {
+    let stem = out
+        .file_stem()
+        .map_or_else(|| "curated".into(), |s| s.to_string_lossy().into_owned());
     let dir = out.parent().unwrap_or(Path::new(""));
     let paths = Outputs {
         dataset: out.to_path_buf(),
@@ -199,15 +224,29 @@ pub fn write_outputs<E: std::error::Error + 'static>(c: &Curated, out: &Path) ->
     write_jsonl(&paths.dataset, c.kept.iter())?;
     write_jsonl(&paths.set_aside, c.set_aside.iter().map(|(p, _)| p))?;
     let text = serde_json::to_string_pretty(&c.histogram).expect("the histogram serialises");
-    std::fs::write(&paths.histogram, text + "\n").map_err(|source| CurateError::Io { path: paths.histogram.clone(), source })?;
+    std::fs::write(&paths.histogram, text + "\n").map_err(|source| CurateError::Io {
+        path: paths.histogram.clone(),
+        source,
+    })?;
     Ok(paths)
 }
 
-fn write_jsonl<'a, E: std::error::Error + 'static>(path: &Path, rows: impl Iterator<Item = &'a Problem>) -> Result<(), CurateError<E>> {
-    let io = |source| CurateError::Io { path: path.to_path_buf(), source };
+fn write_jsonl<'a, E: std::error::Error + 'static>(
+    path: &Path,
+    rows: impl Iterator<Item = &'a Problem>,
+) -> Result<(), CurateError<E>> {
+    let io = |source| CurateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut w = BufWriter::new(File::create(path).map_err(io)?);
     for p in rows {
-        writeln!(w, "{}", serde_json::to_string(p).expect("a problem serialises")).map_err(io)?;
+        writeln!(
+            w,
+            "{}",
+            serde_json::to_string(p).expect("a problem serialises")
+        )
+        .map_err(io)?;
     }
     w.flush().map_err(io)
 }
@@ -234,10 +273,17 @@ mod tests {
     }
 
     fn buckets() -> Vec<Bucket> {
-        [("hard", 0.0, 0.25), ("medium", 0.25, 0.75), ("easy", 0.75, 1.0)]
-            .into_iter()
-            .map(|(n, lo, hi)| Bucket { name: n.into(), rule: BucketRule::PassRate { lo, hi } })
-            .collect()
+        [
+            ("hard", 0.0, 0.25),
+            ("medium", 0.25, 0.75),
+            ("easy", 0.75, 1.0),
+        ]
+        .into_iter()
+        .map(|(n, lo, hi)| Bucket {
+            name: n.into(),
+            rule: BucketRule::PassRate { lo, hi },
+        })
+        .collect()
     }
 
     /// A fake policy: problem `pi` is solved by the first `i mod (K+1)` of its K samples.
@@ -254,41 +300,96 @@ mod tests {
     #[test]
     fn pass_rates_buckets_histogram_and_set_asides() {
         let mut calls = Vec::new();
-        let c = curate(problems(10), &buckets(), &CurateOptions { samples: 4, batch: 3 }, &mut fake, &mut |d, t| calls.push((d, t)))
-            .unwrap();
+        let c = curate(
+            problems(10),
+            &buckets(),
+            &CurateOptions {
+                samples: 4,
+                batch: 3,
+            },
+            &mut fake,
+            &mut |d, t| calls.push((d, t)),
+        )
+        .unwrap();
         assert_eq!(calls, vec![(3, 10), (6, 10), (9, 10), (10, 10)]);
         // i mod 5 = 0,1,2,3,4,0,1,2,3,4 correct of 4.
         assert_eq!(c.histogram.by_correct, vec![2, 2, 2, 2, 2]);
-        assert_eq!((c.histogram.never_solved, c.histogram.always_solved, c.histogram.kept), (2, 2, 6));
-        assert_eq!(c.histogram.by_bucket, BTreeMap::from([("medium".into(), 4), ("easy".into(), 2)]));
+        assert_eq!(
+            (
+                c.histogram.never_solved,
+                c.histogram.always_solved,
+                c.histogram.kept
+            ),
+            (2, 2, 6)
+        );
+        assert_eq!(
+            c.histogram.by_bucket,
+            BTreeMap::from([("medium".into(), 4), ("easy".into(), 2)])
+        );
         let p3 = c.kept.iter().find(|p| p.id == "p3").unwrap();
         assert_eq!(p3.difficulty, Some(Difficulty::PassRate(0.75)));
         assert_eq!(p3.metadata["curate"]["bucket"], "easy");
-        let aside: Vec<(&str, SetAside)> = c.set_aside.iter().map(|(p, w)| (p.id.as_str(), *w)).collect();
+        let aside: Vec<(&str, SetAside)> = c
+            .set_aside
+            .iter()
+            .map(|(p, w)| (p.id.as_str(), *w))
+            .collect();
         assert_eq!(
             aside,
-            [("p0", SetAside::NeverSolved), ("p4", SetAside::AlwaysSolved), ("p5", SetAside::NeverSolved), ("p9", SetAside::AlwaysSolved)]
+            [
+                ("p0", SetAside::NeverSolved),
+                ("p4", SetAside::AlwaysSolved),
+                ("p5", SetAside::NeverSolved),
+                ("p9", SetAside::AlwaysSolved)
+            ]
         );
     }
 
     #[test]
     fn outputs_reload_as_gradus_data() {
-        let c = curate(problems(10), &buckets(), &CurateOptions { samples: 4, batch: 4 }, &mut fake, &mut |_, _| {}).unwrap();
+        let c = curate(
+            problems(10),
+            &buckets(),
+            &CurateOptions {
+                samples: 4,
+                batch: 4,
+            },
+            &mut fake,
+            &mut |_, _| {},
+        )
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let paths = write_outputs::<std::io::Error>(&c, &dir.path().join("math.curated.jsonl")).unwrap();
-        assert_eq!(paths.set_aside, dir.path().join("math.curated.set-aside.jsonl"));
+        let paths =
+            write_outputs::<std::io::Error>(&c, &dir.path().join("math.curated.jsonl")).unwrap();
+        assert_eq!(
+            paths.set_aside,
+            dir.path().join("math.curated.set-aside.jsonl")
+        );
         let kept = Loaded::read_files(&[paths.dataset], FormatChoice::Auto).unwrap();
         assert_eq!((kept.problems.len(), kept.rejects.len()), (6, 0));
         let aside = Loaded::read_files(&[paths.set_aside], FormatChoice::Auto).unwrap();
         assert_eq!((aside.problems.len(), aside.rejects.len()), (4, 0));
-        let h: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(paths.histogram).unwrap()).unwrap();
+        let h: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(paths.histogram).unwrap()).unwrap();
         assert_eq!(h["by_correct"], json!([2, 2, 2, 2, 2]));
     }
 
     #[test]
     fn a_solver_that_miscounts_is_an_error() {
-        let mut short = |ps: &[Problem], _k: usize| -> Result<Vec<Vec<bool>>, std::io::Error> { Ok(vec![vec![true]; ps.len()]) };
-        let err = curate(problems(2), &buckets(), &CurateOptions { samples: 3, batch: 2 }, &mut short, &mut |_, _| {}).unwrap_err();
+        let mut short = |ps: &[Problem], _k: usize| -> Result<Vec<Vec<bool>>, std::io::Error> {
+            Ok(vec![vec![true]; ps.len()])
+        };
+        let err = curate(
+            problems(2),
+            &buckets(),
+            &CurateOptions {
+                samples: 3,
+                batch: 2,
+            },
+            &mut short,
+            &mut |_, _| {},
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("2 prompts × 3 samples"), "{err}");
     }
 }

@@ -93,7 +93,9 @@ impl StageAdvanced {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SampleError {
     /// Every prompt of the stage's pools is retired (or, in an SFT stage, has no solution).
-    #[error("stage '{stage}': no prompt left to sample in its buckets (all retired or without a solution)")]
+    #[error(
+        "stage '{stage}': no prompt left to sample in its buckets (all retired or without a solution)"
+    )]
     Exhausted {
         /// The stage.
         stage: String,
@@ -165,7 +167,10 @@ pub(super) fn pool_name(domain: Domain, bucket: &str) -> String {
 
 impl Curriculum {
     /// Starts a curriculum at the first stage.
-    pub fn new(config: CurriculumConfig, problems: Vec<Problem>) -> Result<(Self, BuildReport), BuildError> {
+    pub fn new(
+        config: CurriculumConfig,
+        problems: Vec<Problem>,
+    ) -> Result<(Self, BuildReport), BuildError> {
         let state = State {
             format: STATE_FORMAT,
             dataset: fingerprint(&problems),
@@ -175,7 +180,12 @@ impl Curriculum {
             step: 0,
             stage_step: 0,
             rule_defs: config.stages[0].advance.rules.clone(),
-            rules: config.stages[0].advance.rules.iter().map(RuleState::new).collect(),
+            rules: config.stages[0]
+                .advance
+                .rules
+                .iter()
+                .map(RuleState::new)
+                .collect(),
             prompts: BTreeMap::new(),
             sampler: SamplerState::new(config.seed),
             round: Round::default(),
@@ -186,7 +196,11 @@ impl Curriculum {
     }
 
     /// Builds the derived parts around `state` and checks every stage has something to draw.
-    pub(super) fn assemble(config: CurriculumConfig, problems: Vec<Problem>, state: State) -> Result<(Self, BuildReport), BuildError> {
+    pub(super) fn assemble(
+        config: CurriculumConfig,
+        problems: Vec<Problem>,
+        state: State,
+    ) -> Result<(Self, BuildReport), BuildError> {
         let mut report = BuildReport::default();
         let mut bucket_of = Vec::with_capacity(problems.len());
         let mut order: Vec<u32> = (0..problems.len() as u32).collect();
@@ -201,7 +215,10 @@ impl Curriculum {
         }
         for i in order {
             if let Some(b) = &bucket_of[i as usize] {
-                members.entry(pool_name(problems[i as usize].domain, b)).or_default().push(i);
+                members
+                    .entry(pool_name(problems[i as usize].domain, b))
+                    .or_default()
+                    .push(i);
             }
         }
         report.pools = members.iter().map(|(k, v)| (k.clone(), v.len())).collect();
@@ -233,14 +250,25 @@ impl Curriculum {
                     let m = self.pools.members(pool);
                     match s.kind {
                         StageKind::Rl => m.len(),
-                        StageKind::Sft => m.iter().filter(|i| self.problems[**i as usize].solution.is_some()).count(),
+                        StageKind::Sft => m
+                            .iter()
+                            .filter(|i| self.problems[**i as usize].solution.is_some())
+                            .count(),
                     }
                 })
                 .sum();
             if usable == 0 {
                 let pools: Vec<String> = stage_pools(s).into_iter().map(|(p, _)| p).collect();
-                let what = if s.kind == StageKind::Sft { "problems with a reference solution" } else { "problems" };
-                out.push(format!("stages[{i}] ('{}'): no {what} in its pools ({})", s.name, pools.join(", ")));
+                let what = if s.kind == StageKind::Sft {
+                    "problems with a reference solution"
+                } else {
+                    "problems"
+                };
+                out.push(format!(
+                    "stages[{i}] ('{}'): no {what} in its pools ({})",
+                    s.name,
+                    pools.join(", ")
+                ));
             }
         }
         out
@@ -316,7 +344,10 @@ impl Curriculum {
                 all_wrong,
             });
         }
-        let factor = stage.dynamic_sampling.as_ref().map_or(1.0, |d| d.oversample);
+        let factor = stage
+            .dynamic_sampling
+            .as_ref()
+            .map_or(1.0, |d| d.oversample);
         self.draw((missing as f64 * factor).ceil() as usize)
     }
 
@@ -326,7 +357,12 @@ impl Curriculum {
         let replay = replay_pools(&self.config, self.state.stage);
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            let is_replay = !replay.is_empty() && self.state.sampler.rng.random_bool_f64(stage.replay_fraction);
+            let is_replay = !replay.is_empty()
+                && self
+                    .state
+                    .sampler
+                    .rng
+                    .random_bool_f64(stage.replay_fraction);
             let drawn = if is_replay {
                 self.draw_from(&replay, true, StageKind::Rl)
             } else {
@@ -340,7 +376,12 @@ impl Curriculum {
         Ok(out)
     }
 
-    fn draw_from(&mut self, pools: &[(String, f64)], replay: bool, kind: StageKind) -> Option<Draw> {
+    fn draw_from(
+        &mut self,
+        pools: &[(String, f64)],
+        replay: bool,
+        kind: StageKind,
+    ) -> Option<Draw> {
         let problems = &self.problems;
         let retired = &self.retired;
         let skip = |i: u32| {
@@ -349,12 +390,22 @@ impl Curriculum {
         };
         let mut weights: Vec<f64> = pools
             .iter()
-            .map(|(pool, w)| if self.pools.members(pool).iter().any(|i| !skip(*i)) { *w } else { 0.0 })
+            .map(|(pool, w)| {
+                if self.pools.members(pool).iter().any(|i| !skip(*i)) {
+                    *w
+                } else {
+                    0.0
+                }
+            })
             .collect();
         loop {
             let k = pick_weighted(&mut self.state.sampler.rng, &weights)?;
             let pool = &pools[k].0;
-            let walk = if replay { format!("replay:{pool}") } else { pool.clone() };
+            let walk = if replay {
+                format!("replay:{pool}")
+            } else {
+                pool.clone()
+            };
             if let Some(i) = self.pools.next(&mut self.state.sampler, pool, &walk, &skip) {
                 let p = &self.problems[i as usize];
                 return Some(Draw {
@@ -396,8 +447,12 @@ impl Curriculum {
         let round = &mut self.state.round;
         match verdict {
             GroupVerdict::Keep => round.kept_since_refill += 1,
-            GroupVerdict::DropAllCorrect => round.dropped.entry(draw.bucket.clone()).or_default().0 += 1,
-            GroupVerdict::DropAllWrong => round.dropped.entry(draw.bucket.clone()).or_default().1 += 1,
+            GroupVerdict::DropAllCorrect => {
+                round.dropped.entry(draw.bucket.clone()).or_default().0 += 1
+            }
+            GroupVerdict::DropAllWrong => {
+                round.dropped.entry(draw.bucket.clone()).or_default().1 += 1
+            }
         }
         verdict
     }
@@ -406,8 +461,15 @@ impl Curriculum {
         let id = &self.problems[index as usize].id;
         let r = match self.state.prompts.get(id) {
             Some(s) => {
-                self.config.retire.mastered_after.is_some_and(|k| s.last_all(k, true))
-                    || self.config.retire.hopeless_after.is_some_and(|k| s.last_all(k, false))
+                self.config
+                    .retire
+                    .mastered_after
+                    .is_some_and(|k| s.last_all(k, true))
+                    || self
+                        .config
+                        .retire
+                        .hopeless_after
+                        .is_some_and(|k| s.last_all(k, false))
             }
             None => false,
         };
@@ -454,7 +516,11 @@ impl Curriculum {
     }
 
     fn advance(&mut self, stage: &Stage, evidence: Vec<Evidence>) -> StageAdvanced {
-        let held: Vec<&str> = evidence.iter().filter(|e| e.holds).map(|e| e.rule.as_str()).collect();
+        let held: Vec<&str> = evidence
+            .iter()
+            .filter(|e| e.holds)
+            .map(|e| e.rule.as_str())
+            .collect();
         let combine = match stage.advance.combine {
             Combine::All => "all",
             Combine::Any => "any",

@@ -26,7 +26,10 @@ pub mod stats;
 
 pub use change::{Applied, Change, ChangeRefused};
 pub use config::CurriculumConfig;
-pub use engine::{BuildError, BuildReport, Curriculum, Draw, GroupVerdict, Graded, SampleError, StageAdvanced, StepOutcome};
+pub use engine::{
+    BuildError, BuildReport, Curriculum, Draw, Graded, GroupVerdict, SampleError, StageAdvanced,
+    StepOutcome,
+};
 pub use state::{RestoreError, State};
 
 #[cfg(test)]

@@ -51,9 +51,13 @@ impl RuleState {
     pub fn observe(&mut self, rule: &Rule, bucket: &str, correct: bool, truncated: bool) {
         let in_bucket = |b: &Option<String>| b.as_deref().is_none_or(|b| b == bucket);
         match (rule, self) {
-            (Rule::PassRate { bucket: b, .. }, RuleState::Rate(w)) if in_bucket(b) => w.push(correct),
+            (Rule::PassRate { bucket: b, .. }, RuleState::Rate(w)) if in_bucket(b) => {
+                w.push(correct)
+            }
             (Rule::TruncationRate { .. }, RuleState::Rate(w)) => w.push(truncated),
-            (Rule::Plateau { bucket: b, .. }, RuleState::Plateau { window, .. }) if in_bucket(b) => {
+            (Rule::Plateau { bucket: b, .. }, RuleState::Plateau { window, .. })
+                if in_bucket(b) =>
+            {
                 window.push(correct)
             }
             _ => {}
@@ -62,8 +66,16 @@ impl RuleState {
 
     /// Closes a learner step (plateau rules take one value per step).
     pub fn end_step(&mut self, rule: &Rule) {
-        if let (Rule::Plateau { steps, min_samples, .. }, RuleState::Plateau { window, recent, best_before }) =
-            (rule, self)
+        if let (
+            Rule::Plateau {
+                steps, min_samples, ..
+            },
+            RuleState::Plateau {
+                window,
+                recent,
+                best_before,
+            },
+        ) = (rule, self)
             && window.len() >= *min_samples
             && let Some(rate) = window.rate()
         {
@@ -110,8 +122,22 @@ pub fn evaluate(index: usize, rule: &Rule, state: &RuleState, stage_steps: u64) 
         min_samples: 0,
     };
     match (rule, state) {
-        (Rule::PassRate { target: t, min_samples, .. }, RuleState::Rate(w))
-        | (Rule::TruncationRate { at_least: t, min_samples, .. }, RuleState::Rate(w)) => {
+        (
+            Rule::PassRate {
+                target: t,
+                min_samples,
+                ..
+            },
+            RuleState::Rate(w),
+        )
+        | (
+            Rule::TruncationRate {
+                at_least: t,
+                min_samples,
+                ..
+            },
+            RuleState::Rate(w),
+        ) => {
             e.value = w.rate();
             e.threshold = *t;
             e.samples = u64::from(w.len());
@@ -119,8 +145,18 @@ pub fn evaluate(index: usize, rule: &Rule, state: &RuleState, stage_steps: u64) 
             e.min_samples = u64::from(*min_samples);
             e.holds = w.len() >= *min_samples && e.value.is_some_and(|v| v >= *t);
         }
-        (Rule::Plateau { delta, steps, .. }, RuleState::Plateau { recent, best_before, .. }) => {
-            let best_recent = recent.iter().copied().fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+        (
+            Rule::Plateau { delta, steps, .. },
+            RuleState::Plateau {
+                recent,
+                best_before,
+                ..
+            },
+        ) => {
+            let best_recent = recent
+                .iter()
+                .copied()
+                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
             e.value = best_recent.zip(*best_before).map(|(r, b)| r - b);
             e.threshold = *delta;
             e.samples = recent.len() as u64;

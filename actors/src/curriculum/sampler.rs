@@ -36,7 +36,10 @@ pub struct SamplerState {
 impl SamplerState {
     /// A fresh state for `seed`.
     pub fn new(seed: u64) -> Self {
-        SamplerState { rng: ChaCha8Rng::seed_from_u64(seed), cursors: BTreeMap::new() }
+        SamplerState {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            cursors: BTreeMap::new(),
+        }
     }
 }
 
@@ -53,7 +56,11 @@ pub struct Pools {
 impl Pools {
     /// Pools from `(name, members)`; members must be sorted by problem id for determinism.
     pub fn new(seed: u64, members: BTreeMap<String, Vec<u32>>) -> Self {
-        Pools { seed, members, orders: HashMap::new() }
+        Pools {
+            seed,
+            members,
+            orders: HashMap::new(),
+        }
     }
 
     /// Members of a pool (empty for an unknown one).
@@ -69,7 +76,13 @@ impl Pools {
     /// Next member of `pool` on the walk `walk` (the pool's name, or `replay:` + name) that
     /// `skip` does not reject; starts a new epoch at the end of one. `None` when every member
     /// is skipped.
-    pub fn next(&mut self, state: &mut SamplerState, pool: &str, walk: &str, skip: &dyn Fn(u32) -> bool) -> Option<u32> {
+    pub fn next(
+        &mut self,
+        state: &mut SamplerState,
+        pool: &str,
+        walk: &str,
+        skip: &dyn Fn(u32) -> bool,
+    ) -> Option<u32> {
         let members = self.members.get(pool)?;
         let n = members.len() as u32;
         if n == 0 {
@@ -88,7 +101,11 @@ impl Pools {
                 .or_insert_with(|| (u64::MAX, Vec::new()));
             if *epoch != cursor.epoch {
                 *order = members.clone();
-                let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ fnv1a64(walk.as_bytes()) ^ cursor.epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                let mut rng = ChaCha8Rng::seed_from_u64(
+                    self.seed
+                        ^ fnv1a64(walk.as_bytes())
+                        ^ cursor.epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                );
                 order.shuffle(&mut rng);
                 *epoch = cursor.epoch;
             }
@@ -129,11 +146,20 @@ mod tests {
 
     #[test]
     fn each_epoch_visits_every_member_once() {
-        let mut pools = Pools::new(3, BTreeMap::from([("math/easy".to_string(), (0..10).collect())]));
+        let mut pools = Pools::new(
+            3,
+            BTreeMap::from([("math/easy".to_string(), (0..10).collect())]),
+        );
         let mut st = SamplerState::new(3);
         let mut epochs: Vec<Vec<u32>> = Vec::new();
         for _ in 0..3 {
-            let mut e: Vec<u32> = (0..10).map(|_| pools.next(&mut st, "math/easy", "math/easy", &|_| false).unwrap()).collect();
+            let mut e: Vec<u32> = (0..10)
+                .map(|_| {
+                    pools
+                        .next(&mut st, "math/easy", "math/easy", &|_| false)
+                        .unwrap()
+                })
+                .collect();
             let order = e.clone();
             e.sort();
             assert_eq!(e, (0..10).collect::<Vec<_>>());

@@ -70,7 +70,11 @@ pub struct Fixed {
 impl Fixed {
     /// The fixed part of `config`.
     pub fn of(config: &CurriculumConfig) -> Self {
-        Fixed { seed: config.seed, buckets: config.buckets.clone(), unrated_bucket: config.unrated_bucket.clone() }
+        Fixed {
+            seed: config.seed,
+            buckets: config.buckets.clone(),
+            unrated_bucket: config.unrated_bucket.clone(),
+        }
     }
 }
 
@@ -78,10 +82,18 @@ impl Fixed {
 pub(super) fn check_fixed(fixed: &Fixed, config: &CurriculumConfig) -> Result<(), ChangeRefused> {
     let new = Fixed::of(config);
     if new.seed != fixed.seed {
-        return Err(ChangeRefused::Fixed { field: "seed".into(), running: fixed.seed.to_string(), new: new.seed.to_string() });
+        return Err(ChangeRefused::Fixed {
+            field: "seed".into(),
+            running: fixed.seed.to_string(),
+            new: new.seed.to_string(),
+        });
     }
     if new.buckets != fixed.buckets {
-        return Err(ChangeRefused::Fixed { field: "buckets".into(), running: format!("{:?}", fixed.buckets), new: format!("{:?}", new.buckets) });
+        return Err(ChangeRefused::Fixed {
+            field: "buckets".into(),
+            running: format!("{:?}", fixed.buckets),
+            new: format!("{:?}", new.buckets),
+        });
     }
     if new.unrated_bucket != fixed.unrated_bucket {
         return Err(ChangeRefused::Fixed {
@@ -117,7 +129,9 @@ pub enum RestoreError {
         found: u32,
     },
     /// The dataset differs from the one the state was saved with.
-    #[error("the dataset changed since the state was saved (fingerprint {saved:016x}, now {now:016x}); per-prompt statistics and sampler cursors would no longer match. Resume with the same data, or start a new run")]
+    #[error(
+        "the dataset changed since the state was saved (fingerprint {saved:016x}, now {now:016x}); per-prompt statistics and sampler cursors would no longer match. Resume with the same data, or start a new run"
+    )]
     DatasetChanged {
         /// Fingerprint in the state.
         saved: u64,
@@ -143,23 +157,34 @@ impl Curriculum {
     /// one in force when saving as far as a mid-run change may ([`Curriculum::request_change`]):
     /// the seed and buckets must match, the running stage must still exist (by name), and
     /// rule windows carry over to rules that collect the same evidence.
-    pub fn restore(config: CurriculumConfig, problems: Vec<Problem>, bytes: &[u8]) -> Result<Self, RestoreError> {
+    pub fn restore(
+        config: CurriculumConfig,
+        problems: Vec<Problem>,
+        bytes: &[u8],
+    ) -> Result<Self, RestoreError> {
         let (mut state, _): (State, usize) =
             bincode::serde::decode_from_slice(bytes, bincode::config::standard())
                 .map_err(|e| RestoreError::Decode(e.to_string()))?;
         if state.format != STATE_FORMAT {
-            return Err(RestoreError::Format { found: state.format });
+            return Err(RestoreError::Format {
+                found: state.format,
+            });
         }
         let now = fingerprint(&problems);
         if state.dataset != now {
-            return Err(RestoreError::DatasetChanged { saved: state.dataset, now });
+            return Err(RestoreError::DatasetChanged {
+                saved: state.dataset,
+                now,
+            });
         }
         check_fixed(&state.fixed, &config)?;
         state.stage = config
             .stages
             .iter()
             .position(|s| s.name == state.stage_name)
-            .ok_or_else(|| ChangeRefused::StageRemoved { name: state.stage_name.clone() })?;
+            .ok_or_else(|| ChangeRefused::StageRemoved {
+                name: state.stage_name.clone(),
+            })?;
         let (mut c, _) = Curriculum::assemble(config, problems, state)?;
         let rules = c.config.stages[c.state.stage].advance.rules.clone();
         let (carried, _) = carry_rules(&rules, &c.state.rule_defs, &c.state.rules);

@@ -60,7 +60,12 @@ pub struct Window {
 impl Window {
     /// An empty window of `capacity` ≥ 1 outcomes.
     pub fn new(capacity: u32) -> Self {
-        Window { capacity: capacity.max(1), outcomes: VecDeque::new(), hits: 0, seen: 0 }
+        Window {
+            capacity: capacity.max(1),
+            outcomes: VecDeque::new(),
+            hits: 0,
+            seen: 0,
+        }
     }
 
     /// Adds an outcome, dropping the oldest once full.

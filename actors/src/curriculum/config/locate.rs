@@ -39,7 +39,9 @@ impl Locator {
         let mut cur = &root;
         for seg in &segs {
             let next: Option<&Spanned<DeValue<'_>>> = match (seg, cur) {
-                (Seg::Key(k), DeValue::Table(t)) => t.iter().find(|(key, _)| key.get_ref() == k).map(|(_, v)| v),
+                (Seg::Key(k), DeValue::Table(t)) => {
+                    t.iter().find(|(key, _)| key.get_ref() == k).map(|(_, v)| v)
+                }
                 (Seg::Index(i), DeValue::Array(a)) => a.get(*i),
                 _ => None,
             };
@@ -119,49 +121,38 @@ fn format_path(segs: &[Seg]) -> String {
 }
 
 fn walk(table: &DeTable<'_>, offset: usize, path: &mut Vec<Seg>) {
-    for (key, value) in table.iter() {
-        let (k, v) = (key.span(), value.span());
-        if k.contains(&offset) || v.contains(&offset) {
-            path.push(Seg::Key(key.get_ref().to_string()));
-            walk_value(value.get_ref(), offset, path);
-            return;
-        }
-        // An array of tables: its elements may lie far from the key.
-        if let DeValue::Array(a) = value.get_ref() {
-            for (i, el) in a.iter().enumerate() {
-                if el.span().contains(&offset) {
-                    path.push(Seg::Key(key.get_ref().to_string()));
-                    path.push(Seg::Index(i));
-                    walk_value(el.get_ref(), offset, path);
-                    return;
-                }
-            }
-        }
-        if let DeValue::Table(t) = value.get_ref() {
-            let mut sub = Vec::new();
-            walk(t, offset, &mut sub);
-            if !sub.is_empty() {
-                path.push(Seg::Key(key.get_ref().to_string()));
-                path.extend(sub);
-                return;
-            }
-        }
+    if let Some(found) = find_in_table(table, offset) {
+        path.extend(found);
     }
 }
 
-fn walk_value(value: &DeValue<'_>, offset: usize, path: &mut Vec<Seg>) {
-    match value {
-        DeValue::Table(t) => walk(t, offset, path),
-        DeValue::Array(a) => {
-            for (i, el) in a.iter().enumerate() {
-                if el.span().contains(&offset) {
-                    path.push(Seg::Index(i));
-                    walk_value(el.get_ref(), offset, path);
-                    return;
-                }
-            }
+/// The path below `table` to the deepest key or value spanning `offset`. Tables built from
+/// `[header]` sections do not span their bodies, so every table is searched, not just the
+/// ones whose span contains the offset.
+fn find_in_table(table: &DeTable<'_>, offset: usize) -> Option<Vec<Seg>> {
+    for (key, value) in table.iter() {
+        let here = Seg::Key(key.get_ref().to_string());
+        if let Some(mut below) = find_in_value(value.get_ref(), offset) {
+            below.insert(0, here);
+            return Some(below);
         }
-        _ => {}
+        if key.span().contains(&offset) || value.span().contains(&offset) {
+            return Some(vec![here]);
+        }
+    }
+    None
+}
+
+fn find_in_value(value: &DeValue<'_>, offset: usize) -> Option<Vec<Seg>> {
+    match value {
+        DeValue::Table(t) => find_in_table(t, offset),
+        DeValue::Array(a) => a.iter().enumerate().find_map(|(i, el)| {
+            let mut below = find_in_value(el.get_ref(), offset)
+                .or_else(|| el.span().contains(&offset).then(Vec::new))?;
+            below.insert(0, Seg::Index(i));
+            Some(below)
+        }),
+        _ => None,
     }
 }
 
@@ -175,9 +166,15 @@ mod tests {
     fn paths_map_to_lines_and_back() {
         let l = Locator::new(SRC, Some(Path::new("run.toml")), &["curriculum"]);
         assert_eq!(l.locate("seed").as_deref(), Some("run.toml:5"));
-        assert_eq!(l.locate("stages[1].generation.top_p").as_deref(), Some("run.toml:13"));
+        assert_eq!(
+            l.locate("stages[1].generation.top_p").as_deref(),
+            Some("run.toml:13")
+        );
         assert_eq!(l.locate("stages[1].name").as_deref(), Some("run.toml:11"));
         let off = SRC.find("top_p").unwrap() + 2;
-        assert_eq!(l.path_at(off).as_deref(), Some("stages[1].generation.top_p"));
+        assert_eq!(
+            l.path_at(off).as_deref(),
+            Some("stages[1].generation.top_p")
+        );
     }
 }

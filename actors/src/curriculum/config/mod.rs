@@ -230,7 +230,13 @@ impl Rule {
         match self {
             Rule::PassRate { bucket, window, .. } => format!("pass_rate/{bucket:?}/{window}"),
             Rule::TruncationRate { window, .. } => format!("truncation_rate/{window}"),
-            Rule::Plateau { bucket, window, steps, min_samples, .. } => {
+            Rule::Plateau {
+                bucket,
+                window,
+                steps,
+                min_samples,
+                ..
+            } => {
                 format!("plateau/{bucket:?}/{window}/{steps}/{min_samples}")
             }
             Rule::MaxSteps { .. } => "max_steps".into(),
@@ -242,16 +248,37 @@ impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = |b: &Option<String>| b.clone().unwrap_or_else(|| "stage".into());
         match self {
-            Rule::PassRate { bucket, target, window, min_samples } => write!(
+            Rule::PassRate {
+                bucket,
+                target,
+                window,
+                min_samples,
+            } => write!(
                 f,
                 "pass_rate({}) >= {target} over last {window} (min {min_samples})",
                 b(bucket)
             ),
-            Rule::TruncationRate { at_least, window, min_samples } => {
-                write!(f, "truncation_rate >= {at_least} over last {window} (min {min_samples})")
+            Rule::TruncationRate {
+                at_least,
+                window,
+                min_samples,
+            } => {
+                write!(
+                    f,
+                    "truncation_rate >= {at_least} over last {window} (min {min_samples})"
+                )
             }
-            Rule::Plateau { bucket, delta, steps, .. } => {
-                write!(f, "plateau({}): gain < {delta} over {steps} steps", b(bucket))
+            Rule::Plateau {
+                bucket,
+                delta,
+                steps,
+                ..
+            } => {
+                write!(
+                    f,
+                    "plateau({}): gain < {delta} over {steps} steps",
+                    b(bucket)
+                )
             }
             Rule::MaxSteps { steps } => write!(f, "max_steps {steps}"),
         }
@@ -310,8 +337,10 @@ impl ConfigError {
 impl CurriculumConfig {
     /// Reads and validates the curriculum of the TOML file at `path`.
     pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
-        let src = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_toml_str(&src, Some(path))
     }
 

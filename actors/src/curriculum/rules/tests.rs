@@ -70,7 +70,11 @@ proptest! {
 
 #[test]
 fn truncation_counts_every_bucket_and_max_steps_counts_steps() {
-    let rule = Rule::TruncationRate { at_least: 0.5, window: 4, min_samples: 2 };
+    let rule = Rule::TruncationRate {
+        at_least: 0.5,
+        window: 4,
+        min_samples: 2,
+    };
     let mut st = RuleState::new(&rule);
     st.observe(&rule, "a", true, true);
     assert!(!evaluate(0, &rule, &st, 0).holds, "one sample is too few");

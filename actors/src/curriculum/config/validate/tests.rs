@@ -72,11 +72,21 @@ fn the_example_resolves_defaults_and_inheritance() {
     assert_eq!(s1.generation.max_response_tokens, 2048);
     assert_eq!(s1.generation.group_size, 4);
     assert_eq!(s1.generation.temperature, 1.0);
-    assert_eq!(s1.dynamic_sampling, Some(DynamicSampling { max_refills: 4, oversample: 1.0 }));
+    assert_eq!(
+        s1.dynamic_sampling,
+        Some(DynamicSampling {
+            max_refills: 4,
+            oversample: 1.0
+        })
+    );
     assert_eq!(s1.advance.combine, Combine::Any);
     assert_eq!(
         s1.advance.rules[1],
-        Rule::TruncationRate { at_least: 0.03, window: 512, min_samples: 512 }
+        Rule::TruncationRate {
+            at_least: 0.03,
+            window: 512,
+            min_samples: 512
+        }
     );
     let s2 = &c.stages[2];
     // Inherited from stage 1, overridden where given.
@@ -105,15 +115,28 @@ fn every_error_names_file_line_and_field() {
     let bad = EXAMPLE
         .replace("target = 0.8", "target = 1.8")
         .replace("max_response_tokens = 4096", "max_response_tokens = 1024")
-        .replace("buckets = { medium = 1.0, hard = 1.0 }", "buckets = { medium = 1.0, expert = 1.0 }");
+        .replace(
+            "buckets = { medium = 1.0, hard = 1.0 }",
+            "buckets = { medium = 1.0, expert = 1.0 }",
+        );
     let errs = errors(&bad);
     let line_of = |needle: &str| bad[..bad.find(needle).unwrap()].matches('\n').count() + 1;
     assert_eq!(errs.len(), 3, "{errs:#?}");
     assert_eq!(
         errs[0],
-        format!("run.toml:{}: stages[1].advance.rules[0].target: must be in [0, 1], got 1.8", line_of("target = 1.8"))
+        format!(
+            "run.toml:{}: stages[1].advance.rules[0].target: must be in [0, 1], got 1.8",
+            line_of("target = 1.8")
+        )
     );
-    assert!(errs[1].starts_with(&format!("run.toml:{}: stages[2].buckets.expert: names no bucket", line_of("expert"))), "{}", errs[1]);
+    assert!(
+        errs[1].starts_with(&format!(
+            "run.toml:{}: stages[2].buckets.expert: names no bucket",
+            line_of("expert")
+        )),
+        "{}",
+        errs[1]
+    );
     assert_eq!(
         errs[2],
         format!(
@@ -129,7 +152,11 @@ fn unknown_fields_fail_with_their_path_and_line() {
     let errs = errors(&bad);
     let line = bad[..bad.find("tempature").unwrap()].matches('\n').count() + 1;
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with(&format!("run.toml:{line}: stages[1].generation")), "{}", errs[0]);
+    assert!(
+        errs[0].starts_with(&format!("run.toml:{line}: stages[1].generation")),
+        "{}",
+        errs[0]
+    );
     assert!(errs[0].contains("unknown field `tempature`"), "{}", errs[0]);
 }
 
@@ -170,6 +197,8 @@ advance.rules = [{ kind = "pass_rate", bucket = "a", target = 0.5, window = 10, 
             "stages[0].generation.group_size",
             "stages[0].replay.fraction",
             "stages[0].advance",
+            // Inherited from stages[0], so reported where it is used too.
+            "stages[1].generation.top_p",
             "stages[1].advance.rules[0].bucket",
             "stages[1].advance.rules[0].min_samples",
             "stages[1].advance.rules[0].kind",
@@ -183,5 +212,8 @@ advance.rules = [{ kind = "pass_rate", bucket = "a", target = 0.5, window = 10, 
 #[test]
 fn a_missing_file_names_it() {
     let err = CurriculumConfig::from_path(Path::new("/nonexistent/run.toml")).unwrap_err();
-    assert!(err.to_string().starts_with("/nonexistent/run.toml: "), "{err}");
+    assert!(
+        err.to_string().starts_with("/nonexistent/run.toml: "),
+        "{err}"
+    );
 }
