@@ -70,7 +70,7 @@ fn grade(c: &Curriculum, d: &Draw, group: usize, p_correct: f64) -> Vec<Graded> 
             let h = fnv1a64(format!("{}/{attempts}/{j}", d.id).as_bytes());
             Graded {
                 correct: (h % 1000) as f64 / 1000.0 < p_correct,
-                truncated: h % 7 == 0,
+                truncated: h.is_multiple_of(7),
             }
         })
         .collect()

@@ -225,7 +225,7 @@ fn validate_tests(tests: &Tests) -> Result<(), FieldError> {
                 return Err(FieldError::new("tests.cases", "needs at least one case"));
             }
             if let Compare::Float { abs, rel } = compare
-                && (!(abs.is_finite() && *abs >= 0.0) || !(rel.is_finite() && *rel >= 0.0))
+                && !(abs.is_finite() && *abs >= 0.0 && rel.is_finite() && *rel >= 0.0)
             {
                 return Err(FieldError::new(
                     "tests.compare.float",
