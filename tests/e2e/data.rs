@@ -71,9 +71,12 @@ fn pairs(v: &[(usize, &str)]) -> Vec<(usize, String)> {
     v.iter().map(|(l, f)| (*l, f.to_string())).collect()
 }
 
+/// A fixture, its valid row count, and its rejects as (line, field).
+type Case = (&'static str, usize, &'static [(usize, &'static str)]);
+
 #[test]
 fn each_public_shape_is_read_and_its_malformed_rows_rejected_by_line_and_field() {
-    let cases: [(&str, usize, &[(usize, &str)]); 6] = [
+    let cases: [Case; 6] = [
         (
             "math.jsonl",
             3,
