@@ -1,4 +1,22 @@
-//! gradus-actors (work in progress).
+//! gradus-actors: the actors of a gradus run and their pure logic.
+//!
+//! # Layout
+//! - [`data`]: the [`data::Problem`] type, gradus's own JSONL format, importers for the public
+//!   dataset shapes (MATH, GSM8K, DeepScaleR/verl, HumanEval, LiveCodeBench/APPS/TACO) and the
+//!   rejects file for malformed rows.
+//! - [`curriculum`]: difficulty buckets, stages and their advancement rules, per-prompt
+//!   statistics, the deterministic sampler, the serialisable curriculum state, mid-run
+//!   config changes and the pure core of `gradus curate`.
+//! - [`ledger`]: the exactly-once ledger of rollout groups (dispatched, generated, graded,
+//!   learned), saved in every checkpoint.
+//! - [`rollout`]: reward assembly, from graded responses to rewards and complete groups.
+//! - [`trainer`]: the on-policy loop that drives the actors and owns curriculum and ledger.
+//! - The actors, one module each, thin shells over the logic above: [`generator`],
+//!   [`grader`] (math), [`executor`] (the sandbox client), [`learner`], and the
+//!   [`supervisor`] that restarts them.
+
+pub mod curriculum;
+pub mod data;
 pub mod executor;
 pub mod generator;
 pub mod grader;

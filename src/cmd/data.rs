@@ -1,12 +1,82 @@
-//! Scaffolding: replaced by the module's owner.
+//! `gradus data`: dataset checks without training.
+//!
+//! `gradus data check FILE...` reads each file in gradus's format or a public shape, prints
+//! every rejected row as `file:line: field: reason`, writes them to a rejects file, and ends
+//! with one JSON line `{"valid", "rejected", "by_domain", ...}`. It exits non-zero when a run
+//! with the same `--max-reject-fraction` would refuse the data (duplicate ids always do).
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context;
+use gradus_actors::data::{FormatChoice, Loaded};
+use serde_json::json;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Not built yet.
-    Todo,
+    /// Validate dataset files: print rejects, write them to a file, summarise as JSON.
+    Check(CheckArgs),
 }
 
-pub fn run(_c: Command) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// JSONL files to check (one problem per line).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Row shape: auto (detected per file), gradus, math, gsm8k, deepscaler, humaneval, lcb.
+    #[arg(long, default_value = "auto")]
+    format: FormatChoice,
+    /// Where to write rejected rows as JSONL ({"file", "line", "field", "reason", "row"}).
+    #[arg(long, default_value = "rejects.jsonl")]
+    rejects: PathBuf,
+    /// Fail when more than this fraction of rows is rejected (0 fails on any reject).
+    #[arg(long, default_value_t = 0.0)]
+    max_reject_fraction: f64,
+}
+
+pub fn run(c: Command) -> anyhow::Result<ExitCode> {
+    match c {
+        Command::Check(args) => check(args),
+    }
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.max_reject_fraction),
+        "--max-reject-fraction must be in [0, 1], got {}",
+        args.max_reject_fraction
+    );
+    let loaded = Loaded::read_files(&args.files, args.format).context("reading the data")?;
+    for r in &loaded.rejects {
+        println!("{r}");
+    }
+    loaded
+        .write_rejects(&args.rejects)
+        .context("writing the rejects file")?;
+    let by_domain: serde_json::Map<String, serde_json::Value> = loaded
+        .by_domain()
+        .into_iter()
+        .map(|(d, n)| (d.as_str().to_string(), json!(n)))
+        .collect();
+    let formats: serde_json::Map<String, serde_json::Value> = loaded
+        .formats
+        .iter()
+        .map(|(f, fmt)| (f.clone(), json!(fmt.map(|x| x.name()))))
+        .collect();
+    let summary = json!({
+        "valid": loaded.problems.len(),
+        "rejected": loaded.rejects.len(),
+        "by_domain": by_domain,
+        "duplicates": loaded.duplicates,
+        "formats": formats,
+        "rejects_file": args.rejects.display().to_string(),
+    });
+    println!("{summary}");
+    match loaded.into_problems(args.max_reject_fraction) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("gradus: data check failed: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

@@ -1,0 +1,219 @@
+use std::path::Path;
+
+use super::*;
+
+pub(crate) const EXAMPLE: &str = r#"
+[run]
+name = "math-then-code"
+
+[curriculum]
+seed = 7
+unrated_bucket = "medium"
+
+[[curriculum.buckets]]
+name = "hard"
+pass_rate = [0.0, 0.25]
+
+[[curriculum.buckets]]
+name = "medium"
+pass_rate = [0.25, 0.75]
+
+[[curriculum.buckets]]
+name = "easy"
+pass_rate = [0.75, 1.0]
+
+[curriculum.retire]
+mastered_after = 4
+
+[[curriculum.stages]]
+name = "warmup"
+kind = "sft"
+domains = { math = 1.0 }
+buckets = { easy = 1.0 }
+advance.rules = [{ kind = "max_steps", steps = 10 }]
+
+[[curriculum.stages]]
+name = "math-easy"
+domains = { math = 1.0 }
+buckets = { easy = 3.0, medium = 1.0 }
+generation = { max_response_tokens = 2048, group_size = 4 }
+dynamic_sampling = { max_refills = 4 }
+[curriculum.stages.advance]
+combine = "any"
+rules = [
+  { kind = "pass_rate", bucket = "easy", target = 0.8, window = 256, min_samples = 128 },
+  { kind = "truncation_rate", at_least = 0.03, window = 512 },
+  { kind = "max_steps", steps = 1000 },
+]
+
+[[curriculum.stages]]
+name = "mixed"
+domains = { math = 2.0, code = 1.0 }
+buckets = { medium = 1.0, hard = 1.0 }
+generation = { max_response_tokens = 4096 }
+learner = { lr = 5e-7, kl_coef = 0.001 }
+replay = { fraction = 0.1 }
+"#;
+
+fn errors(src: &str) -> Vec<String> {
+    match CurriculumConfig::from_toml_str(src, Some(Path::new("run.toml"))) {
+        Ok(_) => panic!("accepted:\n{src}"),
+        Err(e) => e.issues().iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn the_example_resolves_defaults_and_inheritance() {
+    let c = CurriculumConfig::from_toml_str(EXAMPLE, None).unwrap();
+    assert_eq!(c.seed, 7);
+    assert_eq!(c.stages.len(), 3);
+    assert_eq!(c.stages[0].kind, StageKind::Sft);
+    let s1 = &c.stages[1];
+    assert_eq!(s1.generation.max_response_tokens, 2048);
+    assert_eq!(s1.generation.group_size, 4);
+    assert_eq!(s1.generation.temperature, 1.0);
+    assert_eq!(
+        s1.dynamic_sampling,
+        Some(DynamicSampling {
+            max_refills: 4,
+            oversample: 1.0
+        })
+    );
+    assert_eq!(s1.advance.combine, Combine::Any);
+    assert_eq!(
+        s1.advance.rules[1],
+        Rule::TruncationRate {
+            at_least: 0.03,
+            window: 512,
+            min_samples: 512
+        }
+    );
+    let s2 = &c.stages[2];
+    // Inherited from stage 1, overridden where given.
+    assert_eq!(s2.generation.group_size, 4);
+    assert_eq!(s2.generation.max_response_tokens, 4096);
+    assert_eq!(s2.learner.lr, 5e-7);
+    assert_eq!(s2.dynamic_sampling, None);
+    assert_eq!(s2.domains, vec![(Domain::Code, 1.0), (Domain::Math, 2.0)]);
+    assert_eq!(s2.replay_fraction, 0.1);
+    assert!(s2.advance.rules.is_empty());
+}
+
+#[test]
+fn a_standalone_curriculum_file_reads_the_same() {
+    let standalone: String = EXAMPLE
+        .replace("[run]\nname = \"math-then-code\"\n", "")
+        .replace("[curriculum]\n", "")
+        .replace("curriculum.", "");
+    let a = CurriculumConfig::from_toml_str(EXAMPLE, None).unwrap();
+    let b = CurriculumConfig::from_toml_str(&standalone, None).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn every_error_names_file_line_and_field() {
+    let bad = EXAMPLE
+        .replace("target = 0.8", "target = 1.8")
+        .replace("max_response_tokens = 4096", "max_response_tokens = 1024")
+        .replace(
+            "buckets = { medium = 1.0, hard = 1.0 }",
+            "buckets = { medium = 1.0, expert = 1.0 }",
+        );
+    let errs = errors(&bad);
+    let line_of = |needle: &str| bad[..bad.find(needle).unwrap()].matches('\n').count() + 1;
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert_eq!(
+        errs[0],
+        format!(
+            "run.toml:{}: stages[1].advance.rules[0].target: must be in [0, 1], got 1.8",
+            line_of("target = 1.8")
+        )
+    );
+    assert!(
+        errs[1].starts_with(&format!(
+            "run.toml:{}: stages[2].buckets.expert: names no bucket",
+            line_of("expert")
+        )),
+        "{}",
+        errs[1]
+    );
+    assert_eq!(
+        errs[2],
+        format!(
+            "run.toml:{}: stages[2].generation.max_response_tokens: must be ≥ stages[1]'s (2048), got 1024; response limits only grow",
+            line_of("max_response_tokens = 1024")
+        )
+    );
+}
+
+#[test]
+fn unknown_fields_fail_with_their_path_and_line() {
+    let bad = EXAMPLE.replace("group_size = 4 }", "group_size = 4, tempature = 0.7 }");
+    let errs = errors(&bad);
+    let line = bad[..bad.find("tempature").unwrap()].matches('\n').count() + 1;
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with(&format!("run.toml:{line}: stages[1].generation")),
+        "{}",
+        errs[0]
+    );
+    assert!(errs[0].contains("unknown field `tempature`"), "{}", errs[0]);
+}
+
+#[test]
+fn structural_mistakes_are_all_reported() {
+    let src = r#"
+[[buckets]]
+name = "a"
+pass_rate = [0.0, 0.6]
+[[buckets]]
+name = "b"
+pass_rate = [0.5, 1.0]
+[[buckets]]
+name = "c"
+[[stages]]
+name = "s"
+domains = { math = 1.0, chemistry = 1.0 }
+buckets = { a = 0.0 }
+generation = { group_size = 1, top_p = 0.0 }
+replay = { fraction = 0.2 }
+[[stages]]
+name = "s"
+kind = "sft"
+domains = { code = 1.0 }
+buckets = { b = 1.0 }
+advance.rules = [{ kind = "pass_rate", bucket = "a", target = 0.5, window = 10, min_samples = 20 }]
+"#;
+    let errs = errors(src);
+    let fields: Vec<&str> = errs.iter().map(|e| e.split(": ").nth(1).unwrap()).collect();
+    assert_eq!(
+        fields,
+        [
+            "buckets[1].pass_rate",
+            "buckets[2]",
+            "stages[0].domains.chemistry",
+            "stages[0].buckets.a",
+            "stages[0].generation.top_p",
+            "stages[0].generation.group_size",
+            "stages[0].replay.fraction",
+            "stages[0].advance",
+            // Inherited from stages[0], so reported where it is used too.
+            "stages[1].generation.top_p",
+            "stages[1].advance.rules[0].bucket",
+            "stages[1].advance.rules[0].min_samples",
+            "stages[1].advance.rules[0].kind",
+            "stages[1].name",
+        ],
+        "{errs:#?}"
+    );
+    assert!(errs.iter().all(|e| e.starts_with("run.toml:")), "{errs:#?}");
+}
+
+#[test]
+fn a_missing_file_names_it() {
+    let err = CurriculumConfig::from_path(Path::new("/nonexistent/run.toml")).unwrap_err();
+    assert!(
+        err.to_string().starts_with("/nonexistent/run.toml: "),
+        "{err}"
+    );
+}

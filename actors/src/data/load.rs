@@ -1,0 +1,347 @@
+//! Reading dataset files: every row becomes a [`Problem`] or a [`Reject`] that names the
+//! file, line and field, so one bad row never stops a load and never vanishes silently.
+//!
+//! A run goes through [`Loaded::into_problems`], which refuses duplicate ids and a reject
+//! fraction above the configured limit; `gradus data check` reports the same [`Loaded`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::data::import::{Format, FormatChoice};
+use crate::data::problem::{Domain, Problem};
+
+/// Rows longer than this are cut in the rejects file (a TACO row can hold megabytes of tests).
+const MAX_REJECT_ROW_CHARS: usize = 4096;
+
+/// A malformed row, set aside with the reason.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Reject {
+    /// The file, as given.
+    pub file: String,
+    /// 1-based line number.
+    pub line: usize,
+    /// The field at fault (`<json>` when the line is not a JSON object).
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+    /// The row as read (cut to a few KiB).
+    pub row: String,
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file, self.line, self.field, self.reason
+        )
+    }
+}
+
+/// Where an accepted problem was read from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Origin {
+    /// The file, as given.
+    pub file: String,
+    /// 1-based line number.
+    pub line: usize,
+}
+
+/// Errors that stop a load (as opposed to rejects, which are counted and set aside).
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Too many rows were rejected for the run to be trusted.
+    #[error(
+        "{rejected} of {rows} rows rejected ({:.1}%), above the limit of {:.1}% (data.max_reject_fraction); see the rejects file",
+        100.0 * *rejected as f64 / (*rows).max(1) as f64,
+        100.0 * limit
+    )]
+    TooManyRejects {
+        /// Rejected rows.
+        rejected: usize,
+        /// All rows read.
+        rows: usize,
+        /// The configured limit.
+        limit: f64,
+    },
+    /// Ids must be unique: statistics and the sampler key on them.
+    #[error("{count} duplicate id(s), first: {first}")]
+    DuplicateIds {
+        /// How many rows repeated an earlier id.
+        count: usize,
+        /// The first duplicate, as `file:line: id 'x' first seen at file:line`.
+        first: String,
+    },
+    /// No problems at all.
+    #[error("no valid problems in {files}")]
+    Empty {
+        /// The files read.
+        files: String,
+    },
+}
+
+/// Everything read from a set of files.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Accepted problems, in file order.
+    pub problems: Vec<Problem>,
+    /// Where each accepted problem came from (same order as `problems`).
+    pub origins: Vec<Origin>,
+    /// Rejected rows, in file order.
+    pub rejects: Vec<Reject>,
+    /// Non-blank rows read.
+    pub rows: usize,
+    /// Rejects that were duplicate ids (also in `rejects`).
+    pub duplicates: usize,
+    /// The shape used for each file (`None`: no row matched any shape).
+    pub formats: Vec<(String, Option<Format>)>,
+    seen: HashMap<String, usize>,
+}
+
+impl Loaded {
+    /// Reads each file in turn.
+    pub fn read_files(paths: &[PathBuf], choice: FormatChoice) -> Result<Loaded, DataError> {
+        let mut loaded = Loaded::default();
+        for path in paths {
+            let file = File::open(path).map_err(|source| DataError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            loaded.read(BufReader::new(file), path, choice)?;
+        }
+        Ok(loaded)
+    }
+
+    /// Reads JSONL text (tests and embedded data); `name` plays the file's part in messages.
+    pub fn read_str(&mut self, text: &str, name: &str, choice: FormatChoice) {
+        // Reading from memory cannot fail.
+        let _ = self.read(text.as_bytes(), Path::new(name), choice);
+    }
+
+    fn read(
+        &mut self,
+        reader: impl BufRead,
+        path: &Path,
+        choice: FormatChoice,
+    ) -> Result<(), DataError> {
+        let file = path.display().to_string();
+        let source = path
+            .file_stem()
+            .map_or_else(|| file.clone(), |s| s.to_string_lossy().into_owned());
+        let mut format = match choice {
+            FormatChoice::Auto => None,
+            FormatChoice::Fixed(f) => Some(f),
+        };
+        for (i, line) in reader.lines().enumerate() {
+            let line = line.map_err(|source| DataError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let line_no = i + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            self.rows += 1;
+            let reject = |field: &str, reason: String| Reject {
+                file: file.clone(),
+                line: line_no,
+                field: field.to_string(),
+                reason,
+                row: cut(&line),
+            };
+            let row = match serde_json::from_str::<Value>(&line) {
+                Ok(Value::Object(row)) => row,
+                Ok(_) => {
+                    self.rejects
+                        .push(reject("<json>", "not a JSON object".into()));
+                    continue;
+                }
+                Err(e) => {
+                    self.rejects
+                        .push(reject("<json>", format!("invalid JSON: {e}")));
+                    continue;
+                }
+            };
+            if format.is_none() {
+                format = Format::detect(&row);
+            }
+            let Some(fmt) = format else {
+                let keys: Vec<&str> = row.keys().map(String::as_str).collect();
+                self.rejects.push(reject(
+                    "<row>",
+                    format!(
+                        "matches no known format (keys: {}); pass --format",
+                        keys.join(", ")
+                    ),
+                ));
+                continue;
+            };
+            match fmt.parse_row(&row, &source) {
+                Ok(problem) => {
+                    if let Some(&first) = self.seen.get(&problem.id) {
+                        let o = &self.origins[first];
+                        self.duplicates += 1;
+                        self.rejects.push(reject(
+                            "id",
+                            format!(
+                                "duplicate id '{}' (first at {}:{})",
+                                problem.id, o.file, o.line
+                            ),
+                        ));
+                        continue;
+                    }
+                    self.seen.insert(problem.id.clone(), self.problems.len());
+                    self.problems.push(problem);
+                    self.origins.push(Origin {
+                        file: file.clone(),
+                        line: line_no,
+                    });
+                }
+                Err(e) => self.rejects.push(reject(&e.field, e.reason)),
+            }
+        }
+        self.formats.push((file, format));
+        Ok(())
+    }
+
+    /// Accepted problems per domain (every domain present, zero included).
+    pub fn by_domain(&self) -> BTreeMap<Domain, usize> {
+        let mut counts: BTreeMap<Domain, usize> = Domain::ALL.into_iter().map(|d| (d, 0)).collect();
+        for p in &self.problems {
+            *counts.entry(p.domain).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Writes the rejects as JSONL (`{"file", "line", "field", "reason", "row"}`), one a line.
+    pub fn write_rejects(&self, path: &Path) -> Result<(), DataError> {
+        let io = |source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut w = BufWriter::new(File::create(path).map_err(io)?);
+        for r in &self.rejects {
+            let line = serde_json::to_string(r).expect("a reject serialises");
+            writeln!(w, "{line}").map_err(io)?;
+        }
+        w.flush().map_err(io)
+    }
+
+    /// The problems for a run: refused when any id repeats, when nothing is valid, or when
+    /// more than `max_reject_fraction` of the rows were rejected.
+    pub fn into_problems(self, max_reject_fraction: f64) -> Result<Vec<Problem>, DataError> {
+        if self.duplicates > 0 {
+            let first = self
+                .rejects
+                .iter()
+                .find(|r| r.field == "id" && r.reason.starts_with("duplicate"));
+            return Err(DataError::DuplicateIds {
+                count: self.duplicates,
+                first: first.map_or_else(String::new, ToString::to_string),
+            });
+        }
+        if self.problems.is_empty() {
+            let files: Vec<&str> = self.formats.iter().map(|(f, _)| f.as_str()).collect();
+            return Err(DataError::Empty {
+                files: files.join(", "),
+            });
+        }
+        let rejected = self.rejects.len();
+        if rejected as f64 > max_reject_fraction * self.rows as f64 {
+            return Err(DataError::TooManyRejects {
+                rejected,
+                rows: self.rows,
+                limit: max_reject_fraction,
+            });
+        }
+        Ok(self.problems)
+    }
+}
+
+fn cut(line: &str) -> String {
+    match line.char_indices().nth(MAX_REJECT_ROW_CHARS) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::import::Format;
+
+    #[test]
+    fn rejects_name_line_and_field_and_blank_lines_count_for_lines_only() {
+        let text = concat!(
+            r#"{"question": "1+1?", "answer": "so #### 2"}"#,
+            "\n",
+            "\n",
+            r#"{"question": "2+2?", "answer": "no marker"}"#,
+            "\n",
+            "not json\n",
+            r#"{"question": "1+1?", "answer": "again #### 2"}"#,
+            "\n",
+        );
+        let mut l = Loaded::default();
+        l.read_str(text, "gsm.jsonl", FormatChoice::Auto);
+        assert_eq!(
+            l.formats,
+            vec![("gsm.jsonl".to_string(), Some(Format::Gsm8k))]
+        );
+        assert_eq!(l.rows, 4);
+        assert_eq!(l.problems.len(), 1);
+        let got: Vec<String> = l.rejects.iter().map(ToString::to_string).collect();
+        assert_eq!(got[0], "gsm.jsonl:3: answer: no '#### <answer>' line found");
+        assert!(
+            got[1].starts_with("gsm.jsonl:4: <json>: invalid JSON"),
+            "{}",
+            got[1]
+        );
+        assert!(
+            got[2].starts_with("gsm.jsonl:5: id: duplicate id"),
+            "{}",
+            got[2]
+        );
+        assert!(got[2].ends_with("(first at gsm.jsonl:1)"), "{}", got[2]);
+        assert!(matches!(
+            l.into_problems(1.0),
+            Err(DataError::DuplicateIds { count: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn a_run_refuses_too_many_rejects() {
+        let mut l = Loaded::default();
+        l.read_str(
+            "{\"question\": \"a\", \"answer\": \"#### 1\"}\n{\"question\": \"b\", \"answer\": \"x\"}\n",
+            "g.jsonl",
+            FormatChoice::Fixed(Format::Gsm8k),
+        );
+        let err = l.into_problems(0.25).unwrap_err();
+        assert!(
+            err.to_string().starts_with("1 of 2 rows rejected (50.0%)"),
+            "{err}"
+        );
+        let mut l = Loaded::default();
+        l.read_str(
+            "{\"question\": \"a\", \"answer\": \"#### 1\"}\n",
+            "g.jsonl",
+            FormatChoice::Auto,
+        );
+        assert_eq!(l.into_problems(0.0).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,14 @@
+//! Training data: the [`Problem`] type, gradus's JSONL format, the importers for public
+//! dataset shapes, and the rejects that malformed rows become.
+//!
+//! gradus's own format is one [`Problem`] per line as JSON (see the README's "Data formats").
+//! The public shapes are read by [`import`]; [`load::Loaded`] reads whole files, collects
+//! rejects with file:line and field, and refuses duplicate ids.
+
+pub mod import;
+pub mod load;
+pub mod problem;
+
+pub use import::{Format, FormatChoice};
+pub use load::{DataError, Loaded, Origin, Reject};
+pub use problem::{Compare, Difficulty, Domain, FieldError, Problem, StdioCase, Tests};

@@ -1,0 +1,323 @@
+//! The [`Problem`]: one prompt of a training set, with what it takes to grade a response.
+//!
+//! A math problem carries its gold `answer` (graded by gradus-math); a code problem carries
+//! `tests` in the sandbox's job schema, unchanged, so the executor can hand them over as they
+//! are. The same type is gradus's own JSONL row (one problem per line, see [`crate::data::gradus`]).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Which grader scores a problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Domain {
+    /// Graded by comparing the final answer with `answer`.
+    Math,
+    /// Graded by running the response's program against `tests` in the sandbox.
+    Code,
+}
+
+impl Domain {
+    /// Both domains, in their canonical order (used for stable per-domain counts).
+    pub const ALL: [Domain; 2] = [Domain::Math, Domain::Code];
+
+    /// The lowercase name used in configs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Domain::Math => "math",
+            Domain::Code => "code",
+        }
+    }
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is known about a problem's difficulty before training.
+///
+/// A number is a prior pass rate in `[0, 1]` (what `gradus curate` writes); a string is a bucket
+/// label given by the dataset (MATH's "Level 3", APPS's "interview", or your own "hard").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Difficulty {
+    /// Fraction of sampled responses that were correct, in `[0, 1]`.
+    PassRate(f64),
+    /// A bucket label, matched against the labels of the configured buckets.
+    Label(String),
+}
+
+/// One training problem.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Problem {
+    /// Unique within a dataset; per-prompt statistics and the sampler key on it, so it must stay
+    /// the same when the data is reordered or extended.
+    pub id: String,
+    /// Which grader scores responses to this problem.
+    pub domain: Domain,
+    /// The text shown to the policy (before any chat template).
+    pub prompt: String,
+    /// The gold final answer (math problems only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// The tests a response's program must pass (code problems only), in the sandbox's schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tests: Option<Tests>,
+    /// A reference solution, used as the target by SFT warm-up stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solution: Option<String>,
+    /// Prior difficulty: a bucket label or a pass rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difficulty: Option<Difficulty>,
+    /// Where the problem came from (dataset name or file stem).
+    #[serde(default)]
+    pub source: String,
+    /// Anything else worth keeping (MATH's subject, APPS's url, the starter code, ...).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Code tests, mirroring the sandbox's job schema field for field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Tests {
+    /// Run the program once per case with `input` on stdin; compare stdout with `output`.
+    Stdio {
+        /// The cases, in order.
+        cases: Vec<StdioCase>,
+        /// How stdout is compared with the expected output.
+        #[serde(default)]
+        compare: Compare,
+    },
+    /// HumanEval: append `test` (which defines `check(candidate)`) and call it on `entry_point`.
+    Function {
+        /// The function under test.
+        entry_point: String,
+        /// Python source defining `check`.
+        test: String,
+    },
+    /// Call `fn_name(*inputs[i])` and compare the result with `outputs[i]` (APPS/TACO/LCB).
+    Call {
+        /// The function (or `Solution` method) to call.
+        fn_name: String,
+        /// One argument list per case.
+        inputs: Vec<Vec<serde_json::Value>>,
+        /// One expected result per case.
+        outputs: Vec<serde_json::Value>,
+    },
+}
+
+impl Tests {
+    /// How many separate cases the tests hold (a HumanEval `check` counts as one).
+    pub fn case_count(&self) -> usize {
+        match self {
+            Tests::Stdio { cases, .. } => cases.len(),
+            Tests::Function { .. } => 1,
+            Tests::Call { inputs, .. } => inputs.len(),
+        }
+    }
+}
+
+/// One stdin/stdout case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdioCase {
+    /// Bytes written to the program's stdin.
+    pub input: String,
+    /// Expected stdout.
+    pub output: String,
+}
+
+/// How a stdio case's output is compared.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compare {
+    /// Byte for byte, after trimming trailing whitespace of the whole output.
+    #[default]
+    Exact,
+    /// Whitespace-separated tokens must be equal (APPS/TACO/LCB judges).
+    Tokens,
+    /// Tokens equal, or both numbers within `abs` or relative `rel` tolerance.
+    Float {
+        /// Absolute tolerance.
+        abs: f64,
+        /// Relative tolerance.
+        rel: f64,
+    },
+}
+
+/// Why a problem is not usable, and which field is at fault.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldError {
+    /// Dotted path of the field at fault (`tests.cases[2].output`), or `<row>` for the row.
+    pub field: String,
+    /// What is wrong, in words.
+    pub reason: String,
+}
+
+impl FieldError {
+    /// An error on `field`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Problem {
+    /// Checks what serde cannot: the fields each domain needs are there and make sense.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.id.trim().is_empty() {
+            return Err(FieldError::new("id", "must not be empty"));
+        }
+        if self.prompt.trim().is_empty() {
+            return Err(FieldError::new("prompt", "must not be empty"));
+        }
+        match self.domain {
+            Domain::Math => {
+                match &self.answer {
+                    None => {
+                        return Err(FieldError::new("answer", "a math problem needs an answer"));
+                    }
+                    Some(a) if a.trim().is_empty() => {
+                        return Err(FieldError::new("answer", "must not be empty"));
+                    }
+                    Some(_) => {}
+                }
+                if self.tests.is_some() {
+                    return Err(FieldError::new("tests", "a math problem has no tests"));
+                }
+            }
+            Domain::Code => {
+                let Some(tests) = &self.tests else {
+                    return Err(FieldError::new("tests", "a code problem needs tests"));
+                };
+                validate_tests(tests)?;
+                if self.answer.is_some() {
+                    return Err(FieldError::new(
+                        "answer",
+                        "a code problem is graded by its tests, not an answer",
+                    ));
+                }
+            }
+        }
+        if let Some(Difficulty::PassRate(p)) = self.difficulty
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(FieldError::new(
+                "difficulty",
+                format!("a pass rate must be in [0, 1], got {p}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn validate_tests(tests: &Tests) -> Result<(), FieldError> {
+    match tests {
+        Tests::Stdio { cases, compare } => {
+            if cases.is_empty() {
+                return Err(FieldError::new("tests.cases", "needs at least one case"));
+            }
+            if let Compare::Float { abs, rel } = compare
+                && !(abs.is_finite() && *abs >= 0.0 && rel.is_finite() && *rel >= 0.0)
+            {
+                return Err(FieldError::new(
+                    "tests.compare.float",
+                    "tolerances must be finite and ≥ 0",
+                ));
+            }
+        }
+        Tests::Function { entry_point, test } => {
+            if entry_point.trim().is_empty() {
+                return Err(FieldError::new("tests.entry_point", "must not be empty"));
+            }
+            if test.trim().is_empty() {
+                return Err(FieldError::new("tests.test", "must not be empty"));
+            }
+        }
+        Tests::Call {
+            fn_name,
+            inputs,
+            outputs,
+        } => {
+            if fn_name.trim().is_empty() {
+                return Err(FieldError::new("tests.fn_name", "must not be empty"));
+            }
+            if inputs.is_empty() {
+                return Err(FieldError::new("tests.inputs", "needs at least one case"));
+            }
+            if inputs.len() != outputs.len() {
+                return Err(FieldError::new(
+                    "tests.outputs",
+                    format!(
+                        "{} outputs for {} inputs; they must pair up",
+                        outputs.len(),
+                        inputs.len()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tests_serialise_in_the_sandbox_schema() {
+        let t = Tests::Stdio {
+            cases: vec![StdioCase {
+                input: "1 2\n".into(),
+                output: "3\n".into(),
+            }],
+            compare: Compare::Float {
+                abs: 1e-6,
+                rel: 0.0,
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&t).unwrap(),
+            json!({"kind": "stdio", "cases": [{"input": "1 2\n", "output": "3\n"}],
+                   "compare": {"float": {"abs": 1e-6, "rel": 0.0}}})
+        );
+        let t: Tests =
+            serde_json::from_value(json!({"kind": "stdio", "cases": [], "compare": "tokens"}))
+                .unwrap();
+        assert!(matches!(
+            t,
+            Tests::Stdio {
+                compare: Compare::Tokens,
+                ..
+            }
+        ));
+        let t: Tests = serde_json::from_value(
+            json!({"kind": "call", "fn_name": "f", "inputs": [[1, 2]], "outputs": [3]}),
+        )
+        .unwrap();
+        assert_eq!(t.case_count(), 1);
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let p: Problem = serde_json::from_value(json!({
+            "id": "c1", "domain": "code", "prompt": "add",
+            "tests": {"kind": "call", "fn_name": "f", "inputs": [[1], [2]], "outputs": [1]}
+        }))
+        .unwrap();
+        assert_eq!(p.validate().unwrap_err().field, "tests.outputs");
+        let p: Problem = serde_json::from_value(json!({
+            "id": "m1", "domain": "math", "prompt": "1+1", "answer": "2", "difficulty": 1.5
+        }))
+        .unwrap();
+        assert_eq!(p.validate().unwrap_err().field, "difficulty");
+    }
+}
