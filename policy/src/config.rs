@@ -160,7 +160,10 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         let mut p = Problems::new("model");
         p.check(self.vocab_size >= 4, "vocab_size", || {
-            format!("must be ≥ 4 (3 special tokens + 1), got {}", self.vocab_size)
+            format!(
+                "must be ≥ 4 (3 special tokens + 1), got {}",
+                self.vocab_size
+            )
         });
         p.check(self.d_model > 0, "d_model", || "must be > 0".into());
         p.check(self.n_layers > 0, "n_layers", || "must be > 0".into());

@@ -143,7 +143,12 @@ mod tests {
             device: "gpu".into(),
             threads: 0,
         };
-        assert!(cfg.validate().unwrap_err().to_string().contains("compute.device"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("compute.device")
+        );
     }
 
     #[test]
@@ -154,6 +159,7 @@ mod tests {
         let name = t
             .run(|| std::thread::current().name().map(str::to_string))
             .unwrap();
-        assert_eq!(name.as_deref(), Some("test-compute"));
+        // rayon runs installed work on one of the pool's own workers.
+        assert!(name.is_some_and(|n| n.starts_with("test-compute")));
     }
 }

@@ -239,7 +239,8 @@ impl Learner {
         let logp = host2(logp);
         let entropy = host2(entropy);
         let refl = ref_logp.map(host2);
-        let (mut n, mut clipped, mut kl, mut ent, mut advs, mut rkl) = (0usize, 0, 0.0, 0.0, 0.0, 0.0);
+        let (mut n, mut clipped, mut kl, mut ent, mut advs, mut rkl) =
+            (0usize, 0, 0.0, 0.0, 0.0, 0.0);
         for i in (0..b * t).filter(|&i| prep.mask[i]) {
             n += 1;
             let ratio = (logp[i] - old[i]).exp();
@@ -266,7 +267,11 @@ impl Learner {
             StepStats {
                 mean_reward: Some(rewards.iter().sum::<f32>() / rewards.len().max(1) as f32),
                 mean_advantage: Some(mean(advs)),
-                clip_fraction: Some(if n > 0 { clipped as f32 / n as f32 } else { 0.0 }),
+                clip_fraction: Some(if n > 0 {
+                    clipped as f32 / n as f32
+                } else {
+                    0.0
+                }),
                 approx_kl: Some(mean(kl)),
                 ref_kl: refl.map(|_| mean(rkl)),
                 entropy: mean(ent),
@@ -366,7 +371,9 @@ impl Learner {
         }
         for (i, (p, r)) in rows.iter().enumerate() {
             if p.is_empty() {
-                return Err(Error::InvalidBatch(format!("sequence {i} has an empty prompt")));
+                return Err(Error::InvalidBatch(format!(
+                    "sequence {i} has an empty prompt"
+                )));
             }
             if p.len() + r.len() > self.model_cfg.max_len + 1 {
                 return Err(Error::TooLong {
@@ -429,7 +436,11 @@ impl Learner {
                     g.temperature, first.temperature
                 )));
             }
-            if let Some(r) = g.responses.iter().find(|r| r.logprobs.len() != r.tokens.len()) {
+            if let Some(r) = g
+                .responses
+                .iter()
+                .find(|r| r.logprobs.len() != r.tokens.len())
+            {
                 return Err(Error::InvalidBatch(format!(
                     "group {gi}: a response has {} tokens but {} log-probs",
                     r.tokens.len(),

@@ -100,7 +100,10 @@ impl GrpoConfig {
             "clip_eps_high",
             || format!("must be > 0, got {}", self.clip_eps_high),
         );
-        for (name, v) in [("kl_coef", self.kl_coef), ("entropy_coef", self.entropy_coef)] {
+        for (name, v) in [
+            ("kl_coef", self.kl_coef),
+            ("entropy_coef", self.entropy_coef),
+        ] {
             p.check(v.is_finite() && v >= 0.0, name, || {
                 format!("must be ≥ 0, got {v}")
             });

@@ -366,8 +366,9 @@ impl Transformer {
             }
         }
         let shape = [b, 1, t, half];
-        let mask = Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, past_len + t]), device)
-            .expand([b, self.n_heads, t, past_len + t]);
+        let mask =
+            Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, past_len + t]), device)
+                .expand([b, self.n_heads, t, past_len + t]);
         Context {
             cos: Tensor::from_data(TensorData::new(cos, shape), device),
             sin: Tensor::from_data(TensorData::new(sin, shape), device),
@@ -421,7 +422,11 @@ impl Attention {
         let [b, t, d] = x.dims();
         let (h, hd) = (self.n_heads, self.head_dim);
         // [b, t, 3d] → [b, t, 3h, hd] → [b, 3h, t, hd]
-        let qkv = self.qkv.forward(x).reshape([b, t, 3 * h, hd]).swap_dims(1, 2);
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, t, 3 * h, hd])
+            .swap_dims(1, 2);
         let q = rotate(qkv.clone().narrow(1, 0, h), &ctx.cos, &ctx.sin);
         let k = rotate(qkv.clone().narrow(1, h, h), &ctx.cos, &ctx.sin);
         let v = qkv.narrow(1, 2 * h, h);

@@ -29,7 +29,10 @@ impl HostTensor {
     fn of<const D: usize>(t: Tensor<D>) -> Self {
         Self {
             shape: t.dims().to_vec(),
-            data: t.into_data().try_into_vec::<f32>().expect("weights are f32"),
+            data: t
+                .into_data()
+                .try_into_vec::<f32>()
+                .expect("weights are f32"),
         }
     }
 }
@@ -77,8 +80,9 @@ pub fn load_weights(model: Transformer, values: &[HostTensor]) -> Result<Transfo
             }
             let track = tensor.is_require_grad();
             let device = tensor.device();
-            let new = Tensor::<D>::from_data(TensorData::new(v.data.clone(), v.shape.clone()), &device)
-                .set_require_grad(track);
+            let new =
+                Tensor::<D>::from_data(TensorData::new(v.data.clone(), v.shape.clone()), &device)
+                    .set_require_grad(track);
             Param::from_mapped_value(id, new, mapper)
         }
     }
@@ -221,7 +225,8 @@ impl AdamW {
     ) -> Result<Self> {
         let mut o = Self::new(cfg)?;
         o.step = state.step;
-        let up = |v: &Vec<f32>| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), device);
+        let up =
+            |v: &Vec<f32>| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), device);
         o.moments = state
             .moments
             .iter()
@@ -279,7 +284,10 @@ impl ModuleMapper for AdamWMapper<'_> {
                 m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
                 v.mul_scalar(b2) + g.square().mul_scalar(1.0 - b2),
             ),
-            None => (g.clone().mul_scalar(1.0 - b1), g.square().mul_scalar(1.0 - b2)),
+            None => (
+                g.clone().mul_scalar(1.0 - b1),
+                g.square().mul_scalar(1.0 - b2),
+            ),
         };
         let m_hat = m.clone().div_scalar(1.0 - b1.powi(self.t));
         let v_hat = v.clone().div_scalar(1.0 - b2.powi(self.t));

@@ -142,7 +142,13 @@ pub fn sample(
             tokens: out
                 .iter()
                 .zip(&done)
-                .map(|(r, &d)| if d { pad } else { *r.tokens.last().unwrap_or(&pad) })
+                .map(|(r, &d)| {
+                    if d {
+                        pad
+                    } else {
+                        *r.tokens.last().unwrap_or(&pad)
+                    }
+                })
                 .collect(),
             valid: done.iter().map(|d| !d).collect(),
             batch: b,
@@ -180,7 +186,9 @@ fn choose(logits: &[f32], cfg: &SamplingConfig, rng: &mut ChaCha8Rng) -> (u32, f
         let (i, lp) = logp
             .iter()
             .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &l)| if l > best.1 { (i, l) } else { best });
+            .fold((0, f32::NEG_INFINITY), |best, (i, &l)| {
+                if l > best.1 { (i, l) } else { best }
+            });
         return (i as u32, lp);
     }
     let mut order: Vec<usize> = (0..logp.len()).collect();

@@ -161,7 +161,10 @@ mod tests {
         })
         .unwrap();
         let err = t.encode("abz").unwrap_err();
-        assert!(matches!(err, Error::UnknownChar { ch: 'z', offset: 2 }), "{err}");
+        assert!(
+            matches!(err, Error::UnknownChar { ch: 'z', offset: 2 }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -171,6 +174,9 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(err.contains("tokenizer.alphabet") && err.contains("'a'"), "{err}");
+        assert!(
+            err.contains("tokenizer.alphabet") && err.contains("'a'"),
+            "{err}"
+        );
     }
 }

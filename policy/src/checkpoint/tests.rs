@@ -36,7 +36,10 @@ fn train(l: &mut Learner, steps: usize) {
         let rs = l.sample(&vec![vec![BOS, 3]; 6], &sampling).unwrap();
         let group = Group {
             prompt: vec![BOS, 3],
-            rewards: rs.iter().map(|r| f32::from(u8::from(r.tokens[0] == 4))).collect(),
+            rewards: rs
+                .iter()
+                .map(|r| f32::from(u8::from(r.tokens[0] == 4)))
+                .collect(),
             responses: rs,
             temperature: 1.0,
         };
@@ -76,11 +79,17 @@ fn resume_equals_uninterrupted_run() {
     assert_eq!(resumed.step(), straight.step());
     assert_eq!(resumed.policy_version(), straight.policy_version());
     assert_eq!(resumed.optim.state(), straight.optim.state());
-    assert!(bits(&resumed) == bits(&straight), "weights differ after resume");
+    assert!(
+        bits(&resumed) == bits(&straight),
+        "weights differ after resume"
+    );
     // The RNG continues the same stream.
     let cfg = SamplingConfig::new(4, EOS);
     let p = vec![vec![BOS, 5]; 3];
-    assert_eq!(resumed.sample(&p, &cfg).unwrap(), straight.sample(&p, &cfg).unwrap());
+    assert_eq!(
+        resumed.sample(&p, &cfg).unwrap(),
+        straight.sample(&p, &cfg).unwrap()
+    );
 }
 
 #[test]
@@ -88,7 +97,8 @@ fn a_crash_before_the_manifest_leaves_the_old_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let mut l = fresh();
     train(&mut l, 1);
-    l.save_checkpoint(dir.path(), serde_json::Value::Null).unwrap();
+    l.save_checkpoint(dir.path(), serde_json::Value::Null)
+        .unwrap();
     // A later save that died after writing its state file but before the
     // manifest: the manifest still names step 1.
     write_atomic(dir.path(), "learner-0000000002.bin", b"partial").unwrap();
@@ -97,20 +107,26 @@ fn a_crash_before_the_manifest_leaves_the_old_checkpoint() {
     assert!(bits(&r) == bits(&l));
     // No temp files are left behind, and old state files are pruned.
     train(&mut l, 3);
-    l.save_checkpoint(dir.path(), serde_json::Value::Null).unwrap();
+    l.save_checkpoint(dir.path(), serde_json::Value::Null)
+        .unwrap();
     let names: Vec<String> = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
-    assert_eq!(names.iter().filter(|n| n.ends_with(".bin")).count(), 2, "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".bin")).count(),
+        2,
+        "{names:?}"
+    );
 }
 
 #[test]
 fn truncated_state_file_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let l = fresh();
-    l.save_checkpoint(dir.path(), serde_json::Value::Null).unwrap();
+    l.save_checkpoint(dir.path(), serde_json::Value::Null)
+        .unwrap();
     let state = dir.path().join("learner-0000000000.bin");
     let bytes = fs::read(&state).unwrap();
     fs::write(&state, &bytes[..bytes.len() / 2]).unwrap();
@@ -118,7 +134,10 @@ fn truncated_state_file_is_reported() {
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("learner-0000000000.bin") && err.contains("bytes"), "{err}");
+    assert!(
+        err.contains("learner-0000000000.bin") && err.contains("bytes"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -21,7 +21,10 @@ fn advantages_match_hand_computation() {
     for (x, want) in a.iter().zip([1.0, -1.0, 0.0]) {
         close(*x, want);
     }
-    assert_eq!(group_advantages(&[1.0, 0.0, 0.5], false), vec![0.5, -0.5, 0.0]);
+    assert_eq!(
+        group_advantages(&[1.0, 0.0, 0.5], false),
+        vec![0.5, -0.5, 0.0]
+    );
     // No signal: all equal, or a single response.
     assert_eq!(group_advantages(&[1.0, 1.0], true), vec![0.0, 0.0]);
     assert_eq!(group_advantages(&[3.0], true), vec![0.0]);
@@ -146,5 +149,8 @@ fn grpo_config_validation_and_serde() {
         ..Default::default()
     };
     let msg = bad.validate().unwrap_err().to_string();
-    assert!(msg.contains("grpo.clip_eps_low") && msg.contains("grpo.entropy_coef"), "{msg}");
+    assert!(
+        msg.contains("grpo.clip_eps_low") && msg.contains("grpo.entropy_coef"),
+        "{msg}"
+    );
 }

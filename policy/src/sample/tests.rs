@@ -14,12 +14,17 @@ fn prompts() -> Vec<Vec<u32>> {
 fn unpadded_logits(model: &Transformer, row: &[u32]) -> Vec<Vec<f32>> {
     let batch = TokenBatch::left_padded(&[row.to_vec()], PAD);
     let (v, [_, t, vocab]) = host3(model.forward(&batch, None).unwrap());
-    (0..t).map(|i| v[i * vocab..(i + 1) * vocab].to_vec()).collect()
+    (0..t)
+        .map(|i| v[i * vocab..(i + 1) * vocab].to_vec())
+        .collect()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]

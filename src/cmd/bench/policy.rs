@@ -95,11 +95,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "burn (flex, {} threads): train {:.0} tokens/s ({:.1} ms/step), sample {:.0} tokens/s ({:.1} ms/run)",
         a.threads, burn.train, burn.train_ms, burn.sample, burn.sample_ms
     );
-    let torch = if a.no_torch {
-        None
-    } else {
-        run_torch(&a)?
-    };
+    let torch = if a.no_torch { None } else { run_torch(&a)? };
     if let Some((tt, ts)) = torch {
         println!(
             "pytorch: train {tt:.0} tokens/s, sample {ts:.0} tokens/s; burn/torch ratio: train {:.2}x, sample {:.2}x",
