@@ -85,8 +85,11 @@ struct Context {
     cos: Tensor<4>,
     /// `[batch, 1, len, head_dim / 2]`
     sin: Tensor<4>,
-    /// `[batch, n_heads, len, past_len + len]`, true = masked.
-    mask: Tensor<4, Bool>,
+    /// `[batch, n_heads, len, past_len + len]`, true = masked; `None` when no
+    /// slot is padding, so the attention kernel takes its unmasked path.
+    mask: Option<Tensor<4, Bool>>,
+    /// Causal masking by the kernel itself (no padding, no past).
+    causal: bool,
 }
 
 /// The policy network. See the module docs for the architecture.
@@ -262,7 +265,9 @@ impl Transformer {
         };
         let past_len = past_valid.first().map_or(0, Vec::len);
         let (positions, mask, next) = layout(past_valid, next_pos, &batch.valid, b, t);
-        let ctx = self.context(&positions, mask, b, t, past_len, &device);
+        let no_padding =
+            batch.valid.iter().all(|&v| v) && past_valid.iter().flatten().all(|&v| v);
+        let ctx = self.context(&positions, mask, no_padding, [b, t, past_len], &device);
 
         let ids: Vec<i32> = batch.tokens.iter().map(|&i| i as i32).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
@@ -347,9 +352,8 @@ impl Transformer {
         &self,
         positions: &[usize],
         mask: Vec<bool>,
-        b: usize,
-        t: usize,
-        past_len: usize,
+        no_padding: bool,
+        [b, t, past_len]: [usize; 3],
         device: &Device,
     ) -> Context {
         let half = self.head_dim / 2;
@@ -366,13 +370,23 @@ impl Transformer {
             }
         }
         let shape = [b, 1, t, half];
-        let mask =
+        // Without padding the mask is plain causal (or, for one new token
+        // after a cache, empty): skip uploading it and let the kernel take its
+        // unmasked or causal path.
+        let upload = |mask: Vec<bool>| {
             Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, past_len + t]), device)
-                .expand([b, self.n_heads, t, past_len + t]);
+                .expand([b, self.n_heads, t, past_len + t])
+        };
+        let (mask, causal) = match (no_padding, t, past_len) {
+            (true, 1, _) => (None, false),
+            (true, _, 0) => (None, true),
+            _ => (Some(upload(mask)), false),
+        };
         Context {
             cos: Tensor::from_data(TensorData::new(cos, shape), device),
             sin: Tensor::from_data(TensorData::new(sin, shape), device),
             mask,
+            causal,
         }
     }
 }
@@ -445,9 +459,12 @@ impl Attention {
             q,
             k,
             v,
-            Some(ctx.mask.clone()),
+            ctx.mask.clone(),
             None,
-            AttentionModuleOptions::default(),
+            AttentionModuleOptions {
+                is_causal: ctx.causal,
+                ..Default::default()
+            },
         );
         // [b, h, t, hd] → [b, t, h, hd] → [b, t, d]
         self.out.forward(y.swap_dims(1, 2).reshape([b, t, d]))
