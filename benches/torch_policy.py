@@ -17,7 +17,6 @@ and exits 0, so the Rust bench still reports its own figures.
 
 import argparse
 import json
-import math
 import sys
 import time
 
