@@ -169,13 +169,13 @@ impl ModelConfig {
         p.check(self.n_layers > 0, "n_layers", || "must be > 0".into());
         p.check(self.n_heads > 0, "n_heads", || "must be > 0".into());
         if self.n_heads > 0 && self.d_model > 0 {
-            p.check(self.d_model % self.n_heads == 0, "n_heads", || {
+            p.check(self.d_model.is_multiple_of(self.n_heads), "n_heads", || {
                 format!(
                     "must divide d_model ({}), got {}",
                     self.d_model, self.n_heads
                 )
             });
-            p.check(self.head_dim() % 2 == 0, "d_model", || {
+            p.check(self.head_dim().is_multiple_of(2), "d_model", || {
                 format!(
                     "d_model / n_heads must be even for rotary embeddings, got {}",
                     self.head_dim()

@@ -265,8 +265,7 @@ impl Transformer {
         };
         let past_len = past_valid.first().map_or(0, Vec::len);
         let (positions, mask, next) = layout(past_valid, next_pos, &batch.valid, b, t);
-        let no_padding =
-            batch.valid.iter().all(|&v| v) && past_valid.iter().flatten().all(|&v| v);
+        let no_padding = batch.valid.iter().all(|&v| v) && past_valid.iter().flatten().all(|&v| v);
         let ctx = self.context(&positions, mask, no_padding, [b, t, past_len], &device);
 
         let ids: Vec<i32> = batch.tokens.iter().map(|&i| i as i32).collect();

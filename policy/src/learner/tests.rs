@@ -46,7 +46,7 @@ fn grpo_gradient_matches_finite_differences() {
     };
     let device = Device::flex().autodiff();
     let model = Transformer::init(&cfg, &device).unwrap();
-    let rows = vec![vec![1u32, 3, 4, 5, 6], vec![1, 6, 3, 2]];
+    let rows = [vec![1u32, 3, 4, 5, 6], vec![1, 6, 3, 2]];
     let input = TokenBatch::right_padded(
         &rows
             .iter()
