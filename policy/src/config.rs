@@ -123,8 +123,8 @@ mod defaults {
     pub fn eps() -> f64 {
         1e-8
     }
-    pub fn max_grad_norm() -> Option<f64> {
-        Some(1.0)
+    pub fn max_grad_norm() -> f64 {
+        1.0
     }
 }
 
@@ -231,9 +231,9 @@ pub struct OptimizerConfig {
     #[serde(default)]
     pub weight_decay: f64,
     /// Clip the gradient so that its global L2 norm over all parameters is at
-    /// most this; `None` disables clipping.
+    /// most this; 0 disables clipping (TOML has no null).
     #[serde(default = "defaults::max_grad_norm")]
-    pub max_grad_norm: Option<f64>,
+    pub max_grad_norm: f64,
 }
 
 impl Default for OptimizerConfig {
@@ -271,9 +271,9 @@ impl OptimizerConfig {
             || format!("must be ≥ 0, got {}", self.weight_decay),
         );
         p.check(
-            self.max_grad_norm.is_none_or(|n| n.is_finite() && n > 0.0),
+            self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0,
             "max_grad_norm",
-            || format!("must be > 0 when set, got {:?}", self.max_grad_norm),
+            || format!("must be ≥ 0 (0 disables), got {}", self.max_grad_norm),
         );
         p.finish()
     }
@@ -370,7 +370,7 @@ mod tests {
         let c = OptimizerConfig {
             lr: -1.0,
             beta2: 1.0,
-            max_grad_norm: Some(0.0),
+            max_grad_norm: -1.0,
             ..Default::default()
         };
         let msg = c.validate().unwrap_err().to_string();

@@ -157,7 +157,7 @@ impl AdamW {
     /// Applies one update from `grads` (the gradients of a loss over `model`).
     ///
     /// The gradient `g` of all parameters is scaled by `min(1, c / ‖g‖₂)` when
-    /// `max_grad_norm = c` is set, as `torch.nn.utils.clip_grad_norm_` does.
+    /// `max_grad_norm = c > 0`, as `torch.nn.utils.clip_grad_norm_` does.
     pub fn step(&mut self, model: Transformer, grads: &Gradients) -> (Transformer, Update) {
         let mut collect = GradCollector {
             grads,
@@ -182,9 +182,11 @@ impl AdamW {
             )
             .sqrt()
         };
-        let scale = match self.cfg.max_grad_norm {
-            Some(c) if grad_norm > c => c / (grad_norm + 1e-6),
-            _ => 1.0,
+        let c = self.cfg.max_grad_norm;
+        let scale = if c > 0.0 && grad_norm > c {
+            c / (grad_norm + 1e-6)
+        } else {
+            1.0
         };
         self.step += 1;
         let lr = self.cfg.lr_at(self.step);

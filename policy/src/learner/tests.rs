@@ -12,7 +12,7 @@ const EOS: u32 = 2;
 fn learner(model: ModelConfig, lr: f64) -> Learner {
     let opt = OptimizerConfig {
         lr,
-        max_grad_norm: Some(1.0),
+        max_grad_norm: 1.0,
         ..Default::default()
     };
     Learner::new(model, opt, &Device::flex(), 11, PAD).unwrap()
@@ -349,5 +349,32 @@ fn timing_probe() {
         "sample: {:.1} ms/run, {:.0} tokens/s",
         dt * 1e3,
         32.0 * 48.0 / dt
+    );
+}
+
+#[test]
+fn reported_grad_norm_is_the_global_norm_over_all_parameters() {
+    let device = Device::flex().autodiff();
+    let model = Transformer::init(&tiny_config(), &device).unwrap();
+    let batch = TokenBatch::right_padded(&[vec![1, 4, 5, 6]], PAD);
+    let loss = model.forward(&batch, None).unwrap().sum();
+    let grads = loss.backward();
+    let by_hand: f64 = grads_of(&model, &grads)
+        .iter()
+        .flatten()
+        .map(|g| f64::from(*g).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let mut opt = crate::optim::AdamW::new(OptimizerConfig {
+        max_grad_norm: 1e-3,
+        ..Default::default()
+    })
+    .unwrap();
+    let (_, update) = opt.step(model, &grads);
+    assert!(by_hand > 1e-3, "the clip must be active: {by_hand}");
+    assert!(
+        (update.grad_norm - by_hand).abs() <= 1e-4 * by_hand,
+        "{} vs {by_hand}",
+        update.grad_norm
     );
 }
