@@ -1,0 +1,165 @@
+//! Device selection and the dedicated compute thread.
+//!
+//! burn 0.22 picks the backend from the device: `Device::flex()` is the pure
+//! Rust CPU backend (multi-threaded and SIMD through the `rayon` and `simd`
+//! features), `Device::cuda(n)` the CUDA one (the `cuda` cargo feature). The
+//! device string comes from config (`[compute] device = "cpu"`).
+//!
+//! burn's CPU kernels run on the rayon pool that is current on the calling
+//! thread, and a training step blocks for tens of milliseconds or more, so
+//! burn work must never run on tokio's workers. [`ComputeThread`] owns one OS
+//! thread with its own sized rayon pool; the learner and generator actors hand
+//! it closures and await the results over a channel.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use burn::tensor::Device;
+
+use crate::config::ComputeConfig;
+use crate::error::{Error, Result};
+
+/// A parsed device string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// burn's flex CPU backend.
+    Cpu,
+    /// CUDA device with this index.
+    Cuda(usize),
+}
+
+/// Parses `"cpu"`, `"cuda"` or `"cuda:N"`.
+pub fn parse(spec: &str) -> Result<DeviceKind> {
+    match spec {
+        "cpu" | "flex" => Ok(DeviceKind::Cpu),
+        "cuda" => Ok(DeviceKind::Cuda(0)),
+        s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(DeviceKind::Cuda(n)),
+            _ => Err(Error::Device(format!(
+                "unknown device {spec:?}; expected \"cpu\", \"cuda\" or \"cuda:N\""
+            ))),
+        },
+    }
+}
+
+/// The burn device for a config. CUDA needs the `cuda` cargo feature; without
+/// it the error says so.
+pub fn device(cfg: &ComputeConfig) -> Result<Device> {
+    match parse(&cfg.device)? {
+        DeviceKind::Cpu => Ok(Device::flex()),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda(n) => Ok(Device::cuda(n)),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda(_) => Err(Error::Device(format!(
+            "device {:?} needs gradus built with `--features cuda`",
+            cfg.device
+        ))),
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// One OS thread that runs burn work inside its own rayon pool.
+///
+/// Jobs run in submission order. Dropping the handle closes the queue and
+/// joins the thread after the queued jobs finish.
+pub struct ComputeThread {
+    tx: Option<mpsc::Sender<Job>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl ComputeThread {
+    /// Starts the thread `name` with a pool of `threads` workers (0 = one per core).
+    pub fn spawn(name: &str, threads: usize) -> Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name({
+                let name = name.to_string();
+                move |i| format!("{name}-{i}")
+            })
+            .build()
+            .map_err(|e| Error::Device(format!("rayon pool: {e}")))?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let handle = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                pool.install(move || {
+                    while let Ok(job) = rx.recv() {
+                        job();
+                    }
+                })
+            })
+            .map_err(|e| Error::Device(format!("spawn compute thread: {e}")))?;
+        Ok(Self {
+            tx: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    /// Queues `f`; the receiver yields its result (or disconnects if `f` panicked).
+    pub fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> mpsc::Receiver<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move || {
+            // The caller may have stopped waiting; nothing to do then.
+            let _ = tx.send(f());
+        });
+        if let Some(q) = &self.tx {
+            // A send error means the thread died; the caller sees a disconnect.
+            let _ = q.send(job);
+        }
+        rx
+    }
+
+    /// Runs `f` on the compute thread and waits for it.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        self.submit(f)
+            .recv()
+            .map_err(|_| Error::Device("compute job panicked or the thread is gone".into()))
+    }
+}
+
+impl Drop for ComputeThread {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_strings() {
+        assert_eq!(parse("cpu").unwrap(), DeviceKind::Cpu);
+        assert_eq!(parse("cuda:2").unwrap(), DeviceKind::Cuda(2));
+        assert!(parse("tpu").is_err());
+        let cfg = ComputeConfig {
+            device: "gpu".into(),
+            threads: 0,
+        };
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("compute.device")
+        );
+    }
+
+    #[test]
+    fn compute_thread_runs_jobs_in_its_pool() {
+        let t = ComputeThread::spawn("test-compute", 2).unwrap();
+        let n = t.run(rayon::current_num_threads).unwrap();
+        assert_eq!(n, 2);
+        let name = t
+            .run(|| std::thread::current().name().map(str::to_string))
+            .unwrap();
+        // rayon runs installed work on one of the pool's own workers.
+        assert!(name.is_some_and(|n| n.starts_with("test-compute")));
+    }
+}

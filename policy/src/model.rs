@@ -1,0 +1,482 @@
+//! The decoder-only transformer: token embedding, `n_layers` pre-norm blocks
+//! (RMSNorm → causal self-attention with rotary positions → residual; RMSNorm →
+//! SwiGLU MLP → residual), a final RMSNorm and the output projection (tied to
+//! the embedding when `tie_embeddings`).
+//!
+//! One struct per block, each with `init` and `forward`. The same module runs
+//! with gradients (the learner's copy, on an autodiff device) and without (the
+//! generator's copy from [`Transformer::valid`]): burn 0.22 picks the backend
+//! and autodiff from the tensors' device, not from a type parameter.
+//!
+//! Speed choices: Q, K and V come from one fused projection and the SwiGLU
+//! gate and up projections from another (one GEMM each instead of three and
+//! two); rotary angles and the attention mask are built on the host (they are
+//! small and depend only on the padding layout) and uploaded once per forward
+//! and shared by all layers; attention runs burn's fused kernel.
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::tensor::activation::silu;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::cache::{KvCache, layout};
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+
+/// Token rows on the host: `tokens[b * len + t]`, with `valid` false at padding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenBatch {
+    /// Row-major token ids, `batch × len`.
+    pub tokens: Vec<u32>,
+    /// Row-major flags, `batch × len`: true for real tokens, false for padding.
+    pub valid: Vec<bool>,
+    /// Number of rows.
+    pub batch: usize,
+    /// Slots per row.
+    pub len: usize,
+}
+
+impl TokenBatch {
+    /// Left-pads `rows` with `pad` to the longest row (the sampler's layout:
+    /// every row's last prompt token sits in the last slot).
+    pub fn left_padded(rows: &[Vec<u32>], pad: u32) -> Self {
+        let len = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut tokens = Vec::with_capacity(rows.len() * len);
+        let mut valid = Vec::with_capacity(rows.len() * len);
+        for r in rows {
+            let n = len - r.len();
+            tokens.extend(std::iter::repeat_n(pad, n).chain(r.iter().copied()));
+            valid.extend(std::iter::repeat_n(false, n).chain(std::iter::repeat_n(true, r.len())));
+        }
+        Self {
+            tokens,
+            valid,
+            batch: rows.len(),
+            len,
+        }
+    }
+
+    /// Right-pads `rows` with `pad` (the learner's layout).
+    pub fn right_padded(rows: &[Vec<u32>], pad: u32) -> Self {
+        let len = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut tokens = Vec::with_capacity(rows.len() * len);
+        let mut valid = Vec::with_capacity(rows.len() * len);
+        for r in rows {
+            let n = len - r.len();
+            tokens.extend(r.iter().copied().chain(std::iter::repeat_n(pad, n)));
+            valid.extend(std::iter::repeat_n(true, r.len()).chain(std::iter::repeat_n(false, n)));
+        }
+        Self {
+            tokens,
+            valid,
+            batch: rows.len(),
+            len,
+        }
+    }
+}
+
+/// Per-forward inputs shared by all layers: rotary tables and the attention mask.
+struct Context {
+    /// `[batch, 1, len, head_dim / 2]`
+    cos: Tensor<4>,
+    /// `[batch, 1, len, head_dim / 2]`
+    sin: Tensor<4>,
+    /// `[batch, n_heads, len, past_len + len]`, true = masked; `None` when no
+    /// slot is padding, so the attention kernel takes its unmasked path.
+    mask: Option<Tensor<4, Bool>>,
+    /// Causal masking by the kernel itself (no padding, no past).
+    causal: bool,
+}
+
+/// The policy network. See the module docs for the architecture.
+#[derive(Module, Debug)]
+pub struct Transformer {
+    embed: Embedding,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    /// Output projection `[d_model, vocab]`; `None` when tied to `embed`.
+    head: Option<Linear>,
+    n_heads: usize,
+    head_dim: usize,
+    max_len: usize,
+    vocab_size: usize,
+    rope_theta: f64,
+}
+
+/// Pre-norm block: `x + attn(norm(x))`, then `h + mlp(norm(h))`.
+#[derive(Module, Debug)]
+pub struct Block {
+    attn_norm: RmsNorm,
+    attn: Attention,
+    mlp_norm: RmsNorm,
+    mlp: Mlp,
+}
+
+/// Multi-head causal self-attention with a fused QKV projection.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// `[d_model, 3 · d_model]`, columns ordered Q | K | V, heads contiguous.
+    qkv: Linear,
+    /// `[d_model, d_model]`
+    out: Linear,
+    n_heads: usize,
+    head_dim: usize,
+}
+
+/// SwiGLU MLP (Shazeer 2020): `down(silu(gate(x)) ⊙ up(x))`, gate and up fused.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// `[d_model, 2 · d_ff]`, columns ordered gate | up.
+    gate_up: Linear,
+    /// `[d_ff, d_model]`
+    down: Linear,
+    d_ff: usize,
+}
+
+/// Normal(0, std) weights from a seeded stream, so init is reproducible and
+/// independent of burn's global RNG.
+struct Init {
+    rng: ChaCha8Rng,
+    device: Device,
+}
+
+impl Init {
+    fn normal(&mut self, shape: [usize; 2], std: f64) -> Param<Tensor<2>> {
+        use rand::Rng;
+        let n = shape[0] * shape[1];
+        let mut v = Vec::with_capacity(n);
+        while v.len() < n {
+            // Box–Muller: two uniforms give two independent normals.
+            let u1: f64 = self.rng.random::<f64>().max(f64::MIN_POSITIVE);
+            let u2: f64 = self.rng.random::<f64>();
+            let r = (-2.0 * u1.ln()).sqrt();
+            let t = std::f64::consts::TAU * u2;
+            v.push((r * t.cos() * std) as f32);
+            v.push((r * t.sin() * std) as f32);
+        }
+        v.truncate(n);
+        Param::from_data(TensorData::new(v, shape), &self.device)
+    }
+
+    fn linear(&mut self, d_in: usize, d_out: usize, std: f64) -> Linear {
+        Linear {
+            weight: self.normal([d_in, d_out], std),
+            bias: None,
+        }
+    }
+
+    fn rms(&mut self, d: usize, eps: f64) -> RmsNorm {
+        RmsNorm {
+            gamma: Param::from_data(TensorData::new(vec![1.0f32; d], [d]), &self.device),
+            epsilon: eps,
+        }
+    }
+}
+
+impl Transformer {
+    /// Builds a model with freshly initialised weights on `device` (use an
+    /// autodiff device for the learner). The config must be valid.
+    pub fn init(cfg: &ModelConfig, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let mut init = Init {
+            rng: ChaCha8Rng::seed_from_u64(cfg.init_seed),
+            device: device.clone(),
+        };
+        let d = cfg.d_model;
+        let std = cfg.init_std;
+        let out_std = std / (2.0 * cfg.n_layers as f64).sqrt();
+        let embed = Embedding {
+            weight: init.normal([cfg.vocab_size, d], std),
+        };
+        let blocks = (0..cfg.n_layers)
+            .map(|_| Block {
+                attn_norm: init.rms(d, cfg.norm_eps),
+                attn: Attention {
+                    qkv: init.linear(d, 3 * d, std),
+                    out: init.linear(d, d, out_std),
+                    n_heads: cfg.n_heads,
+                    head_dim: cfg.head_dim(),
+                },
+                mlp_norm: init.rms(d, cfg.norm_eps),
+                mlp: Mlp {
+                    gate_up: init.linear(d, 2 * cfg.d_ff(), std),
+                    down: init.linear(cfg.d_ff(), d, out_std),
+                    d_ff: cfg.d_ff(),
+                },
+            })
+            .collect();
+        let norm = init.rms(d, cfg.norm_eps);
+        let head = (!cfg.tie_embeddings).then(|| init.linear(d, cfg.vocab_size, std));
+        Ok(Self {
+            embed,
+            blocks,
+            norm,
+            head,
+            n_heads: cfg.n_heads,
+            head_dim: cfg.head_dim(),
+            max_len: cfg.max_len,
+            vocab_size: cfg.vocab_size,
+            rope_theta: cfg.rope_theta,
+        })
+    }
+
+    /// Number of blocks.
+    pub fn n_layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Longest sequence the model accepts.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+
+    /// Device of the weights.
+    pub fn device(&self) -> Device {
+        self.embed.weight.val().device()
+    }
+
+    /// Hidden states after the final norm.
+    ///
+    /// With a cache, `batch` is appended after the cached slots and the cache
+    /// grows by `batch.len` slots; without one, `batch` is the whole sequence.
+    ///
+    /// # Shapes
+    /// - output: `[batch, len, d_model]`
+    pub fn forward_hidden(
+        &self,
+        batch: &TokenBatch,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor<3>> {
+        self.check(batch, cache.as_deref())?;
+        let device = self.device();
+        let (b, t) = (batch.batch, batch.len);
+        let (past_valid, next_pos): (&[Vec<bool>], &[usize]) = match cache.as_deref() {
+            Some(c) => (&c.valid, &c.next_pos),
+            None => (&[], &[]),
+        };
+        let past_len = past_valid.first().map_or(0, Vec::len);
+        let (positions, mask, next) = layout(past_valid, next_pos, &batch.valid, b, t);
+        let no_padding = batch.valid.iter().all(|&v| v) && past_valid.iter().flatten().all(|&v| v);
+        let ctx = self.context(&positions, mask, no_padding, [b, t, past_len], &device);
+
+        let ids: Vec<i32> = batch.tokens.iter().map(|&i| i as i32).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
+        let mut x = self.embed.forward(ids);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            x = block.forward(x, &ctx, layer_cache);
+        }
+        if let Some(c) = cache {
+            for (row, v) in c.valid.iter_mut().zip(batch.valid.chunks(t)) {
+                row.extend_from_slice(v);
+            }
+            c.next_pos = next;
+        }
+        Ok(self.norm.forward(x))
+    }
+
+    /// Projects hidden states to vocabulary logits.
+    ///
+    /// # Shapes
+    /// - hidden: `[batch, len, d_model]`
+    /// - output: `[batch, len, vocab]`
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.head {
+            Some(head) => head.forward(hidden),
+            None => burn::tensor::module::linear(hidden, self.embed.weight.val().transpose(), None),
+        }
+    }
+
+    /// Logits for every slot of `batch` (see [`Transformer::forward_hidden`]).
+    ///
+    /// # Shapes
+    /// - output: `[batch, len, vocab]`
+    pub fn forward(&self, batch: &TokenBatch, cache: Option<&mut KvCache>) -> Result<Tensor<3>> {
+        Ok(self.logits(self.forward_hidden(batch, cache)?))
+    }
+
+    fn check(&self, batch: &TokenBatch, cache: Option<&KvCache>) -> Result<()> {
+        let n = batch.batch * batch.len;
+        if batch.tokens.len() != n || batch.valid.len() != n || n == 0 {
+            return Err(Error::InvalidBatch(format!(
+                "{} tokens and {} flags for a {}×{} batch",
+                batch.tokens.len(),
+                batch.valid.len(),
+                batch.batch,
+                batch.len
+            )));
+        }
+        if let Some((i, &id)) = batch
+            .tokens
+            .iter()
+            .enumerate()
+            .find(|(_, id)| **id as usize >= self.vocab_size)
+        {
+            return Err(Error::TokenOutOfRange {
+                id,
+                position: i % batch.len,
+                vocab_size: self.vocab_size,
+            });
+        }
+        let past = cache.map_or(0, KvCache::len);
+        if let Some(c) = cache
+            && c.batch() != batch.batch
+        {
+            return Err(Error::InvalidBatch(format!(
+                "cache holds {} rows, batch has {}",
+                c.batch(),
+                batch.batch
+            )));
+        }
+        if past + batch.len > self.max_len {
+            return Err(Error::TooLong {
+                len: past + batch.len,
+                max_len: self.max_len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Uploads rotary tables and the mask for one forward.
+    fn context(
+        &self,
+        positions: &[usize],
+        mask: Vec<bool>,
+        no_padding: bool,
+        [b, t, past_len]: [usize; 3],
+        device: &Device,
+    ) -> Context {
+        let half = self.head_dim / 2;
+        let inv_freq: Vec<f64> = (0..half)
+            .map(|i| self.rope_theta.powf(-2.0 * i as f64 / self.head_dim as f64))
+            .collect();
+        let mut cos = Vec::with_capacity(positions.len() * half);
+        let mut sin = Vec::with_capacity(positions.len() * half);
+        for &p in positions {
+            for f in &inv_freq {
+                let a = p as f64 * f;
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+        }
+        let shape = [b, 1, t, half];
+        // Without padding the mask is plain causal (or, for one new token
+        // after a cache, empty): skip uploading it and let the kernel take its
+        // unmasked or causal path.
+        let upload = |mask: Vec<bool>| {
+            Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, past_len + t]), device)
+                .expand([b, self.n_heads, t, past_len + t])
+        };
+        let (mask, causal) = match (no_padding, t, past_len) {
+            (true, 1, _) => (None, false),
+            (true, _, 0) => (None, true),
+            _ => (Some(upload(mask)), false),
+        };
+        Context {
+            cos: Tensor::from_data(TensorData::new(cos, shape), device),
+            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+            mask,
+            causal,
+        }
+    }
+}
+
+impl Block {
+    /// # Shapes
+    /// - x, output: `[batch, len, d_model]`
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        ctx: &Context,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+    ) -> Tensor<3> {
+        let h = x.clone() + self.attn.forward(self.attn_norm.forward(x), ctx, cache);
+        h.clone() + self.mlp.forward(self.mlp_norm.forward(h))
+    }
+}
+
+/// Rotates channel pairs `(i, i + half)` by the position's angles (RoFormer
+/// eq. 34, in the "rotate half" layout used by LLaMA).
+///
+/// # Shapes
+/// - x, output: `[batch, heads, len, head_dim]`; cos, sin: `[batch, 1, len, head_dim / 2]`
+fn rotate(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let half = x.dims()[3] / 2;
+    let x1 = x.clone().narrow(3, 0, half);
+    let x2 = x.narrow(3, half, half);
+    Tensor::cat(
+        vec![
+            x1.clone() * cos.clone() - x2.clone() * sin.clone(),
+            x2 * cos.clone() + x1 * sin.clone(),
+        ],
+        3,
+    )
+}
+
+impl Attention {
+    /// # Shapes
+    /// - x, output: `[batch, len, d_model]`
+    /// - cached keys/values: `[batch, n_heads, past_len, head_dim]`, grown by `len`
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        ctx: &Context,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+    ) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let (h, hd) = (self.n_heads, self.head_dim);
+        // [b, t, 3d] → [b, t, 3h, hd] → [b, 3h, t, hd]
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, t, 3 * h, hd])
+            .swap_dims(1, 2);
+        let q = rotate(qkv.clone().narrow(1, 0, h), &ctx.cos, &ctx.sin);
+        let k = rotate(qkv.clone().narrow(1, h, h), &ctx.cos, &ctx.sin);
+        let v = qkv.narrow(1, 2 * h, h);
+        let (k, v) = match cache {
+            Some(slot) => {
+                let kv = match slot.take() {
+                    Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+                    None => (k, v),
+                };
+                *slot = Some(kv.clone());
+                kv
+            }
+            None => (k, v),
+        };
+        let y = attention(
+            q,
+            k,
+            v,
+            ctx.mask.clone(),
+            None,
+            AttentionModuleOptions {
+                is_causal: ctx.causal,
+                ..Default::default()
+            },
+        );
+        // [b, h, t, hd] → [b, t, h, hd] → [b, t, d]
+        self.out.forward(y.swap_dims(1, 2).reshape([b, t, d]))
+    }
+}
+
+impl Mlp {
+    /// # Shapes
+    /// - x, output: `[batch, len, d_model]`
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let gu = self.gate_up.forward(x);
+        let gate = gu.clone().narrow(2, 0, self.d_ff);
+        let up = gu.narrow(2, self.d_ff, self.d_ff);
+        self.down.forward(silu(gate) * up)
+    }
+}

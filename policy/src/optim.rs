@@ -1,0 +1,307 @@
+//! AdamW with linear warmup and global-norm gradient clipping, plus the
+//! parameter visitors that read and write a model's weights in a fixed order.
+//!
+//! Why not burn's `AdamWConfig`: its gradient clipping is per tensor (we need
+//! the norm over all parameters, as `torch.nn.utils.clip_grad_norm_`), and its
+//! state is keyed by random `ParamId`s, which makes exact resume from our own
+//! checkpoints awkward. Here the state is a `Vec` in the module's visiting
+//! order (field order, deterministic), which also makes checkpoints portable.
+
+use burn::Tensor;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Gradients, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::config::OptimizerConfig;
+use crate::error::{Error, Result};
+use crate::model::Transformer;
+
+/// One tensor on the host: shape and row-major f32 values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostTensor {
+    /// Dimensions.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    fn of<const D: usize>(t: Tensor<D>) -> Self {
+        Self {
+            shape: t.dims().to_vec(),
+            data: t
+                .into_data()
+                .try_into_vec::<f32>()
+                .expect("weights are f32"),
+        }
+    }
+}
+
+/// All weights of a model in visiting order.
+pub fn weights(model: &Transformer) -> Vec<HostTensor> {
+    struct Collect(Vec<HostTensor>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(HostTensor::of(param.val()));
+        }
+    }
+    let mut c = Collect(Vec::new());
+    model.visit(&mut c);
+    c.0
+}
+
+/// Replaces every weight of `model` with `values` (visiting order), keeping
+/// parameter ids and gradient tracking. Shapes must match exactly.
+pub fn load_weights(model: Transformer, values: &[HostTensor]) -> Result<Transformer> {
+    struct Load<'a> {
+        values: &'a [HostTensor],
+        next: usize,
+        error: Option<Error>,
+    }
+    impl ModuleMapper for Load<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let i = self.next;
+            self.next += 1;
+            let (id, tensor, mapper) = param.consume();
+            let Some(v) = self.values.get(i) else {
+                self.error.get_or_insert(Error::Mismatch(format!(
+                    "model has more than {} weight tensors",
+                    self.values.len()
+                )));
+                return Param::from_mapped_value(id, tensor, mapper);
+            };
+            if v.shape != tensor.dims() {
+                self.error.get_or_insert(Error::Mismatch(format!(
+                    "weight {i}: shape {:?} in the checkpoint, {:?} in the model",
+                    v.shape,
+                    tensor.dims()
+                )));
+                return Param::from_mapped_value(id, tensor, mapper);
+            }
+            let track = tensor.is_require_grad();
+            let device = tensor.device();
+            let new =
+                Tensor::<D>::from_data(TensorData::new(v.data.clone(), v.shape.clone()), &device)
+                    .set_require_grad(track);
+            Param::from_mapped_value(id, new, mapper)
+        }
+    }
+    let mut l = Load {
+        values,
+        next: 0,
+        error: None,
+    };
+    let model = model.map(&mut l);
+    match l.error {
+        Some(e) => Err(e),
+        None if l.next != values.len() => Err(Error::Mismatch(format!(
+            "checkpoint has {} weight tensors, the model {}",
+            values.len(),
+            l.next
+        ))),
+        None => Ok(model),
+    }
+}
+
+/// AdamW (Loshchilov & Hutter 2019, Algorithm 2) with bias correction,
+/// linear warmup and global-norm clipping.
+#[derive(Debug, Clone)]
+pub struct AdamW {
+    cfg: OptimizerConfig,
+    /// Completed optimizer steps (the `t` of the bias correction).
+    step: u64,
+    /// First and second moments, flattened, per parameter in visiting order;
+    /// `None` until the parameter first gets a gradient.
+    moments: Vec<Option<(Tensor<1>, Tensor<1>)>>,
+}
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Update {
+    /// Global L2 norm of the gradient before clipping.
+    pub grad_norm: f64,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
+/// The optimizer's state on the host, for checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdamWState {
+    /// Completed steps.
+    pub step: u64,
+    /// `(m, v)` per parameter in visiting order.
+    pub moments: Vec<Option<(Vec<f32>, Vec<f32>)>>,
+}
+
+impl AdamW {
+    /// A fresh optimizer; the config must be valid.
+    pub fn new(cfg: OptimizerConfig) -> Result<Self> {
+        cfg.validate()?;
+        Ok(Self {
+            cfg,
+            step: 0,
+            moments: Vec::new(),
+        })
+    }
+
+    /// Completed steps.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// The config.
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.cfg
+    }
+
+    /// Applies one update from `grads` (the gradients of a loss over `model`).
+    ///
+    /// The gradient `g` of all parameters is scaled by `min(1, c / ‖g‖₂)` when
+    /// `max_grad_norm = c > 0`, as `torch.nn.utils.clip_grad_norm_` does.
+    pub fn step(&mut self, model: Transformer, grads: &Gradients) -> (Transformer, Update) {
+        let mut collect = GradCollector {
+            grads,
+            out: Vec::new(),
+        };
+        model.visit(&mut collect);
+        let flat = collect.out;
+        let sq: Vec<Tensor<1>> = flat
+            .iter()
+            .flatten()
+            .map(|g| g.clone().square().sum())
+            .collect();
+        let grad_norm = if sq.is_empty() {
+            0.0
+        } else {
+            f64::from(
+                Tensor::cat(sq, 0)
+                    .sum()
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .expect("f32")[0],
+            )
+            .sqrt()
+        };
+        let c = self.cfg.max_grad_norm;
+        let scale = if c > 0.0 && grad_norm > c {
+            c / (grad_norm + 1e-6)
+        } else {
+            1.0
+        };
+        self.step += 1;
+        let lr = self.cfg.lr_at(self.step);
+        if self.moments.len() < flat.len() {
+            self.moments.resize(flat.len(), None);
+        }
+        let mut mapper = AdamWMapper {
+            cfg: &self.cfg,
+            t: self.step as i32,
+            lr,
+            scale,
+            grads: flat,
+            moments: &mut self.moments,
+            next: 0,
+        };
+        let model = model.map(&mut mapper);
+        (model, Update { grad_norm, lr })
+    }
+
+    /// The state on the host.
+    pub fn state(&self) -> AdamWState {
+        let host = |t: &Tensor<1>| t.clone().into_data().try_into_vec::<f32>().expect("f32");
+        AdamWState {
+            step: self.step,
+            moments: self
+                .moments
+                .iter()
+                .map(|m| m.as_ref().map(|(m, v)| (host(m), host(v))))
+                .collect(),
+        }
+    }
+
+    /// Rebuilds an optimizer from a saved state; moments go to `device`.
+    pub fn from_state(
+        cfg: OptimizerConfig,
+        state: &AdamWState,
+        device: &burn::tensor::Device,
+    ) -> Result<Self> {
+        let mut o = Self::new(cfg)?;
+        o.step = state.step;
+        let up =
+            |v: &Vec<f32>| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), device);
+        o.moments = state
+            .moments
+            .iter()
+            .map(|m| m.as_ref().map(|(m, v)| (up(m), up(v))))
+            .collect();
+        Ok(o)
+    }
+}
+
+/// Reads each parameter's gradient, flattened, in visiting order.
+struct GradCollector<'a> {
+    grads: &'a Gradients,
+    out: Vec<Option<Tensor<1>>>,
+}
+
+impl ModuleVisitor for GradCollector<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let g = param.val().grad(self.grads).map(|g| {
+            let n = g.dims().iter().product::<usize>();
+            g.reshape([n])
+        });
+        self.out.push(g);
+    }
+}
+
+struct AdamWMapper<'a> {
+    cfg: &'a OptimizerConfig,
+    t: i32,
+    lr: f64,
+    scale: f64,
+    grads: Vec<Option<Tensor<1>>>,
+    moments: &'a mut Vec<Option<(Tensor<1>, Tensor<1>)>>,
+    next: usize,
+}
+
+impl ModuleMapper for AdamWMapper<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let i = self.next;
+        self.next += 1;
+        let Some(g) = self.grads.get_mut(i).and_then(Option::take) else {
+            return param;
+        };
+        let (id, tensor, mapper) = param.consume();
+        let dims = tensor.dims();
+        let n = dims.iter().product::<usize>();
+        let p = tensor.inner().reshape([n]);
+        let g = if self.scale != 1.0 {
+            g.mul_scalar(self.scale)
+        } else {
+            g
+        };
+        let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
+        let (m, v) = match self.moments[i].take() {
+            Some((m, v)) => (
+                m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
+                v.mul_scalar(b2) + g.square().mul_scalar(1.0 - b2),
+            ),
+            None => (
+                g.clone().mul_scalar(1.0 - b1),
+                g.square().mul_scalar(1.0 - b2),
+            ),
+        };
+        let m_hat = m.clone().div_scalar(1.0 - b1.powi(self.t));
+        let v_hat = v.clone().div_scalar(1.0 - b2.powi(self.t));
+        // Decoupled decay on matrices only; norm gains stay undecayed.
+        let p = if D >= 2 && self.cfg.weight_decay > 0.0 {
+            p.mul_scalar(1.0 - self.lr * self.cfg.weight_decay)
+        } else {
+            p
+        };
+        let p = p - (m_hat / (v_hat.sqrt() + self.cfg.eps)).mul_scalar(self.lr);
+        self.moments[i] = Some((m, v));
+        let p = Tensor::from_inner(p.reshape(dims)).set_require_grad(true);
+        Param::from_mapped_value(id, p, mapper)
+    }
+}
