@@ -59,7 +59,12 @@ pub fn latest(root: &Path) -> anyhow::Result<Option<PathBuf>> {
     match fs::read_to_string(&path) {
         Ok(name) => {
             let dir = root.join(name.trim());
-            anyhow::ensure!(dir.is_dir(), "{} names {}, which is missing", path.display(), dir.display());
+            anyhow::ensure!(
+                dir.is_dir(),
+                "{} names {}, which is missing",
+                path.display(),
+                dir.display()
+            );
             Ok(Some(dir))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -70,7 +75,13 @@ pub fn latest(root: &Path) -> anyhow::Result<Option<PathBuf>> {
 /// Writes checkpoint `step` under `root`: the runtime state, then whatever
 /// `extra` writes into the directory (the learner's files), then `latest`.
 /// Keeps the newest `keep` checkpoints.
-pub async fn write<F, Fut>(root: &Path, step: u64, keep: usize, state: &RuntimeState, extra: F) -> anyhow::Result<PathBuf>
+pub async fn write<F, Fut>(
+    root: &Path,
+    step: u64,
+    keep: usize,
+    state: &RuntimeState,
+    extra: F,
+) -> anyhow::Result<PathBuf>
 where
     F: FnOnce(PathBuf) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
@@ -100,7 +111,11 @@ fn prune(root: &Path, keep: usize) -> anyhow::Result<()> {
     let mut steps: Vec<PathBuf> = Vec::new();
     for entry in fs::read_dir(root)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         if name.starts_with(".tmp-") {
             fs::remove_dir_all(&path)?;
         } else if name.starts_with("step-") {
@@ -152,9 +167,19 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_leaves_the_previous_checkpoint_in_force() {
         let root = tempfile::tempdir().unwrap();
-        write(root.path(), 1, 3, &state(1), |_| async { Ok(()) }).await.unwrap();
-        let failed = write(root.path(), 2, 3, &state(2), |_| async { anyhow::bail!("learner died") }).await;
+        write(root.path(), 1, 3, &state(1), |_| async { Ok(()) })
+            .await
+            .unwrap();
+        let failed = write(root.path(), 2, 3, &state(2), |_| async {
+            anyhow::bail!("learner died")
+        })
+        .await;
         assert!(failed.is_err());
-        assert!(latest(root.path()).unwrap().unwrap().ends_with("step-00000001"));
+        assert!(
+            latest(root.path())
+                .unwrap()
+                .unwrap()
+                .ends_with("step-00000001")
+        );
     }
 }

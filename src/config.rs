@@ -108,7 +108,10 @@ struct Raw {
     sandbox: SandboxConfig,
     #[serde(default)]
     supervisor: RestartPolicy,
-    #[expect(dead_code, reason = "read and validated by CurriculumConfig::from_toml_str")]
+    #[expect(
+        dead_code,
+        reason = "read and validated by CurriculumConfig::from_toml_str"
+    )]
     curriculum: toml::Value,
 }
 
@@ -165,9 +168,16 @@ impl RunConfig {
             Err(e) => {
                 // The curriculum loader already reported errors inside its own table.
                 let line = e.span().map(|s| line_of(src, s.start));
-                let in_curriculum = e.span().is_some_and(|s| table_at(src, s.start) == "curriculum");
+                let in_curriculum = e
+                    .span()
+                    .is_some_and(|s| table_at(src, s.start) == "curriculum");
                 if !in_curriculum || curriculum.is_some() {
-                    errors.push(located(&name, line, &table_path(src, e.span().map(|s| s.start)), e.message().trim()));
+                    errors.push(located(
+                        &name,
+                        line,
+                        &table_path(src, e.span().map(|s| s.start)),
+                        e.message().trim(),
+                    ));
                 }
                 None
             }
@@ -182,8 +192,14 @@ impl RunConfig {
             }
         };
         let tokenizer = gradus_policy::CharTokenizer::new(&raw.tokenizer);
-        check("tokenizer", tokenizer.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-        let vocab = tokenizer.as_ref().map(|t| gradus_policy::Tokenizer::vocab_size(t)).unwrap_or(0);
+        check(
+            "tokenizer",
+            tokenizer.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+        );
+        let vocab = tokenizer
+            .as_ref()
+            .map(|t| gradus_policy::Tokenizer::vocab_size(t))
+            .unwrap_or(0);
         let mut model_table = raw.model.0.clone();
         model_table.insert("vocab_size".into(), toml::Value::Integer(vocab as i64));
         let model: Option<ModelConfig> = match model_table.try_into() {
@@ -196,7 +212,10 @@ impl RunConfig {
         if let Some(m) = &model {
             check("model", m.validate().map_err(|e| e.to_string()));
         }
-        check("optimizer", raw.optimizer.validate().map_err(|e| e.to_string()));
+        check(
+            "optimizer",
+            raw.optimizer.validate().map_err(|e| e.to_string()),
+        );
         check("compute", raw.compute.validate().map_err(|e| e.to_string()));
         check("grader", raw.grader.validate().map_err(|e| e.to_string()));
         check("run", validate_run(&raw.run));
@@ -233,21 +252,31 @@ fn validate_run(r: &RunSection) -> Result<(), String> {
         bad.push("keep_checkpoints must be ≥ 1".into());
     }
     if !(r.call_timeout_s > 0.0) {
-        bad.push(format!("call_timeout_s must be > 0, got {}", r.call_timeout_s));
+        bad.push(format!(
+            "call_timeout_s must be > 0, got {}",
+            r.call_timeout_s
+        ));
     }
     if r.display_window == 0 {
         bad.push("display_window must be ≥ 1".into());
     }
-    if bad.is_empty() { Ok(()) } else { Err(bad.join("; ")) }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("; "))
+    }
 }
 
 fn validate_data(d: &DataSection) -> Result<(), String> {
     match (d.builtin_per_bucket, d.files.is_empty()) {
-        (None, true) => Err("set builtin_per_bucket (the synthetic curriculum) or files (JSONL datasets)".into()),
+        (None, true) => Err(
+            "set builtin_per_bucket (the synthetic curriculum) or files (JSONL datasets)".into(),
+        ),
         (Some(0), _) => Err("builtin_per_bucket must be ≥ 1".into()),
-        _ if !(0.0..=1.0).contains(&d.max_reject_fraction) => {
-            Err(format!("max_reject_fraction must lie in [0, 1], got {}", d.max_reject_fraction))
-        }
+        _ if !(0.0..=1.0).contains(&d.max_reject_fraction) => Err(format!(
+            "max_reject_fraction must lie in [0, 1], got {}",
+            d.max_reject_fraction
+        )),
         _ => Ok(()),
     }
 }
@@ -261,7 +290,11 @@ fn located(name: &str, line: Option<usize>, field: &str, msg: &str) -> String {
 
 /// 1-based line of byte `offset`.
 fn line_of(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    src[..offset.min(src.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// The `[table]` header line in force at `offset`, as a dotted path ("" at top level).
@@ -277,7 +310,10 @@ fn table_at(src: &str, offset: usize) -> String {
 }
 
 fn table_path(src: &str, offset: Option<usize>) -> String {
-    offset.map(|o| table_at(src, o)).filter(|t| !t.is_empty()).unwrap_or_else(|| "(top level)".into())
+    offset
+        .map(|o| table_at(src, o))
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "(top level)".into())
 }
 
 /// Line of the `[table]` header, if the file has one.
@@ -302,11 +338,15 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_field() {
         let bad = DEMO.replacen("batch_prompts =", "batch_promts =", 1);
-        let e = RunConfig::from_toml_str(&bad, Some(Path::new("demo.toml"))).unwrap_err().to_string();
+        let e = RunConfig::from_toml_str(&bad, Some(Path::new("demo.toml")))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("demo.toml:"), "{e}");
         assert!(e.contains("batch_promts"), "{e}");
         let bad = DEMO.replacen("checkpoint_every = ", "checkpoint_every = 0 #", 1);
-        let e = RunConfig::from_toml_str(&bad, Some(Path::new("demo.toml"))).unwrap_err().to_string();
+        let e = RunConfig::from_toml_str(&bad, Some(Path::new("demo.toml")))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("run: checkpoint_every must be ≥ 1"), "{e}");
     }
 }

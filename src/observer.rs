@@ -26,7 +26,14 @@ pub struct RunObserver {
 
 impl RunObserver {
     pub fn new(run_dir: RunDir, metrics: Arc<Metrics>, status: StatusBoard, stages: usize) -> Self {
-        Self { run_dir, metrics, status, progress: Progress::new(), stages, started: Instant::now() }
+        Self {
+            run_dir,
+            metrics,
+            status,
+            progress: Progress::new(),
+            stages,
+            started: Instant::now(),
+        }
     }
 
     /// The checkpoints directory of the run.
@@ -40,7 +47,8 @@ impl RunObserver {
     }
 
     fn warn(&mut self, what: &str, e: anyhow::Error) {
-        self.progress.line(&format!("gradus: warning: cannot write {what}: {e:#}"));
+        self.progress
+            .line(&format!("gradus: warning: cannot write {what}: {e:#}"));
     }
 }
 
@@ -85,7 +93,9 @@ impl Observer for RunObserver {
             m.pass_rate.with_label_values(&[domain, bucket]).set(*rate);
             // Rewards are binary unless partial credit is on, so the pass rate
             // is also the mean reward of the window.
-            m.mean_reward.with_label_values(&[domain, bucket]).set(*rate);
+            m.mean_reward
+                .with_label_values(&[domain, bucket])
+                .set(*rate);
         }
         {
             let mut s = self.status.write().expect("status lock");
@@ -93,7 +103,11 @@ impl Observer for RunObserver {
             s.stage_index = r.stage_index;
             s.step = r.step + 1;
             s.policy_version = r.stats.policy_version;
-            s.pass_rates = r.pass_rates.iter().map(|(k, (v, _))| (k.clone(), *v)).collect();
+            s.pass_rates = r
+                .pass_rates
+                .iter()
+                .map(|(k, (v, _))| (k.clone(), *v))
+                .collect();
             for a in ["learner", "generator", "executor", "grader"] {
                 s.actors.insert(a.into(), "running".into());
             }

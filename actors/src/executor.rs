@@ -15,7 +15,10 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Spawn
 pub enum Msg {
     /// Run every job; outcomes come back in job order, with the number of
     /// jobs redone after a sandbox error.
-    Run { jobs: Vec<Job>, reply: RpcReplyPort<(Vec<Outcome>, usize)> },
+    Run {
+        jobs: Vec<Job>,
+        reply: RpcReplyPort<(Vec<Outcome>, usize)>,
+    },
 }
 
 pub type ExecutorRef = ActorRef<Msg>;
@@ -29,7 +32,8 @@ pub struct Executor {
 
 /// Spawns the executor linked to `supervisor`, sharing `sandbox`.
 pub async fn spawn(sandbox: Arc<Sandbox>, supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
-    let (r, _) = Actor::spawn_linked(Some(NAME.into()), Executor { sandbox }, (), supervisor).await?;
+    let (r, _) =
+        Actor::spawn_linked(Some(NAME.into()), Executor { sandbox }, (), supervisor).await?;
     Ok(r.get_cell())
 }
 
@@ -44,7 +48,9 @@ pub async fn run_with_redo(sandbox: &Sandbox, jobs: Vec<Job>) -> (Vec<Outcome>, 
         .map(|(i, _)| i)
         .collect();
     if !retry.is_empty() {
-        let again = sandbox.run_batch(retry.iter().map(|&i| jobs[i].clone()).collect()).await;
+        let again = sandbox
+            .run_batch(retry.iter().map(|&i| jobs[i].clone()).collect())
+            .await;
         for (i, o) in retry.iter().zip(again) {
             outcomes[*i] = o;
         }

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use gradus_policy::device::ComputeThread;
 use gradus_policy::{Policy, Response, SamplingConfig, WeightsSnapshot};
-use rand_chacha::ChaCha8Rng;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
+use rand_chacha::ChaCha8Rng;
 
 /// Sampled responses, one per prompt, and the policy version that made them.
 #[derive(Debug, Clone)]
@@ -21,9 +21,16 @@ pub struct Generated {
 
 pub enum Msg {
     /// Sample one response per prompt (prompts are token ids, BOS included).
-    Generate { prompts: Vec<Vec<u32>>, config: SamplingConfig, reply: RpcReplyPort<Result<Generated, String>> },
+    Generate {
+        prompts: Vec<Vec<u32>>,
+        config: SamplingConfig,
+        reply: RpcReplyPort<Result<Generated, String>>,
+    },
     /// Swap in newer weights.
-    Load { snapshot: Arc<WeightsSnapshot>, reply: RpcReplyPort<Result<u64, String>> },
+    Load {
+        snapshot: Arc<WeightsSnapshot>,
+        reply: RpcReplyPort<Result<u64, String>>,
+    },
 }
 
 pub type GeneratorRef = ActorRef<Msg>;
@@ -38,7 +45,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(policy: Policy, rng: ChaCha8Rng, threads: usize) -> Result<Self, gradus_policy::Error> {
+    pub fn new(
+        policy: Policy,
+        rng: ChaCha8Rng,
+        threads: usize,
+    ) -> Result<Self, gradus_policy::Error> {
         Ok(Self {
             thread: ComputeThread::spawn("generator", threads)?,
             inner: Arc::new(Mutex::new((policy, rng))),
@@ -62,10 +73,19 @@ impl Engine {
             .map_err(|e| e.to_string())?
     }
 
-    pub fn generate(&self, prompts: Vec<Vec<u32>>, config: SamplingConfig) -> Result<Generated, String> {
+    pub fn generate(
+        &self,
+        prompts: Vec<Vec<u32>>,
+        config: SamplingConfig,
+    ) -> Result<Generated, String> {
         self.with(move |policy, rng| {
-            let responses = policy.sample(&prompts, &config, rng).map_err(|e| e.to_string())?;
-            Ok(Generated { responses, policy_version: policy.version() })
+            let responses = policy
+                .sample(&prompts, &config, rng)
+                .map_err(|e| e.to_string())?;
+            Ok(Generated {
+                responses,
+                policy_version: policy.version(),
+            })
         })
     }
 
@@ -78,7 +98,11 @@ impl Engine {
 
     /// The RNG, for checkpoints.
     pub fn rng(&self) -> ChaCha8Rng {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone()
     }
 }
 
@@ -88,7 +112,8 @@ pub struct Generator {
 
 /// Spawns the generator linked to `supervisor`, around `engine`.
 pub async fn spawn(engine: Arc<Engine>, supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
-    let (r, _) = Actor::spawn_linked(Some(NAME.into()), Generator { engine }, (), supervisor).await?;
+    let (r, _) =
+        Actor::spawn_linked(Some(NAME.into()), Generator { engine }, (), supervisor).await?;
     Ok(r.get_cell())
 }
 
@@ -101,14 +126,26 @@ impl Actor for Generator {
         Ok(())
     }
 
-    async fn handle(&self, _: GeneratorRef, msg: Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: GeneratorRef,
+        msg: Msg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
         let engine = self.engine.clone();
         match msg {
-            Msg::Generate { prompts, config, reply } => {
-                let _ = reply.send(tokio::task::spawn_blocking(move || engine.generate(prompts, config)).await?);
+            Msg::Generate {
+                prompts,
+                config,
+                reply,
+            } => {
+                let _ = reply.send(
+                    tokio::task::spawn_blocking(move || engine.generate(prompts, config)).await?,
+                );
             }
             Msg::Load { snapshot, reply } => {
-                let _ = reply.send(tokio::task::spawn_blocking(move || engine.load(snapshot)).await?);
+                let _ =
+                    reply.send(tokio::task::spawn_blocking(move || engine.load(snapshot)).await?);
             }
         }
         Ok(())

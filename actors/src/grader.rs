@@ -39,7 +39,10 @@ pub struct Faults {
 
 pub enum Msg {
     /// Grade every item, in order.
-    Grade { items: Vec<Item>, reply: RpcReplyPort<Vec<Graded>> },
+    Grade {
+        items: Vec<Item>,
+        reply: RpcReplyPort<Vec<Graded>>,
+    },
 }
 
 pub type GraderRef = ActorRef<Msg>;
@@ -54,8 +57,13 @@ pub struct Grader {
 pub const NAME: &str = "grader";
 
 /// Spawns the grader linked to `supervisor`.
-pub async fn spawn(config: GradeConfig, faults: Arc<Faults>, supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
-    let (r, _) = Actor::spawn_linked(Some(NAME.into()), Grader { config, faults }, (), supervisor).await?;
+pub async fn spawn(
+    config: GradeConfig,
+    faults: Arc<Faults>,
+    supervisor: ActorCell,
+) -> Result<ActorCell, SpawnErr> {
+    let (r, _) =
+        Actor::spawn_linked(Some(NAME.into()), Grader { config, faults }, (), supervisor).await?;
     Ok(r.get_cell())
 }
 
@@ -63,7 +71,9 @@ impl Grader {
     /// The pure part: grade a batch.
     pub fn grade_batch(&self, items: &[Item]) -> Vec<Graded> {
         let call = self.faults.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.faults.panic_on_call == Some(call) && !self.faults.fired.swap(true, Ordering::SeqCst) {
+        if self.faults.panic_on_call == Some(call)
+            && !self.faults.fired.swap(true, Ordering::SeqCst)
+        {
             panic!("injected grader fault: poisoned input in batch {call}");
         }
         items
@@ -71,7 +81,10 @@ impl Grader {
             .map(|item| {
                 let t = Instant::now();
                 let grade = gradus_math::grade(&item.gold, &item.response, &self.config);
-                Graded { grade, seconds: t.elapsed().as_secs_f64() }
+                Graded {
+                    grade,
+                    seconds: t.elapsed().as_secs_f64(),
+                }
             })
             .collect()
     }
@@ -102,29 +115,56 @@ mod tests {
     use super::*;
 
     fn item(gold: &str, response: &str) -> Item {
-        Item { gold: gold.into(), response: response.into() }
+        Item {
+            gold: gold.into(),
+            response: response.into(),
+        }
     }
 
     #[test]
     fn grades_in_order_strictly() {
-        let g = Grader { config: GradeConfig::strict(), faults: Arc::default() };
-        let out = g.grade_batch(&[item("85", "7+8=15 4+3+1=8 \\boxed{85}"), item("85", "the answer is 85")]);
+        let g = Grader {
+            config: GradeConfig::strict(),
+            faults: Arc::default(),
+        };
+        let out = g.grade_batch(&[
+            item("85", "7+8=15 4+3+1=8 \\boxed{85}"),
+            item("85", "the answer is 85"),
+        ]);
         assert!(out[0].grade.correct);
         assert!(!out[1].grade.correct, "strict grading needs a box");
     }
 
     #[tokio::test]
     async fn a_poisoned_input_crashes_the_actor_not_the_caller() {
-        let faults = Arc::new(Faults { panic_on_call: Some(2), ..Default::default() });
-        let g = Grader { config: GradeConfig::strict(), faults };
+        let faults = Arc::new(Faults {
+            panic_on_call: Some(2),
+            ..Default::default()
+        });
+        let g = Grader {
+            config: GradeConfig::strict(),
+            faults,
+        };
         let (actor, handle) = Actor::spawn(None, g, ()).await.unwrap();
         let ok = actor
-            .call(|reply| Msg::Grade { items: vec![item("3", "\\boxed{3}")], reply }, None)
+            .call(
+                |reply| Msg::Grade {
+                    items: vec![item("3", "\\boxed{3}")],
+                    reply,
+                },
+                None,
+            )
             .await
             .unwrap();
         assert!(ok.success_or(()).is_ok());
         let crashed = actor
-            .call(|reply| Msg::Grade { items: vec![item("3", "\\boxed{3}")], reply }, None)
+            .call(
+                |reply| Msg::Grade {
+                    items: vec![item("3", "\\boxed{3}")],
+                    reply,
+                },
+                None,
+            )
             .await;
         assert!(!matches!(crashed, Ok(ractor::rpc::CallResult::Success(_))));
         handle.await.unwrap();

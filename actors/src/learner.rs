@@ -20,18 +20,33 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Spawn
 /// Work the learner does.
 #[derive(Clone)]
 pub enum Update {
-    Grpo { groups: Vec<Group>, config: GrpoConfig },
-    Sft { examples: Vec<SftExample> },
+    Grpo {
+        groups: Vec<Group>,
+        config: GrpoConfig,
+    },
+    Sft {
+        examples: Vec<SftExample>,
+    },
 }
 
 pub enum Msg {
     /// Apply `update` as batch `batch` (ids increase; a repeat is answered from memory).
-    Step { batch: u64, update: Update, reply: RpcReplyPort<Result<StepStats, String>> },
+    Step {
+        batch: u64,
+        update: Update,
+        reply: RpcReplyPort<Result<StepStats, String>>,
+    },
     /// The current weights.
-    Snapshot { reply: RpcReplyPort<Result<Arc<WeightsSnapshot>, String>> },
+    Snapshot {
+        reply: RpcReplyPort<Result<Arc<WeightsSnapshot>, String>>,
+    },
     /// Save the model, optimizer, step, RNG and version into `dir`, with
     /// `manifest_extra` (the resolved run config) in the manifest.
-    Checkpoint { dir: PathBuf, manifest_extra: serde_json::Value, reply: RpcReplyPort<Result<(), String>> },
+    Checkpoint {
+        dir: PathBuf,
+        manifest_extra: serde_json::Value,
+        reply: RpcReplyPort<Result<(), String>>,
+    },
 }
 
 pub type LearnerRef = ActorRef<Msg>;
@@ -57,13 +72,19 @@ impl Engine {
     pub fn new(learner: Learner, threads: usize) -> Result<Self, gradus_policy::Error> {
         Ok(Self {
             thread: ComputeThread::spawn("learner", threads)?,
-            inner: Arc::new(Mutex::new(Inner { learner, last: None })),
+            inner: Arc::new(Mutex::new(Inner {
+                learner,
+                last: None,
+            })),
         })
     }
 
     /// Runs `f` on the compute thread with the learner; a panic inside is
     /// caught and returned as an error, so the thread and the weights survive.
-    fn with<T: Send + 'static>(&self, f: impl FnOnce(&mut Inner) -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
         let inner = self.inner.clone();
         self.thread
             .run(move || {
@@ -85,7 +106,9 @@ impl Engine {
                 if *last == batch {
                     return Ok(stats.clone());
                 }
-                return Err(format!("batch {batch} is older than the last applied batch {last}"));
+                return Err(format!(
+                    "batch {batch} is older than the last applied batch {last}"
+                ));
             }
             let stats = match update {
                 Update::Grpo { groups, config } => inner.learner.grpo_step(&groups, &config),
@@ -102,7 +125,13 @@ impl Engine {
     }
 
     pub fn checkpoint(&self, dir: PathBuf, extra: serde_json::Value) -> Result<(), String> {
-        self.with(move |inner| inner.learner.save_checkpoint(&dir, extra).map(|_| ()).map_err(|e| e.to_string()))
+        self.with(move |inner| {
+            inner
+                .learner
+                .save_checkpoint(&dir, extra)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -121,8 +150,18 @@ pub struct LearnerActor {
 }
 
 /// Spawns the learner linked to `supervisor`, around `engine`.
-pub async fn spawn(engine: Arc<Engine>, faults: Arc<Faults>, supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
-    let (r, _) = Actor::spawn_linked(Some(NAME.into()), LearnerActor { engine, faults }, (), supervisor).await?;
+pub async fn spawn(
+    engine: Arc<Engine>,
+    faults: Arc<Faults>,
+    supervisor: ActorCell,
+) -> Result<ActorCell, SpawnErr> {
+    let (r, _) = Actor::spawn_linked(
+        Some(NAME.into()),
+        LearnerActor { engine, faults },
+        (),
+        supervisor,
+    )
+    .await?;
     Ok(r.get_cell())
 }
 
@@ -138,18 +177,32 @@ impl Actor for LearnerActor {
     async fn handle(&self, _: LearnerRef, msg: Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
         let engine = self.engine.clone();
         match msg {
-            Msg::Step { batch, update, reply } => {
-                let result = tokio::task::spawn_blocking(move || engine.step(batch, update)).await?;
-                if self.faults.crash_after_batch == Some(batch) && !self.faults.fired.swap(true, Ordering::SeqCst) {
-                    return Err(format!("injected learner fault after applying batch {batch}").into());
+            Msg::Step {
+                batch,
+                update,
+                reply,
+            } => {
+                let result =
+                    tokio::task::spawn_blocking(move || engine.step(batch, update)).await?;
+                if self.faults.crash_after_batch == Some(batch)
+                    && !self.faults.fired.swap(true, Ordering::SeqCst)
+                {
+                    return Err(
+                        format!("injected learner fault after applying batch {batch}").into(),
+                    );
                 }
                 let _ = reply.send(result);
             }
             Msg::Snapshot { reply } => {
                 let _ = reply.send(tokio::task::spawn_blocking(move || engine.snapshot()).await?);
             }
-            Msg::Checkpoint { dir, manifest_extra, reply } => {
-                let r = tokio::task::spawn_blocking(move || engine.checkpoint(dir, manifest_extra)).await?;
+            Msg::Checkpoint {
+                dir,
+                manifest_extra,
+                reply,
+            } => {
+                let r = tokio::task::spawn_blocking(move || engine.checkpoint(dir, manifest_extra))
+                    .await?;
                 let _ = reply.send(r);
             }
         }

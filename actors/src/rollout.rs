@@ -28,7 +28,11 @@ pub fn math_result(grade: &Grade, truncated: bool) -> ResponseResult {
         reward: if grade.correct { 1.0 } else { 0.0 },
         correct: grade.correct,
         truncated,
-        verdict: if grade.correct { "correct" } else { grade.reason.as_str() },
+        verdict: if grade.correct {
+            "correct"
+        } else {
+            grade.reason.as_str()
+        },
     }
 }
 
@@ -42,19 +46,32 @@ pub fn code_result(outcome: &Outcome, truncated: bool, partial_credit: bool) -> 
     } else {
         0.0
     };
-    ResponseResult { reward, correct, truncated, verdict: outcome.verdict.as_str() }
+    ResponseResult {
+        reward,
+        correct,
+        truncated,
+        verdict: outcome.verdict.as_str(),
+    }
 }
 
 /// The result recorded when grading failed twice (a grader bug, a sandbox that
 /// keeps failing): no reward, and labelled so it is counted, not hidden.
 pub fn failed_result(truncated: bool, verdict: &'static str) -> ResponseResult {
-    ResponseResult { reward: 0.0, correct: false, truncated, verdict }
+    ResponseResult {
+        reward: 0.0,
+        correct: false,
+        truncated,
+        verdict,
+    }
 }
 
 /// The program in a code response: the last fenced block (```python ... ```
 /// or ``` ... ```) when there is one, else the whole response.
 pub fn extract_program(response: &str) -> &str {
-    let Some(open) = response.rfind("```").and_then(|end| response[..end].rfind("```").map(|s| (s, end))) else {
+    let Some(open) = response
+        .rfind("```")
+        .and_then(|end| response[..end].rfind("```").map(|s| (s, end)))
+    else {
         return response;
     };
     let (start, end) = open;
@@ -74,7 +91,9 @@ pub struct GroupResults {
 
 impl GroupResults {
     pub fn new(size: usize) -> Self {
-        Self { results: vec![None; size] }
+        Self {
+            results: vec![None; size],
+        }
     }
 
     /// Records response `i`'s result; a second result for the same response is
@@ -101,7 +120,10 @@ mod tests {
 
     #[test]
     fn programs_come_from_the_last_fence_or_the_whole_text() {
-        assert_eq!(extract_program("def f(x):\n return x+3"), "def f(x):\n return x+3");
+        assert_eq!(
+            extract_program("def f(x):\n return x+3"),
+            "def f(x):\n return x+3"
+        );
         let r = "try:\n```python\nx=1\n```\nbetter:\n```python\ndef f(x):\n return x\n```\n";
         assert_eq!(extract_program(r), "def f(x):\n return x\n");
         assert_eq!(extract_program("```\nprint(1)\n```"), "print(1)\n");

@@ -108,6 +108,15 @@ pub type SpawnFuture = Pin<Box<dyn Future<Output = Result<ActorCell, SpawnErr>> 
 /// outside the actor (an engine thread, the ledger) and is captured here.
 pub type Spawner = Arc<dyn Fn(ActorCell) -> SpawnFuture + Send + Sync>;
 
+/// Wraps an async spawn function as a [`Spawner`].
+pub fn spawner<F, Fut>(f: F) -> Spawner
+where
+    F: Fn(ActorCell) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<ActorCell, SpawnErr>> + Send + 'static,
+{
+    Arc::new(move |sup| Box::pin(f(sup)))
+}
+
 /// What the supervisor tells the daemon.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Report {

@@ -18,10 +18,11 @@
 //! actor up again and redoes the work exactly once; the ledger counts it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gradus_policy::{Group, GrpoConfig, Response, SamplingConfig, SftExample, StepStats, Tokenizer};
+use gradus_policy::{
+    Group, GrpoConfig, Response, SamplingConfig, SftExample, StepStats, Tokenizer,
+};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
 use serde_json::json;
@@ -121,12 +122,29 @@ struct Slot {
 }
 
 impl<T: Tokenizer> Trainer<T> {
-    pub fn new(curriculum: Curriculum, ledger: Ledger, next_batch: u64, tokenizer: T, settings: Settings) -> Self {
-        Self { curriculum, ledger, next_batch, tokenizer, settings, display: BTreeMap::new(), rollout_every: 10 }
+    pub fn new(
+        curriculum: Curriculum,
+        ledger: Ledger,
+        next_batch: u64,
+        tokenizer: T,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            curriculum,
+            ledger,
+            next_batch,
+            tokenizer,
+            settings,
+            display: BTreeMap::new(),
+            rollout_every: 10,
+        }
     }
 
     /// Runs one step; returns its report, or `None` once the curriculum is finished.
-    pub async fn step(&mut self, observer: &mut dyn Observer) -> Result<Option<StepReport>, TrainError> {
+    pub async fn step(
+        &mut self,
+        observer: &mut dyn Observer,
+    ) -> Result<Option<StepReport>, TrainError> {
         if self.curriculum.is_finished() {
             return Ok(None);
         }
@@ -163,12 +181,19 @@ impl<T: Tokenizer> Trainer<T> {
         let mut draws = self.curriculum.next_batch(self.settings.batch_prompts)?;
         loop {
             let mut slots = self.dispatch(draws)?;
-            self.generate(&mut slots, group_size, &sampling, &mut report).await?;
+            self.generate(&mut slots, group_size, &sampling, &mut report)
+                .await?;
             self.grade(&mut slots, &mut report).await?;
             let mut missing = 0;
             for slot in slots {
-                let graded: Vec<Graded> =
-                    slot.results.iter().map(|r| Graded { correct: r.correct, truncated: r.truncated }).collect();
+                let graded: Vec<Graded> = slot
+                    .results
+                    .iter()
+                    .map(|r| Graded {
+                        correct: r.correct,
+                        truncated: r.truncated,
+                    })
+                    .collect();
                 self.note_display(&slot.draw, &graded);
                 let verdict = self.curriculum.record_group(&slot.draw, &graded);
                 // SFT stages learn from references; their samples only measure.
@@ -180,7 +205,10 @@ impl<T: Tokenizer> Trainer<T> {
                     missing += 1;
                 }
             }
-            if missing == 0 || stage.dynamic_sampling.is_none() || kept.len() >= self.settings.batch_prompts {
+            if missing == 0
+                || stage.dynamic_sampling.is_none()
+                || kept.len() >= self.settings.batch_prompts
+            {
                 break;
             }
             draws = self.curriculum.refill(missing)?;
@@ -191,7 +219,9 @@ impl<T: Tokenizer> Trainer<T> {
         let batch = self.next_batch;
         self.next_batch += 1;
         let update = match stage.kind {
-            StageKind::Sft => learner::Update::Sft { examples: self.sft_examples(&kept)? },
+            StageKind::Sft => learner::Update::Sft {
+                examples: self.sft_examples(&kept)?,
+            },
             StageKind::Rl => {
                 let mut config = self.settings.grpo.clone();
                 config.kl_coef = stage.learner.kl_coef as f32;
@@ -231,8 +261,16 @@ impl<T: Tokenizer> Trainer<T> {
             observer.event("stage_advanced", adv.step, ev);
         }
         match outcome.change {
-            Some(Ok(applied)) => observer.event("config_applied", report.step, json!({"detail": format!("{applied:?}")})),
-            Some(Err(refused)) => observer.event("config_refused", report.step, json!({"reason": refused.to_string()})),
+            Some(Ok(applied)) => observer.event(
+                "config_applied",
+                report.step,
+                json!({"detail": format!("{applied:?}")}),
+            ),
+            Some(Err(refused)) => observer.event(
+                "config_refused",
+                report.step,
+                json!({"reason": refused.to_string()}),
+            ),
             None => {}
         }
         report.pass_rates = self.display_rates();
@@ -247,11 +285,18 @@ impl<T: Tokenizer> Trainer<T> {
             .into_iter()
             .map(|draw| {
                 let problem = &self.curriculum.problems()[draw.index as usize];
-                let prompt = self.tokenizer.encode_prompt(&problem.prompt).map_err(|e| {
-                    TrainError::Tokenizer(format!("problem {}: {e}", problem.id))
-                })?;
+                let prompt = self
+                    .tokenizer
+                    .encode_prompt(&problem.prompt)
+                    .map_err(|e| TrainError::Tokenizer(format!("problem {}: {e}", problem.id)))?;
                 let group = self.ledger.dispatch(draw.id.clone());
-                Ok(Slot { group, draw, prompt, responses: Vec::new(), results: Vec::new() })
+                Ok(Slot {
+                    group,
+                    draw,
+                    prompt,
+                    responses: Vec::new(),
+                    results: Vec::new(),
+                })
             })
             .collect()
     }
@@ -263,8 +308,10 @@ impl<T: Tokenizer> Trainer<T> {
         sampling: &SamplingConfig,
         report: &mut StepReport,
     ) -> Result<(), TrainError> {
-        let prompts: Vec<Vec<u32>> =
-            slots.iter().flat_map(|s| std::iter::repeat_n(s.prompt.clone(), group_size)).collect();
+        let prompts: Vec<Vec<u32>> = slots
+            .iter()
+            .flat_map(|s| std::iter::repeat_n(s.prompt.clone(), group_size))
+            .collect();
         let t = Instant::now();
         let groups: Vec<GroupId> = slots.iter().map(|s| s.group).collect();
         let generated = self
@@ -279,13 +326,21 @@ impl<T: Tokenizer> Trainer<T> {
         let mut responses = generated.responses.into_iter();
         for slot in slots.iter_mut() {
             slot.responses = responses.by_ref().take(group_size).collect();
-            report.tokens_generated += slot.responses.iter().map(|r| r.tokens.len() as u64).sum::<u64>();
+            report.tokens_generated += slot
+                .responses
+                .iter()
+                .map(|r| r.tokens.len() as u64)
+                .sum::<u64>();
             self.ledger.generated(slot.group)?;
         }
         Ok(())
     }
 
-    async fn grade(&mut self, slots: &mut [Slot], report: &mut StepReport) -> Result<(), TrainError> {
+    async fn grade(
+        &mut self,
+        slots: &mut [Slot],
+        report: &mut StepReport,
+    ) -> Result<(), TrainError> {
         // Gather every response by domain, remembering where each goes.
         let mut math_items = Vec::new();
         let mut math_at = Vec::new();
@@ -311,8 +366,10 @@ impl<T: Tokenizer> Trainer<T> {
             }
         }
         let groups: Vec<GroupId> = slots.iter().map(|s| s.group).collect();
-        let mut results: Vec<Vec<Option<ResponseResult>>> =
-            slots.iter().map(|s| vec![None; s.responses.len()]).collect();
+        let mut results: Vec<Vec<Option<ResponseResult>>> = slots
+            .iter()
+            .map(|s| vec![None; s.responses.len()])
+            .collect();
         if !math_items.is_empty() {
             let graded = self
                 .call::<grader::Msg, _>(grader::NAME, &groups, |reply| grader::Msg::Grade {
@@ -350,12 +407,21 @@ impl<T: Tokenizer> Trainer<T> {
             }
             for ((si, ri), o) in code_at.iter().zip(outcomes) {
                 let trunc = slots[*si].responses[*ri].truncated;
-                report.grade_seconds.push((Domain::Code, o.wall_ms / 1000.0));
-                results[*si][*ri] = Some(rollout::code_result(&o, trunc, self.settings.partial_credit));
+                report
+                    .grade_seconds
+                    .push((Domain::Code, o.wall_ms / 1000.0));
+                results[*si][*ri] = Some(rollout::code_result(
+                    &o,
+                    trunc,
+                    self.settings.partial_credit,
+                ));
             }
         }
         for (slot, rs) in slots.iter_mut().zip(results) {
-            slot.results = rs.into_iter().map(|r| r.expect("every response graded")).collect();
+            slot.results = rs
+                .into_iter()
+                .map(|r| r.expect("every response graded"))
+                .collect();
             for r in &slot.results {
                 *report.verdicts.entry(r.verdict).or_default() += 1;
                 report.truncated += usize::from(r.truncated);
@@ -366,7 +432,12 @@ impl<T: Tokenizer> Trainer<T> {
         Ok(())
     }
 
-    async fn learn(&mut self, batch: u64, update: learner::Update, groups: &[GroupId]) -> Result<StepStats, TrainError> {
+    async fn learn(
+        &mut self,
+        batch: u64,
+        update: learner::Update,
+        groups: &[GroupId],
+    ) -> Result<StepStats, TrainError> {
         self.call::<learner::Msg, _>(learner::NAME, groups, |reply| learner::Msg::Step {
             batch,
             update: update.clone(),
@@ -404,7 +475,8 @@ impl<T: Tokenizer> Trainer<T> {
     {
         let mut last_err = String::new();
         for attempt in 0..2 {
-            let Some(actor) = supervisor::lookup::<M>(name, self.settings.call_timeout).await else {
+            let Some(actor) = supervisor::lookup::<M>(name, self.settings.call_timeout).await
+            else {
                 last_err = "not running".into();
                 continue;
             };
@@ -422,7 +494,10 @@ impl<T: Tokenizer> Trainer<T> {
                 }
             }
         }
-        Err(TrainError::Actor { actor: name, why: last_err })
+        Err(TrainError::Actor {
+            actor: name,
+            why: last_err,
+        })
     }
 
     fn sft_examples(&self, kept: &[Slot]) -> Result<Vec<SftExample>, TrainError> {
@@ -432,9 +507,15 @@ impl<T: Tokenizer> Trainer<T> {
                 p.solution.as_ref().map(|sol| (s, sol))
             })
             .map(|(s, sol)| {
-                let mut completion = self.tokenizer.encode(sol).map_err(|e| TrainError::Tokenizer(e.to_string()))?;
+                let mut completion = self
+                    .tokenizer
+                    .encode(sol)
+                    .map_err(|e| TrainError::Tokenizer(e.to_string()))?;
                 completion.push(self.tokenizer.eos_id());
-                Ok(SftExample { prompt: s.prompt.clone(), completion })
+                Ok(SftExample {
+                    prompt: s.prompt.clone(),
+                    completion,
+                })
             })
             .collect()
     }
@@ -492,14 +573,26 @@ async fn call<M: ractor::Message, R: Send + 'static>(
     }
 }
 
-/// A sandbox job for a code response.
-fn code_job(problem: &Problem, response: &str, group: GroupId, index: usize) -> gradus_sandbox::Job {
-    let tests = problem.tests.clone().expect("code problems carry tests (checked at load)");
+/// A sandbox job for a code response. The problem's tests mirror the
+/// sandbox's schema field for field, so they convert through their JSON form.
+fn code_job(
+    problem: &Problem,
+    response: &str,
+    group: GroupId,
+    index: usize,
+) -> gradus_sandbox::Job {
+    let tests = problem
+        .tests
+        .as_ref()
+        .expect("code problems carry tests (checked at load)");
+    let tests = serde_json::to_value(tests)
+        .and_then(serde_json::from_value)
+        .expect("problem tests and sandbox tests share one schema");
     gradus_sandbox::Job {
         id: format!("g{group}-r{index}"),
         language: gradus_sandbox::job::Language::Python,
         source: rollout::extract_program(response).to_string(),
-        tests: tests.into(),
+        tests,
         limits: Default::default(),
     }
 }

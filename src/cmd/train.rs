@@ -27,8 +27,8 @@ use gradus::observer::RunObserver;
 use gradus::run_dir::RunDir;
 use gradus_actors::curriculum::change::Change;
 use gradus_actors::curriculum::engine::Curriculum;
-use gradus_actors::data::load::Loaded;
 use gradus_actors::data::import::FormatChoice;
+use gradus_actors::data::load::Loaded;
 use gradus_actors::ledger::Ledger;
 use gradus_actors::supervisor::{self, Report, Spawner};
 use gradus_actors::trainer::{Observer, Settings, Trainer};
@@ -72,9 +72,14 @@ fn locate(args: &Args) -> anyhow::Result<(PathBuf, PathBuf)> {
         }
         return Ok((cfg, dir.clone()));
     }
-    let cfg = args.config.clone().expect("clap requires --config without --resume");
+    let cfg = args
+        .config
+        .clone()
+        .expect("clap requires --config without --resume");
     let dir = args.run_dir.clone().unwrap_or_else(|| {
-        let stem = cfg.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+        let stem = cfg
+            .file_stem()
+            .map_or("run".into(), |s| s.to_string_lossy().into_owned());
         PathBuf::from("runs").join(stem)
     });
     Ok((cfg, dir))
@@ -82,7 +87,8 @@ fn locate(args: &Args) -> anyhow::Result<(PathBuf, PathBuf)> {
 
 async fn train(args: Args) -> anyhow::Result<ExitCode> {
     let (config_path, run_path) = locate(&args)?;
-    let mut config = RunConfig::from_path(&config_path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let mut config =
+        RunConfig::from_path(&config_path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
     if let Some(addr) = args.http {
         config.run.http = addr;
     }
@@ -96,9 +102,13 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let problems = load_problems(&config)?;
-    let mut run_dir = RunDir::open(&run_path)?;
+    let run_dir = RunDir::open(&run_path)?;
     // The resolved config: what the run actually uses (a reload rewrites it).
-    let watched_config = if resuming { run_path.join("config.toml") } else { config_path.clone() };
+    let watched_config = if resuming {
+        run_path.join("config.toml")
+    } else {
+        config_path.clone()
+    };
     if !resuming {
         run_dir.write_atomic("config.toml", config.source.as_bytes())?;
     }
@@ -114,15 +124,23 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     let (curriculum, ledger, next_batch, learner, gen_rng, start_step) = match &latest {
         Some(dir) => {
             let state = RuntimeState::read(dir)?;
-            let curriculum = Curriculum::restore(config.curriculum.clone(), problems, &state.curriculum)
-                .context("restoring the curriculum from the checkpoint")?;
+            let curriculum =
+                Curriculum::restore(config.curriculum.clone(), problems, &state.curriculum)
+                    .context("restoring the curriculum from the checkpoint")?;
             let (learner, _manifest) = Learner::load_checkpoint(&dir.join("learner"), &device)
                 .with_context(|| format!("loading the learner from {}", dir.display()))?;
-            (curriculum, state.ledger, state.next_batch, learner, state.generator_rng, state.step)
+            (
+                curriculum,
+                state.ledger,
+                state.next_batch,
+                learner,
+                state.generator_rng,
+                state.step,
+            )
         }
         None => {
-            let (curriculum, report) =
-                Curriculum::new(config.curriculum.clone(), problems).context("building the curriculum")?;
+            let (curriculum, report) = Curriculum::new(config.curriculum.clone(), problems)
+                .context("building the curriculum")?;
             for p in &report.unassigned {
                 eprintln!("gradus: warning: problem {p} falls in no bucket and is never drawn");
             }
@@ -133,7 +151,8 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
                 config.run.seed,
                 tokenizer.pad_id(),
             )?;
-            let rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.run.seed ^ 0x9e37_79b9_7f4a_7c15);
+            let rng =
+                rand_chacha::ChaCha8Rng::seed_from_u64(config.run.seed ^ 0x9e37_79b9_7f4a_7c15);
             (curriculum, Ledger::new(), 0, learner, rng, 0)
         }
     };
@@ -149,18 +168,33 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     let snapshot = learner.snapshot();
     let policy = Policy::from_snapshot(&snapshot, &device, tokenizer.pad_id())?;
     let learner_engine = Arc::new(learner::Engine::new(learner, config.compute.threads)?);
-    let generator_engine = Arc::new(generator::Engine::new(policy, gen_rng, config.compute.threads)?);
+    let generator_engine = Arc::new(generator::Engine::new(
+        policy,
+        gen_rng,
+        config.compute.threads,
+    )?);
     let sandbox = Arc::new(
-        gradus_sandbox::Sandbox::new(config.sandbox.clone())
-            .context("[sandbox] (run `gradus sandbox doctor` to see which protections this machine lacks)")?,
+        gradus_sandbox::Sandbox::new(config.sandbox.clone()).context(
+            "[sandbox] (run `gradus sandbox doctor` to see which protections this machine lacks)",
+        )?,
     );
     let faults = Faults::from_env();
     let (reports_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
-    let children = children(&config, &learner_engine, &generator_engine, &sandbox, &faults);
+    let children = children(
+        &config,
+        &learner_engine,
+        &generator_engine,
+        &sandbox,
+        &faults,
+    );
     let (sup, sup_handle) = ractor::Actor::spawn(
         None,
         supervisor::Supervisor,
-        supervisor::Args { policy: config.supervisor.clone(), children, reports: reports_tx },
+        supervisor::Args {
+            policy: config.supervisor.clone(),
+            children,
+            reports: reports_tx,
+        },
     )
     .await
     .context("starting the actors")?;
@@ -173,7 +207,12 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         display_window: config.run.display_window,
     };
     let mut trainer = Trainer::new(curriculum, ledger, next_batch, tokenizer, settings);
-    let mut observer = RunObserver::new(run_dir, metrics.clone(), status.clone(), trainer.curriculum.config().stages.len());
+    let mut observer = RunObserver::new(
+        run_dir,
+        metrics.clone(),
+        status.clone(),
+        trainer.curriculum.config().stages.len(),
+    );
     observer.event(
         if resuming { "resumed" } else { "started" },
         start_step,
@@ -193,12 +232,24 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         let reload = signals.reload.swap(false, Ordering::SeqCst) | watcher.changed();
         while let Ok(report) = reports.try_recv() {
             match report {
-                Report::Restarted { actor, failures, error } => {
-                    metrics.actor_restarts.with_label_values(&[actor.as_str()]).inc();
+                Report::Restarted {
+                    actor,
+                    failures,
+                    error,
+                } => {
+                    metrics
+                        .actor_restarts
+                        .with_label_values(&[actor.as_str()])
+                        .inc();
                     observer.event("actor_restarted", trainer.curriculum.state().step,
                         serde_json::json!({"actor": actor, "failures_in_window": failures, "error": error}));
                 }
-                Report::GaveUp { actor, failures, window, error } => {
+                Report::GaveUp {
+                    actor,
+                    failures,
+                    window,
+                    error,
+                } => {
                     observer.event("actor_gave_up", trainer.curriculum.state().step,
                         serde_json::json!({"actor": actor, "failures": failures, "window_s": window.as_secs_f64(), "error": error}));
                     gave_up = Some(format!(
@@ -209,7 +260,13 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         if reload {
-            apply_reload(&watched_config, &config, &mut trainer, &mut observer, &metrics);
+            apply_reload(
+                &watched_config,
+                &config,
+                &mut trainer,
+                &mut observer,
+                &metrics,
+            );
         }
         if let Some(why) = gave_up {
             break Err(anyhow::anyhow!(why));
@@ -236,16 +293,27 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     let step = trainer.curriculum.state().step;
     let saved = save(&trainer, &generator_engine, &config, &observer, step).await;
     match &outcome {
-        Ok(why) => observer.event("stopped", step, serde_json::json!({"reason": why, "elapsed_s": started.elapsed().as_secs_f64(),
-            "ledger": trainer.ledger.totals()})),
-        Err(e) => observer.event("error", step, serde_json::json!({"error": format!("{e:#}")})),
+        Ok(why) => observer.event(
+            "stopped",
+            step,
+            serde_json::json!({"reason": why, "elapsed_s": started.elapsed().as_secs_f64(),
+            "ledger": trainer.ledger.totals()}),
+        ),
+        Err(e) => observer.event(
+            "error",
+            step,
+            serde_json::json!({"error": format!("{e:#}")}),
+        ),
     }
     observer.finish();
     sup.stop(None);
     let _ = sup_handle.await;
     saved?;
     outcome.map(|why| {
-        println!("gradus: {why} at step {step}; run directory {}", run_path.display());
+        println!(
+            "gradus: {why} at step {step}; run directory {}",
+            run_path.display()
+        );
         ExitCode::SUCCESS
     })
 }
@@ -260,10 +328,15 @@ fn load_problems(config: &RunConfig) -> anyhow::Result<Vec<gradus_actors::data::
         loaded.read_str(&rows.join("\n"), "<builtin>", FormatChoice::Auto);
     }
     // Relative paths are relative to the config file.
-    let base = config.origin.as_deref().and_then(Path::parent).unwrap_or(Path::new("."));
+    let base = config
+        .origin
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
     for file in &config.data.files {
         let path = base.join(file);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("[data].files: reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("[data].files: reading {}", path.display()))?;
         loaded.read_str(&text, &path.display().to_string(), FormatChoice::Auto);
     }
     for r in &loaded.rejects {
@@ -303,8 +376,14 @@ impl Faults {
             }
         }
         Faults {
-            grader: Arc::new(grader::Faults { panic_on_call: grader_call, ..Default::default() }),
-            learner: Arc::new(learner::Faults { crash_after_batch: learner_batch, ..Default::default() }),
+            grader: Arc::new(grader::Faults {
+                panic_on_call: grader_call,
+                ..Default::default()
+            }),
+            learner: Arc::new(learner::Faults {
+                crash_after_batch: learner_batch,
+                ..Default::default()
+            }),
         }
     }
 }
@@ -322,10 +401,22 @@ fn children(
     let sb = sandbox.clone();
     let (gc, gf) = (config.grader.clone(), faults.grader.clone());
     vec![
-        (learner::NAME.into(), Arc::new(move |sup| Box::pin(learner::spawn(le.clone(), lf.clone(), sup)) as _) as Spawner),
-        (generator::NAME.into(), Arc::new(move |sup| Box::pin(generator::spawn(ge.clone(), sup)) as _) as Spawner),
-        (executor::NAME.into(), Arc::new(move |sup| Box::pin(executor::spawn(sb.clone(), sup)) as _) as Spawner),
-        (grader::NAME.into(), Arc::new(move |sup| Box::pin(grader::spawn(gc.clone(), gf.clone(), sup)) as _) as Spawner),
+        (
+            learner::NAME.into(),
+            supervisor::spawner(move |sup| learner::spawn(le.clone(), lf.clone(), sup)),
+        ),
+        (
+            generator::NAME.into(),
+            supervisor::spawner(move |sup| generator::spawn(ge.clone(), sup)),
+        ),
+        (
+            executor::NAME.into(),
+            supervisor::spawner(move |sup| executor::spawn(sb.clone(), sup)),
+        ),
+        (
+            grader::NAME.into(),
+            supervisor::spawner(move |sup| grader::spawn(gc.clone(), gf.clone(), sup)),
+        ),
     ]
 }
 
@@ -337,7 +428,10 @@ struct ConfigWatcher {
 
 impl ConfigWatcher {
     fn new(path: &Path) -> Self {
-        Self { path: path.to_path_buf(), last: std::fs::read(path).ok() }
+        Self {
+            path: path.to_path_buf(),
+            last: std::fs::read(path).ok(),
+        }
     }
 
     fn changed(&mut self) -> bool {
@@ -369,38 +463,70 @@ fn apply_reload<T: Tokenizer>(
                 eprintln!("gradus: config reload refused: {e}");
             }
             metrics.config_reloads.with_label_values(&["invalid"]).inc();
-            observer.event("config_reload_invalid", step, serde_json::json!({"errors": errors.0}));
+            observer.event(
+                "config_reload_invalid",
+                step,
+                serde_json::json!({"errors": errors.0}),
+            );
             return;
         }
     };
     let fixed = [
-        ("model", format!("{:?}", new.model) != format!("{:?}", running.model)),
-        ("tokenizer", format!("{:?}", new.tokenizer) != format!("{:?}", running.tokenizer)),
+        (
+            "model",
+            format!("{:?}", new.model) != format!("{:?}", running.model),
+        ),
+        (
+            "tokenizer",
+            format!("{:?}", new.tokenizer) != format!("{:?}", running.tokenizer),
+        ),
         ("data", new.data != running.data),
         ("run.seed", new.run.seed != running.run.seed),
     ];
     let changed: Vec<&str> = fixed.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
     if !changed.is_empty() {
-        let msg = format!("{}: fixed for a run, cannot change by reload: {}", path.display(), changed.join(", "));
+        let msg = format!(
+            "{}: fixed for a run, cannot change by reload: {}",
+            path.display(),
+            changed.join(", ")
+        );
         eprintln!("gradus: config reload refused: {msg}");
         metrics.config_reloads.with_label_values(&["invalid"]).inc();
-        observer.event("config_reload_invalid", step, serde_json::json!({"errors": [msg]}));
+        observer.event(
+            "config_reload_invalid",
+            step,
+            serde_json::json!({"errors": [msg]}),
+        );
         return;
     }
     if new.curriculum == *trainer.curriculum.config() {
-        metrics.config_reloads.with_label_values(&["unchanged"]).inc();
+        metrics
+            .config_reloads
+            .with_label_values(&["unchanged"])
+            .inc();
         observer.event("config_reload_unchanged", step, serde_json::json!({}));
         return;
     }
-    match trainer.curriculum.request_change(Change { config: Some(new.curriculum.clone()), jump_to: None }) {
+    match trainer.curriculum.request_change(Change {
+        config: Some(new.curriculum.clone()),
+        jump_to: None,
+    }) {
         Ok(()) => {
             metrics.config_reloads.with_label_values(&["applied"]).inc();
-            observer.event("config_reloaded", step, serde_json::json!({"file": path.display().to_string()}));
+            observer.event(
+                "config_reloaded",
+                step,
+                serde_json::json!({"file": path.display().to_string()}),
+            );
         }
         Err(refused) => {
             eprintln!("gradus: config reload refused: {refused}");
             metrics.config_reloads.with_label_values(&["invalid"]).inc();
-            observer.event("config_reload_invalid", step, serde_json::json!({"errors": [refused.to_string()]}));
+            observer.event(
+                "config_reload_invalid",
+                step,
+                serde_json::json!({"errors": [refused.to_string()]}),
+            );
         }
     }
 }
@@ -425,17 +551,30 @@ async fn save<T: Tokenizer>(
         .await
         .context("the learner is not running; cannot checkpoint")?;
     let manifest = serde_json::json!({"config": config.source});
-    checkpoint::write(&checkpoints, step, config.run.keep_checkpoints, &state, |dir| {
-        let dir = dir.join("learner");
-        async move {
-            learner_ref
-                .call(|reply| learner::Msg::Checkpoint { dir, manifest_extra: manifest, reply }, None)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .success_or(anyhow::anyhow!("the learner stopped while checkpointing"))?
-                .map_err(|e| anyhow::anyhow!(e))
-        }
-    })
+    checkpoint::write(
+        &checkpoints,
+        step,
+        config.run.keep_checkpoints,
+        &state,
+        |dir| {
+            let dir = dir.join("learner");
+            async move {
+                learner_ref
+                    .call(
+                        |reply| learner::Msg::Checkpoint {
+                            dir,
+                            manifest_extra: manifest,
+                            reply,
+                        },
+                        None,
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                    .success_or(anyhow::anyhow!("the learner stopped while checkpointing"))?
+                    .map_err(|e| anyhow::anyhow!(e))
+            }
+        },
+    )
     .await?;
     Ok(())
 }
@@ -455,7 +594,9 @@ async fn listen(signals: Arc<Signals>) {
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
     ) else {
-        eprintln!("gradus: warning: cannot listen for signals; stop the run with kill -9 and resume it");
+        eprintln!(
+            "gradus: warning: cannot listen for signals; stop the run with kill -9 and resume it"
+        );
         return;
     };
     loop {

@@ -27,7 +27,11 @@ impl Run {
         let text = std::fs::read_to_string(repo_root().join(TINY)).unwrap();
         std::fs::write(&config, edit(text)).unwrap();
         let dir = tmp.path().join("run");
-        Self { _tmp: tmp, dir, config }
+        Self {
+            _tmp: tmp,
+            dir,
+            config,
+        }
     }
 
     fn spawn(&self, faults: &str) -> Child {
@@ -59,7 +63,10 @@ impl Run {
     }
 
     fn named(&self, name: &str) -> Vec<Value> {
-        self.events().into_iter().filter(|e| e["event"] == name).collect()
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == name)
+            .collect()
     }
 
     /// Polls until `pred` holds on the events, or panics after `secs`.
@@ -85,7 +92,11 @@ fn read_jsonl(path: &Path) -> Vec<Value> {
 
 fn finish(child: Child) -> (i32, String) {
     let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -95,7 +106,11 @@ fn signal(child: &Child, sig: nix::sys::signal::Signal) {
 
 fn http_get(addr: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -108,7 +123,11 @@ fn assert_ledger_clean(run: &Run) {
     let dispatched = ledger["dispatched"].as_u64().unwrap();
     let learned = ledger["learned"].as_u64().unwrap();
     let dropped = ledger["dropped"].as_u64().unwrap();
-    assert_eq!(dispatched, learned + dropped, "groups in flight after a clean stop: {ledger}");
+    assert_eq!(
+        dispatched,
+        learned + dropped,
+        "groups in flight after a clean stop: {ledger}"
+    );
 }
 
 #[test]
@@ -131,7 +150,9 @@ fn a_short_run_advances_stages_by_its_rules_and_stops_cleanly() {
 fn metrics_are_served_over_http_in_prometheus_text() {
     let run = Run::new(|t| t);
     let child = run.spawn("");
-    run.wait_for(120, "two steps", |_| read_jsonl(&run.dir.join("metrics.jsonl")).len() >= 2);
+    run.wait_for(120, "two steps", |_| {
+        read_jsonl(&run.dir.join("metrics.jsonl")).len() >= 2
+    });
     let addr = std::fs::read_to_string(run.dir.join("http.addr")).unwrap();
     let metrics = http_get(addr.trim(), "/metrics");
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
@@ -145,14 +166,32 @@ fn metrics_are_served_over_http_in_prometheus_text() {
         "gradus_learner_last_step_timestamp_seconds",
         "gradus_config_reloads_total",
     ] {
-        assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
     }
     // Every sample line parses as `name{labels} value`.
-    for line in metrics.split("\r\n\r\n").nth(1).unwrap().lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in metrics
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let value = line.rsplit(' ').next().unwrap();
-        assert!(value.parse::<f64>().is_ok() || value == "+Inf", "bad sample line: {line}");
+        assert!(
+            value.parse::<f64>().is_ok() || value == "+Inf",
+            "bad sample line: {line}"
+        );
     }
-    let status: Value = serde_json::from_str(http_get(addr.trim(), "/status").split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let status: Value = serde_json::from_str(
+        http_get(addr.trim(), "/status")
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap(),
+    )
+    .unwrap();
     assert!(status["step"].as_u64().unwrap() >= 2);
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let (code, out) = finish(child);
@@ -163,19 +202,31 @@ fn metrics_are_served_over_http_in_prometheus_text() {
 fn sighup_applies_a_valid_config_and_keeps_the_running_one_on_an_invalid_one() {
     let run = Run::new(|t| t);
     let child = run.spawn("");
-    run.wait_for(120, "the first step", |e| e.iter().any(|e| e["event"] == "started"));
+    run.wait_for(120, "the first step", |e| {
+        e.iter().any(|e| e["event"] == "started")
+    });
     // Invalid: a typo in a field name. The run goes on with the old config.
     let good = std::fs::read_to_string(&run.config).unwrap();
     std::fs::write(&run.config, good.replace("batch_prompts", "batch_promts")).unwrap();
     signal(&child, nix::sys::signal::Signal::SIGHUP);
-    run.wait_for(60, "the invalid reload", |e| e.iter().any(|e| e["event"] == "config_reload_invalid"));
+    run.wait_for(60, "the invalid reload", |e| {
+        e.iter().any(|e| e["event"] == "config_reload_invalid")
+    });
     let invalid = &run.named("config_reload_invalid")[0];
-    assert!(invalid["errors"].to_string().contains("run.toml:"), "{invalid}");
-    assert!(invalid["errors"].to_string().contains("batch_promts"), "{invalid}");
+    assert!(
+        invalid["errors"].to_string().contains("run.toml:"),
+        "{invalid}"
+    );
+    assert!(
+        invalid["errors"].to_string().contains("batch_promts"),
+        "{invalid}"
+    );
     // Valid: a later stage's rule changes. Applied at a batch boundary.
     std::fs::write(&run.config, good.replace("steps = 200", "steps = 150")).unwrap();
     signal(&child, nix::sys::signal::Signal::SIGHUP);
-    run.wait_for(60, "the valid reload", |e| e.iter().any(|e| e["event"] == "config_reloaded"));
+    run.wait_for(60, "the valid reload", |e| {
+        e.iter().any(|e| e["event"] == "config_reloaded")
+    });
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let (code, out) = finish(child);
     assert_eq!(code, 0, "{out}");
@@ -187,18 +238,25 @@ fn kill_9_then_resume_continues_from_the_last_checkpoint() {
     let run = Run::new(|t| t);
     let mut child = run.spawn("");
     run.wait_for(180, "two checkpoints", |_| {
-        std::fs::read_dir(run.dir.join("checkpoints")).map(|d| d.count()).unwrap_or(0) >= 3
+        std::fs::read_dir(run.dir.join("checkpoints"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            >= 3
     });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let latest = std::fs::read_to_string(run.dir.join("checkpoints/latest")).unwrap();
     let saved_step: u64 = latest.trim().trim_start_matches("step-").parse().unwrap();
     let child = run.resume();
-    run.wait_for(120, "the resume", |e| e.iter().any(|e| e["event"] == "resumed"));
+    run.wait_for(120, "the resume", |e| {
+        e.iter().any(|e| e["event"] == "resumed")
+    });
     let resumed = &run.named("resumed")[0];
     assert_eq!(resumed["step"].as_u64().unwrap(), saved_step, "{resumed}");
     run.wait_for(120, "a step after the resume", |_| {
-        read_jsonl(&run.dir.join("metrics.jsonl")).iter().any(|m| m["step"].as_u64().unwrap() > saved_step + 1)
+        read_jsonl(&run.dir.join("metrics.jsonl"))
+            .iter()
+            .any(|m| m["step"].as_u64().unwrap() > saved_step + 1)
     });
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let (code, out) = finish(child);
@@ -215,9 +273,20 @@ fn a_learner_crash_and_a_grader_panic_are_restarted_and_nothing_is_learned_twice
     let (code, out) = finish(run.spawn("learner_crash_after_batch=4,grader_panic_on_call=5"));
     assert_eq!(code, 0, "{out}");
     let restarts = run.named("actor_restarted");
-    assert!(restarts.iter().any(|r| r["actor"] == "learner"), "{:#?}", run.events());
-    assert!(restarts.iter().any(|r| r["actor"] == "grader"), "{:#?}", run.events());
+    assert!(
+        restarts.iter().any(|r| r["actor"] == "learner"),
+        "{:#?}",
+        run.events()
+    );
+    assert!(
+        restarts.iter().any(|r| r["actor"] == "grader"),
+        "{:#?}",
+        run.events()
+    );
     assert_ledger_clean(&run);
     let stopped = &run.named("stopped")[0];
-    assert!(stopped["ledger"]["redone"].as_u64().unwrap() >= 2, "{stopped}");
+    assert!(
+        stopped["ledger"]["redone"].as_u64().unwrap() >= 2,
+        "{stopped}"
+    );
 }
