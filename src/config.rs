@@ -198,7 +198,7 @@ impl RunConfig {
         );
         let vocab = tokenizer
             .as_ref()
-            .map(|t| gradus_policy::Tokenizer::vocab_size(t))
+            .map(gradus_policy::Tokenizer::vocab_size)
             .unwrap_or(0);
         let mut model_table = raw.model.0.clone();
         model_table.insert("vocab_size".into(), toml::Value::Integer(vocab as i64));
@@ -251,7 +251,7 @@ fn validate_run(r: &RunSection) -> Result<(), String> {
     if r.keep_checkpoints == 0 {
         bad.push("keep_checkpoints must be ≥ 1".into());
     }
-    if !(r.call_timeout_s > 0.0) {
+    if r.call_timeout_s.is_nan() || r.call_timeout_s <= 0.0 {
         bad.push(format!(
             "call_timeout_s must be > 0, got {}",
             r.call_timeout_s

@@ -538,7 +538,7 @@ impl<T: Tokenizer> Trainer<T> {
 
     fn log_rollouts(&self, kept: &[Slot], observer: &mut dyn Observer) {
         let step = self.curriculum.state().step;
-        if step % self.rollout_every != 0 {
+        if !step.is_multiple_of(self.rollout_every) {
             return;
         }
         for s in kept.iter().take(2) {
