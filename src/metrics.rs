@@ -176,6 +176,14 @@ impl Metrics {
             registry,
         };
         m.register_all();
+        // Series with a known, fixed label set start at 0, so they exist
+        // (and alerts on them work) before the first event.
+        for result in ["applied", "invalid", "unchanged"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
+        for actor in ["learner", "generator", "executor", "grader"] {
+            m.actor_restarts.with_label_values(&[actor]);
+        }
         m
     }
 

@@ -20,13 +20,15 @@ pub const MATH_BUCKETS: [&str; 3] = ["add1", "add2", "add3"];
 /// Code buckets: `lin` is `x+k` or `x*k`; `affine` is `a*x+b`.
 pub const CODE_BUCKETS: [&str; 2] = ["lin", "affine"];
 
-/// One generated problem as a gradus JSONL row.
+/// Up to `per_bucket` distinct problems per bucket, as gradus JSONL rows. A
+/// bucket with fewer distinct problems (one-digit sums: 100) gives all it has.
 pub fn problems(seed: u64, per_bucket: usize) -> Vec<Value> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut rows = Vec::new();
     for (digits, bucket) in (1u32..).zip(MATH_BUCKETS) {
         let mut seen = std::collections::HashSet::new();
-        while seen.len() < per_bucket {
+        let distinct = operand_count(digits).pow(2);
+        while seen.len() < per_bucket.min(distinct) {
             let (a, b) = (operand(&mut rng, digits), operand(&mut rng, digits));
             if seen.insert((a, b)) {
                 rows.push(math_row(bucket, seen.len() - 1, a, b));
@@ -57,6 +59,11 @@ pub fn problems(seed: u64, per_bucket: usize) -> Vec<Value> {
         }
     }
     rows
+}
+
+/// How many operands have exactly `digits` digits.
+fn operand_count(digits: u32) -> usize {
+    if digits == 1 { 10 } else { 9 * 10usize.pow(digits - 1) }
 }
 
 /// A uniformly drawn operand with exactly `digits` digits (0..=9 for one digit).
@@ -196,6 +203,8 @@ mod tests {
         assert_eq!(a, problems(7, 50));
         assert_ne!(a, problems(8, 50));
         assert_eq!(a.len(), 50 * (MATH_BUCKETS.len() + CODE_BUCKETS.len()));
+        let one_digit = problems(7, 500).iter().filter(|r| r["difficulty"] == "add1").count();
+        assert_eq!(one_digit, 100, "every one-digit sum, once");
         let ids: std::collections::HashSet<_> = a.iter().map(|r| r["id"].clone()).collect();
         assert_eq!(ids.len(), a.len());
     }
