@@ -63,7 +63,11 @@ pub fn problems(seed: u64, per_bucket: usize) -> Vec<Value> {
 
 /// How many operands have exactly `digits` digits.
 fn operand_count(digits: u32) -> usize {
-    if digits == 1 { 10 } else { 9 * 10usize.pow(digits - 1) }
+    if digits == 1 {
+        10
+    } else {
+        9 * 10usize.pow(digits - 1)
+    }
 }
 
 /// A uniformly drawn operand with exactly `digits` digits (0..=9 for one digit).
@@ -203,7 +207,10 @@ mod tests {
         assert_eq!(a, problems(7, 50));
         assert_ne!(a, problems(8, 50));
         assert_eq!(a.len(), 50 * (MATH_BUCKETS.len() + CODE_BUCKETS.len()));
-        let one_digit = problems(7, 500).iter().filter(|r| r["difficulty"] == "add1").count();
+        let one_digit = problems(7, 500)
+            .iter()
+            .filter(|r| r["difficulty"] == "add1")
+            .count();
         assert_eq!(one_digit, 100, "every one-digit sum, once");
         let ids: std::collections::HashSet<_> = a.iter().map(|r| r["id"].clone()).collect();
         assert_eq!(ids.len(), a.len());
