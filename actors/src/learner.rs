@@ -30,10 +30,12 @@ pub enum Update {
 }
 
 pub enum Msg {
-    /// Apply `update` as batch `batch` (ids increase; a repeat is answered from memory).
+    /// Apply `update` as batch `batch` at learning rate `lr` (ids increase; a
+    /// repeat is answered from memory).
     Step {
         batch: u64,
         update: Update,
+        lr: f64,
         reply: RpcReplyPort<Result<StepStats, String>>,
     },
     /// The current weights.
@@ -98,7 +100,7 @@ impl Engine {
     }
 
     /// Applies `update` as batch `batch`, exactly once.
-    pub fn step(&self, batch: u64, update: Update) -> Result<StepStats, String> {
+    pub fn step(&self, batch: u64, update: Update, lr: f64) -> Result<StepStats, String> {
         self.with(move |inner| {
             if let Some((last, stats)) = &inner.last
                 && *last >= batch
@@ -110,6 +112,7 @@ impl Engine {
                     "batch {batch} is older than the last applied batch {last}"
                 ));
             }
+            inner.learner.set_lr(lr);
             let stats = match update {
                 Update::Grpo { groups, config } => inner.learner.grpo_step(&groups, &config),
                 Update::Sft { examples } => inner.learner.sft_step(&examples),
@@ -180,10 +183,11 @@ impl Actor for LearnerActor {
             Msg::Step {
                 batch,
                 update,
+                lr,
                 reply,
             } => {
                 let result =
-                    tokio::task::spawn_blocking(move || engine.step(batch, update)).await?;
+                    tokio::task::spawn_blocking(move || engine.step(batch, update, lr)).await?;
                 if self.faults.crash_after_batch == Some(batch)
                     && !self.faults.fired.swap(true, Ordering::SeqCst)
                 {

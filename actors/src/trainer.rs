@@ -241,7 +241,7 @@ impl<T: Tokenizer> Trainer<T> {
         };
         if !kept.is_empty() {
             let ids: Vec<GroupId> = kept.iter().map(|s| s.group).collect();
-            let stats = self.learn(batch, update, &ids).await?;
+            let stats = self.learn(batch, update, stage.learner.lr, &ids).await?;
             for s in &kept {
                 self.ledger.learned(s.group, stats.step)?;
             }
@@ -436,10 +436,12 @@ impl<T: Tokenizer> Trainer<T> {
         &mut self,
         batch: u64,
         update: learner::Update,
+        lr: f64,
         groups: &[GroupId],
     ) -> Result<StepStats, TrainError> {
         self.call::<learner::Msg, _>(learner::NAME, groups, |reply| learner::Msg::Step {
             batch,
+            lr,
             update: update.clone(),
             reply,
         })

@@ -171,6 +171,12 @@ impl Learner {
         &self.model_cfg
     }
 
+    /// Sets the learning rate of the following updates (the runtime sets each
+    /// stage's rate before its steps).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.optim.set_lr(lr);
+    }
+
     /// The optimizer config.
     pub fn optimizer_config(&self) -> &OptimizerConfig {
         self.optim.config()

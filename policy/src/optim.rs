@@ -154,6 +154,12 @@ impl AdamW {
         &self.cfg
     }
 
+    /// Sets the peak learning rate (stages of a curriculum train at their own
+    /// rates); warmup still scales it by the step count.
+    pub fn set_lr(&mut self, lr: f64) {
+        self.cfg.lr = lr;
+    }
+
     /// Applies one update from `grads` (the gradients of a loss over `model`).
     ///
     /// The gradient `g` of all parameters is scaled by `min(1, c / ‖g‖₂)` when
