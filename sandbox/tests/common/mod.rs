@@ -120,7 +120,26 @@ fn sandbox_uid_processes() -> Vec<String> {
     out
 }
 
+/// Inodes of the sockets this test process holds itself: a test that opens a
+/// host-side listener (to prove the sandbox cannot reach it) must not make a
+/// job running in a parallel test look like it left a socket behind.
+fn own_socket_inodes() -> BTreeSet<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return BTreeSet::new();
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_string)
+        })
+        .collect()
+}
+
 fn listeners() -> BTreeSet<String> {
+    let own = own_socket_inodes();
     let mut out = BTreeSet::new();
     for f in [
         "/proc/net/tcp",
@@ -132,7 +151,8 @@ fn listeners() -> BTreeSet<String> {
             for l in t.lines().skip(1) {
                 let cols: Vec<&str> = l.split_whitespace().collect();
                 // TCP state 0A is LISTEN; any bound UDP socket counts.
-                if cols.len() > 3 && (cols[3] == "0A" || f.contains("udp")) {
+                let ours = cols.get(9).is_some_and(|inode| own.contains(*inode));
+                if cols.len() > 3 && (cols[3] == "0A" || f.contains("udp")) && !ours {
                     out.insert(format!("{f} {}", cols[1]));
                 }
             }
