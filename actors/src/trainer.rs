@@ -161,7 +161,7 @@ impl<T: Tokenizer> Trainer<T> {
             step: self.curriculum.state().step,
             stage: stage.name.clone(),
             stage_index: self.curriculum.state().stage,
-            stats: empty_stats(),
+            stats: StepStats::empty(),
             pass_rates: BTreeMap::new(),
             verdicts: BTreeMap::new(),
             tokens_generated: 0,
@@ -596,27 +596,5 @@ fn code_job(
         source: rollout::extract_program(response).to_string(),
         tests,
         limits: Default::default(),
-    }
-}
-
-fn empty_stats() -> StepStats {
-    StepStats {
-        kind: gradus_policy::StepKind::Sft,
-        step: 0,
-        policy_version: 0,
-        loss: 0.0,
-        mean_reward: None,
-        mean_advantage: None,
-        clip_fraction: None,
-        approx_kl: None,
-        ref_kl: None,
-        entropy: 0.0,
-        token_accuracy: None,
-        grad_norm: 0.0,
-        lr: 0.0,
-        masked_truncated: 0,
-        tokens: 0,
-        seconds: 0.0,
-        tokens_per_s: 0.0,
     }
 }

@@ -479,7 +479,8 @@ impl Learner {
 }
 
 impl StepStats {
-    fn empty() -> Self {
+    /// A step that did nothing (no update was made): zeros and `None`s.
+    pub fn empty() -> Self {
         Self {
             kind: StepKind::Sft,
             step: 0,
