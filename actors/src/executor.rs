@@ -13,11 +13,11 @@ use gradus_sandbox::{Job, Outcome, Sandbox, Verdict};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 
 pub enum Msg {
-    /// Run every job; outcomes come back in job order, with the number of
-    /// jobs redone after a sandbox error.
+    /// Run every job; outcomes come back in job order, with the indices of
+    /// the jobs redone after a sandbox error.
     Run {
         jobs: Vec<Job>,
-        reply: RpcReplyPort<(Vec<Outcome>, usize)>,
+        reply: RpcReplyPort<(Vec<Outcome>, Vec<usize>)>,
     },
 }
 
@@ -38,8 +38,8 @@ pub async fn spawn(sandbox: Arc<Sandbox>, supervisor: ActorCell) -> Result<Actor
 }
 
 /// Runs `jobs`, redoing once each job whose outcome is a sandbox error.
-/// Returns the outcomes and how many jobs were redone.
-pub async fn run_with_redo(sandbox: &Sandbox, jobs: Vec<Job>) -> (Vec<Outcome>, usize) {
+/// Returns the outcomes and the indices of the jobs that were redone.
+pub async fn run_with_redo(sandbox: &Sandbox, jobs: Vec<Job>) -> (Vec<Outcome>, Vec<usize>) {
     let mut outcomes = sandbox.run_batch(jobs.clone()).await;
     let retry: Vec<usize> = outcomes
         .iter()
@@ -55,7 +55,7 @@ pub async fn run_with_redo(sandbox: &Sandbox, jobs: Vec<Job>) -> (Vec<Outcome>, 
             outcomes[*i] = o;
         }
     }
-    (outcomes, retry.len())
+    (outcomes, retry)
 }
 
 impl Actor for Executor {

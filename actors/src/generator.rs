@@ -5,9 +5,8 @@
 //! seeded from the run seed and saved in checkpoints, so a resumed run samples
 //! what the uninterrupted one would have.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use gradus_policy::device::ComputeThread;
 use gradus_policy::{Policy, Response, SamplingConfig, WeightsSnapshot};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use rand_chacha::ChaCha8Rng;
@@ -39,10 +38,7 @@ pub type GeneratorRef = ActorRef<Msg>;
 pub const NAME: &str = "generator";
 
 /// The sampling policy and its RNG, on their compute thread.
-pub struct Engine {
-    thread: ComputeThread,
-    inner: Arc<Mutex<(Policy, ChaCha8Rng)>>,
-}
+pub struct Engine(crate::engine::Engine<(Policy, ChaCha8Rng)>);
 
 impl Engine {
     pub fn new(
@@ -50,27 +46,11 @@ impl Engine {
         rng: ChaCha8Rng,
         threads: usize,
     ) -> Result<Self, gradus_policy::Error> {
-        Ok(Self {
-            thread: ComputeThread::spawn("generator", threads)?,
-            inner: Arc::new(Mutex::new((policy, rng))),
-        })
-    }
-
-    fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Policy, &mut ChaCha8Rng) -> Result<T, String> + Send + 'static,
-    ) -> Result<T, String> {
-        let inner = self.inner.clone();
-        self.thread
-            .run(move || {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
-                    let (policy, rng) = &mut *guard;
-                    f(policy, rng)
-                }))
-                .unwrap_or_else(|_| Err("generator computation panicked".into()))
-            })
-            .map_err(|e| e.to_string())?
+        Ok(Self(crate::engine::Engine::new(
+            "generator",
+            (policy, rng),
+            threads,
+        )?))
     }
 
     pub fn generate(
@@ -78,7 +58,7 @@ impl Engine {
         prompts: Vec<Vec<u32>>,
         config: SamplingConfig,
     ) -> Result<Generated, String> {
-        self.with(move |policy, rng| {
+        self.0.with(move |(policy, rng)| {
             let responses = policy
                 .sample(&prompts, &config, rng)
                 .map_err(|e| e.to_string())?;
@@ -90,7 +70,7 @@ impl Engine {
     }
 
     pub fn load(&self, snapshot: Arc<WeightsSnapshot>) -> Result<u64, String> {
-        self.with(move |policy, _| {
+        self.0.with(move |(policy, _)| {
             policy.load_snapshot(&snapshot).map_err(|e| e.to_string())?;
             Ok(policy.version())
         })
@@ -98,11 +78,7 @@ impl Engine {
 
     /// The RNG, for checkpoints.
     pub fn rng(&self) -> ChaCha8Rng {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .1
-            .clone()
+        self.0.lock().1.clone()
     }
 }
 

@@ -10,10 +10,9 @@
 //! recorded statistics instead of stepping twice: nothing is learned twice.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
-use gradus_policy::device::ComputeThread;
 use gradus_policy::{Group, GrpoConfig, Learner, SftExample, StepStats, WeightsSnapshot};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 
@@ -57,10 +56,7 @@ pub type LearnerRef = ActorRef<Msg>;
 pub const NAME: &str = "learner";
 
 /// The model, optimizer and applied-batch memory, on their compute thread.
-pub struct Engine {
-    thread: ComputeThread,
-    inner: Arc<Mutex<Inner>>,
-}
+pub struct Engine(crate::engine::Engine<Inner>);
 
 struct Inner {
     learner: Learner,
@@ -72,36 +68,16 @@ impl Engine {
     /// Wraps `learner` on a new compute thread with `threads` workers (0: one
     /// per core).
     pub fn new(learner: Learner, threads: usize) -> Result<Self, gradus_policy::Error> {
-        Ok(Self {
-            thread: ComputeThread::spawn("learner", threads)?,
-            inner: Arc::new(Mutex::new(Inner {
-                learner,
-                last: None,
-            })),
-        })
-    }
-
-    /// Runs `f` on the compute thread with the learner; a panic inside is
-    /// caught and returned as an error, so the thread and the weights survive.
-    fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Inner) -> Result<T, String> + Send + 'static,
-    ) -> Result<T, String> {
-        let inner = self.inner.clone();
-        self.thread
-            .run(move || {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
-                    f(&mut guard)
-                }))
-                .unwrap_or_else(|_| Err("learner computation panicked".into()))
-            })
-            .map_err(|e| e.to_string())?
+        let inner = Inner {
+            learner,
+            last: None,
+        };
+        Ok(Self(crate::engine::Engine::new("learner", inner, threads)?))
     }
 
     /// Applies `update` as batch `batch`, exactly once.
     pub fn step(&self, batch: u64, update: Update, lr: f64) -> Result<StepStats, String> {
-        self.with(move |inner| {
+        self.0.with(move |inner| {
             if let Some((last, stats)) = &inner.last
                 && *last >= batch
             {
@@ -124,11 +100,11 @@ impl Engine {
     }
 
     pub fn snapshot(&self) -> Result<Arc<WeightsSnapshot>, String> {
-        self.with(|inner| Ok(Arc::new(inner.learner.snapshot())))
+        self.0.with(|inner| Ok(Arc::new(inner.learner.snapshot())))
     }
 
     pub fn checkpoint(&self, dir: PathBuf, extra: serde_json::Value) -> Result<(), String> {
-        self.with(move |inner| {
+        self.0.with(move |inner| {
             inner
                 .learner
                 .save_checkpoint(&dir, extra)

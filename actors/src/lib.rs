@@ -17,6 +17,7 @@
 
 pub mod curriculum;
 pub mod data;
+pub mod engine;
 pub mod executor;
 pub mod generator;
 pub mod grader;

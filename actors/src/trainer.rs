@@ -401,9 +401,10 @@ impl<T: Tokenizer> Trainer<T> {
                     reply,
                 })
                 .await?;
-            for _ in 0..redone {
-                // Sandbox errors redone inside the executor count as redone work too.
-                self.ledger.redo(slots[0].group)?;
+            for job in redone {
+                // A job redone inside the executor after a sandbox error is
+                // redone work of its response's group.
+                self.ledger.redo(slots[code_at[job].0].group)?;
             }
             for ((si, ri), o) in code_at.iter().zip(outcomes) {
                 let trunc = slots[*si].responses[*ri].truncated;
