@@ -106,6 +106,19 @@ impl Observer for RunObserver {
         let m = &self.metrics;
         m.stage_index.set(r.stage_index as i64);
         m.policy_version.set(r.stats.policy_version as i64);
+        // Staleness of what was learned: versions between the behaviour policy
+        // and the policy the update started from (0 in on-policy runs).
+        if let Some(behaviour) = r.behaviour_version {
+            let before = r.stats.policy_version.saturating_sub(1);
+            let lag = before.saturating_sub(behaviour) as f64;
+            for (domain, n) in &r.kept_by_domain {
+                for _ in 0..*n {
+                    m.staleness
+                        .with_label_values(&[domain.as_str()])
+                        .observe(lag);
+                }
+            }
+        }
         m.tokens_generated.inc_by(r.tokens_generated);
         m.learner_step_seconds.observe(r.stats.seconds);
         m.last_step_timestamp.set(unix_time());

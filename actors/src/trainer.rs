@@ -62,10 +62,14 @@ pub struct StepReport {
     /// Responses graded this step, by verdict.
     pub verdicts: BTreeMap<&'static str, u64>,
     pub tokens_generated: u64,
+    /// Policy version that generated this step's responses (the behaviour policy).
+    pub behaviour_version: Option<u64>,
     pub generate_seconds: f64,
     /// Per-response grading latency, by domain.
     pub grade_seconds: Vec<(Domain, f64)>,
     pub groups_kept: usize,
+    /// Kept groups per domain.
+    pub kept_by_domain: BTreeMap<Domain, usize>,
     pub groups_dropped: usize,
     pub truncated: usize,
     pub responses: usize,
@@ -228,9 +232,11 @@ impl<T: Tokenizer> Trainer<T> {
             pass_rates: BTreeMap::new(),
             verdicts: BTreeMap::new(),
             tokens_generated: 0,
+            behaviour_version: None,
             generate_seconds: 0.0,
             grade_seconds: Vec::new(),
             groups_kept: 0,
+            kept_by_domain: BTreeMap::new(),
             groups_dropped: 0,
             truncated: 0,
             responses: 0,
@@ -277,6 +283,9 @@ impl<T: Tokenizer> Trainer<T> {
             draws = self.curriculum.refill(missing)?;
         }
         report.groups_kept = kept.len();
+        for s in &kept {
+            *report.kept_by_domain.entry(s.draw.domain).or_default() += 1;
+        }
 
         // Learn.
         let batch = self.next_batch;
@@ -387,6 +396,7 @@ impl<T: Tokenizer> Trainer<T> {
             .await?
             .map_err(TrainError::Generator)?;
         report.generate_seconds += t.elapsed().as_secs_f64();
+        report.behaviour_version = Some(generated.policy_version);
         let mut responses = generated.responses.into_iter();
         for slot in slots.iter_mut() {
             slot.responses = responses.by_ref().take(group_size).collect();

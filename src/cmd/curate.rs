@@ -9,6 +9,7 @@
 //! separate file, and counted. The pure part (bucketing, histogram, outputs)
 //! is `gradus_actors::curriculum::curate`, tested without a model.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -64,6 +65,9 @@ pub struct Args {
     /// Seed of the sampling RNG.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also write every sampled response with its verdict here (JSONL), for inspection.
+    #[arg(long)]
+    responses: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -134,7 +138,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let responses = match &args.responses {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
     let mut solver = PolicySolver {
+        responses,
         policy,
         rng: ChaCha8Rng::seed_from_u64(args.seed),
         tokenizer,
@@ -169,6 +180,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &mut solver,
         &mut progress,
     )?;
+    if let Some(w) = solver.responses.as_mut() {
+        std::io::Write::flush(w).context("writing --responses")?;
+    }
     let paths = curate::write_outputs::<SolveError>(&curated, &output)?;
     let h = &curated.histogram;
     eprintln!(
@@ -257,6 +271,8 @@ pub struct SolveError(String);
 
 /// The real [`Solver`]: the policy samples, the math grader and the sandbox grade.
 struct PolicySolver {
+    /// `--responses`: one line per sampled response.
+    responses: Option<std::io::BufWriter<std::fs::File>>,
     policy: Policy,
     rng: ChaCha8Rng,
     tokenizer: CharTokenizer,
@@ -287,6 +303,7 @@ impl Solver for PolicySolver {
             .sample(&prompts, &self.sampling, &mut self.rng)
             .map_err(|e| SolveError(format!("sampling: {e}")))?;
         let mut correct = vec![vec![false; k]; problems.len()];
+        let mut verdicts = vec![""; responses.len()];
         let mut jobs = Vec::new();
         let mut job_at = Vec::new();
         for (i, resp) in responses.iter().enumerate() {
@@ -297,7 +314,9 @@ impl Solver for PolicySolver {
                 Domain::Math => {
                     let gold = problem.answer.as_deref().unwrap_or_default();
                     let grade = gradus_math::grade(gold, &text, &self.grade);
-                    correct[pi][si] = rollout::math_result(&grade, resp.truncated).correct;
+                    let r = rollout::math_result(&grade, resp.truncated);
+                    correct[pi][si] = r.correct;
+                    verdicts[i] = r.verdict;
                 }
                 Domain::Code => {
                     jobs.push(rollout::code_job(
@@ -305,7 +324,7 @@ impl Solver for PolicySolver {
                         &text,
                         &format!("{}-{si}", problem.id),
                     ));
-                    job_at.push((pi, si, resp.truncated));
+                    job_at.push((i, resp.truncated));
                 }
             }
         }
@@ -322,14 +341,30 @@ impl Solver for PolicySolver {
                     if o.verdict == Verdict::SandboxError {
                         return Err(SolveError(format!(
                             "the sandbox failed twice on a response to {}: {}",
-                            problems[job_at[i].0].id,
+                            problems[job_at[i].0 / k].id,
                             o.detail.as_deref().unwrap_or("no detail")
                         )));
                     }
                 }
             }
-            for ((pi, si, truncated), o) in job_at.into_iter().zip(outcomes) {
-                correct[pi][si] = rollout::code_result(&o, truncated, false).correct;
+            for ((i, truncated), o) in job_at.into_iter().zip(outcomes) {
+                let r = rollout::code_result(&o, truncated, false);
+                correct[i / k][i % k] = r.correct;
+                verdicts[i] = r.verdict;
+            }
+        }
+        if let Some(w) = self.responses.as_mut() {
+            for (i, resp) in responses.iter().enumerate() {
+                let line = serde_json::json!({
+                    "id": problems[i / k].id,
+                    "sample": i % k,
+                    "response": self.tokenizer.decode(&resp.tokens),
+                    "truncated": resp.truncated,
+                    "correct": correct[i / k][i % k],
+                    "verdict": verdicts[i],
+                });
+                writeln!(w, "{line}")
+                    .map_err(|e| SolveError(format!("writing --responses: {e}")))?;
             }
         }
         Ok(correct)

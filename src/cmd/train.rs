@@ -347,10 +347,12 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let step = trainer.curriculum.state().step;
-    if outcome.is_ok() && !(eval.every > 0 && step.is_multiple_of(eval.every)) {
-        if let Err(e) = evaluate(&mut trainer, &eval, &mut observer).await {
-            eprintln!("gradus: warning: the final evaluation failed: {e:#}");
-        }
+    let evaluated_now = eval.every > 0 && step.is_multiple_of(eval.every);
+    if outcome.is_ok()
+        && !evaluated_now
+        && let Err(e) = evaluate(&mut trainer, &eval, &mut observer).await
+    {
+        eprintln!("gradus: warning: the final evaluation failed: {e:#}");
     }
     sup.cast(supervisor::Msg::Quiesce).ok();
     let saved = save(&trainer, &generator_engine, &config, &observer, step).await;

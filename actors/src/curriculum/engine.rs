@@ -400,9 +400,15 @@ impl Curriculum {
     ) -> Option<Draw> {
         let problems = &self.problems;
         let retired = &self.retired;
+        // SFT stages teach from references: a prompt the model already answers
+        // is still taught (retiring it there makes the model forget it), and a
+        // prompt without a reference cannot be.
         let skip = |i: u32| {
             let p = &problems[i as usize];
-            (!replay && retired[i as usize]) || (kind == StageKind::Sft && p.solution.is_none())
+            match kind {
+                StageKind::Rl => !replay && retired[i as usize],
+                StageKind::Sft => p.solution.is_none(),
+            }
         };
         let mut weights: Vec<f64> = pools
             .iter()
