@@ -1,0 +1,188 @@
+//! The stage timeline of a run: which stage ran over which steps, and what
+//! ended it (the rule that fired and its evidence).
+//!
+//! The steps come from `metrics.jsonl` (each row names its stage), the reasons
+//! from `stage_advanced` events. A stage change with no event behind it (a
+//! config reload that jumped stages) is shown as such rather than invented; an
+//! advance logged before its next stage ran a step still opens that stage.
+
+use crate::run::{Advance, Run, Status};
+
+/// Why a stage ended.
+#[derive(Debug, Clone)]
+pub enum Ending {
+    /// Its advancement rules held (`stage_advanced`).
+    Advanced(Advance),
+    /// The stage changed without a `stage_advanced` event at `step`
+    /// (a config reload that jumped stages).
+    Changed { step: u64 },
+}
+
+impl Ending {
+    /// The last step of the ended stage (where plots draw the boundary).
+    pub fn step(&self) -> u64 {
+        match self {
+            Ending::Advanced(a) => a.step,
+            Ending::Changed { step } => *step,
+        }
+    }
+
+    /// The rule that fired, as logged (`any(max_steps 400)`).
+    pub fn rule(&self) -> String {
+        match self {
+            Ending::Advanced(a) => a.rule.clone().unwrap_or_else(|| "(rule not logged)".into()),
+            Ending::Changed { .. } => "changed by config (no stage_advanced event)".into(),
+        }
+    }
+
+    /// The rule without its `any(...)`/`all(...)` wrapper when that holds one
+    /// rule: the short label plots use.
+    pub fn short_rule(&self) -> String {
+        let rule = self.rule();
+        for prefix in ["any(", "all("] {
+            if let Some(inner) = rule.strip_prefix(prefix).and_then(|r| r.strip_suffix(')')) {
+                if balanced(inner) && !top_level_comma(inner) {
+                    return inner.to_string();
+                }
+            }
+        }
+        rule
+    }
+}
+
+fn balanced(s: &str) -> bool {
+    let mut depth = 0i32;
+    for c in s.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    depth == 0
+}
+
+fn top_level_comma(s: &str) -> bool {
+    let mut depth = 0i32;
+    s.chars().any(|c| {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        c == ',' && depth == 0
+    })
+}
+
+/// One stage as it ran.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub name: String,
+    /// `"sft"` or `"grpo"`, from the stage's steps.
+    pub kind: Option<String>,
+    /// First and last learner step in the stage; `None` before its first step.
+    pub steps: Option<(u64, u64)>,
+    /// What ended it; `None` while it runs (or when the run stopped in it).
+    pub ending: Option<Ending>,
+}
+
+/// The run's stages in order.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    pub spans: Vec<Span>,
+    /// Whether the run is still going (no stopped/finished event).
+    pub status: Status,
+}
+
+impl Timeline {
+    /// Builds the timeline of `run`.
+    pub fn of(run: &Run) -> Timeline {
+        let mut spans: Vec<Span> = Vec::new();
+        let mut advances = run.advances.iter().peekable();
+        for row in &run.steps {
+            let name = row.stage.clone().unwrap_or_else(|| "(unnamed)".into());
+            // Advances logged before this step close the current stage.
+            while let Some(a) = advances.next_if(|a| a.step < row.step) {
+                close_with(&mut spans, a);
+            }
+            match spans.last_mut() {
+                Some(s) if s.name == name && s.ending.is_none() => {
+                    s.steps = Some(s.steps.map_or((row.step, row.step), |(f, _)| (f, row.step)));
+                    if s.kind.is_none() {
+                        s.kind = row.kind.clone();
+                    }
+                }
+                last => {
+                    if let Some(s) = last.filter(|s| s.ending.is_none()) {
+                        let step = s.steps.map_or(row.step.saturating_sub(1), |(_, l)| l);
+                        s.ending = Some(Ending::Changed { step });
+                    }
+                    // An advance opened a stage with no steps yet: fill it.
+                    match spans.last_mut() {
+                        Some(s) if s.name == name && s.steps.is_none() => {
+                            s.steps = Some((row.step, row.step));
+                            s.kind = row.kind.clone();
+                        }
+                        _ => spans.push(Span {
+                            name,
+                            kind: row.kind.clone(),
+                            steps: Some((row.step, row.step)),
+                            ending: None,
+                        }),
+                    }
+                }
+            }
+        }
+        for a in advances {
+            close_with(&mut spans, a);
+        }
+        Timeline {
+            spans,
+            status: run.status(),
+        }
+    }
+
+    /// Stage boundaries for plots: (step, label), e.g.
+    /// `(400, "→ math-easy: max_steps 400")`.
+    pub fn boundaries(&self) -> Vec<(u64, String)> {
+        self.spans
+            .iter()
+            .filter_map(|s| {
+                let end = s.ending.as_ref()?;
+                let to = match end {
+                    Ending::Advanced(a) => a.to.clone().unwrap_or_else(|| "end".into()),
+                    Ending::Changed { .. } => "?".into(),
+                };
+                Some((end.step(), format!("→ {to}: {}", end.short_rule())))
+            })
+            .collect()
+    }
+}
+
+/// Closes the running stage with advance `a`, and opens `a.to` (stepless
+/// until its first metrics row arrives).
+fn close_with(spans: &mut Vec<Span>, a: &Advance) {
+    let from = a.from.clone().unwrap_or_else(|| "(unnamed)".into());
+    match spans.last_mut() {
+        Some(s) if s.ending.is_none() && s.name == from => {
+            s.ending = Some(Ending::Advanced(a.clone()))
+        }
+        _ => spans.push(Span {
+            name: from,
+            kind: None,
+            steps: None,
+            ending: Some(Ending::Advanced(a.clone())),
+        }),
+    }
+    if let Some(to) = &a.to {
+        spans.push(Span {
+            name: to.clone(),
+            kind: None,
+            steps: None,
+            ending: None,
+        });
+    }
+}
