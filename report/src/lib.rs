@@ -27,3 +27,6 @@ pub mod report;
 mod summary;
 
 pub use report::{ReportArgs, ReportOutput, run_report};
+
+#[cfg(test)]
+mod fixture;

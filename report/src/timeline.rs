@@ -186,3 +186,82 @@ fn close_with(spans: &mut Vec<Span>, a: &Advance) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonl;
+    use crate::run::StepRow;
+    use std::path::Path;
+
+    fn run_with(steps: &[(u64, &str)], advances: &[&str]) -> Run {
+        let metrics: String = steps
+            .iter()
+            .map(|(s, st)| format!("{{\"step\":{s},\"stage\":\"{st}\",\"kind\":\"grpo\"}}\n"))
+            .collect();
+        let rows = jsonl::parse::<StepRow>(Path::new("m"), metrics.as_bytes());
+        let adv = advances.join("\n");
+        let adv = jsonl::parse::<Advance>(Path::new("e"), adv.as_bytes());
+        Run {
+            dir: "r".into(),
+            events: vec![],
+            advances: adv.rows.into_iter().map(|r| r.1).collect(),
+            steps: rows.rows.into_iter().map(|r| r.1).collect(),
+            evals: vec![],
+            warnings: vec![],
+            torn: vec![],
+        }
+    }
+
+    #[test]
+    fn a_stage_change_without_an_event_is_shown_as_a_config_change() {
+        let run = run_with(&[(1, "a"), (2, "a"), (3, "c"), (4, "c")], &[]);
+        let t = Timeline::of(&run);
+        assert_eq!(t.spans.len(), 2);
+        assert_eq!(t.spans[0].steps, Some((1, 2)));
+        assert!(matches!(
+            t.spans[0].ending,
+            Some(Ending::Changed { step: 2 })
+        ));
+        assert_eq!(
+            t.boundaries(),
+            vec![(
+                2,
+                "→ ?: changed by config (no stage_advanced event)".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn an_advance_before_the_next_stage_ran_opens_it_without_steps() {
+        let run = run_with(
+            &[(1, "a"), (2, "a")],
+            &[r#"{"step":2,"from":"a","to":"b","rule":"all(max_steps 2, pass_rate(x) >= 0.5)"}"#],
+        );
+        let t = Timeline::of(&run);
+        assert_eq!(t.spans.len(), 2);
+        assert_eq!(t.spans[1].name, "b");
+        assert_eq!(t.spans[1].steps, None);
+        // Two rules under all(): the label keeps the combinator.
+        assert_eq!(
+            t.boundaries()[0].1,
+            "→ b: all(max_steps 2, pass_rate(x) >= 0.5)"
+        );
+    }
+
+    #[test]
+    fn the_last_stage_finishing_is_a_boundary_to_the_end() {
+        let run = run_with(
+            &[(1, "a"), (2, "b")],
+            &[
+                r#"{"step":1,"from":"a","to":"b","rule":"any(max_steps 1)"}"#,
+                r#"{"step":2,"from":"b","to":null,"rule":"any(max_steps 1)"}"#,
+            ],
+        );
+        let t = Timeline::of(&run);
+        assert_eq!(t.spans.len(), 2);
+        assert_eq!(t.spans[1].steps, Some((2, 2)));
+        let labels: Vec<_> = t.boundaries().into_iter().map(|b| b.1).collect();
+        assert_eq!(labels, ["→ b: max_steps 1", "→ end: max_steps 1"]);
+    }
+}
