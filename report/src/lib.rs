@@ -28,5 +28,8 @@ mod summary;
 
 pub use report::{ReportArgs, ReportOutput, run_report};
 
+pub mod experiment;
 #[cfg(test)]
 mod fixture;
+
+pub use experiment::{ExperimentArgs, ExperimentOutput, run_experiment};

@@ -288,7 +288,7 @@ fn tick(v: f64, span: f64) -> String {
     if span <= 0.0 || !span.is_finite() {
         return format!("{v}");
     }
-    if span < 1e-3 || span >= 1e7 {
+    if !(1e-3..1e7).contains(&span) {
         return format!("{v:.2e}");
     }
     let decimals = (1.0 - span.log10()).ceil().max(0.0) as usize;

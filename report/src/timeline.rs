@@ -40,10 +40,11 @@ impl Ending {
     pub fn short_rule(&self) -> String {
         let rule = self.rule();
         for prefix in ["any(", "all("] {
-            if let Some(inner) = rule.strip_prefix(prefix).and_then(|r| r.strip_suffix(')')) {
-                if balanced(inner) && !top_level_comma(inner) {
-                    return inner.to_string();
-                }
+            if let Some(inner) = rule.strip_prefix(prefix).and_then(|r| r.strip_suffix(')'))
+                && balanced(inner)
+                && !top_level_comma(inner)
+            {
+                return inner.to_string();
             }
         }
         rule
