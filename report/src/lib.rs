@@ -14,6 +14,7 @@
 //! The crate does not link burn or the runtime: it reads the files a run
 //! writes, so it builds in seconds and works on a run that is still going.
 
+pub mod dashboard;
 pub mod error;
 pub mod jsonl;
 pub mod plot;
