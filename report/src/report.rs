@@ -212,6 +212,36 @@ mod tests {
     }
 
     #[test]
+    fn a_run_that_ended_on_an_error_event_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        fixture::write(
+            dir.path(),
+            &Spec {
+                finished: false,
+                ..Spec::default()
+            },
+        );
+        let path = dir.path().join("events.jsonl");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"event\":\"error\",\"time\":1795374100.0,\"step\":14,\"error\":\"stage 'hard': dynamic sampling kept no group\"}\n");
+        std::fs::write(&path, text).unwrap();
+        let out = write_report(&ReportArgs {
+            run_dir: dir.path().into(),
+            out: None,
+        })
+        .unwrap();
+        let md = std::fs::read_to_string(&out.summary).unwrap();
+        assert!(
+            md.contains("- status: stopped (error: stage 'hard': dynamic sampling kept no group)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 3 | hard | grpo | 11 | 14 | (run stopped: error: stage 'hard'"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn a_malformed_line_is_listed_with_its_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         fixture::write(dir.path(), &Spec::default());

@@ -264,6 +264,14 @@ impl Run {
                 _ => {}
             }
         }
+        // A fatal error: the last event is an error and nothing was logged after it.
+        if let Some(e) = after.last().filter(|e| e.kind == "error") {
+            let later = self.steps.last().and_then(|s| s.time).zip(e.time);
+            if later.is_none_or(|(step_t, err_t)| step_t <= err_t) {
+                let msg = e.raw.get("error").and_then(Value::as_str).unwrap_or("");
+                return Status::Stopped(format!("error: {msg}"));
+            }
+        }
         Status::Running
     }
 
