@@ -94,7 +94,8 @@ mod tests {
     fn the_summary_lists_each_stage_with_its_steps_rule_and_evidence() {
         let (_d, out, md) = report(&Spec::default());
         assert!(md.contains("- status: finished"), "{md}");
-        let timeline = &md[md.find("## Stage timeline").unwrap()..md.find("## Final").unwrap()];
+        let timeline =
+            &md[md.find("## Stage timeline").unwrap()..md.find("## Final pass rates").unwrap()];
         let rows: Vec<&str> = timeline
             .lines()
             .filter(|l| l.starts_with("| ") && !l.starts_with("| #"))
@@ -202,7 +203,10 @@ mod tests {
             md.contains("| 3 | hard | grpo | 11 | 12 | (running) |"),
             "{md}"
         );
-        assert!(md.contains("Source: training window"), "{md}");
+        assert!(
+            md.contains("## Latest pass rates (run still going)\n\nSource: training window"),
+            "{md}"
+        );
         assert!(
             !out.summary
                 .with_file_name("training_pass_rate.svg")

@@ -20,9 +20,13 @@ pub fn render(run: &Run, timeline: &Timeline, plots: &[String]) -> String {
     let _ = writeln!(w, "\n## Stage timeline\n");
     stage_table(w, timeline);
     let rates = PassRates::of(run);
+    let heading = match timeline.status {
+        Status::Running => "Latest pass rates (run still going)",
+        _ => "Final pass rates",
+    };
     let _ = writeln!(
         w,
-        "\n## Final pass rates\n\nSource: {}.\n",
+        "\n## {heading}\n\nSource: {}.\n",
         rates.source.describe()
     );
     final_rates(w, run, &rates);
