@@ -19,8 +19,10 @@ pub struct Spec {
     pub eval: bool,
     /// Held-out pass rate of the hard bucket gained per 100 samples.
     pub hard_slope: f64,
-    /// End with `stopped {reason: finished}`; otherwise the run is still going.
+    /// End with a `stopped` event; otherwise the run is still going.
     pub finished: bool,
+    /// The `stopped` event's reason (`max_samples`, as a budgeted run ends).
+    pub stop_reason: &'static str,
     /// Leave a torn last line in events.jsonl and metrics.jsonl.
     pub torn: bool,
 }
@@ -33,6 +35,7 @@ impl Default for Spec {
             eval: true,
             hard_slope: 0.01,
             finished: true,
+            stop_reason: "max_samples",
             torn: false,
         }
     }
@@ -96,7 +99,8 @@ pub fn write(dir: &Path, spec: &Spec) {
     if spec.finished {
         ev(
             json!({"event": "stopped", "time": T0 + spec.steps as f64 + 0.5, "step": spec.steps,
-                  "reason": "finished", "elapsed_s": spec.steps as f64 + 0.5}),
+                  "reason": spec.stop_reason, "elapsed_s": spec.steps as f64 + 0.5,
+                  "samples": spec.steps * spec.responses}),
         );
     }
     let mut metrics = String::new();

@@ -93,7 +93,7 @@ mod tests {
     #[test]
     fn the_summary_lists_each_stage_with_its_steps_rule_and_evidence() {
         let (_d, out, md) = report(&Spec::default());
-        assert!(md.contains("- status: finished"), "{md}");
+        assert!(md.contains("- status: finished (max_samples)"), "{md}");
         let timeline =
             &md[md.find("## Stage timeline").unwrap()..md.find("## Final pass rates").unwrap()];
         let rows: Vec<&str> = timeline
@@ -111,7 +111,7 @@ mod tests {
         assert!(rows[1].starts_with("| 2 | easy | grpo | 5 | 10 | `any(pass_rate(add1) >= 0.5 over last 32 (min 16))` at step 10"), "{}", rows[1]);
         assert!(rows[1].contains("✓ pass_rate(add1) >= 0.5 over last 32 (min 16): 0.625 vs 0.500, 32 samples<br>✗ max_steps 50: 6 vs 50"), "{}", rows[1]);
         assert!(
-            rows[2].starts_with("| 3 | hard | grpo | 11 | 14 | (run finished"),
+            rows[2].starts_with("| 3 | hard | grpo | 11 | 14 | (run finished: max_samples) |"),
             "{}",
             rows[2]
         );

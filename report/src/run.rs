@@ -133,13 +133,18 @@ pub struct Event {
     pub raw: Value,
 }
 
+/// `stopped` reasons that mean the run ended as planned (not a signal or an
+/// error): its stages ran out, or `--max-samples` / `[run] max_steps` was reached.
+const PLANNED_ENDS: &[&str] = &["finished", "max_samples", "max_steps"];
+
 /// How far the run got.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Status {
     /// No `stopped` or `finished` event yet: still going, or killed.
     Running,
-    /// Finished its curriculum or its sample budget.
-    Finished,
+    /// Ended as planned: its curriculum ran out (`finished`), or its sample
+    /// or step budget was spent (`max_samples`, `max_steps`). Holds the reason.
+    Finished(String),
     /// Stopped for another reason (signal, error), named as logged.
     Stopped(String),
 }
@@ -158,6 +163,13 @@ pub struct Run {
     pub warnings: Vec<String>,
     /// Files whose last line was torn (still being written).
     pub torn: Vec<&'static str>,
+}
+
+impl Status {
+    /// Whether the run ended as planned (the only runs an experiment counts).
+    pub fn is_finished(&self) -> bool {
+        matches!(self, Status::Finished(_))
+    }
 }
 
 impl Run {
@@ -252,11 +264,11 @@ impl Run {
         let after = &self.events[last_start.map_or(0, |i| i + 1)..];
         for e in after.iter().rev() {
             match e.kind.as_str() {
-                "finished" => return Status::Finished,
+                "finished" => return Status::Finished("finished".into()),
                 "stopped" => {
                     let reason = e.raw.get("reason").and_then(Value::as_str).unwrap_or("");
-                    return if reason == "finished" {
-                        Status::Finished
+                    return if PLANNED_ENDS.contains(&reason) {
+                        Status::Finished(reason.to_string())
                     } else {
                         Status::Stopped(reason.to_string())
                     };
@@ -309,12 +321,19 @@ impl Run {
             .collect()
     }
 
-    /// Responses learned in the whole run: the last evaluation's count, or the
-    /// metrics' running total, whichever is larger.
+    /// Responses learned in the whole run: the largest of the metrics' running
+    /// total, the last evaluation's count and the `stopped` event's count.
     pub fn samples(&self) -> u64 {
         let from_steps = self.cumulative_samples().last().map_or(0, |s| s.1);
         let from_eval = self.evals.last().and_then(|e| e.samples).unwrap_or(0);
-        from_steps.max(from_eval)
+        let from_stop = self
+            .events
+            .iter()
+            .filter(|e| e.kind == "stopped" || e.kind == "finished")
+            .filter_map(|e| e.raw.get("samples").and_then(Value::as_u64))
+            .max()
+            .unwrap_or(0);
+        from_steps.max(from_eval).max(from_stop)
     }
 
     /// Events that a reader of the summary should see: everything except the

@@ -49,7 +49,7 @@ pub fn render(run: &Run, timeline: &Timeline, plots: &[String]) -> String {
 
 fn status_lines(w: &mut String, run: &Run, timeline: &Timeline) {
     let status = match &timeline.status {
-        Status::Finished => "finished".to_string(),
+        Status::Finished(r) => format!("finished ({r})"),
         Status::Running => "still running (no `stopped` event yet), or killed".to_string(),
         Status::Stopped(r) => format!(
             "stopped ({})",
@@ -119,7 +119,7 @@ fn stage_table(w: &mut String, timeline: &Timeline) {
 fn running(status: &Status) -> String {
     match status {
         Status::Running => "(running)".into(),
-        Status::Finished => "(run finished: sample budget or stop)".into(),
+        Status::Finished(r) => format!("(run finished: {r})"),
         Status::Stopped(r) => format!("(run stopped: {r})"),
     }
 }

@@ -127,7 +127,7 @@ pub fn summarise(records: &[RunRecord], target: f64, bucket: Option<&str>) -> Ta
             continue;
         }
         match Run::load(&r.dir) {
-            Ok(run) if run.status() == Status::Finished => loaded.push((r, run)),
+            Ok(run) if run.status().is_finished() => loaded.push((r, run)),
             Ok(run) => failures.push(RunRecord {
                 failure: Some(format!("no finished event ({:?})", run.status())),
                 ..r.clone()
@@ -412,8 +412,22 @@ mod tests {
             failure: None,
             wall_s: Some(1.0),
         };
-        let t = summarise(&[rec], 0.5, None);
+        let signalled = dir.path().join("a/seed-1");
+        let spec = Spec {
+            stop_reason: "signal",
+            ..Spec::default()
+        };
+        fixture::write(&signalled, &spec);
+        let rec2 = RunRecord {
+            seed: 1,
+            dir: signalled,
+            ..rec.clone()
+        };
+        let t = summarise(&[rec, rec2], 0.5, None);
         assert_eq!(t.configs[0].ok, 0);
+        assert_eq!(t.failures.len(), 2);
+        let why = t.failures[1].failure.as_deref().unwrap();
+        assert!(why.contains("Stopped(\"signal\")"), "{why}");
         assert!(
             t.failures[0]
                 .failure

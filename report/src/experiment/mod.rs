@@ -183,7 +183,7 @@ fn plan(args: &ExperimentArgs) -> Result<Vec<Planned>> {
                 .read_dir()
                 .map(|mut d| d.next().is_some())
                 .unwrap_or(false);
-            let finished = exists && Run::load(&dir).is_ok_and(|r| r.status() == Status::Finished);
+            let finished = exists && Run::load(&dir).is_ok_and(|r| r.status().is_finished());
             if exists && !(args.reuse && finished) {
                 let what = if finished {
                     "a finished run"
@@ -244,7 +244,7 @@ fn run_one(args: &ExperimentArgs, exe: &Path, p: &Planned) -> Result<RunRecord> 
         Some(format!("gradus train exited with {status}"))
     } else {
         match Run::load(&p.dir) {
-            Ok(run) if run.status() == Status::Finished => None,
+            Ok(run) if run.status().is_finished() => None,
             Ok(run) => Some(format!(
                 "exited 0 but the run is not finished ({:?})",
                 run.status()
