@@ -196,7 +196,7 @@ mod tests {
         assert!(md.contains("`events.jsonl`: last line incomplete"), "{md}");
         assert!(md.contains("`metrics.jsonl`: last line incomplete"), "{md}");
         assert!(
-            md.contains("- learner steps: 12; responses learned: 192"),
+            md.contains("- learner steps: 12; samples (graded responses): 192"),
             "{md}"
         );
         assert!(

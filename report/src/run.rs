@@ -43,7 +43,8 @@ pub struct StepRow {
     pub lr: Option<f64>,
     #[serde(default)]
     pub pass_rates: BTreeMap<String, WindowRate>,
-    /// Responses learned in this step.
+    /// Responses graded in this step, kept or dropped by dynamic sampling:
+    /// the runtime's sample count (`--max-samples` spends these).
     pub responses: Option<u64>,
     /// Responses in this step that hit the length limit.
     pub truncated: Option<u64>,
@@ -61,8 +62,7 @@ pub struct StepRow {
 
 impl StepRow {
     /// Mean response length in tokens: the logged figure, else tokens
-    /// generated over responses (which counts the tokens of groups dynamic
-    /// sampling dropped too, so it can read high in such steps).
+    /// generated over responses (both count dropped groups too).
     pub fn response_tokens(&self) -> Option<f64> {
         self.mean_response_tokens.or_else(|| {
             let (t, r) = (self.tokens_generated?, self.responses?);
@@ -88,7 +88,7 @@ pub struct EvalBucket {
 #[derive(Debug, Clone, Deserialize)]
 pub struct EvalRow {
     pub step: u64,
-    /// Responses learned before this evaluation.
+    /// Samples (graded responses) spent before this evaluation.
     pub samples: Option<u64>,
     pub stage: Option<String>,
     pub time: Option<f64>,
@@ -309,7 +309,7 @@ impl Run {
         Some(self.last_time()? - self.start_time()?)
     }
 
-    /// Responses learned up to and including each step: (step, samples).
+    /// Samples (graded responses) spent up to and including each step.
     pub fn cumulative_samples(&self) -> Vec<(u64, u64)> {
         let mut total = 0;
         self.steps
@@ -321,7 +321,7 @@ impl Run {
             .collect()
     }
 
-    /// Responses learned in the whole run: the largest of the metrics' running
+    /// Samples spent in the whole run: the largest of the metrics' running
     /// total, the last evaluation's count and the `stopped` event's count.
     pub fn samples(&self) -> u64 {
         let from_steps = self.cumulative_samples().last().map_or(0, |s| s.1);

@@ -31,7 +31,7 @@ impl Source {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RatePoint {
     pub step: u64,
-    /// Responses learned so far.
+    /// Samples (graded responses) spent so far.
     pub samples: u64,
     pub rate: f64,
 }
@@ -116,7 +116,7 @@ impl PassRates {
     }
 }
 
-/// Samples learned by `step`, from the running total.
+/// Samples spent by `step`, from the running total.
 fn samples_at(cumulative: &[(u64, u64)], step: u64) -> u64 {
     let i = cumulative.partition_point(|(s, _)| *s <= step);
     if i == 0 { 0 } else { cumulative[i - 1].1 }

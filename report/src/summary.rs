@@ -69,7 +69,7 @@ fn status_lines(w: &mut String, run: &Run, timeline: &Timeline) {
     let last = run.steps.last().map_or(0, |s| s.step);
     let _ = writeln!(
         w,
-        "- learner steps: {last}; responses learned: {}",
+        "- learner steps: {last}; samples (graded responses): {}",
         run.samples()
     );
     if let Some(s) = run.wall_seconds() {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::run::{Run, Status};
+use crate::run::Run;
 use crate::series::{PassRates, RatePoint, Source};
 
 /// One run of the experiment, as the orchestrator saw it.
@@ -68,12 +68,12 @@ pub struct RunResult {
     pub seed: u32,
     pub dir: PathBuf,
     pub source: Source,
-    /// Responses learned in the run.
+    /// Samples (graded responses) the run spent.
     pub samples: u64,
     pub wall_s: Option<f64>,
     /// Last pass rate of each bucket.
     pub final_rates: BTreeMap<String, f64>,
-    /// Samples learned when the hardest bucket first reached the target
+    /// Samples spent when the hardest bucket first reached the target
     /// (in an evaluation); `None`: not reached.
     pub samples_to_target: Option<u64>,
     /// The hardest bucket's curve: (samples, pass rate).
@@ -95,7 +95,7 @@ pub struct ConfigRow {
     pub reached: usize,
     /// Samples to the target over the seeds that reached it.
     pub samples_to_target: Option<Stat>,
-    /// Samples learned per run.
+    /// Samples spent per run.
     pub samples: Option<Stat>,
     pub wall_s: Option<Stat>,
 }

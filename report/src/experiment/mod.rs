@@ -22,7 +22,7 @@ use std::time::Instant;
 pub use aggregate::{ConfigRow, RunRecord, RunResult, Stat, Table, summarise};
 
 use crate::error::{Error, Result};
-use crate::run::{Run, Status};
+use crate::run::Run;
 
 /// Arguments of `gradus experiment`.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,7 +30,8 @@ pub struct ExperimentArgs {
     /// A run config to compare; repeat for each (`--config A --config B`).
     #[arg(long = "config", required = true)]
     pub configs: Vec<PathBuf>,
-    /// Responses each run learns before it stops (`gradus train --max-samples`).
+    /// Samples each run may spend: graded responses, dropped groups included
+    /// (`gradus train --max-samples`).
     #[arg(long)]
     pub budget: u64,
     /// Seeds per config: runs use seeds 0..N.
@@ -149,7 +150,7 @@ struct Planned {
 fn plan(args: &ExperimentArgs) -> Result<Vec<Planned>> {
     let bad = |m: String| Err(Error::BadArgs(m));
     if args.budget == 0 {
-        return bad("--budget must be at least 1 learned response".into());
+        return bad("--budget must be at least 1 sample".into());
     }
     if args.seeds == 0 {
         return bad("--seeds must be at least 1".into());

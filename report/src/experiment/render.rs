@@ -1,6 +1,6 @@
 //! The experiment's table as Markdown (printed and written), as JSON (every
 //! run's figures, for scripts), and its plot: pass rate on the hardest bucket
-//! against samples learned, per config a bold mean over seeds with each seed
+//! against samples spent, per config a bold mean over seeds with each seed
 //! as a pale line.
 
 use std::fmt::Write;
@@ -16,7 +16,7 @@ pub fn markdown(t: &Table, budget: u64, seeds: u32) -> String {
     let _ = writeln!(w, "# Experiment\n");
     let _ = writeln!(
         w,
-        "- budget: {budget} learned responses per run; seeds 0..{}",
+        "- budget: {budget} samples per run (graded responses, as `gradus train --max-samples` counts them); seeds 0..{}",
         seeds.saturating_sub(1)
     );
     let _ = writeln!(w, "- hardest bucket: `{hardest}` ({})", t.hardest_reason);
@@ -55,7 +55,7 @@ pub fn markdown(t: &Table, budget: u64, seeds: u32) -> String {
     let _ = writeln!(w, "\n## Samples to {} on `{hardest}`, and cost\n", t.target);
     let _ = writeln!(
         w,
-        "| config | runs ok | samples to reach {} | responses learned | wall time |",
+        "| config | runs ok | samples to reach {} | samples spent | wall time |",
         t.target
     );
     let _ = writeln!(w, "|---|---|---|---|---|");
@@ -77,7 +77,7 @@ pub fn markdown(t: &Table, budget: u64, seeds: u32) -> String {
     let _ = writeln!(w, "\n## Runs\n");
     let _ = writeln!(
         w,
-        "| config | seed | samples to {} | final `{hardest}` | responses | wall time | run dir |",
+        "| config | seed | samples to {} | final `{hardest}` | samples | wall time | run dir |",
         t.target
     );
     let _ = writeln!(w, "|---|---|---|---|---|---|---|");
@@ -127,7 +127,7 @@ fn stat(s: &Stat, decimals: usize) -> String {
     )
 }
 
-/// The hardest bucket's pass rate against samples learned.
+/// The hardest bucket's pass rate against samples spent.
 pub fn figure(t: &Table) -> Figure {
     let hardest = t.hardest.clone().unwrap_or_default();
     let mut series = Vec::new();
@@ -163,8 +163,8 @@ pub fn figure(t: &Table) -> Figure {
     });
     Figure {
         stem: "hardest_bucket".into(),
-        title: format!("Pass rate on {hardest} vs responses learned"),
-        x_label: "responses learned".into(),
+        title: format!("Pass rate on {hardest} vs samples"),
+        x_label: "samples (graded responses)".into(),
         panels: vec![Panel {
             title: hardest,
             y_label: "pass rate".into(),

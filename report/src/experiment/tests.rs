@@ -130,7 +130,7 @@ fn every_config_and_seed_runs_once_in_order_with_the_same_budget() {
     assert_eq!(json["configs"][0]["samples_to_target"]["mean"], 160.0);
     let svg = read(&o.join("hardest_bucket.svg"));
     for needle in [
-        "Pass rate on math/add2 vs responses learned",
+        "Pass rate on math/add2 vs samples",
         "staged (mean of 2 seeds)",
         "flat (mean of 2 seeds)",
         "target 0.5",
