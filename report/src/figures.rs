@@ -75,7 +75,7 @@ pub fn all(run: &Run, timeline: &Timeline) -> Vec<Figure> {
         x_label: "learner step".into(),
         panels: vec![
             noisy_panel(run, "Generation", "tokens/s", |s| s.generate_tokens_per_s),
-            noisy_panel(run, "Learned responses per second", "responses/s", |s| {
+            noisy_panel(run, "Graded responses per second", "responses/s", |s| {
                 let (r, t) = (s.responses?, s.step_seconds?);
                 (t > 0.0).then(|| r as f64 / t)
             }),
