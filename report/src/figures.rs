@@ -141,7 +141,7 @@ fn noisy_panel(
         });
         series.push(Series {
             name: format!("mean of {w} steps"),
-            points: series::rolling_mean(&raw, w),
+            points: series::rolling_mean_within(&raw, w, &series::stage_starts(run)),
             color: 0,
             style: Style::Line,
         });
@@ -171,13 +171,13 @@ fn step_time_panel(run: &Run) -> Panel {
         series: vec![
             Series {
                 name: "whole step".into(),
-                points: series::rolling_mean(&step, w),
+                points: series::rolling_mean_within(&step, w, &series::stage_starts(run)),
                 color: 0,
                 style: Style::Line,
             },
             Series {
                 name: "learner update".into(),
-                points: series::rolling_mean(&learner, w),
+                points: series::rolling_mean_within(&learner, w, &series::stage_starts(run)),
                 color: 1,
                 style: Style::Line,
             },

@@ -148,6 +148,28 @@ pub fn rolling_mean(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// The first step of every stage after the first: where a rolling mean
+/// restarts, so no stage's average leaks into the next.
+pub fn stage_starts(run: &Run) -> Vec<f64> {
+    run.steps
+        .windows(2)
+        .filter(|w| w[0].stage != w[1].stage)
+        .map(|w| w[1].step as f64)
+        .collect()
+}
+
+/// [`rolling_mean`] restarted at each x in `cuts` (sorted).
+pub fn rolling_mean_within(points: &[(f64, f64)], window: usize, cuts: &[f64]) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(points.len());
+    let mut start = 0;
+    for &cut in cuts.iter().chain(std::iter::once(&f64::INFINITY)) {
+        let end = start + points[start..].partition_point(|p| p.0 < cut);
+        out.extend(rolling_mean(&points[start..end], window));
+        start = end;
+    }
+    out
+}
+
 /// A smoothing window that suits `n` points: about 1/40 of the run, 1 to 50.
 pub fn smoothing_window(n: usize) -> usize {
     (n / 40).clamp(1, 50)
@@ -163,6 +185,14 @@ mod tests {
         let m = rolling_mean(&pts, 2);
         assert_eq!(m, vec![(1.0, 1.0), (2.0, 2.0), (3.0, 4.0), (4.0, 6.0)]);
         assert_eq!(rolling_mean(&pts, 1), pts.to_vec());
+    }
+
+    #[test]
+    fn the_rolling_mean_restarts_at_stage_starts() {
+        let pts = [(1.0, 1.0), (2.0, 3.0), (3.0, 10.0), (4.0, 20.0)];
+        let m = rolling_mean_within(&pts, 4, &[3.0]);
+        assert_eq!(m, vec![(1.0, 1.0), (2.0, 2.0), (3.0, 10.0), (4.0, 15.0)]);
+        assert_eq!(rolling_mean_within(&pts, 4, &[]), rolling_mean(&pts, 4));
     }
 
     #[test]
