@@ -124,10 +124,12 @@ impl Figure {
             self.draw(&root).map_err(|e| plot_error(&svg, e))?;
         }
         let png = dir.join(format!("{}.png", self.stem));
+        let mut rgb = vec![0u8; (size.0 * size.1 * 3) as usize];
         {
-            let root = BitMapBackend::new(&png, size).into_drawing_area();
+            let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
             self.draw(&root).map_err(|e| plot_error(&png, e))?;
         }
+        write_png(&png, size, &rgb)?;
         Ok(vec![svg, png])
     }
 
@@ -246,6 +248,18 @@ impl Figure {
         }
         Ok(())
     }
+}
+
+/// Encodes an RGB8 buffer as a PNG file.
+fn write_png(path: &Path, (w, h): (u32, u32), rgb: &[u8]) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let encoded = enc
+        .write_header()
+        .and_then(|mut writer| writer.write_image_data(rgb));
+    encoded.map_err(|e| plot_error(path, Box::new(e)))
 }
 
 type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
