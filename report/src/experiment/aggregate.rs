@@ -223,20 +223,29 @@ fn config_row(config: &str, records: &[RunRecord], runs: &[RunResult]) -> Config
     }
 }
 
-/// The bucket every run has whose mean final pass rate is lowest (ties: the
-/// first by name).
+/// The bucket every run has whose mean final pass rate is lowest. Ties (often
+/// several buckets at 0) go to the lowest mean pass rate over all points of
+/// the runs' curves, then to the first name.
 fn lowest_final(rates: &[PassRates]) -> Option<String> {
     let finals: Vec<BTreeMap<String, f64>> = rates.iter().map(PassRates::last).collect();
     let first = finals.first()?;
+    let mean_all = |b: &String| {
+        let pts: Vec<f64> = rates
+            .iter()
+            .filter_map(|r| r.curves.get(b))
+            .flat_map(|c| c.iter().map(|p| p.rate))
+            .collect();
+        pts.iter().sum::<f64>() / pts.len().max(1) as f64
+    };
     first
         .keys()
         .filter(|b| finals.iter().all(|f| f.contains_key(*b)))
         .map(|b| {
             let mean = finals.iter().map(|f| f[b]).sum::<f64>() / finals.len() as f64;
-            (b.clone(), mean)
+            (b.clone(), mean, mean_all(b))
         })
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(b, _)| b)
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.2.total_cmp(&b.2)))
+        .map(|(b, _, _)| b)
 }
 
 /// The mean of several curves on the union of their x values, within the x
@@ -435,6 +444,31 @@ mod tests {
                 .unwrap()
                 .starts_with("no finished event")
         );
+    }
+
+    #[test]
+    fn ties_at_the_final_rate_go_to_the_bucket_that_was_lower_throughout() {
+        let curve = |rates: &[f64]| {
+            rates
+                .iter()
+                .enumerate()
+                .map(|(i, r)| RatePoint {
+                    step: i as u64,
+                    samples: i as u64,
+                    rate: *r,
+                })
+                .collect::<Vec<_>>()
+        };
+        let rates = PassRates {
+            source: Source::Eval,
+            curves: [
+                ("a/first".to_string(), curve(&[0.0, 0.2, 0.0])),
+                ("b/second".to_string(), curve(&[0.0, 0.0, 0.0])),
+                ("c/easy".to_string(), curve(&[0.5, 0.6, 0.7])),
+            ]
+            .into(),
+        };
+        assert_eq!(lowest_final(&[rates]).as_deref(), Some("b/second"));
     }
 
     #[test]

@@ -66,7 +66,11 @@ pub fn markdown(t: &Table, budget: u64, seeds: u32) -> String {
         };
         let samples = c.samples.as_ref().map_or("–".into(), |s| stat(s, 0));
         let wall = c.wall_s.as_ref().map_or("–".into(), |s| {
-            format!("{} ± {}", duration(s.mean), duration(s.std))
+            if s.n == 1 {
+                duration(s.mean)
+            } else {
+                format!("{} ± {}", duration(s.mean), duration(s.std))
+            }
         });
         let _ = writeln!(
             w,
