@@ -123,7 +123,7 @@ pub fn markdown(t: &Table, budget: u64, seeds: u32) -> String {
 /// `0.412 ± 0.031 [0.380–0.447]`, or just the value for one seed.
 fn stat(s: &Stat, decimals: usize) -> String {
     if s.n == 1 {
-        return format!("{:.decimals$} (1 seed)", s.mean);
+        return format!("{:.decimals$}", s.mean);
     }
     format!(
         "{:.decimals$} ± {:.decimals$} [{:.decimals$}–{:.decimals$}]",
@@ -153,7 +153,10 @@ pub fn figure(t: &Table) -> Figure {
             });
         }
         series.push(Series {
-            name: format!("{} (mean of {} seeds)", c.config, curves.len()),
+            name: match curves.len() {
+                1 => format!("{} (1 seed)", c.config),
+                n => format!("{} (mean of {n} seeds)", c.config),
+            },
             points: mean_curve(&curves),
             color: i,
             style: Style::Line,
