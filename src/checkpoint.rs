@@ -37,6 +37,8 @@ pub struct RuntimeState {
     pub ledger: Ledger,
     /// The generator's sampling RNG.
     pub generator_rng: ChaCha8Rng,
+    /// Responses generated and graded so far (the sample budget's count).
+    pub samples: u64,
 }
 
 const RUNTIME: &str = "runtime.bin";
@@ -137,6 +139,7 @@ mod tests {
 
     fn state(step: u64) -> RuntimeState {
         RuntimeState {
+            samples: 0,
             step,
             next_batch: step,
             curriculum: vec![1, 2, 3],

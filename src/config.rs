@@ -51,6 +51,9 @@ pub struct RunSection {
     pub display_window: u32,
     /// Stop after this many learner steps even if stages remain (0: no limit). Default 0.
     pub max_steps: u64,
+    /// Sample budget: stop once this many responses have been learned from
+    /// (0: no limit). `gradus experiment` gives every arm the same budget. Default 0.
+    pub max_samples: u64,
 }
 
 impl Default for RunSection {
@@ -65,6 +68,38 @@ impl Default for RunSection {
             call_timeout_s: 600.0,
             display_window: 128,
             max_steps: 0,
+            max_samples: 0,
+        }
+    }
+}
+
+/// `[eval]`: held-out measurement of every bucket, written to eval.jsonl at
+/// the start, every `every` steps and at the end of the run. The same problems
+/// are used each time (a fixed sample of each bucket), with the same length
+/// limit for every stage, so runs with different curricula compare.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSection {
+    /// Steps between evaluations (0: only at the start and the end). Default 100.
+    pub every: u64,
+    /// Problems per bucket (0 turns evaluation off). Default 24.
+    pub per_bucket: usize,
+    /// Responses per problem. Default 2.
+    pub samples: usize,
+    /// Sampling temperature (0: greedy). Default 1.0.
+    pub temperature: f64,
+    /// Response length limit in tokens (0: the largest of the stages'). Default 0.
+    pub max_response_tokens: u32,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        Self {
+            every: 100,
+            per_bucket: 24,
+            samples: 2,
+            temperature: 1.0,
+            max_response_tokens: 0,
         }
     }
 }
@@ -95,6 +130,8 @@ struct Raw {
     #[serde(default)]
     run: RunSection,
     data: DataSection,
+    #[serde(default)]
+    eval: EvalSection,
     #[serde(default = "CharTokenizerConfig::demo")]
     tokenizer: CharTokenizerConfig,
     model: ModelSection,
@@ -129,6 +166,7 @@ pub struct RunConfig {
     pub source: String,
     pub run: RunSection,
     pub data: DataSection,
+    pub eval: EvalSection,
     pub tokenizer: CharTokenizerConfig,
     pub model: ModelConfig,
     pub optimizer: OptimizerConfig,
@@ -220,6 +258,7 @@ impl RunConfig {
         check("grader", raw.grader.validate().map_err(|e| e.to_string()));
         check("run", validate_run(&raw.run));
         check("data", validate_data(&raw.data));
+        check("eval", validate_eval(&raw.eval));
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -228,6 +267,7 @@ impl RunConfig {
             source: src.to_string(),
             run: raw.run,
             data: raw.data,
+            eval: raw.eval,
             tokenizer: raw.tokenizer,
             model: model.expect("validated above"),
             optimizer: raw.optimizer,
@@ -259,6 +299,21 @@ fn validate_run(r: &RunSection) -> Result<(), String> {
     }
     if r.display_window == 0 {
         bad.push("display_window must be ≥ 1".into());
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("; "))
+    }
+}
+
+fn validate_eval(e: &EvalSection) -> Result<(), String> {
+    let mut bad = Vec::new();
+    if e.per_bucket > 0 && e.samples == 0 {
+        bad.push("samples must be ≥ 1".to_string());
+    }
+    if !(e.temperature >= 0.0 && e.temperature.is_finite()) {
+        bad.push(format!("temperature must be ≥ 0, got {}", e.temperature));
     }
     if bad.is_empty() {
         Ok(())

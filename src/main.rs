@@ -30,6 +30,8 @@ enum Command {
     Data(cmd::data::Command),
     /// Run staged RL training (the daemon): `--config FILE` or `--resume RUN_DIR`.
     Train(cmd::train::Args),
+    /// Measure each prompt's pass rate with the current policy; bucket it or set it aside.
+    Curate(cmd::curate::Args),
     /// Benchmarks that compare gradus with its peers.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Data(c) => cmd::data::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Train(a) => cmd::train::run(a),
+        Command::Curate(a) => cmd::curate::run(a),
     };
     match result {
         Ok(code) => code,

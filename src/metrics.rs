@@ -31,6 +31,8 @@ pub struct Metrics {
     pub pass_rate: GaugeVec,
     /// Windowed mean reward per domain and bucket.
     pub mean_reward: GaugeVec,
+    /// Held-out evaluation pass rate per domain and bucket (0..1), from the last evaluation.
+    pub eval_pass_rate: GaugeVec,
     /// Graded responses by verdict (correct, wrong, truncated, time_limit, ...).
     pub responses: IntCounterVec,
     /// Wall time of one sandbox job.
@@ -76,6 +78,14 @@ impl Metrics {
                 Opts::new(
                     "gradus_curriculum_pass_rate_ratio",
                     "Pass rate over the advancement window, per domain and bucket (0..1).",
+                ),
+                &["domain", "bucket"],
+            )
+            .expect("valid metric"),
+            eval_pass_rate: GaugeVec::new(
+                Opts::new(
+                    "gradus_eval_pass_rate_ratio",
+                    "Pass rate of the last held-out evaluation, per domain and bucket (0..1).",
                 ),
                 &["domain", "bucket"],
             )
@@ -188,11 +198,12 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
             Box::new(self.stage_index.clone()),
             Box::new(self.stage_transitions.clone()),
             Box::new(self.pass_rate.clone()),
             Box::new(self.mean_reward.clone()),
+            Box::new(self.eval_pass_rate.clone()),
             Box::new(self.responses.clone()),
             Box::new(self.sandbox_seconds.clone()),
             Box::new(self.grader_seconds.clone()),

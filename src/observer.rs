@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gradus_actors::data::Domain;
-use gradus_actors::trainer::{Observer, StepReport};
+use gradus_actors::trainer::{EvalReport, Observer, StepReport};
 use serde_json::json;
 
 use crate::http::StatusBoard;
@@ -44,6 +44,36 @@ impl RunObserver {
     /// Marks the run finished in `/status`.
     pub fn finish(&mut self) {
         self.status.write().expect("status lock").finished = true;
+    }
+
+    /// One held-out evaluation: eval.jsonl, the eval gauges and a progress line.
+    pub fn evaluation(&mut self, r: &EvalReport, samples: u64) {
+        let mut shown = Vec::new();
+        for (key, b) in &r.buckets {
+            let (domain, bucket) = key.split_once('/').unwrap_or(("", key));
+            self.metrics
+                .eval_pass_rate
+                .with_label_values(&[domain, bucket])
+                .set(b.pass_rate);
+            shown.push(format!("{bucket} {:.2}", b.pass_rate));
+        }
+        self.progress.line(&format!(
+            "[step {}] eval ({:.1} s): {}",
+            r.step,
+            r.seconds,
+            shown.join("  ")
+        ));
+        let line = json!({
+            "step": r.step,
+            "samples": samples,
+            "stage": r.stage,
+            "time": unix_time(),
+            "seconds": r.seconds,
+            "buckets": r.buckets,
+        });
+        if let Err(e) = self.run_dir.eval(&line) {
+            self.warn("eval.jsonl", e);
+        }
     }
 
     fn warn(&mut self, what: &str, e: anyhow::Error) {

@@ -6,6 +6,8 @@
 //!   events.jsonl       one JSON object per line: {"event", "time", "step", ...}
 //!   metrics.jsonl      one line of learner and curriculum figures per step
 //!   rollouts.jsonl     a sample of generated responses with their rewards
+//!   eval.jsonl         held-out pass rate of every bucket, at the start, every
+//!                      [eval].every steps and at the end
 //!   http.addr          the address the HTTP endpoint is bound to
 //!   checkpoints/       step-NNNNNNNN/ directories, written atomically
 //! ```
@@ -28,6 +30,7 @@ pub struct RunDir {
     events: BufWriter<File>,
     metrics: BufWriter<File>,
     rollouts: BufWriter<File>,
+    eval: BufWriter<File>,
 }
 
 impl RunDir {
@@ -49,6 +52,7 @@ impl RunDir {
             events: append("events.jsonl")?,
             metrics: append("metrics.jsonl")?,
             rollouts: append("rollouts.jsonl")?,
+            eval: append("eval.jsonl")?,
         })
     }
 
@@ -80,6 +84,11 @@ impl RunDir {
     /// Appends one line to rollouts.jsonl.
     pub fn rollout(&mut self, line: &Value) -> anyhow::Result<()> {
         write_line(&mut self.rollouts, line)
+    }
+
+    /// Appends one line to eval.jsonl.
+    pub fn eval(&mut self, line: &Value) -> anyhow::Result<()> {
+        write_line(&mut self.eval, line)
     }
 
     /// Writes `name` under the run dir atomically (temp file, fsync, rename).

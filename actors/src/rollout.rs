@@ -12,6 +12,8 @@
 use gradus_math::Grade;
 use gradus_sandbox::{Outcome, Verdict};
 
+use crate::data::Problem;
+
 /// One response's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResponseResult {
@@ -111,6 +113,25 @@ impl GroupResults {
     /// The results once every response has one.
     pub fn complete(&self) -> Option<Vec<ResponseResult>> {
         self.results.iter().cloned().collect()
+    }
+}
+
+/// A sandbox job for a code response. The problem's tests mirror the
+/// sandbox's schema field for field, so they convert through their JSON form.
+pub fn code_job(problem: &Problem, response: &str, id: &str) -> gradus_sandbox::Job {
+    let tests = problem
+        .tests
+        .as_ref()
+        .expect("code problems carry tests (checked at load)");
+    let tests = serde_json::to_value(tests)
+        .and_then(serde_json::from_value)
+        .expect("problem tests and sandbox tests share one schema");
+    gradus_sandbox::Job {
+        id: id.to_string(),
+        language: gradus_sandbox::job::Language::Python,
+        source: extract_program(response).to_string(),
+        tests,
+        limits: Default::default(),
     }
 }
 

@@ -73,6 +73,65 @@ pub struct StepReport {
     pub wall_seconds: f64,
 }
 
+/// The periodic held-out evaluation (`[eval]` of the run config).
+#[derive(Debug, Clone)]
+pub struct EvalSettings {
+    /// Evaluate every this many steps (0: only at the start and the end).
+    pub every: u64,
+    /// Problems per bucket.
+    pub per_bucket: usize,
+    /// Responses per problem.
+    pub samples: usize,
+    /// Sampling temperature (0: greedy).
+    pub temperature: f32,
+    /// Response length limit, the same for every bucket and stage.
+    pub max_new_tokens: usize,
+}
+
+/// One bucket's evaluation result.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EvalBucket {
+    /// Fraction of responses graded correct.
+    pub pass_rate: f64,
+    /// Responses graded.
+    pub n: usize,
+    /// Fraction of responses cut at the length limit.
+    pub truncation_rate: f64,
+}
+
+/// One evaluation of every bucket.
+#[derive(Debug, Clone)]
+pub struct EvalReport {
+    pub step: u64,
+    pub stage: String,
+    /// Per `domain/bucket`.
+    pub buckets: BTreeMap<String, EvalBucket>,
+    pub seconds: f64,
+}
+
+/// Responses per generator call during an evaluation.
+const EVAL_CHUNK: usize = 64;
+
+/// One response to grade.
+struct ToGrade {
+    /// Index into the curriculum's problems.
+    problem: u32,
+    text: String,
+    truncated: bool,
+    /// Sandbox job id (code).
+    job_id: String,
+}
+
+/// Results of [`Trainer::grade_items`], in input order.
+#[derive(Default)]
+struct GradedItems {
+    results: Vec<ResponseResult>,
+    /// Inputs whose sandbox job was redone after a sandbox error.
+    redone: Vec<usize>,
+    /// Grading latency per response, by domain.
+    seconds: Vec<(Domain, f64)>,
+}
+
 /// Where the trainer reports to (metrics, run dir, terminal).
 pub trait Observer: Send {
     /// An event for events.jsonl (`stage_advanced`, `restart`, `reload`, `error`, ...).
@@ -106,6 +165,9 @@ pub struct Trainer<T: Tokenizer> {
     pub ledger: Ledger,
     /// Next batch id (learner updates are deduplicated by it).
     pub next_batch: u64,
+    /// Responses generated and graded so far, dropped groups included (what a
+    /// sample budget counts).
+    pub samples: u64,
     tokenizer: T,
     settings: Settings,
     display: BTreeMap<String, Window>,
@@ -133,6 +195,7 @@ impl<T: Tokenizer> Trainer<T> {
             curriculum,
             ledger,
             next_batch,
+            samples: 0,
             tokenizer,
             settings,
             display: BTreeMap::new(),
@@ -276,6 +339,7 @@ impl<T: Tokenizer> Trainer<T> {
         report.pass_rates = self.display_rates();
         report.redone = self.ledger.totals().redone - redone_before;
         report.wall_seconds = start.elapsed().as_secs_f64();
+        self.samples += report.responses as u64;
         observer.step(&report);
         Ok(Some(report))
     }
@@ -341,88 +405,30 @@ impl<T: Tokenizer> Trainer<T> {
         slots: &mut [Slot],
         report: &mut StepReport,
     ) -> Result<(), TrainError> {
-        // Gather every response by domain, remembering where each goes.
-        let mut math_items = Vec::new();
-        let mut math_at = Vec::new();
-        let mut code_jobs = Vec::new();
-        let mut code_at = Vec::new();
+        let mut items = Vec::new();
+        let mut at = Vec::new();
         for (si, slot) in slots.iter().enumerate() {
-            let problem: &Problem = &self.curriculum.problems()[slot.draw.index as usize];
             for (ri, resp) in slot.responses.iter().enumerate() {
-                let text = self.tokenizer.decode(&resp.tokens);
-                match problem.domain {
-                    Domain::Math => {
-                        math_items.push(grader::Item {
-                            gold: problem.answer.clone().unwrap_or_default(),
-                            response: text,
-                        });
-                        math_at.push((si, ri));
-                    }
-                    Domain::Code => {
-                        code_jobs.push(code_job(problem, &text, slot.group, ri));
-                        code_at.push((si, ri));
-                    }
-                }
+                items.push(ToGrade {
+                    problem: slot.draw.index,
+                    text: self.tokenizer.decode(&resp.tokens),
+                    truncated: resp.truncated,
+                    job_id: format!("g{}-r{ri}", slot.group),
+                });
+                at.push(si);
             }
         }
         let groups: Vec<GroupId> = slots.iter().map(|s| s.group).collect();
-        let mut results: Vec<Vec<Option<ResponseResult>>> = slots
-            .iter()
-            .map(|s| vec![None; s.responses.len()])
-            .collect();
-        if !math_items.is_empty() {
-            let graded = self
-                .call::<grader::Msg, _>(grader::NAME, &groups, |reply| grader::Msg::Grade {
-                    items: math_items.clone(),
-                    reply,
-                })
-                .await;
-            match graded {
-                Ok(graded) => {
-                    for ((si, ri), g) in math_at.iter().zip(graded) {
-                        let trunc = slots[*si].responses[*ri].truncated;
-                        report.grade_seconds.push((Domain::Math, g.seconds));
-                        results[*si][*ri] = Some(rollout::math_result(&g.grade, trunc));
-                    }
-                }
-                // The grader crashed twice on this batch: record the failure, learn nothing wrong.
-                Err(_) => {
-                    for (si, ri) in &math_at {
-                        let trunc = slots[*si].responses[*ri].truncated;
-                        results[*si][*ri] = Some(rollout::failed_result(trunc, "grader_error"));
-                    }
-                }
-            }
+        let graded = self.grade_items(items, &groups).await?;
+        for job in graded.redone {
+            // A job redone inside the executor after a sandbox error is
+            // redone work of its response's group.
+            self.ledger.redo(slots[at[job]].group)?;
         }
-        if !code_jobs.is_empty() {
-            let (outcomes, redone) = self
-                .call::<executor::Msg, _>(executor::NAME, &groups, |reply| executor::Msg::Run {
-                    jobs: code_jobs.clone(),
-                    reply,
-                })
-                .await?;
-            for job in redone {
-                // A job redone inside the executor after a sandbox error is
-                // redone work of its response's group.
-                self.ledger.redo(slots[code_at[job].0].group)?;
-            }
-            for ((si, ri), o) in code_at.iter().zip(outcomes) {
-                let trunc = slots[*si].responses[*ri].truncated;
-                report
-                    .grade_seconds
-                    .push((Domain::Code, o.wall_ms / 1000.0));
-                results[*si][*ri] = Some(rollout::code_result(
-                    &o,
-                    trunc,
-                    self.settings.partial_credit,
-                ));
-            }
-        }
-        for (slot, rs) in slots.iter_mut().zip(results) {
-            slot.results = rs
-                .into_iter()
-                .map(|r| r.expect("every response graded"))
-                .collect();
+        report.grade_seconds.extend(graded.seconds);
+        let mut results = graded.results.into_iter();
+        for slot in slots.iter_mut() {
+            slot.results = results.by_ref().take(slot.responses.len()).collect();
             for r in &slot.results {
                 *report.verdicts.entry(r.verdict).or_default() += 1;
                 report.truncated += usize::from(r.truncated);
@@ -431,6 +437,163 @@ impl<T: Tokenizer> Trainer<T> {
             self.ledger.graded(slot.group)?;
         }
         Ok(())
+    }
+
+    /// Grades responses through the grader (math) and the executor (code);
+    /// results come back in the order given. `groups` are charged for redos.
+    async fn grade_items(
+        &mut self,
+        items: Vec<ToGrade>,
+        groups: &[GroupId],
+    ) -> Result<GradedItems, TrainError> {
+        let mut math_items = Vec::new();
+        let mut math_at = Vec::new();
+        let mut code_jobs = Vec::new();
+        let mut code_at = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let problem: &Problem = &self.curriculum.problems()[item.problem as usize];
+            match problem.domain {
+                Domain::Math => {
+                    math_items.push(grader::Item {
+                        gold: problem.answer.clone().unwrap_or_default(),
+                        response: item.text.clone(),
+                    });
+                    math_at.push(i);
+                }
+                Domain::Code => {
+                    code_jobs.push(rollout::code_job(problem, &item.text, &item.job_id));
+                    code_at.push(i);
+                }
+            }
+        }
+        let mut out = GradedItems::default();
+        let mut results: Vec<Option<ResponseResult>> = vec![None; items.len()];
+        if !math_items.is_empty() {
+            let graded = self
+                .call::<grader::Msg, _>(grader::NAME, groups, |reply| grader::Msg::Grade {
+                    items: math_items.clone(),
+                    reply,
+                })
+                .await;
+            match graded {
+                Ok(graded) => {
+                    for (i, g) in math_at.iter().zip(graded) {
+                        out.seconds.push((Domain::Math, g.seconds));
+                        results[*i] = Some(rollout::math_result(&g.grade, items[*i].truncated));
+                    }
+                }
+                // The grader crashed twice on this batch: record the failure, learn nothing wrong.
+                Err(_) => {
+                    for i in &math_at {
+                        results[*i] =
+                            Some(rollout::failed_result(items[*i].truncated, "grader_error"));
+                    }
+                }
+            }
+        }
+        if !code_jobs.is_empty() {
+            let (outcomes, redone) = self
+                .call::<executor::Msg, _>(executor::NAME, groups, |reply| executor::Msg::Run {
+                    jobs: code_jobs.clone(),
+                    reply,
+                })
+                .await?;
+            out.redone = redone.into_iter().map(|j| code_at[j]).collect();
+            for (i, o) in code_at.iter().zip(outcomes) {
+                out.seconds.push((Domain::Code, o.wall_ms / 1000.0));
+                results[*i] = Some(rollout::code_result(
+                    &o,
+                    items[*i].truncated,
+                    self.settings.partial_credit,
+                ));
+            }
+        }
+        out.results = results
+            .into_iter()
+            .map(|r| r.expect("every response graded"))
+            .collect();
+        Ok(out)
+    }
+
+    /// Held-out measurement of every bucket: a fixed, evenly spaced sample of
+    /// each bucket's problems (the same at every evaluation), `samples`
+    /// responses each, graded like training responses. Nothing is learned and
+    /// the curriculum's statistics and the ledger are untouched.
+    pub async fn evaluate(&mut self, eval: &EvalSettings) -> Result<EvalReport, TrainError> {
+        let start = Instant::now();
+        let sampling = SamplingConfig {
+            temperature: eval.temperature,
+            top_p: 1.0,
+            max_new_tokens: eval.max_new_tokens,
+            stop_tokens: vec![self.tokenizer.eos_id()],
+        };
+        let set = self.curriculum.evaluation_set(eval.per_bucket);
+        let mut prompts = Vec::new();
+        let mut owners = Vec::new();
+        for (pool, members) in &set {
+            for &index in members {
+                let problem = &self.curriculum.problems()[index as usize];
+                let prompt = self
+                    .tokenizer
+                    .encode_prompt(&problem.prompt)
+                    .map_err(|e| TrainError::Tokenizer(format!("problem {}: {e}", problem.id)))?;
+                for _ in 0..eval.samples {
+                    prompts.push(prompt.clone());
+                    owners.push((pool.clone(), index));
+                }
+            }
+        }
+        let mut items = Vec::with_capacity(prompts.len());
+        for (c, chunk) in prompts.chunks(EVAL_CHUNK).enumerate() {
+            let chunk = chunk.to_vec();
+            let generated = self
+                .call::<generator::Msg, _>(generator::NAME, &[], |reply| generator::Msg::Generate {
+                    prompts: chunk.clone(),
+                    config: sampling.clone(),
+                    reply,
+                })
+                .await?
+                .map_err(TrainError::Generator)?;
+            for (k, resp) in generated.responses.iter().enumerate() {
+                let i = c * EVAL_CHUNK + k;
+                items.push(ToGrade {
+                    problem: owners[i].1,
+                    text: self.tokenizer.decode(&resp.tokens),
+                    truncated: resp.truncated,
+                    job_id: format!("eval-{i}"),
+                });
+            }
+        }
+        let graded = self.grade_items(items, &[]).await?;
+        let mut buckets: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+        let mut lengths: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+        for ((pool, _), r) in owners.iter().zip(&graded.results) {
+            let b = buckets.entry(pool.clone()).or_default();
+            b.0 += f64::from(u8::from(r.correct));
+            b.1 += 1;
+            let t = lengths.entry(pool.clone()).or_default();
+            t.0 += f64::from(u8::from(r.truncated));
+            t.1 += 1;
+        }
+        Ok(EvalReport {
+            step: self.curriculum.state().step,
+            stage: self.curriculum.stage().name.clone(),
+            buckets: buckets
+                .into_iter()
+                .map(|(k, (c, n))| {
+                    let trunc = lengths.get(&k).map_or(0.0, |(t, m)| t / *m as f64);
+                    (
+                        k,
+                        EvalBucket {
+                            pass_rate: c / n as f64,
+                            n,
+                            truncation_rate: trunc,
+                        },
+                    )
+                })
+                .collect(),
+            seconds: start.elapsed().as_secs_f64(),
+        })
     }
 
     async fn learn(
@@ -573,29 +736,5 @@ async fn call<M: ractor::Message, R: Send + 'static>(
         Ok(CallResult::Timeout) => Err(format!("no answer within {timeout:?}")),
         Ok(CallResult::SenderError) => Err("the actor stopped before answering".into()),
         Err(e) => Err(e.to_string()),
-    }
-}
-
-/// A sandbox job for a code response. The problem's tests mirror the
-/// sandbox's schema field for field, so they convert through their JSON form.
-fn code_job(
-    problem: &Problem,
-    response: &str,
-    group: GroupId,
-    index: usize,
-) -> gradus_sandbox::Job {
-    let tests = problem
-        .tests
-        .as_ref()
-        .expect("code problems carry tests (checked at load)");
-    let tests = serde_json::to_value(tests)
-        .and_then(serde_json::from_value)
-        .expect("problem tests and sandbox tests share one schema");
-    gradus_sandbox::Job {
-        id: format!("g{group}-r{index}"),
-        language: gradus_sandbox::job::Language::Python,
-        source: rollout::extract_program(response).to_string(),
-        tests,
-        limits: Default::default(),
     }
 }

@@ -37,6 +37,8 @@ pub mod tokenizer;
 #[cfg(test)]
 mod testutil;
 
+/// The device a model runs on (from `[compute]` via [`device::device`]).
+pub use burn::tensor::Device;
 pub use cache::KvCache;
 pub use checkpoint::Manifest;
 pub use config::{ComputeConfig, ModelConfig, OptimizerConfig};

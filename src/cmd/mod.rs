@@ -2,6 +2,7 @@
 //! that returns the process exit code.
 
 pub mod bench;
+pub mod curate;
 pub mod data;
 pub mod grade;
 pub mod sandbox;

@@ -31,7 +31,7 @@ use gradus_actors::data::import::FormatChoice;
 use gradus_actors::data::load::Loaded;
 use gradus_actors::ledger::Ledger;
 use gradus_actors::supervisor::{self, Report, Spawner};
-use gradus_actors::trainer::{Observer, Settings, Trainer};
+use gradus_actors::trainer::{EvalSettings, Observer, Settings, Trainer};
 use gradus_actors::{executor, generator, grader, learner};
 use gradus_policy::{CharTokenizer, GrpoConfig, Learner, Policy, Tokenizer};
 use rand::SeedableRng;
@@ -52,6 +52,34 @@ pub struct Args {
     /// Address for /metrics, /healthz and /status (overrides [run].http; port 0 picks one).
     #[arg(long)]
     http: Option<std::net::SocketAddr>,
+    /// Seed of the run (overrides [run].seed and [curriculum].seed; kept on resume).
+    #[arg(long, conflicts_with = "resume")]
+    seed: Option<u64>,
+    /// Sample budget: stop after this many responses (overrides [run].max_samples; kept on resume).
+    #[arg(long, conflicts_with = "resume")]
+    max_samples: Option<u64>,
+}
+
+/// Command-line overrides of the config, saved in the run directory so that
+/// `--resume` applies them again.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Overrides {
+    seed: Option<u64>,
+    max_samples: Option<u64>,
+}
+
+impl Overrides {
+    const FILE: &str = "overrides.json";
+
+    fn apply(&self, config: &mut RunConfig) {
+        if let Some(seed) = self.seed {
+            config.run.seed = seed;
+            config.curriculum.seed = seed;
+        }
+        if let Some(n) = self.max_samples {
+            config.run.max_samples = n;
+        }
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -93,6 +121,19 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         config.run.http = addr;
     }
     let resuming = args.resume.is_some();
+    let overrides = if resuming {
+        match std::fs::read(run_path.join(Overrides::FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{}", run_path.join(Overrides::FILE).display()))?,
+            Err(_) => Overrides::default(),
+        }
+    } else {
+        Overrides {
+            seed: args.seed,
+            max_samples: args.max_samples,
+        }
+    };
+    overrides.apply(&mut config);
     if !resuming && run_path.join("checkpoints").join("latest").exists() {
         bail!(
             "{} already holds a run; resume it with `gradus train --resume {}` or pick another --run-dir",
@@ -111,6 +152,10 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     };
     if !resuming {
         run_dir.write_atomic("config.toml", config.source.as_bytes())?;
+        run_dir.write_atomic(
+            Overrides::FILE,
+            serde_json::to_string(&overrides)?.as_bytes(),
+        )?;
     }
 
     let tokenizer = CharTokenizer::new(&config.tokenizer).context("[tokenizer]")?;
@@ -121,7 +166,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     // Curriculum, ledger, learner and generator state: fresh or from the checkpoint.
-    let (curriculum, ledger, next_batch, learner, gen_rng, start_step) = match &latest {
+    let (curriculum, ledger, next_batch, learner, gen_rng, start_step, samples) = match &latest {
         Some(dir) => {
             let state = RuntimeState::read(dir)?;
             let curriculum =
@@ -136,6 +181,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
                 learner,
                 state.generator_rng,
                 state.step,
+                state.samples,
             )
         }
         None => {
@@ -153,7 +199,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
             )?;
             let rng =
                 rand_chacha::ChaCha8Rng::seed_from_u64(config.run.seed ^ 0x9e37_79b9_7f4a_7c15);
-            (curriculum, Ledger::new(), 0, learner, rng, 0)
+            (curriculum, Ledger::new(), 0, learner, rng, 0, 0)
         }
     };
 
@@ -207,6 +253,8 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         display_window: config.run.display_window,
     };
     let mut trainer = Trainer::new(curriculum, ledger, next_batch, tokenizer, settings);
+    trainer.samples = samples;
+    let eval = eval_settings(&config);
     let mut observer = RunObserver::new(
         run_dir,
         metrics.clone(),
@@ -225,6 +273,9 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     let mut watcher = ConfigWatcher::new(&watched_config);
     let started = Instant::now();
     let mut last_checkpoint = start_step;
+    if start_step == 0 {
+        evaluate(&mut trainer, &eval, &mut observer).await?;
+    }
     let outcome: anyhow::Result<&str> = loop {
         // Between steps (a batch boundary): signals, reloads, supervisor reports.
         let stop = signals.stop.load(Ordering::SeqCst);
@@ -281,23 +332,34 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
                     save(&trainer, &generator_engine, &config, &observer, step).await?;
                     last_checkpoint = step;
                 }
+                if eval.per_bucket > 0 && eval.every > 0 && step.is_multiple_of(eval.every) {
+                    evaluate(&mut trainer, &eval, &mut observer).await?;
+                }
                 if config.run.max_steps > 0 && step >= config.run.max_steps {
                     break Ok("max_steps");
+                }
+                if config.run.max_samples > 0 && trainer.samples >= config.run.max_samples {
+                    break Ok("max_samples");
                 }
             }
             Ok(None) => break Ok("finished"),
             Err(e) => break Err(anyhow::Error::new(e)),
         }
     };
-    sup.cast(supervisor::Msg::Quiesce).ok();
     let step = trainer.curriculum.state().step;
+    if outcome.is_ok() && !(eval.every > 0 && step.is_multiple_of(eval.every)) {
+        if let Err(e) = evaluate(&mut trainer, &eval, &mut observer).await {
+            eprintln!("gradus: warning: the final evaluation failed: {e:#}");
+        }
+    }
+    sup.cast(supervisor::Msg::Quiesce).ok();
     let saved = save(&trainer, &generator_engine, &config, &observer, step).await;
     match &outcome {
         Ok(why) => observer.event(
             "stopped",
             step,
             serde_json::json!({"reason": why, "elapsed_s": started.elapsed().as_secs_f64(),
-            "ledger": trainer.ledger.totals()}),
+            "samples": trainer.samples, "ledger": trainer.ledger.totals()}),
         ),
         Err(e) => observer.event(
             "error",
@@ -316,6 +378,46 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         );
         ExitCode::SUCCESS
     })
+}
+
+/// The `[eval]` settings in the trainer's terms.
+fn eval_settings(config: &RunConfig) -> EvalSettings {
+    let e = &config.eval;
+    let longest = config
+        .curriculum
+        .stages
+        .iter()
+        .map(|s| s.generation.max_response_tokens)
+        .max()
+        .unwrap_or(0);
+    EvalSettings {
+        every: e.every,
+        per_bucket: e.per_bucket,
+        samples: e.samples,
+        temperature: e.temperature as f32,
+        max_new_tokens: if e.max_response_tokens > 0 {
+            e.max_response_tokens
+        } else {
+            longest
+        } as usize,
+    }
+}
+
+/// One evaluation, written to eval.jsonl and shown; off when `per_bucket` is 0.
+async fn evaluate<T: Tokenizer>(
+    trainer: &mut Trainer<T>,
+    eval: &EvalSettings,
+    observer: &mut RunObserver,
+) -> anyhow::Result<()> {
+    if eval.per_bucket == 0 {
+        return Ok(());
+    }
+    let report = trainer
+        .evaluate(eval)
+        .await
+        .context("evaluating the policy")?;
+    observer.evaluation(&report, trainer.samples);
+    Ok(())
 }
 
 fn load_problems(config: &RunConfig) -> anyhow::Result<Vec<gradus_actors::data::Problem>> {
@@ -545,6 +647,7 @@ async fn save<T: Tokenizer>(
         curriculum: trainer.curriculum.save(),
         ledger: trainer.ledger.clone(),
         generator_rng: generator_engine.rng(),
+        samples: trainer.samples,
     };
     let checkpoints = observer.checkpoints();
     let learner_ref = supervisor::lookup::<learner::Msg>(learner::NAME, Duration::from_secs(10))

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `gradus` binary: one integration test binary (it links
 //! once), one module per behaviour.
 
+mod curate;
 mod data;
 mod grade;
 mod sandbox;

@@ -143,6 +143,32 @@ fn a_short_run_advances_stages_by_its_rules_and_stops_cleanly() {
     assert!(advanced[0]["evidence"].is_array());
     assert!(run.dir.join("checkpoints/latest").exists());
     assert!(!read_jsonl(&run.dir.join("metrics.jsonl")).is_empty());
+    // Held-out evaluation at the start, every 4 steps, and at the end (step 8,
+    // which is also a multiple of 4: written once).
+    let evals = read_jsonl(&run.dir.join("eval.jsonl"));
+    let steps: Vec<u64> = evals.iter().map(|e| e["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, vec![0, 4, 8], "{evals:#?}");
+    assert_eq!(evals[0]["samples"], 0);
+    assert!(evals[2]["samples"].as_u64().unwrap() > evals[1]["samples"].as_u64().unwrap());
+    for e in &evals {
+        let buckets = e["buckets"].as_object().unwrap();
+        let names: Vec<&str> = buckets.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "code/affine",
+                "code/lin",
+                "math/add1",
+                "math/add2",
+                "math/add3"
+            ]
+        );
+        for b in buckets.values() {
+            assert_eq!(b["n"], 4, "{e}");
+            let rate = b["pass_rate"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&rate), "{e}");
+        }
+    }
     assert_ledger_clean(&run);
 }
 

@@ -294,6 +294,22 @@ impl Curriculum {
         &self.problems
     }
 
+    /// A fixed evaluation sample of every pool (`domain/bucket`): up to
+    /// `per_bucket` members, evenly spaced in id order, so every evaluation of
+    /// a run (and of runs on the same data) sees the same problems.
+    pub fn evaluation_set(&self, per_bucket: usize) -> Vec<(String, Vec<u32>)> {
+        self.pools
+            .iter()
+            .map(|(pool, members)| {
+                let n = members.len();
+                let k = per_bucket.min(n);
+                let picked = (0..k).map(|i| members[i * n / k]).collect();
+                (pool.clone(), picked)
+            })
+            .filter(|(_, m): &(String, Vec<u32>)| !m.is_empty())
+            .collect()
+    }
+
     /// Statistics of a prompt, by id.
     pub fn prompt_stats(&self, id: &str) -> Option<&PromptStats> {
         self.state.prompts.get(id)

@@ -546,3 +546,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_evaluation_set_is_a_fixed_evenly_spaced_sample_of_every_pool() {
+    let mut c = curriculum(TWO_STAGES, 200);
+    let set = c.evaluation_set(5);
+    assert!(!set.is_empty());
+    for (pool, members) in &set {
+        let all = c.pools.members(pool);
+        assert_eq!(members.len(), 5.min(all.len()), "{pool}");
+        // Evenly spaced in id order, no repeats.
+        let mut pos: Vec<usize> = members
+            .iter()
+            .map(|m| all.iter().position(|a| a == m).unwrap())
+            .collect();
+        let sorted = pos.clone();
+        pos.dedup();
+        assert_eq!(pos, sorted);
+        assert!(pos.windows(2).all(|w| w[1] - w[0] >= all.len() / 5));
+    }
+    // Training does not move it.
+    run(&mut c, 3, 4, 0.5);
+    assert_eq!(c.evaluation_set(5), set);
+    // More than a pool holds gives the whole pool.
+    for (pool, members) in c.evaluation_set(100_000) {
+        assert_eq!(members, c.pools.members(&pool));
+    }
+}

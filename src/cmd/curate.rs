@@ -1,0 +1,337 @@
+//! `gradus curate`: measure every prompt's difficulty with the current policy.
+//!
+//! K responses are sampled per prompt with the policy of a run (its latest
+//! checkpoint) or a given checkpoint, graded by the math grader or run in the
+//! sandbox exactly as during training, and the prompts are written back with
+//! their empirical pass rate as `difficulty` and the pass-rate bucket of the
+//! run config that holds it. Prompts solved by none or all of the K responses
+//! give GRPO no signal; as in both papers' curation they are set aside, to a
+//! separate file, and counted. The pure part (bucketing, histogram, outputs)
+//! is `gradus_actors::curriculum::curate`, tested without a model.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use gradus::checkpoint;
+use gradus::config::RunConfig;
+use gradus_actors::curriculum::config::BucketRule;
+use gradus_actors::curriculum::curate::{self, CurateOptions, Solver};
+use gradus_actors::data::{Domain, FormatChoice, Loaded, Problem};
+use gradus_actors::rollout;
+use gradus_policy::{CharTokenizer, Learner, Policy, SamplingConfig, Tokenizer};
+use gradus_sandbox::{Sandbox, Verdict};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run config: its tokenizer, model, grader and sandbox settings, and the pass-rate
+    /// buckets ([[curriculum.buckets]] with `pass_rate = [lo, hi]`) prompts are sorted into.
+    #[arg(long)]
+    config: PathBuf,
+    /// Problems to curate (gradus JSONL or a public shape).
+    #[arg(long)]
+    input: PathBuf,
+    /// Row shape of the input: auto, gradus, math, gsm8k, deepscaler, humaneval, lcb.
+    #[arg(long, default_value = "auto")]
+    format: FormatChoice,
+    /// Responses sampled per prompt (K).
+    #[arg(long)]
+    samples: usize,
+    /// The policy: a run directory (its latest checkpoint) or one checkpoint directory.
+    /// Without it, a freshly initialised policy from the config (useful only for testing).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// The curated dataset (default: INPUT with `.curated.jsonl`); the set-aside prompts
+    /// and the histogram are written beside it.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Where malformed input rows go (default: OUTPUT with `.rejects.jsonl`).
+    #[arg(long)]
+    rejects: Option<PathBuf>,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Response length limit in tokens (default: the largest of the config's stages).
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Prompts sampled and graded together; progress is shown after each batch.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Seed of the sampling RNG.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.samples >= 1, "--samples must be ≥ 1");
+    anyhow::ensure!(args.batch >= 1, "--batch must be ≥ 1");
+    let config =
+        RunConfig::from_path(&args.config).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| sibling(&args.input, "curated.jsonl"));
+    let rejects_path = args
+        .rejects
+        .clone()
+        .unwrap_or_else(|| sibling(&output, "rejects.jsonl"));
+
+    let loaded = Loaded::read_files(std::slice::from_ref(&args.input), args.format)
+        .context("reading the input")?;
+    for r in &loaded.rejects {
+        eprintln!("{r}");
+    }
+    loaded
+        .write_rejects(&rejects_path)
+        .context("writing the rejects file")?;
+    let rejected = loaded.rejects.len();
+    let problems = loaded
+        .into_problems(1.0)
+        .context("the input cannot be curated")?;
+    if problems.is_empty() {
+        bail!("{}: no valid problems to curate", args.input.display());
+    }
+    let buckets = config.curriculum.buckets.clone();
+    if !buckets
+        .iter()
+        .any(|b| matches!(b.rule, BucketRule::PassRate { .. }))
+    {
+        eprintln!(
+            "gradus curate: warning: {} defines no pass-rate buckets; kept prompts get a pass rate but no bucket",
+            args.config.display()
+        );
+    }
+
+    let tokenizer = CharTokenizer::new(&config.tokenizer).context("[tokenizer]")?;
+    let device = gradus_policy::device::device(&config.compute).context("[compute]")?;
+    let policy = load_policy(args.policy.as_deref(), &config, &tokenizer, &device)?;
+    let longest = config
+        .curriculum
+        .stages
+        .iter()
+        .map(|s| s.generation.max_response_tokens as usize)
+        .max()
+        .unwrap_or(64);
+    let sampling = SamplingConfig {
+        temperature: args.temperature,
+        top_p: 1.0,
+        max_new_tokens: args.max_tokens.unwrap_or(longest),
+        stop_tokens: vec![tokenizer.eos_id()],
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let sandbox = if problems.iter().any(|p| p.domain == Domain::Code) {
+        Some(Arc::new(Sandbox::new(config.sandbox.clone()).context(
+            "[sandbox] (run `gradus sandbox doctor` to see which protections this machine lacks)",
+        )?))
+    } else {
+        None
+    };
+    let mut solver = PolicySolver {
+        policy,
+        rng: ChaCha8Rng::seed_from_u64(args.seed),
+        tokenizer,
+        sampling,
+        grade: config.grader.clone(),
+        sandbox,
+        runtime,
+    };
+
+    let total = problems.len();
+    eprintln!(
+        "gradus curate: {total} prompts × {} samples ({rejected} rows rejected)",
+        args.samples
+    );
+    let started = Instant::now();
+    let mut progress = |done: usize, total: usize| {
+        let secs = started.elapsed().as_secs_f64();
+        let rate = done as f64 / secs.max(1e-9);
+        let eta = (total - done) as f64 / rate.max(1e-9);
+        eprintln!(
+            "gradus curate: {done}/{total} prompts ({:.0}%), {rate:.1} prompts/s, eta {eta:.0} s",
+            100.0 * done as f64 / total as f64
+        );
+    };
+    let curated = curate::curate(
+        problems,
+        &buckets,
+        &CurateOptions {
+            samples: args.samples,
+            batch: args.batch,
+        },
+        &mut solver,
+        &mut progress,
+    )?;
+    let paths = curate::write_outputs::<SolveError>(&curated, &output)?;
+    let h = &curated.histogram;
+    eprintln!(
+        "gradus curate: kept {} in {} · set aside {} never solved and {} always solved in {} · histogram in {}",
+        h.kept,
+        paths.dataset.display(),
+        h.never_solved,
+        h.always_solved,
+        paths.set_aside.display(),
+        paths.histogram.display()
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "kept": h.kept,
+            "never_solved": h.never_solved,
+            "always_solved": h.always_solved,
+            "rejected": rejected,
+            "by_bucket": h.by_bucket,
+            "by_correct": h.by_correct,
+            "samples": h.samples,
+            "seconds": started.elapsed().as_secs_f64(),
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dir/stem.EXT` for `path = dir/stem.jsonl`.
+fn sibling(path: &Path, ext: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned());
+    path.with_file_name(format!("{stem}.{ext}"))
+}
+
+/// The policy of a run directory, a checkpoint directory, or a fresh one.
+fn load_policy(
+    from: Option<&Path>,
+    config: &RunConfig,
+    tokenizer: &CharTokenizer,
+    device: &gradus_policy::Device,
+) -> anyhow::Result<Policy> {
+    let Some(path) = from else {
+        eprintln!(
+            "gradus curate: warning: no --policy given; sampling from a freshly initialised model"
+        );
+        return Ok(Policy::new(
+            config.model.clone(),
+            device,
+            tokenizer.pad_id(),
+        )?);
+    };
+    let dir = if path.join("checkpoints").is_dir() {
+        checkpoint::latest(&path.join("checkpoints"))?
+            .with_context(|| format!("{} has no checkpoint yet", path.display()))?
+    } else if path.join("learner").is_dir() {
+        path.to_path_buf()
+    } else {
+        bail!(
+            "--policy {}: neither a run directory (with checkpoints/) nor a checkpoint (with learner/)",
+            path.display()
+        );
+    };
+    let (learner, _) = Learner::load_checkpoint(&dir.join("learner"), device)
+        .with_context(|| format!("loading the policy from {}", dir.display()))?;
+    let vocab = learner.model_config().vocab_size;
+    if vocab != tokenizer.vocab_size() {
+        bail!(
+            "--policy {}: the model's vocabulary has {vocab} entries but the config's tokenizer {}; curate with the config the run used",
+            dir.display(),
+            tokenizer.vocab_size()
+        );
+    }
+    eprintln!("gradus curate: policy from {}", dir.display());
+    Ok(Policy::from_snapshot(
+        &learner.snapshot(),
+        device,
+        tokenizer.pad_id(),
+    )?)
+}
+
+/// Sampling or grading failed (never a verdict on a response).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SolveError(String);
+
+/// The real [`Solver`]: the policy samples, the math grader and the sandbox grade.
+struct PolicySolver {
+    policy: Policy,
+    rng: ChaCha8Rng,
+    tokenizer: CharTokenizer,
+    sampling: SamplingConfig,
+    grade: gradus_math::GradeConfig,
+    sandbox: Option<Arc<Sandbox>>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Solver for PolicySolver {
+    type Error = SolveError;
+
+    fn sample_and_grade(
+        &mut self,
+        problems: &[Problem],
+        k: usize,
+    ) -> Result<Vec<Vec<bool>>, SolveError> {
+        let mut prompts = Vec::with_capacity(problems.len() * k);
+        for p in problems {
+            let prompt = self
+                .tokenizer
+                .encode_prompt(&p.prompt)
+                .map_err(|e| SolveError(format!("problem {}: {e}", p.id)))?;
+            prompts.extend(std::iter::repeat_n(prompt, k));
+        }
+        let responses = self
+            .policy
+            .sample(&prompts, &self.sampling, &mut self.rng)
+            .map_err(|e| SolveError(format!("sampling: {e}")))?;
+        let mut correct = vec![vec![false; k]; problems.len()];
+        let mut jobs = Vec::new();
+        let mut job_at = Vec::new();
+        for (i, resp) in responses.iter().enumerate() {
+            let (pi, si) = (i / k, i % k);
+            let problem = &problems[pi];
+            let text = self.tokenizer.decode(&resp.tokens);
+            match problem.domain {
+                Domain::Math => {
+                    let gold = problem.answer.as_deref().unwrap_or_default();
+                    let grade = gradus_math::grade(gold, &text, &self.grade);
+                    correct[pi][si] = rollout::math_result(&grade, resp.truncated).correct;
+                }
+                Domain::Code => {
+                    jobs.push(rollout::code_job(
+                        problem,
+                        &text,
+                        &format!("{}-{si}", problem.id),
+                    ));
+                    job_at.push((pi, si, resp.truncated));
+                }
+            }
+        }
+        if !jobs.is_empty() {
+            let sandbox = self
+                .sandbox
+                .clone()
+                .expect("a sandbox is built when the input has code problems");
+            let mut outcomes = self.runtime.block_on(sandbox.run_batch(jobs.clone()));
+            // Our own failures are redone once, never counted against the prompt.
+            for (i, o) in outcomes.iter_mut().enumerate() {
+                if o.verdict == Verdict::SandboxError {
+                    *o = self.runtime.block_on(sandbox.run(jobs[i].clone()));
+                    if o.verdict == Verdict::SandboxError {
+                        return Err(SolveError(format!(
+                            "the sandbox failed twice on a response to {}: {}",
+                            problems[job_at[i].0].id,
+                            o.detail.as_deref().unwrap_or("no detail")
+                        )));
+                    }
+                }
+            }
+            for ((pi, si, truncated), o) in job_at.into_iter().zip(outcomes) {
+                correct[pi][si] = rollout::code_result(&o, truncated, false).correct;
+            }
+        }
+        Ok(correct)
+    }
+}
