@@ -32,6 +32,10 @@ enum Command {
     Train(cmd::train::Args),
     /// Measure each prompt's pass rate with the current policy; bucket it or set it aside.
     Curate(cmd::curate::Args),
+    /// Plots and a one-page summary of a run directory (also while it runs).
+    Report(gradus_report::ReportArgs),
+    /// Train configs over the same seeds and sample budget, and compare them.
+    Experiment(gradus_report::ExperimentArgs),
     /// Benchmarks that compare gradus with its peers.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
@@ -46,6 +50,8 @@ fn main() -> ExitCode {
         Command::Bench(c) => cmd::bench::run(c),
         Command::Train(a) => cmd::train::run(a),
         Command::Curate(a) => cmd::curate::run(a),
+        Command::Report(a) => cmd::report::run(a),
+        Command::Experiment(a) => cmd::report::experiment(a),
     };
     match result {
         Ok(code) => code,

@@ -5,5 +5,6 @@ pub mod bench;
 pub mod curate;
 pub mod data;
 pub mod grade;
+pub mod report;
 pub mod sandbox;
 pub mod train;

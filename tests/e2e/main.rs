@@ -4,6 +4,7 @@
 mod curate;
 mod data;
 mod grade;
+mod report;
 mod sandbox;
 mod train;
 mod util;
