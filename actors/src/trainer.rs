@@ -224,6 +224,7 @@ impl<T: Tokenizer> Trainer<T> {
             stop_tokens: vec![self.tokenizer.eos_id()],
         };
         let group_size = stage.generation.group_size as usize;
+        let batch_prompts = stage.batch_prompts.unwrap_or(self.settings.batch_prompts);
         let mut report = StepReport {
             step: self.curriculum.state().step,
             stage: stage.name.clone(),
@@ -247,7 +248,7 @@ impl<T: Tokenizer> Trainer<T> {
 
         // Draw, roll out and grade until enough groups carry a learning signal.
         let mut kept: Vec<Slot> = Vec::new();
-        let mut draws = self.curriculum.next_batch(self.settings.batch_prompts)?;
+        let mut draws = self.curriculum.next_batch(batch_prompts)?;
         loop {
             let mut slots = self.dispatch(draws)?;
             self.generate(&mut slots, group_size, &sampling, &mut report)
@@ -274,10 +275,7 @@ impl<T: Tokenizer> Trainer<T> {
                     missing += 1;
                 }
             }
-            if missing == 0
-                || stage.dynamic_sampling.is_none()
-                || kept.len() >= self.settings.batch_prompts
-            {
+            if missing == 0 || stage.dynamic_sampling.is_none() || kept.len() >= batch_prompts {
                 break;
             }
             draws = self.curriculum.refill(missing)?;

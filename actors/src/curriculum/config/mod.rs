@@ -104,6 +104,8 @@ pub struct Stage {
     pub replay_fraction: f64,
     /// When the stage ends.
     pub advance: Advance,
+    /// Prompts per learner step in this stage (`None`: the run's `batch_prompts`).
+    pub batch_prompts: Option<usize>,
 }
 
 /// What a stage trains.

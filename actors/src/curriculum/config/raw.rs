@@ -51,6 +51,7 @@ pub struct RawStage {
     pub dynamic_sampling: Option<RawDynamicSampling>,
     pub replay: Option<RawReplay>,
     pub advance: Option<RawAdvance>,
+    pub batch_prompts: Option<usize>,
 }
 
 /// `kind = "rl" | "sft"`.

@@ -273,6 +273,9 @@ fn stage(
         || "the first stage has no earlier stage to replay".into(),
     );
     let advance = advance(i, rs.advance.as_ref(), &buckets, kind, last, is);
+    if let Some(n) = rs.batch_prompts {
+        is.check(n >= 1, at("batch_prompts"), || "must be ≥ 1".into());
+    }
     Stage {
         name: rs.name.clone(),
         kind,
@@ -283,6 +286,7 @@ fn stage(
         dynamic_sampling,
         replay_fraction,
         advance,
+        batch_prompts: rs.batch_prompts,
     }
 }
 

@@ -217,3 +217,25 @@ fn a_missing_file_names_it() {
         "{err}"
     );
 }
+
+#[test]
+fn a_stage_may_set_its_own_batch_size_but_not_zero() {
+    let src = EXAMPLE.replace(
+        "name = \"warmup\"\nkind = \"sft\"",
+        "name = \"warmup\"\nkind = \"sft\"\nbatch_prompts = 32",
+    );
+    let c = CurriculumConfig::from_toml_str(&src, None).unwrap();
+    assert_eq!(c.stages[0].batch_prompts, Some(32));
+    assert_eq!(
+        c.stages[1].batch_prompts, None,
+        "unset: the run's batch_prompts"
+    );
+    let bad = EXAMPLE.replace("name = \"mixed\"", "name = \"mixed\"\nbatch_prompts = 0");
+    let errs = errors(&bad);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].contains("stages[2].batch_prompts: must be ≥ 1"),
+        "{}",
+        errs[0]
+    );
+}
