@@ -196,6 +196,13 @@ impl Sandbox {
         slots.iter().filter_map(Slot::server_memory).collect()
     }
 
+    /// Tasks (processes and threads, zombies included) left in the job
+    /// cgroups of the slots not running a job now. 0 once every job is over.
+    pub fn job_tasks_left(&self) -> u64 {
+        let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.iter().filter_map(|s| s.cgroups.tasks()).sum()
+    }
+
     /// Run one job, blocking the calling thread. Waits for a free slot.
     pub fn run_blocking(&self, job: &Job) -> Outcome {
         let mut slot = {
