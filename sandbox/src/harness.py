@@ -41,9 +41,11 @@ The test code reaches K through its own pipe after C has been forked, so it is
 never in C's memory.
 
 Only stdlib modules that load fast are imported at the top (no json, signal,
-subprocess, ctypes): a fresh interpreter in cold mode loads this module too.
+subprocess, socket, ctypes): a fresh interpreter in cold mode loads this module
+too, and every module the supervisor holds makes each fork of it dearer.
 """
 
+import _socket
 import fcntl
 import marshal
 import os
@@ -177,11 +179,9 @@ def setup_error_record(e):
 
 def serve():
     """Build this slot's cell from the first message on fd 0, then wait for it."""
-    import socket
-
-    sock = socket.socket(fileno=0)
+    sock = _socket.socket(fileno=0)
     sock.setblocking(True)
-    msg, fds, _, _ = socket.recv_fds(sock, 16, 4)
+    msg, fds = recv_fds(sock)
     if not msg or not fds:
         os._exit(0)
     cell = marshal.loads(read_fd(fds[0]))
@@ -413,22 +413,20 @@ def expose_interpreter(hidden, tmpfs_opts):
 
 
 class Job:
-    def __init__(self, cell, req, res_w, applied, job_cgroups):
+    def __init__(self, cell, req, res_w, spare):
         self.cell = cell
         self.req = req
         self.res_w = res_w
-        self.applied = applied
-        self.job_cgroups = job_cgroups
+        self.applied = cell["applied"]
         self.lim = req["limits"]
         self.fresh = bool(req.get("fresh"))
         self.pid1 = os.getpid() == 1
-        self.filters = cell["seccomp"] if applied.get("seccomp") == "on" else []
         self.code = None
+        # A child forked before the job arrived, for the job's first child.
+        self.spare = spare
 
 
 def init_main(cell, sock, applied, job_cgroups):
-    import socket
-
     want = cell["protect"]
     attempt = attempter(want, applied)
     if os.getpid() == 1 and applied.get("mount_ns") == "on":
@@ -455,9 +453,15 @@ def init_main(cell, sock, applied, job_cgroups):
         applied[name] = "off" if mode == "off" else "on"
     if applied.get("seccomp") == "on" and applied.get("no_new_privs") != "on":
         applied["no_new_privs"] = "on"  # seccomp without CAP_SYS_ADMIN needs it
+    cell["applied"] = applied
+    cell["job_cgroups"] = job_cgroups
+    cell["filters"] = cell["seccomp"] if applied.get("seccomp") == "on" else []
+    cell["scratch"] = []
+    cell["spare"] = None
     sock.send(b"R" + marshal.dumps(applied))
+    prepare_next(cell)
     while True:
-        msg, fds, _, _ = socket.recv_fds(sock, 16, 4)
+        msg, fds = recv_fds(sock)
         if not msg:
             break
         if len(fds) < 2:
@@ -466,7 +470,7 @@ def init_main(cell, sock, applied, job_cgroups):
             continue
         res_w = fds[1]
         try:
-            run_job(cell, applied, job_cgroups, fds)
+            run_job(cell, fds)
         except BaseException as e:
             # The cell may be in a state we cannot vouch for: report, clean
             # up and exit; the Rust side builds a new cell for the next job.
@@ -480,8 +484,51 @@ def init_main(cell, sock, applied, job_cgroups):
             # The request and the result pipe; run_job owns the rest.
             for f in fds[:2]:
                 os.close(f)
+        # Between jobs (the Rust side already has the outcome): drop what
+        # the job could have left in the cell and prepare the next one. A
+        # failure here ends the cell, before any other job can see its state.
+        try:
+            clear_scratch(cell)
+            if applied.get("ipc_ns") == "on":
+                # SysV IPC objects and POSIX queues: gone with the namespace.
+                check_rc("unshare ipc", libc().unshare(CLONE_NEWIPC))
+            prepare_next(cell)
+        except BaseException:
+            kill_rest()
+            os._exit(70)
     kill_rest()
     os._exit(0)
+
+
+def recv_fds(sock, maxfds=8):
+    """One message and the fds that came with it (SCM_RIGHTS)."""
+    msg, anc, _, _ = sock.recvmsg(1 << 16, _socket.CMSG_SPACE(maxfds * 4))
+    fds = []
+    for level, kind, data in anc:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            n = len(data) // 4
+            fds.extend(int.from_bytes(data[4 * i : 4 * i + 4], sys.byteorder, signed=True) for i in range(n))
+    return msg, fds
+
+
+def send_fds(sock, data, fds):
+    raw = b"".join(f.to_bytes(4, sys.byteorder, signed=True) for f in fds)
+    sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, raw)])
+
+
+def prepare_next(cell):
+    """Fresh scratch mounts and a spare child for the next job."""
+    if cell["applied"].get("private_tmp") == "on":
+        for d in SCRATCH:
+            if os.path.isdir(d):
+                mount_tmpfs(d, cell["tmpfs_opts"])
+                cell["scratch"].append(d)
+    cell["spare"] = fork_spare(cell)
+
+
+def clear_scratch(cell):
+    while cell["scratch"]:
+        umount(cell["scratch"].pop())
 
 
 def kill_rest():
@@ -498,48 +545,43 @@ def kill_rest():
             return
 
 
-def run_job(cell, applied, job_cgroups, fds):
+def run_job(cell, fds):
     req_fd, res_w = fds[0], fds[1]
     # The test-code pipe: closed as soon as K has it (or now, if no K).
     secret = list(fds[2:3])
     for f in fds[3:]:
         os.close(f)
-    mounted = []
+    spare, cell["spare"] = cell["spare"], None
     try:
         req = marshal.loads(read_fd(req_fd))
-        fresh_scratch(cell, applied, req["workdir"], mounted)
-        job = Job(cell, req, res_w, applied, job_cgroups)
-        write_frame(res_w, {"t": "applied", "protections": applied})
+        job = Job(cell, req, res_w, spare)
+        work_dir(cell, req["workdir"])
+        write_frame(res_w, {"t": "applied", "protections": cell["applied"]})
         run_tests(job, secret)
     finally:
         for f in secret:
             os.close(f)
         secret.clear()
-        # Nothing of the job survives it: its processes are gone (each test
-        # ends with kill_rest), then its scratch mounts and IPC objects.
+        if spare is not None:
+            spare[1].close()
+        # Nothing of the job runs on: each test ends with kill_rest, and an
+        # unused spare goes the same way.
         kill_rest()
         os.chdir("/")
-        for d in reversed(mounted):
-            umount(d)
-        if applied.get("ipc_ns") == "on":
-            check_rc("unshare ipc", libc().unshare(CLONE_NEWIPC))
     write_frame(res_w, {"t": "done"})
 
 
-def fresh_scratch(cell, applied, work, mounted):
-    """Fresh tmpfs on /tmp, /var/tmp, /dev/shm and the work dir; cd there."""
-    opts = cell["tmpfs_opts"]
-    if applied.get("private_tmp") == "on":
-        for d in SCRATCH:
-            if os.path.isdir(d):
-                mount_tmpfs(d, opts)
-                mounted.append(d)
-    if applied.get("mount_ns") == "on":
-        if not os.path.isdir(work):
+def work_dir(cell, work):
+    """The job's work dir, in a fresh tmpfs (the scratch mount it lies in, or
+    its own); cd there."""
+    if cell["applied"].get("mount_ns") == "on":
+        if any(work.startswith(d + "/") for d in cell["scratch"]):
             os.makedirs(work, mode=0o777)
+        elif os.path.isdir(work):
+            mount_tmpfs(work, cell["tmpfs_opts"])
+            cell["scratch"].append(work)
         else:
-            mount_tmpfs(work, opts)
-            mounted.append(work)
+            os.makedirs(work, mode=0o777)
     os.chmod(work, 0o1777)
     os.chdir(work)
 
@@ -568,10 +610,10 @@ def run_tests(job, secret):
         raise SetupError("request", 0, "unknown kind %r" % kind)
 
 
-def confine(job, uid, cpu_s):
-    """In a freshly forked child: the last isolation steps, in order."""
-    lim = job.lim
-    if job.applied.get("rlimits") == "on":
+def confine(cell, lim, uid, cpu_s):
+    """In a child about to run a job's code: the last isolation steps, in order."""
+    applied = cell["applied"]
+    if applied.get("rlimits") == "on":
         cpu = max(1, int(-(-cpu_s // 1)))
         # CPU: SIGXCPU at the soft limit, SIGKILL one second later (hard).
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
@@ -586,19 +628,19 @@ def confine(job, uid, cpu_s):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         # Stack: explicit, so deep recursion ends in a signal, not host settings.
         resource.setrlimit(resource.RLIMIT_STACK, (lim["stack"], lim["stack"]))
-    if job.applied.get("uid_drop") == "on" and job.applied.get("user_ns") == "on":
+    if applied.get("uid_drop") == "on" and applied.get("user_ns") == "on":
         # Another ns uid than the supervisor: drops every capability and stops
         # signals, ptrace and /proc access to I and K.
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-    if job.applied.get("no_new_privs") == "on":
+    if applied.get("no_new_privs") == "on":
         # No setuid/file-capability gains through exec.
         check_rc("no_new_privs", libc().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
-    if job.filters:
+    if cell["filters"]:
         import ctypes
 
-        for prog in job.filters:
+        for prog in cell["filters"]:
             # Seccomp last: the deny list of the Rust side (built before fork).
             n = len(prog) // 8
             buf = ctypes.create_string_buffer(prog, len(prog))
@@ -611,52 +653,95 @@ def vsz():
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def fork_child(job, uid, cpu_s, fd_plan, body, boot=None):
-    """Fork a confined child: fd_plan maps target fd -> source fd. The child
-    runs `body()` (warm) or, when `boot` is given (cold), execs a fresh
-    interpreter: `boot` is the argv tail after the interpreter and its flags."""
-    go_r, go_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 71
-        try:
-            os.close(go_w)
-            # Wait until I has put us in the job's cgroups.
-            if os.read(go_r, 1) != b"G":
-                os._exit(72)
-            os.close(go_r)
-            os.setpgid(0, 0)
-            # Move sources out of the way (above any target) first, then place them.
-            tmp = {t: fcntl.fcntl(s, fcntl.F_DUPFD, 100) for t, s in fd_plan.items()}
-            for t, s in tmp.items():
-                os.dup2(s, t)
-            top = max(fd_plan) + 1
-            os.closerange(top, 1 << 16)
-            confine(job, uid, cpu_s)
-            if boot is not None:
-                cell = job.cell
-                os.execve(cell["python"], [cell["python"]] + cell["flags"] + boot, cell["env"])
-            code = body()
-        except BaseException as e:
-            try:
-                os.write(2, ("gradus-sandbox: child setup failed: %r\n" % (e,)).encode())
-            except OSError:
-                pass
-        os._exit(code)
-    os.close(go_r)
+def join_job_cgroups(cell, pid):
+    """Put `pid` in the job's pids and memory cgroups (before it runs anything:
+    the cap binds from the child's first instruction on)."""
     try:
-        # The job's pids and memory cgroups, before the child runs anything:
-        # the cap binds from the child's first instruction on.
-        for fd in job.job_cgroups:
+        for fd in cell["job_cgroups"]:
             os.write(fd, b"%d" % pid)
     except OSError as e:
         os.kill(pid, SIGKILL)
         os.waitpid(pid, 0)
-        os.close(go_w)
         raise SetupError("join job cgroup", e.errno or 0, str(e))
+
+
+def fork_spare(cell):
+    """Fork a child now that waits for the next job's first task: the fork
+    (the costliest step of starting a child) happens between jobs. It holds
+    nothing of any job; it gets its task, fds and limits only after I has put
+    it in that job's cgroups."""
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        msg, fds = recv_fds(theirs)
+        if not msg or not fds:
+            os._exit(0)
+        targets, uid, cpu_s, lim, task, boot, work = marshal.loads(read_fd(fds[-1]))
+        os.chdir(work)
+        child_run(cell, dict(zip(targets, fds)), uid, cpu_s, lim, task, boot)
+    theirs.close()
+    return pid, ours
+
+
+def fork_child(job, uid, cpu_s, fd_plan, task, boot=None):
+    """Start a confined child: fd_plan maps target fd -> source fd. The child
+    runs `task` (warm: a function of this module and its arguments) or, when
+    `boot` is given (cold), execs a fresh interpreter: `boot` is the argv
+    tail after the interpreter and its flags."""
+    cell = job.cell
+    if job.spare is not None:
+        pid, sock = job.spare
+        job.spare = None
+        join_job_cgroups(cell, pid)
+        spec = os.memfd_create("task")
+        write_all(spec, marshal.dumps((list(fd_plan), uid, cpu_s, job.lim, task, boot, os.getcwd())))
+        send_fds(sock, b"T", list(fd_plan.values()) + [spec])
+        os.close(spec)
+        sock.close()
+        return pid
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(go_w)
+        # Wait until I has put us in the job's cgroups.
+        if os.read(go_r, 1) != b"G":
+            os._exit(72)
+        os.close(go_r)
+        child_run(cell, fd_plan, uid, cpu_s, job.lim, task, boot)
+    os.close(go_r)
+    try:
+        join_job_cgroups(cell, pid)
+    except BaseException:
+        os.close(go_w)
+        raise
     os.write(go_w, b"G")
     os.close(go_w)
     return pid
+
+
+def child_run(cell, fd_plan, uid, cpu_s, lim, task, boot):
+    """The child's side: place fds, confine, run or exec. Never returns."""
+    code = 71
+    try:
+        os.setpgid(0, 0)
+        # Move sources out of the way (above any target) first, then place them.
+        tmp = {t: fcntl.fcntl(s, fcntl.F_DUPFD, 100) for t, s in fd_plan.items()}
+        for t, s in tmp.items():
+            os.dup2(s, t)
+        top = max(fd_plan) + 1
+        os.closerange(top, 1 << 16)
+        confine(cell, lim, uid, cpu_s)
+        if boot is not None:
+            os.execve(cell["python"], [cell["python"]] + cell["flags"] + boot, cell["env"])
+        name, args = task
+        code = globals()[name](*args)
+    except BaseException as e:
+        try:
+            os.write(2, ("gradus-sandbox: child setup failed: %r\n" % (e,)).encode())
+        except OSError:
+            pass
+    os._exit(code)
 
 
 def boot_fd(job, role, args):
@@ -683,6 +768,11 @@ def child_main(role, args):
         except OSError:
             pass
     os._exit(code)
+
+
+def stdio_body(code):
+    """C for a stdio test: the program, like `python3 solution.py`."""
+    return run_user_code(code)[0]
 
 
 def run_user_code(code):
@@ -888,7 +978,7 @@ def run_stdio_case(job, i, data):
     started = time.monotonic()
     # Cold: `python FLAGS solution.py`, exactly as a bare run would start it.
     boot = ["solution.py"] if job.fresh else None
-    pid = fork_child(job, CANDIDATE_UID, lim["cpu_s"], {0: in_fd, 1: out_w, 2: err_w}, lambda: run_user_code(code)[0], boot)
+    pid = fork_child(job, CANDIDATE_UID, lim["cpu_s"], {0: in_fd, 1: out_w, 2: err_w}, ("stdio_body", (code,)), boot)
     for fd in (in_fd, out_w, err_w):
         os.close(fd)
     w = Watch(job, lim["wall_s"])
@@ -926,7 +1016,7 @@ def run_call(job):
     if job.fresh:
         plan[BOOT_FD] = boot_fd(job, "call", (req["source"], name, inputs))
         boot = ["-c", BOOT]
-    pid = fork_child(job, CANDIDATE_UID, lim["cpu_s"] * max(1, len(inputs)), plan, lambda: call_body(code, name, inputs), boot)
+    pid = fork_child(job, CANDIDATE_UID, lim["cpu_s"] * max(1, len(inputs)), plan, ("call_body", (code, name, inputs)), boot)
     for fd in plan.values():
         os.close(fd)
     w = Watch(job, lim["wall_s"])
@@ -1087,7 +1177,7 @@ def run_function(job, secret):
     if job.fresh:
         plan[BOOT_FD] = boot_fd(job, "candidate", job.req["source"])
         boot = ["-c", BOOT]
-    cpid = fork_child(job, CANDIDATE_UID, lim["cpu_s"], plan, lambda: candidate_body(code), boot)
+    cpid = fork_child(job, CANDIDATE_UID, lim["cpu_s"], plan, ("candidate_body", (code,)), boot)
     for fd in plan.values():
         if fd != null:
             os.close(fd)
@@ -1097,7 +1187,7 @@ def run_function(job, secret):
     plan = {0: null, 1: kerr_w, 2: kerr_w, 3: k_sock, 4: secret[0], 5: kres_w}
     if job.fresh:
         plan[BOOT_FD] = boot_fd(job, "checker", None)
-    kpid = fork_child(job, CHECKER_UID, lim["cpu_s"], plan, checker_body, boot)
+    kpid = fork_child(job, CHECKER_UID, lim["cpu_s"], plan, ("checker_body", ()), boot)
     for fd in set(plan.values()) | {null}:
         os.close(fd)
     secret.clear()
@@ -1136,9 +1226,7 @@ def checker_body():
 
 
 def _socketpair():
-    import socket
-
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     return a.detach(), b.detach()
 
 

@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
+use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
     AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, sendmsg, socketpair,
@@ -26,7 +27,7 @@ use nix::unistd::pipe2;
 use crate::cgroup::SlotCgroups;
 use crate::config::{Mode, Requirement, SandboxConfig};
 use crate::job::{Job, Limits, Tests};
-use crate::marshal::Encoder;
+use crate::marshal::{Encoder, PyValue, decode};
 use crate::outcome::{Outcome, Verdict};
 use crate::verdict::{Evidence, judge};
 
@@ -62,6 +63,8 @@ pub(crate) struct Shared {
 struct Server {
     child: Child,
     sock: Option<OwnedFd>,
+    /// The cell has a fresh private tmpfs on each scratch dir for every job.
+    private_tmp: bool,
 }
 
 impl Server {
@@ -89,10 +92,9 @@ impl Server {
         let mut server = Server {
             child,
             sock: Some(ours),
+            private_tmp: false,
         };
-        let mut file = tempfile::tempfile().map_err(|e| format!("cell request file: {e}"))?;
-        file.write_all(cell)
-            .map_err(|e| format!("cell request file: {e}"))?;
+        let file = memfd_with("gradus-cell", cell)?;
         server.send(b"C", &[file.as_raw_fd()])?;
         drop(file);
         let mut fds = [PollFd::new(server.sock().as_fd(), PollFlags::POLLIN)];
@@ -108,7 +110,13 @@ impl Server {
             0
         };
         match b[..n].split_first() {
-            Some((b'R', _)) => Ok(server),
+            Some((b'R', applied)) => {
+                server.private_tmp = decode(applied)
+                    .ok()
+                    .and_then(|a| a.get("private_tmp").and_then(PyValue::as_str).map(|s| s == "on"))
+                    .unwrap_or(false);
+                Ok(server)
+            }
             Some((b'E', rec)) => {
                 server.kill();
                 let mut ev = Evidence::default();
@@ -182,6 +190,34 @@ impl Drop for Server {
     }
 }
 
+/// An anonymous in-memory file holding `data` (no disk, unlike a temp file).
+fn memfd_with(name: &str, data: &[u8]) -> Result<File, String> {
+    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC).map_err(|e| format!("memfd: {e}"))?;
+    let mut f = File::from(fd);
+    f.write_all(data).map_err(|e| format!("memfd: {e}"))?;
+    Ok(f)
+}
+
+/// Where a job works. Inside a cell with private scratch dirs the supervisor
+/// makes the dir in that job's fresh tmpfs, so nothing is created on the host;
+/// elsewhere it is a host temp dir (tempfile) that gets a fresh tmpfs on top.
+enum WorkDir {
+    InCell(PathBuf),
+    Host(tempfile::TempDir),
+}
+
+impl WorkDir {
+    fn path(&self) -> &Path {
+        match self {
+            WorkDir::InCell(p) => p,
+            WorkDir::Host(t) => t.path(),
+        }
+    }
+}
+
+/// The scratch dirs a cell replaces with a fresh tmpfs per job (as in harness.py).
+const SCRATCH: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
+
 fn pss(pid: i32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     let field = |name: &str| {
@@ -200,6 +236,8 @@ pub(crate) struct Slot {
     server: Option<Server>,
     /// The job cgroup's OOM-kill count after the last job.
     oom_seen: u64,
+    /// Jobs run, for work dir names.
+    seq: u64,
     /// Protections the last job's supervisor reported (for `doctor`).
     last_applied: Option<Vec<(String, String)>>,
 }
@@ -212,6 +250,7 @@ impl Slot {
             cgroups,
             server: None,
             oom_seen,
+            seq: 0,
             last_applied: None,
         }
     }
@@ -267,6 +306,10 @@ impl Slot {
     }
 
     fn execute_inner(&mut self, sh: &Shared, job: &Job) -> Result<Outcome, String> {
+        self.execute_once(sh, job, false)
+    }
+
+    fn execute_once(&mut self, sh: &Shared, job: &Job, retried: bool) -> Result<Outcome, String> {
         let lim = sh.cfg.limits.with(&job.limits);
         let problems = lim.problems("limits");
         if !problems.is_empty() {
@@ -286,10 +329,8 @@ impl Slot {
                 return Err(format!("required protection `{name}` is missing: {why}"));
             }
         }
-        let work = tempfile::Builder::new()
-            .prefix("gradus-job-")
-            .tempdir_in(&sh.work_root)
-            .map_err(|e| format!("creating a work dir in {}: {e}", sh.work_root.display()))?;
+        self.ensure_cell(sh)?;
+        let work = self.work_dir(sh)?;
         let overhead = sh.cfg.overhead_mb << 20;
         self.cgroups
             .prepare(
@@ -298,10 +339,7 @@ impl Slot {
             )
             .map_err(|e| format!("setting cgroup limits: {e}"))?;
         let request = self.request(sh, job, &lim, work.path());
-        let mut req_file = tempfile::tempfile().map_err(|e| format!("request file: {e}"))?;
-        req_file
-            .write_all(&request)
-            .map_err(|e| format!("request file: {e}"))?;
+        let req_file = memfd_with("gradus-job", &request)?;
         let (res_r, res_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
         let mut fds = vec![req_file.as_raw_fd(), res_w.as_raw_fd()];
         let mut secret_writer = None;
@@ -326,7 +364,6 @@ impl Slot {
             fds.push(r.as_raw_fd());
             secret_r = Some(r);
         }
-        self.ensure_cell(sh)?;
         let sent = self
             .server
             .as_ref()
@@ -353,6 +390,20 @@ impl Slot {
             Instant::now() + Duration::from_secs_f64(job_wall),
             &mut ev,
         );
+        if finished && ev.is_empty() {
+            // A live supervisor always reports first: the cell died with the
+            // job still queued (it exits when it cannot vouch for its state
+            // after a job), and nothing of this job ran. Run it once more in a
+            // new cell.
+            self.reset_cell();
+            if let Some(t) = secret_writer {
+                let _ = t.join();
+            }
+            if !retried {
+                return self.execute_once(sh, job, true);
+            }
+            return Err("the isolation cell died before running the job, twice".into());
+        }
         if !finished {
             // The supervisor did not finish in time: kill the whole cell (its
             // supervisor would go on with the next test) and take what it sent.
@@ -380,6 +431,21 @@ impl Slot {
         self.last_applied = Some(ev.applied.clone());
         drop(work);
         Ok(judge(&job.id, &job.tests, &lim, &ev, sh.cfg.report_chars))
+    }
+
+    fn work_dir(&mut self, sh: &Shared) -> Result<WorkDir, String> {
+        self.seq += 1;
+        let in_cell = self.server.as_ref().is_some_and(|s| s.private_tmp)
+            && SCRATCH.iter().any(|d| sh.work_root.starts_with(d));
+        if in_cell {
+            let name = format!("gradus-job-{}-{}", self.index, self.seq);
+            return Ok(WorkDir::InCell(sh.work_root.join(name)));
+        }
+        tempfile::Builder::new()
+            .prefix("gradus-job-")
+            .tempdir_in(&sh.work_root)
+            .map(WorkDir::Host)
+            .map_err(|e| format!("creating a work dir in {}: {e}", sh.work_root.display()))
     }
 
     /// The cell's settings, fixed for the life of the slot.
