@@ -2,13 +2,18 @@
 //! cgroup. The pids cap binds root too (RLIMIT_NPROC does not); the memory
 //! limit turns a memory bomb into `memory_limit` instead of a host OOM.
 //!
-//! Each slot has two levels: the slot's cgroup holds its isolation cell (the
-//! cell root and the supervisor, which live as long as the slot), and its
-//! `job` child holds every process of the current job (the supervisor moves
-//! each candidate and checker there before it runs anything). The job's limits
-//! are set on the child. A slot runs one job at a time, so the cgroups are
-//! created once and reset per job. "The job is over" means the child's
-//! `pids.current` is 0: zombies count there (not in `cgroup.procs`), so
+//! The slot's isolation cell (cell root and supervisor, which live as long as
+//! the slot) joins the slot's cgroups once, when it is built; every process of
+//! every job is forked inside the cell and so starts in them, with no
+//! per-job migration. That matters: on cgroup v1 each write to `cgroup.procs`
+//! waits for an RCU grace period once the machine has had no migration for a
+//! while (measured here: 5-7 ms per write with 20 ms between writes, 30-70 us
+//! back to back), which alone would cost a cold job more than the whole
+//! isolation budget. A job's limits are the slot's limits plus room for the
+//! cell's own processes (`overhead_processes`, `overhead_mb`). A slot runs one
+//! job at a time, so the cgroups are created once and reset per job. "The job
+//! is over" means `pids.current` is back to the cell's own count (taken when
+//! the cell reported ready): zombies count there (not in `cgroup.procs`), so
 //! nothing of the job is left, not even an unreaped entry.
 
 use std::fs;
@@ -17,18 +22,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The cgroups of one slot; a controller is `Err` where it is unavailable.
-/// `pids` and `memory` are the slot's own (the cell); the job's are their
-/// `job` children.
 #[derive(Debug)]
 pub struct SlotCgroups {
     pub pids: Result<PathBuf, String>,
     pub memory: Result<PathBuf, String>,
-    /// The limits last written to the job cgroups, to skip rewriting them.
+    /// The limits last written, to skip rewriting them.
     last: Option<(u64, u64)>,
 }
 
-/// The name of the job's child cgroup under a slot's.
-const JOB: &str = "job";
 
 fn own_cgroup(controller: &str) -> Result<PathBuf, String> {
     let text =
@@ -55,25 +56,15 @@ fn own_cgroup(controller: &str) -> Result<PathBuf, String> {
 
 fn create(controller: &str, name: &str, probe_file: &str) -> Result<PathBuf, String> {
     let dir = own_cgroup(controller)?.join(name);
-    for d in [dir.clone(), dir.join(JOB)] {
-        match fs::create_dir(&d) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("creating {}: {e}", d.display())),
-        }
-        if !d.join(probe_file).exists() {
-            return Err(format!("{} has no {probe_file}", d.display()));
-        }
+    match fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("creating {}: {e}", dir.display())),
+    }
+    if !dir.join(probe_file).exists() {
+        return Err(format!("{} has no {probe_file}", dir.display()));
     }
     Ok(dir)
-}
-
-fn job_dirs<'a>(
-    dirs: impl IntoIterator<Item = &'a Result<PathBuf, String>>,
-) -> impl Iterator<Item = PathBuf> {
-    dirs.into_iter()
-        .filter_map(|c| c.as_ref().ok())
-        .map(|d| d.join(JOB))
 }
 
 impl SlotCgroups {
@@ -86,17 +77,16 @@ impl SlotCgroups {
         }
     }
 
-    /// Set this job's limits on the job cgroups (unless they are already set).
+    /// Set this job's limits (unless they are already set).
     pub fn prepare(&mut self, processes: u64, memory_bytes: u64) -> io::Result<()> {
         if self.last == Some((processes, memory_bytes)) {
             return Ok(());
         }
         self.last = None;
         if let Ok(p) = &self.pids {
-            fs::write(p.join(JOB).join("pids.max"), processes.to_string())?;
+            fs::write(p.join("pids.max"), processes.to_string())?;
         }
         if let Ok(m) = &self.memory {
-            let m = &m.join(JOB);
             // memsw must stay >= limit: lower it first when shrinking.
             let memsw = m.join("memory.memsw.limit_in_bytes");
             let has_memsw = memsw.exists();
@@ -122,23 +112,16 @@ impl SlotCgroups {
             .collect()
     }
 
-    /// The `cgroup.procs` files the supervisor puts each job process in.
-    pub fn job_procs_files(&self) -> Vec<String> {
-        job_dirs([&self.pids, &self.memory])
-            .map(|d| d.join("cgroup.procs").to_string_lossy().into_owned())
-            .collect()
-    }
-
     /// Pids of the cell (cell root and supervisor), for memory accounting.
     pub fn cell_pids(&self) -> Vec<i32> {
         let Ok(p) = &self.pids else { return Vec::new() };
         procs_of(p)
     }
 
-    /// OOM kills in the job cgroup so far (the `oom_kill` line of memory.oom_control).
+    /// OOM kills so far (the `oom_kill` line of memory.oom_control).
     pub fn oom_kills(&self) -> u64 {
         let Ok(m) = &self.memory else { return 0 };
-        fs::read_to_string(m.join(JOB).join("memory.oom_control"))
+        fs::read_to_string(m.join("memory.oom_control"))
             .ok()
             .and_then(|t| {
                 t.lines().find_map(|l| {
@@ -149,49 +132,37 @@ impl SlotCgroups {
             .unwrap_or(0)
     }
 
-    /// Job tasks still alive (or unreaped), or `None` without a pids cgroup.
+    /// Tasks alive (or unreaped) in the slot, the cell's own included, or
+    /// `None` without a pids cgroup.
     pub fn tasks(&self) -> Option<u64> {
         let p = self.pids.as_ref().ok()?;
-        fs::read_to_string(p.join(JOB).join("pids.current"))
+        fs::read_to_string(p.join("pids.current"))
             .ok()?
             .trim()
             .parse()
             .ok()
     }
 
-    fn pids_in(&self, cell: bool) -> Vec<i32> {
+    fn pids_in(&self) -> Vec<i32> {
         let mut out = Vec::new();
-        for d in job_dirs([&self.pids, &self.memory]) {
-            out.extend(procs_of(&d));
-        }
-        if cell {
-            for d in [&self.pids, &self.memory]
-                .into_iter()
-                .filter_map(|c| c.as_ref().ok())
-            {
-                out.extend(procs_of(d));
-            }
+        for d in [&self.pids, &self.memory]
+            .into_iter()
+            .filter_map(|c| c.as_ref().ok())
+        {
+            out.extend(procs_of(d));
         }
         out.sort_unstable();
         out.dedup();
         out
     }
 
-    /// SIGKILL every process of the job, repeatedly, until none is left or
-    /// `limit` passes. Returns whether the job cgroups are empty.
+    /// SIGKILL every process in the cgroups (the cell with its jobs),
+    /// repeatedly, until none is left or `limit` passes. Returns whether the
+    /// cgroups are empty.
     pub fn kill_all(&self, limit: Duration) -> bool {
-        self.kill(false, limit)
-    }
-
-    /// Like [`SlotCgroups::kill_all`], and the cell (supervisor) too.
-    pub fn kill_cell(&self, limit: Duration) -> bool {
-        self.kill(true, limit)
-    }
-
-    fn kill(&self, cell: bool, limit: Duration) -> bool {
         let end = Instant::now() + limit;
         loop {
-            let pids = self.pids_in(cell);
+            let pids = self.pids_in();
             if pids.is_empty() && self.tasks().unwrap_or(0) == 0 {
                 return true;
             }
@@ -206,19 +177,20 @@ impl SlotCgroups {
         }
     }
 
-    /// Wait until nothing of the job is left (zombies included). Polls; gives
-    /// up after `limit` and then kills whatever remains.
-    pub fn wait_empty(&self, limit: Duration) -> bool {
+    /// Wait until nothing of the job is left (zombies included): the task
+    /// count is back to the cell's own `cell` tasks. Polls; gives up after
+    /// `limit` (false).
+    pub fn wait_settled(&self, cell: u64, limit: Duration) -> bool {
         let end = Instant::now() + limit;
         let mut sleep = Duration::from_micros(50);
         loop {
             match self.tasks() {
-                Some(0) => return true,
-                None if self.pids_in(false).is_empty() => return true,
+                Some(n) if n <= cell => return true,
+                None => return true,
                 _ => {}
             }
             if Instant::now() > end {
-                return self.kill_all(Duration::from_secs(5));
+                return false;
             }
             std::thread::sleep(sleep);
             sleep = (sleep * 2).min(Duration::from_millis(2));
@@ -227,12 +199,11 @@ impl SlotCgroups {
 
     /// Kill what is left and remove the directories.
     pub fn remove(&self) {
-        self.kill_cell(Duration::from_secs(2));
+        self.kill_all(Duration::from_secs(2));
         for d in [&self.pids, &self.memory]
             .into_iter()
             .filter_map(|c| c.as_ref().ok())
         {
-            let _ = fs::remove_dir(d.join(JOB));
             let _ = fs::remove_dir(d);
         }
     }
@@ -262,7 +233,6 @@ pub fn remove_stale(prefix: &str) {
             if let Some(pid) = owner
                 && !Path::new(&format!("/proc/{pid}")).exists()
             {
-                let _ = fs::remove_dir(e.path().join(JOB));
                 let _ = fs::remove_dir(e.path());
             }
         }

@@ -274,14 +274,12 @@ def cell_root(cell, sock, sync_w, go_r):
     # 2. New session and process group: the cell cannot signal or read the
     #    controlling terminal of the host, and has its own group to kill.
     os.setsid()
-    # 3. Cgroups: the cell (J, I) joins the slot's cgroups while still host
-    #    root; every candidate and checker is put in the job's child cgroups
-    #    (pids cap that binds root, memory) by I before it runs anything, through
-    #    fds opened here, before the user namespace, with host-root credentials.
+    # 3. Cgroups (pids cap that binds root, memory): the cell joins the slot's
+    #    while still host root (inside the user namespace cgroupfs is not
+    #    writable); every job process is forked inside and starts in them.
     for path in cell["cell_cgroups"]:
         with open(path, "w") as f:
             f.write(str(os.getpid()))
-    job_cgroups = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cell["job_cgroups"]]
     # 4. User + network + mount + IPC + PID (+ UTS) namespaces: no host uid 0,
     #    no network but a private loopback, no host mounts, SysV IPC or pids.
     ns_flags = {
@@ -352,7 +350,7 @@ def cell_root(cell, sock, sync_w, go_r):
     if pid == 0:
         code = 70
         try:
-            init_main(cell, sock, applied, job_cgroups)
+            init_main(cell, sock, applied)
             code = 0
         except BaseException as e:
             try:
@@ -364,8 +362,6 @@ def cell_root(cell, sock, sync_w, go_r):
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
     os.close(null)
-    for f in job_cgroups:
-        os.close(f)
     os.waitpid(pid, 0)
 
 
@@ -413,7 +409,7 @@ def expose_interpreter(hidden, tmpfs_opts):
 
 
 class Job:
-    def __init__(self, cell, req, res_w, spare):
+    def __init__(self, cell, req, res_w):
         self.cell = cell
         self.req = req
         self.res_w = res_w
@@ -422,11 +418,9 @@ class Job:
         self.fresh = bool(req.get("fresh"))
         self.pid1 = os.getpid() == 1
         self.code = None
-        # A child forked before the job arrived, for the job's first child.
-        self.spare = spare
 
 
-def init_main(cell, sock, applied, job_cgroups):
+def init_main(cell, sock, applied):
     want = cell["protect"]
     attempt = attempter(want, applied)
     if os.getpid() == 1 and applied.get("mount_ns") == "on":
@@ -454,12 +448,10 @@ def init_main(cell, sock, applied, job_cgroups):
     if applied.get("seccomp") == "on" and applied.get("no_new_privs") != "on":
         applied["no_new_privs"] = "on"  # seccomp without CAP_SYS_ADMIN needs it
     cell["applied"] = applied
-    cell["job_cgroups"] = job_cgroups
     cell["filters"] = cell["seccomp"] if applied.get("seccomp") == "on" else []
     cell["scratch"] = []
-    cell["spare"] = None
+    fresh_scratch(cell)
     sock.send(b"R" + marshal.dumps(applied))
-    prepare_next(cell)
     while True:
         msg, fds = recv_fds(sock)
         if not msg:
@@ -492,7 +484,7 @@ def init_main(cell, sock, applied, job_cgroups):
             if applied.get("ipc_ns") == "on":
                 # SysV IPC objects and POSIX queues: gone with the namespace.
                 check_rc("unshare ipc", libc().unshare(CLONE_NEWIPC))
-            prepare_next(cell)
+            fresh_scratch(cell)
         except BaseException:
             kill_rest()
             os._exit(70)
@@ -511,19 +503,13 @@ def recv_fds(sock, maxfds=8):
     return msg, fds
 
 
-def send_fds(sock, data, fds):
-    raw = b"".join(f.to_bytes(4, sys.byteorder, signed=True) for f in fds)
-    sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, raw)])
-
-
-def prepare_next(cell):
-    """Fresh scratch mounts and a spare child for the next job."""
+def fresh_scratch(cell):
+    """Fresh tmpfs on /tmp, /var/tmp and /dev/shm for the next job."""
     if cell["applied"].get("private_tmp") == "on":
         for d in SCRATCH:
             if os.path.isdir(d):
                 mount_tmpfs(d, cell["tmpfs_opts"])
                 cell["scratch"].append(d)
-    cell["spare"] = fork_spare(cell)
 
 
 def clear_scratch(cell):
@@ -551,10 +537,9 @@ def run_job(cell, fds):
     secret = list(fds[2:3])
     for f in fds[3:]:
         os.close(f)
-    spare, cell["spare"] = cell["spare"], None
     try:
         req = marshal.loads(read_fd(req_fd))
-        job = Job(cell, req, res_w, spare)
+        job = Job(cell, req, res_w)
         work_dir(cell, req["workdir"])
         write_frame(res_w, {"t": "applied", "protections": cell["applied"]})
         run_tests(job, secret)
@@ -562,10 +547,7 @@ def run_job(cell, fds):
         for f in secret:
             os.close(f)
         secret.clear()
-        if spare is not None:
-            spare[1].close()
-        # Nothing of the job runs on: each test ends with kill_rest, and an
-        # unused spare goes the same way.
+        # Nothing of the job runs on (each test already ends with kill_rest).
         kill_rest()
         os.chdir("/")
     write_frame(res_w, {"t": "done"})
@@ -653,70 +635,15 @@ def vsz():
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def join_job_cgroups(cell, pid):
-    """Put `pid` in the job's pids and memory cgroups (before it runs anything:
-    the cap binds from the child's first instruction on)."""
-    try:
-        for fd in cell["job_cgroups"]:
-            os.write(fd, b"%d" % pid)
-    except OSError as e:
-        os.kill(pid, SIGKILL)
-        os.waitpid(pid, 0)
-        raise SetupError("join job cgroup", e.errno or 0, str(e))
-
-
-def fork_spare(cell):
-    """Fork a child now that waits for the next job's first task: the fork
-    (the costliest step of starting a child) happens between jobs. It holds
-    nothing of any job; it gets its task, fds and limits only after I has put
-    it in that job's cgroups."""
-    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-    pid = os.fork()
-    if pid == 0:
-        ours.close()
-        msg, fds = recv_fds(theirs)
-        if not msg or not fds:
-            os._exit(0)
-        targets, uid, cpu_s, lim, task, boot, work = marshal.loads(read_fd(fds[-1]))
-        os.chdir(work)
-        child_run(cell, dict(zip(targets, fds)), uid, cpu_s, lim, task, boot)
-    theirs.close()
-    return pid, ours
-
-
 def fork_child(job, uid, cpu_s, fd_plan, task, boot=None):
-    """Start a confined child: fd_plan maps target fd -> source fd. The child
+    """Fork a confined child: fd_plan maps target fd -> source fd. The child
     runs `task` (warm: a function of this module and its arguments) or, when
     `boot` is given (cold), execs a fresh interpreter: `boot` is the argv
-    tail after the interpreter and its flags."""
-    cell = job.cell
-    if job.spare is not None:
-        pid, sock = job.spare
-        job.spare = None
-        join_job_cgroups(cell, pid)
-        spec = os.memfd_create("task")
-        write_all(spec, marshal.dumps((list(fd_plan), uid, cpu_s, job.lim, task, boot, os.getcwd())))
-        send_fds(sock, b"T", list(fd_plan.values()) + [spec])
-        os.close(spec)
-        sock.close()
-        return pid
-    go_r, go_w = os.pipe()
+    tail after the interpreter and its flags. It starts in the slot's cgroups
+    (a fork of I), so the process cap holds from its first instruction."""
     pid = os.fork()
     if pid == 0:
-        os.close(go_w)
-        # Wait until I has put us in the job's cgroups.
-        if os.read(go_r, 1) != b"G":
-            os._exit(72)
-        os.close(go_r)
-        child_run(cell, fd_plan, uid, cpu_s, job.lim, task, boot)
-    os.close(go_r)
-    try:
-        join_job_cgroups(cell, pid)
-    except BaseException:
-        os.close(go_w)
-        raise
-    os.write(go_w, b"G")
-    os.close(go_w)
+        child_run(job.cell, fd_plan, uid, cpu_s, job.lim, task, boot)
     return pid
 
 

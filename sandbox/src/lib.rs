@@ -200,7 +200,7 @@ impl Sandbox {
     /// cgroups of the slots not running a job now. 0 once every job is over.
     pub fn job_tasks_left(&self) -> u64 {
         let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.iter().filter_map(|s| s.cgroups.tasks()).sum()
+        slots.iter().filter_map(|s| s.job_tasks()).sum()
     }
 
     /// Run one job, blocking the calling thread. Waits for a free slot.

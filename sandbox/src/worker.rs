@@ -234,8 +234,11 @@ pub(crate) struct Slot {
     pub index: usize,
     pub cgroups: SlotCgroups,
     server: Option<Server>,
-    /// The job cgroup's OOM-kill count after the last job.
+    /// The cgroups' OOM-kill count after the last job.
     oom_seen: u64,
+    /// Tasks of the cell itself (cell root and supervisor) in the slot's
+    /// pids cgroup, counted when it reported ready.
+    cell_tasks: u64,
     /// Jobs run, for work dir names.
     seq: u64,
     /// Protections the last job's supervisor reported (for `doctor`).
@@ -250,6 +253,7 @@ impl Slot {
             cgroups,
             server: None,
             oom_seen,
+            cell_tasks: 0,
             seq: 0,
             last_applied: None,
         }
@@ -264,6 +268,7 @@ impl Slot {
         if !self.server.as_mut().is_some_and(Server::alive) {
             self.reset_cell();
             self.server = Some(Server::start(sh, &self.cell_request(sh))?);
+            self.cell_tasks = self.cgroups.tasks().unwrap_or(0);
         }
         Ok(())
     }
@@ -272,9 +277,17 @@ impl Slot {
     fn reset_cell(&mut self) {
         if let Some(mut s) = self.server.take() {
             s.sock = None;
-            self.cgroups.kill_cell(DRAIN);
+            self.cgroups.kill_all(DRAIN);
             s.stop(Duration::from_millis(200));
         }
+        self.cell_tasks = 0;
+    }
+
+    /// Tasks of a job still in the slot's cgroups (0 between jobs).
+    pub fn job_tasks(&self) -> Option<u64> {
+        self.cgroups
+            .tasks()
+            .map(|n| n.saturating_sub(self.cell_tasks))
     }
 
     /// Memory of the idle cell, bytes: PSS of the server, the cell root and
@@ -412,14 +425,21 @@ impl Slot {
             read_records(&res_r, Instant::now() + DRAIN, &mut ev);
         }
         // The supervisor reaps every job process before it closes the result
-        // pipe, so one look usually confirms the job cgroup is empty.
-        let clean = self.cgroups.tasks().is_some_and(|n| n == 0)
-            || self.cgroups.wait_empty(DRAIN);
+        // pipe, so one look usually confirms that only the cell is left.
+        let cell = self.cell_tasks;
+        let settled = self.cgroups.tasks().is_none_or(|n| n <= cell)
+            || self.cgroups.wait_settled(cell, DRAIN);
         if let Some(t) = secret_writer {
             let _ = t.join();
         }
-        if !clean {
-            return Err("processes of the job survived SIGKILL; the slot is unusable".into());
+        if !settled {
+            // Something of the job outlived its supervisor's cleanup: kill the
+            // cell with it, and blame ourselves, not the program.
+            self.reset_cell();
+            if !self.cgroups.kill_all(DRAIN) {
+                return Err("processes of the job survived SIGKILL; the slot is unusable".into());
+            }
+            return Err("a process of the job outlived the supervisor's cleanup; the cell was rebuilt".into());
         }
         let oom = self.cgroups.oom_kills();
         ev.oom = oom > self.oom_seen;
@@ -466,15 +486,11 @@ impl Slot {
             e.str(v);
         }
         e.end_dict();
-        for (key, files) in [
-            ("cell_cgroups", self.cgroups.cell_procs_files()),
-            ("job_cgroups", self.cgroups.job_procs_files()),
-        ] {
-            e.str(key);
-            e.list(files.len());
-            for p in &files {
-                e.str(p);
-            }
+        let files = self.cgroups.cell_procs_files();
+        e.str("cell_cgroups");
+        e.list(files.len());
+        for p in &files {
+            e.str(p);
         }
         e.str("tmpfs_bytes");
         e.int((sh.cfg.tmpfs_mb << 20) as i128);

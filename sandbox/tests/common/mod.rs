@@ -155,27 +155,14 @@ fn sandbox_uid_processes() -> Vec<String> {
     out
 }
 
-/// Inodes of the sockets this test process holds itself: a test that opens a
-/// host-side listener (to prove the sandbox cannot reach it) must not make a
-/// job running in a parallel test look like it left a socket behind.
-fn own_socket_inodes() -> BTreeSet<String> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return BTreeSet::new();
-    };
-    dir.flatten()
-        .filter_map(|e| std::fs::read_link(e.path()).ok())
-        .filter_map(|l| {
-            let l = l.to_string_lossy().into_owned();
-            l.strip_prefix("socket:[")?
-                .strip_suffix(']')
-                .map(str::to_string)
-        })
-        .collect()
-}
-
+/// Listening TCP and bound UDP sockets of this binary's sandbox uids in the
+/// host's network namespace (a job that escaped its own would show up here).
+/// Scoped to those uids: listeners of other processes on the machine (a
+/// training run's metrics port, a parallel test's loopback listener) are not
+/// the sandbox's doing.
 fn listeners() -> BTreeSet<String> {
-    let own = own_socket_inodes();
     let mut out = BTreeSet::new();
+    let range = UID_BASE..UID_BASE + 3 * WORKERS as u32;
     for f in [
         "/proc/net/tcp",
         "/proc/net/tcp6",
@@ -186,8 +173,11 @@ fn listeners() -> BTreeSet<String> {
             for l in t.lines().skip(1) {
                 let cols: Vec<&str> = l.split_whitespace().collect();
                 // TCP state 0A is LISTEN; any bound UDP socket counts.
-                let ours = cols.get(9).is_some_and(|inode| own.contains(*inode));
-                if cols.len() > 3 && (cols[3] == "0A" || f.contains("udp")) && !ours {
+                let ours = cols
+                    .get(7)
+                    .and_then(|u| u.parse::<u32>().ok())
+                    .is_some_and(|u| range.contains(&u));
+                if cols.len() > 7 && (cols[3] == "0A" || f.contains("udp")) && ours {
                     out.insert(format!("{f} {}", cols[1]));
                 }
             }
