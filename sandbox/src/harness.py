@@ -448,8 +448,9 @@ def init_main(cell, sock, applied):
     if applied.get("seccomp") == "on" and applied.get("no_new_privs") != "on":
         applied["no_new_privs"] = "on"  # seccomp without CAP_SYS_ADMIN needs it
     cell["applied"] = applied
-    cell["filters"] = cell["seccomp"] if applied.get("seccomp") == "on" else []
+    cell["fprogs"] = seccomp_programs(cell["seccomp"] if applied.get("seccomp") == "on" else [])
     cell["scratch"] = []
+    cell["stamps"] = {}
     fresh_scratch(cell)
     sock.send(b"R" + marshal.dumps(applied))
     while True:
@@ -504,17 +505,38 @@ def recv_fds(sock, maxfds=8):
 
 
 def fresh_scratch(cell):
-    """Fresh tmpfs on /tmp, /var/tmp and /dev/shm for the next job."""
+    """Fresh tmpfs on /tmp, /var/tmp and /dev/shm (where not still unused)
+    for the next job."""
     if cell["applied"].get("private_tmp") == "on":
         for d in SCRATCH:
-            if os.path.isdir(d):
+            if d not in cell["scratch"] and os.path.isdir(d):
                 mount_tmpfs(d, cell["tmpfs_opts"])
                 cell["scratch"].append(d)
+                cell["stamps"][d] = stamp(d)
+
+
+def stamp(path):
+    st = os.stat(path)
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_atime_ns, st.st_mode, st.st_uid, st.st_gid)
+
+
+def untouched(cell, path):
+    """A scratch tmpfs that holds nothing but its root dir, no data, and whose
+    root no one has written, changed or even listed: as good as a fresh one,
+    and no job can learn from it that another ran before (its root belongs to
+    I, so a job cannot set it back)."""
+    st = os.statvfs(path)
+    empty = st.f_files - st.f_ffree <= 1 and st.f_blocks == st.f_bfree
+    return empty and cell["stamps"].get(path) == stamp(path)
 
 
 def clear_scratch(cell):
-    while cell["scratch"]:
-        umount(cell["scratch"].pop())
+    """Unmount every scratch tmpfs a job may have used."""
+    keep = [d for d in cell["scratch"] if d in SCRATCH and untouched(cell, d)]
+    for d in reversed(cell["scratch"]):
+        if d not in keep:
+            umount(d)
+    cell["scratch"] = keep
 
 
 def kill_rest():
@@ -592,15 +614,17 @@ def run_tests(job, secret):
         raise SetupError("request", 0, "unknown kind %r" % kind)
 
 
-def confine(cell, lim, uid, cpu_s):
-    """In a child about to run a job's code: the last isolation steps, in order."""
+def confine(cell, lim, uid, cpu_s, vm):
+    """In a child about to run a job's code: the last isolation steps, in order.
+    `vm` is the address space the child started with (I's, measured before the
+    fork: the child touches as little as it can before it runs the job)."""
     applied = cell["applied"]
     if applied.get("rlimits") == "on":
         cpu = max(1, int(-(-cpu_s // 1)))
         # CPU: SIGXCPU at the soft limit, SIGKILL one second later (hard).
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         # Address space: a backstop for the memory cgroup.
-        space = lim["memory"] + vsz() + lim["address_slack"]
+        space = lim["memory"] + vm + lim["address_slack"]
         resource.setrlimit(resource.RLIMIT_AS, (space, space))
         # File size: no file (or tmpfs page) bomb larger than this.
         resource.setrlimit(resource.RLIMIT_FSIZE, (lim["file_size"], lim["file_size"]))
@@ -619,15 +643,22 @@ def confine(cell, lim, uid, cpu_s):
     if applied.get("no_new_privs") == "on":
         # No setuid/file-capability gains through exec.
         check_rc("no_new_privs", libc().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
-    if cell["filters"]:
-        import ctypes
+    for _, fprog in cell["fprogs"]:
+        # Seccomp last: the deny list of the Rust side (built before fork).
+        check_rc("seccomp", libc().prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0))
 
-        for prog in cell["filters"]:
-            # Seccomp last: the deny list of the Rust side (built before fork).
-            n = len(prog) // 8
-            buf = ctypes.create_string_buffer(prog, len(prog))
-            fprog = n.to_bytes(2, "little") + bytes(6) + ctypes.addressof(buf).to_bytes(8, "little")
-            check_rc("seccomp", libc().prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0))
+
+def seccomp_programs(filters):
+    """(buffer, struct sock_fprog) per filter, built once in I: children only
+    pass them to prctl."""
+    import ctypes
+
+    out = []
+    for prog in filters:
+        buf = ctypes.create_string_buffer(prog, len(prog))
+        fprog = (len(prog) // 8).to_bytes(2, "little") + bytes(6) + ctypes.addressof(buf).to_bytes(8, "little")
+        out.append((buf, fprog))
+    return out
 
 
 def vsz():
@@ -641,13 +672,14 @@ def fork_child(job, uid, cpu_s, fd_plan, task, boot=None):
     `boot` is given (cold), execs a fresh interpreter: `boot` is the argv
     tail after the interpreter and its flags. It starts in the slot's cgroups
     (a fork of I), so the process cap holds from its first instruction."""
+    vm = vsz()
     pid = os.fork()
     if pid == 0:
-        child_run(job.cell, fd_plan, uid, cpu_s, job.lim, task, boot)
+        child_run(job.cell, fd_plan, uid, cpu_s, job.lim, task, boot, vm)
     return pid
 
 
-def child_run(cell, fd_plan, uid, cpu_s, lim, task, boot):
+def child_run(cell, fd_plan, uid, cpu_s, lim, task, boot, vm):
     """The child's side: place fds, confine, run or exec. Never returns."""
     code = 71
     try:
@@ -658,7 +690,7 @@ def child_run(cell, fd_plan, uid, cpu_s, lim, task, boot):
             os.dup2(s, t)
         top = max(fd_plan) + 1
         os.closerange(top, 1 << 16)
-        confine(cell, lim, uid, cpu_s)
+        confine(cell, lim, uid, cpu_s, vm)
         if boot is not None:
             os.execve(cell["python"], [cell["python"]] + cell["flags"] + boot, cell["env"])
         name, args = task
