@@ -187,8 +187,10 @@ def serve():
     cell = marshal.loads(read_fd(fds[0]))
     for f in fds:
         os.close(f)
-    with open(__file__, "rb") as f:
-        cell["harness"] = marshal.dumps(compile(f.read(), __file__, "exec"))
+    # This module's code object for fresh interpreters (cold mode), from the
+    # import system's bytecode cache where it is valid: compiling it here
+    # would leave the supervisor, and so each fork of it, megabytes larger.
+    cell["harness"] = marshal.dumps(__spec__.loader.get_code(__name__))
     sync_r, sync_w = os.pipe()
     go_r, go_w = os.pipe()
     pid = os.fork()
