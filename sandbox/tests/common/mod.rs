@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use gradus_sandbox::job::{Compare, Job, JobLimits, Language, StdioCase, Tests};
-use gradus_sandbox::{Outcome, Sandbox, SandboxConfig, Verdict};
+use gradus_sandbox::{Mode, Outcome, Sandbox, SandboxConfig, Verdict};
 
 /// Host uids of this test binary's sandbox: a range of its own, so that
 /// sandboxes of other processes on the machine (a training run uses 200000
@@ -42,9 +42,20 @@ fn work_root() -> &'static std::path::Path {
 /// One sandbox for the whole test binary, with every protection required.
 pub fn sandbox() -> &'static Sandbox {
     static S: OnceLock<Sandbox> = OnceLock::new();
-    S.get_or_init(|| {
+    S.get_or_init(|| build(Mode::Warm))
+}
+
+/// Like [`sandbox`], in cold mode (a fresh interpreter per test).
+pub fn cold_sandbox() -> &'static Sandbox {
+    static S: OnceLock<Sandbox> = OnceLock::new();
+    S.get_or_init(|| build(Mode::Cold))
+}
+
+fn build(mode: Mode) -> Sandbox {
+    {
         let mut cfg = SandboxConfig {
             workers: WORKERS,
+            mode,
             uid_base: UID_BASE,
             work_root: Some(work_root().to_path_buf()),
             ..SandboxConfig::default()
@@ -64,7 +75,7 @@ pub fn sandbox() -> &'static Sandbox {
             missing.join(", ")
         );
         s
-    })
+    }
 }
 
 pub fn stdio(source: &str, cases: &[(&str, &str)]) -> Job {
@@ -220,11 +231,16 @@ impl HostState {
 /// no task left in the job cgroups, no process under a candidate or checker
 /// uid, no new listening socket, no new file in the temp dirs.
 pub fn expect(job: Job, verdict: Verdict) -> Outcome {
+    expect_in(sandbox(), job, verdict)
+}
+
+/// [`expect`] in a given sandbox of this binary.
+pub fn expect_in(sandbox: &Sandbox, job: Job, verdict: Verdict) -> Outcome {
     // Host checks see every job of this binary: run one job at a time.
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
     let before = HostState::now();
-    let out = sandbox().run_blocking(&job);
+    let out = sandbox.run_blocking(&job);
     assert_eq!(
         out.verdict,
         verdict,
@@ -233,7 +249,7 @@ pub fn expect(job: Job, verdict: Verdict) -> Outcome {
     );
     let after = HostState::now();
     assert_eq!(
-        sandbox().job_tasks_left(),
+        sandbox.job_tasks_left(),
         0,
         "tasks left in the job cgroups"
     );
