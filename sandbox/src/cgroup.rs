@@ -30,7 +30,6 @@ pub struct SlotCgroups {
     last: Option<(u64, u64)>,
 }
 
-
 fn own_cgroup(controller: &str) -> Result<PathBuf, String> {
     let text =
         fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;

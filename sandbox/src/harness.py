@@ -14,18 +14,20 @@ Process tree of one slot:
       J  cell root: setsid, slot cgroups, new namespaces, read-only mounts
         I  PID 1 of the cell's PID namespace: trusted supervisor and reaper;
            serves jobs from fd 0, one at a time, for the life of the slot
-          C  the candidate program (ns uid 1000, job cgroups, rlimits,
-             no_new_privs, seccomp), forked per test
+          C  the candidate program (ns uid 1000, rlimits, no_new_privs,
+             seccomp), forked per test
           K  the checker for HumanEval tests (ns uid 2000, same filter)
 
-Namespaces are created once per cell; what a job could leave behind is
-replaced for every job instead: C and K join the job's own pids and memory
-cgroups before they run anything, /tmp, /var/tmp, /dev/shm and the work dir
-are fresh tmpfs mounts unmounted after the job, SysV IPC and POSIX queues live
-in an IPC namespace that I replaces after every job, and after every test I
-kills everything else in the PID namespace and reaps it (the Rust side then
-checks the job's pids cgroup is empty). A cell that fails any of this exits
-and is rebuilt.
+The cell (J and I) joins the slot's pids and memory cgroups once; C and K are
+forked inside and start in them (no per-job cgroup migration: on cgroup v1
+each waits for an RCU grace period). Namespaces are created once per cell;
+what a job could leave behind is replaced for every job instead: /tmp,
+/var/tmp, /dev/shm and the work dir are fresh tmpfs mounts, unmounted after
+the job (one that nobody touched at all is kept), SysV IPC and POSIX queues
+live in an IPC namespace that I replaces after every job, and after every
+test I kills everything else in the PID namespace and reaps it; the Rust side
+then checks that the slot's task count is back to the cell's two. A cell that
+fails any of this exits and is rebuilt.
 
 Warm mode runs the candidate in C, a fork of I (the harness is already
 imported: a zygote). Cold mode (`fresh`) has C exec a fresh interpreter after

@@ -17,8 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::socket::{
     AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, sendmsg, socketpair,
 };
@@ -113,7 +113,11 @@ impl Server {
             Some((b'R', applied)) => {
                 server.private_tmp = decode(applied)
                     .ok()
-                    .and_then(|a| a.get("private_tmp").and_then(PyValue::as_str).map(|s| s == "on"))
+                    .and_then(|a| {
+                        a.get("private_tmp")
+                            .and_then(PyValue::as_str)
+                            .map(|s| s == "on")
+                    })
                     .unwrap_or(false);
                 Ok(server)
             }
@@ -439,7 +443,10 @@ impl Slot {
             if !self.cgroups.kill_all(DRAIN) {
                 return Err("processes of the job survived SIGKILL; the slot is unusable".into());
             }
-            return Err("a process of the job outlived the supervisor's cleanup; the cell was rebuilt".into());
+            return Err(
+                "a process of the job outlived the supervisor's cleanup; the cell was rebuilt"
+                    .into(),
+            );
         }
         let oom = self.cgroups.oom_kills();
         ev.oom = oom > self.oom_seen;

@@ -19,7 +19,10 @@ fn the_interpreter_is_fresh_not_a_fork_of_the_supervisor() {
         stdio(src, &[("", "False ['solution.py']")]),
         Verdict::Accepted,
     );
-    expect(stdio(src, &[("", "True ['solution.py']")]), Verdict::Accepted);
+    expect(
+        stdio(src, &[("", "True ['solution.py']")]),
+        Verdict::Accepted,
+    );
 }
 
 #[test]
@@ -98,7 +101,8 @@ except OSError:
 print(r, pt, uid, shadow)
 "#;
     run(stdio(src, &[("", "-1 1 1000 denied")]), Verdict::Accepted);
-    let bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n";
+    let bomb =
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n";
     let mut job = stdio(bomb, &[("", "")]);
     job.limits.cpu_s = Some(1.0);
     job.limits.wall_s = Some(2.0);

@@ -159,7 +159,7 @@ fn sandbox_uid_processes() -> Vec<String> {
             .find_map(|l| l.strip_prefix("Uid:"))
             .and_then(|u| u.split_whitespace().next()?.parse::<u32>().ok());
         let range = UID_BASE..UID_BASE + 3 * WORKERS as u32;
-        if uid.is_some_and(|u| range.contains(&u) && (u - UID_BASE) % 3 != 0) {
+        if uid.is_some_and(|u| range.contains(&u) && !(u - UID_BASE).is_multiple_of(3)) {
             out.push(format!("{name}: {}", status.lines().next().unwrap_or("")));
         }
     }
@@ -248,11 +248,7 @@ pub fn expect_in(sandbox: &Sandbox, job: Job, verdict: Verdict) -> Outcome {
         serde_json::to_string_pretty(&out).unwrap()
     );
     let after = HostState::now();
-    assert_eq!(
-        sandbox.job_tasks_left(),
-        0,
-        "tasks left in the job cgroups"
-    );
+    assert_eq!(sandbox.job_tasks_left(), 0, "tasks left in the job cgroups");
     assert!(
         after.sandbox_procs.is_empty(),
         "processes left behind: {:?}",
