@@ -70,6 +70,8 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
+ENOENT = 2
+EINVAL = 22
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
@@ -167,7 +169,12 @@ def mount_tmpfs(path, opts):
 
 
 def umount(path):
-    check_rc("umount " + path, libc().umount2(path.encode(), MNT_DETACH))
+    if libc().umount2(path.encode(), MNT_DETACH) != 0:
+        err = errno_now()
+        # A host work dir the Rust side has already removed takes its mounts
+        # in every namespace with it: nothing is left to unmount.
+        if err not in (EINVAL, ENOENT):
+            raise SetupError("umount " + path, err, os.strerror(err))
 
 
 def setup_error_record(e):

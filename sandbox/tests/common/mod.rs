@@ -52,14 +52,20 @@ pub fn cold_sandbox() -> &'static Sandbox {
 }
 
 fn build(mode: Mode) -> Sandbox {
+    build_with(|c| c.mode = mode)
+}
+
+/// A sandbox of this binary's uids, every protection required, with `f`
+/// applied to its config.
+pub fn build_with(f: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
     {
         let mut cfg = SandboxConfig {
             workers: WORKERS,
-            mode,
             uid_base: UID_BASE,
             work_root: Some(work_root().to_path_buf()),
             ..SandboxConfig::default()
         };
+        f(&mut cfg);
         cfg.protections.memory_cgroup = gradus_sandbox::Requirement::Required;
         cfg.protections.proc = gradus_sandbox::Requirement::Required;
         let s = Sandbox::new(cfg).expect("building the sandbox");
