@@ -49,6 +49,7 @@ too, and every module the supervisor holds makes each fork of it dearer.
 
 import _socket
 import fcntl
+import gc
 import marshal
 import os
 import resource
@@ -463,6 +464,10 @@ def init_main(cell, sock, applied):
     cell["scratch"] = []
     cell["stamps"] = {}
     fresh_scratch(cell)
+    # Every job's fork copies I's page tables, every cold child unmaps them
+    # again: hand back what the setup left behind before the first job.
+    gc.collect()
+    libc().malloc_trim(0)
     sock.send(b"R" + marshal.dumps(applied))
     while True:
         msg, fds = recv_fds(sock)
