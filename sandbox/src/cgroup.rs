@@ -76,8 +76,12 @@ impl SlotCgroups {
         }
     }
 
-    /// Set this job's limits (unless they are already set).
+    /// Set this job's limits (unless they are already set) and reset the
+    /// peak counter (a job should not learn the last one's peak).
     pub fn prepare(&mut self, processes: u64, memory_bytes: u64) -> io::Result<()> {
+        if let Ok(m) = &self.memory {
+            let _ = fs::write(m.join("memory.max_usage_in_bytes"), "0");
+        }
         if self.last == Some((processes, memory_bytes)) {
             return Ok(());
         }
