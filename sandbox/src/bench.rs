@@ -2,6 +2,13 @@
 //! (a bare `python3` subprocess per job without isolation, gradus cold, gradus
 //! warm), at each worker count, with the same interpreter and flags. Not a
 //! test: timings depend on the machine; the report gives ratios to bare.
+//!
+//! The ways take turns in [`ROUNDS`] blocks (bare, cold, warm, bare, ...),
+//! each block running its share of the N jobs on all workers, so that a
+//! change of load on a shared machine falls on all three alike rather than
+//! on whichever way happened to run then. Both sandboxes build their slots'
+//! cells before the first block (a cell is per slot in either mode, not per
+//! job); the medians, p99s and jobs/s cover every job of the way.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -64,10 +71,39 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx]
 }
 
-/// Run `n` jobs with `workers` threads; `f` runs job i and says if it passed.
-fn drive(way: &str, n: usize, workers: usize, f: Arc<dyn Fn(usize) -> bool + Send + Sync>) -> Row {
-    let next = Arc::new(AtomicUsize::new(0));
-    let times = Arc::new(Mutex::new(Vec::with_capacity(n)));
+/// Blocks per way (see the module docs).
+pub const ROUNDS: usize = 5;
+
+type Runner = Arc<dyn Fn(usize) -> bool + Send + Sync>;
+
+/// The timings of one way so far.
+#[derive(Default)]
+struct Tally {
+    times: Vec<f64>,
+    failures: usize,
+    secs: f64,
+}
+
+impl Tally {
+    fn row(mut self, way: &str, workers: usize) -> Row {
+        self.times.sort_by(f64::total_cmp);
+        Row {
+            way: way.into(),
+            workers,
+            jobs: self.times.len(),
+            median_ms: percentile(&self.times, 0.5),
+            p99_ms: percentile(&self.times, 0.99),
+            jobs_per_s: self.times.len() as f64 / self.secs,
+            failures: self.failures,
+        }
+    }
+}
+
+/// Run jobs `range` with `workers` threads; `f` runs job i and says if it passed.
+fn drive(range: std::ops::Range<usize>, workers: usize, f: Runner, tally: &mut Tally) {
+    let n = range.end;
+    let next = Arc::new(AtomicUsize::new(range.start));
+    let times = Arc::new(Mutex::new(Vec::with_capacity(range.len())));
     let failures = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let threads: Vec<_> = (0..workers)
@@ -93,18 +129,11 @@ fn drive(way: &str, n: usize, workers: usize, f: Arc<dyn Fn(usize) -> bool + Sen
     for t in threads {
         let _ = t.join();
     }
-    let secs = start.elapsed().as_secs_f64();
-    let mut t = times.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    t.sort_by(f64::total_cmp);
-    Row {
-        way: way.into(),
-        workers,
-        jobs: n,
-        median_ms: percentile(&t, 0.5),
-        p99_ms: percentile(&t, 0.99),
-        jobs_per_s: n as f64 / secs,
-        failures: failures.load(Ordering::Relaxed),
-    }
+    tally.secs += start.elapsed().as_secs_f64();
+    tally
+        .times
+        .extend(times.lock().unwrap_or_else(|p| p.into_inner()).iter());
+    tally.failures += failures.load(Ordering::Relaxed);
 }
 
 fn bare(python: &std::path::Path, flags: &[String], i: usize) -> bool {
@@ -141,48 +170,46 @@ pub fn run(
     let mut idle = None;
     let mut interpreter = String::new();
     for &workers in worker_counts {
-        let mut cold_cfg = base.clone();
-        cold_cfg.workers = workers;
-        cold_cfg.mode = Mode::Cold;
-        let cold = Sandbox::new(cold_cfg)?;
-        interpreter = cold.interpreter().display().to_string();
-        let python = cold.interpreter().to_path_buf();
-        let flags = base.python.flags.clone();
-        let row = drive(
-            "bare",
-            n,
-            workers,
-            Arc::new(move |i| bare(&python, &flags, i)),
-        );
-        progress(&row);
-        rows.push(row);
-        let c = cold.clone();
-        let row = drive(
-            "cold",
-            n,
-            workers,
-            Arc::new(move |i| c.run_blocking(&job(i)).verdict == Verdict::Accepted),
-        );
-        progress(&row);
-        rows.push(row);
-        drop(cold);
-        let mut warm_cfg = base.clone();
-        warm_cfg.workers = workers;
-        warm_cfg.mode = Mode::Warm;
-        let warm = Sandbox::new(warm_cfg)?;
-        warm.warm_up()?;
+        let sandbox = |mode: Mode| {
+            let mut cfg = base.clone();
+            cfg.workers = workers;
+            cfg.mode = mode;
+            let s = Sandbox::new(cfg)?;
+            s.warm_up()?;
+            Ok::<_, SandboxError>(s)
+        };
+        let cold = sandbox(Mode::Cold)?;
+        let warm = sandbox(Mode::Warm)?;
         if idle.is_none() {
             idle = warm.idle_worker_memory().first().copied();
         }
-        let w = warm.clone();
-        let row = drive(
-            "warm",
-            n,
-            workers,
-            Arc::new(move |i| w.run_blocking(&job(i)).verdict == Verdict::Accepted),
-        );
-        progress(&row);
-        rows.push(row);
+        interpreter = cold.interpreter().display().to_string();
+        let python = cold.interpreter().to_path_buf();
+        let flags = base.python.flags.clone();
+        let (c, w) = (cold.clone(), warm.clone());
+        let ways: [(&str, Runner); 3] = [
+            ("bare", Arc::new(move |i| bare(&python, &flags, i))),
+            (
+                "cold",
+                Arc::new(move |i| c.run_blocking(&job(i)).verdict == Verdict::Accepted),
+            ),
+            (
+                "warm",
+                Arc::new(move |i| w.run_blocking(&job(i)).verdict == Verdict::Accepted),
+            ),
+        ];
+        let mut tallies: [Tally; 3] = Default::default();
+        for r in 0..ROUNDS {
+            let range = r * n / ROUNDS..(r + 1) * n / ROUNDS;
+            for ((_, f), tally) in ways.iter().zip(tallies.iter_mut()) {
+                drive(range.clone(), workers, f.clone(), tally);
+            }
+        }
+        for ((way, _), tally) in ways.iter().zip(tallies) {
+            let row = tally.row(way, workers);
+            progress(&row);
+            rows.push(row);
+        }
     }
     Ok(Report {
         interpreter,

@@ -2,21 +2,32 @@
 //! cgroup. The pids cap binds root too (RLIMIT_NPROC does not); the memory
 //! limit turns a memory bomb into `memory_limit` instead of a host OOM.
 //!
-//! A slot runs one job at a time, so its cgroups are created once and reset
-//! per job. "The job is over" means `pids.current` is 0: zombies count there
-//! (not in `cgroup.procs`), so nothing of the job is left, not even an
-//! unreaped entry.
+//! The slot's isolation cell (cell root and supervisor, which live as long as
+//! the slot) joins the slot's cgroups once, when it is built; every process of
+//! every job is forked inside the cell and so starts in them, with no
+//! per-job migration. That matters: on cgroup v1 each write to `cgroup.procs`
+//! waits for an RCU grace period once the machine has had no migration for a
+//! while (measured here: 5-7 ms per write with 20 ms between writes, 30-70 us
+//! back to back), which alone would cost a cold job more than the whole
+//! isolation budget. A job's limits are the slot's limits plus room for the
+//! cell's own processes (`overhead_processes`, `overhead_mb`). A slot runs one
+//! job at a time, so the cgroups are created once and reset per job. "The job
+//! is over" means `pids.current` is back to the cell's own count (taken when
+//! the cell reported ready): zombies count there (not in `cgroup.procs`), so
+//! nothing of the job is left, not even an unreaped entry.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The cgroups of one slot; a controller is `None` where it is unavailable.
+/// The cgroups of one slot; a controller is `Err` where it is unavailable.
 #[derive(Debug)]
 pub struct SlotCgroups {
     pub pids: Result<PathBuf, String>,
     pub memory: Result<PathBuf, String>,
+    /// The limits last written, to skip rewriting them.
+    last: Option<(u64, u64)>,
 }
 
 fn own_cgroup(controller: &str) -> Result<PathBuf, String> {
@@ -61,11 +72,20 @@ impl SlotCgroups {
         SlotCgroups {
             pids: create("pids", name, "pids.max"),
             memory: create("memory", name, "memory.limit_in_bytes"),
+            last: None,
         }
     }
 
-    /// Set this job's limits and reset the peak counter.
-    pub fn prepare(&self, processes: u64, memory_bytes: u64) -> io::Result<()> {
+    /// Set this job's limits (unless they are already set) and reset the
+    /// peak counter (a job should not learn the last one's peak).
+    pub fn prepare(&mut self, processes: u64, memory_bytes: u64) -> io::Result<()> {
+        if let Ok(m) = &self.memory {
+            let _ = fs::write(m.join("memory.max_usage_in_bytes"), "0");
+        }
+        if self.last == Some((processes, memory_bytes)) {
+            return Ok(());
+        }
+        self.last = None;
         if let Ok(p) = &self.pids {
             fs::write(p.join("pids.max"), processes.to_string())?;
         }
@@ -81,18 +101,24 @@ impl SlotCgroups {
             if has_memsw {
                 fs::write(&memsw, &limit)?;
             }
-            let _ = fs::write(m.join("memory.max_usage_in_bytes"), "0");
         }
+        self.last = Some((processes, memory_bytes));
         Ok(())
     }
 
-    /// The `cgroup.procs` files a job root writes its pid to.
-    pub fn procs_files(&self) -> Vec<String> {
+    /// The `cgroup.procs` files the cell root writes its pid to.
+    pub fn cell_procs_files(&self) -> Vec<String> {
         [&self.pids, &self.memory]
             .into_iter()
             .filter_map(|c| c.as_ref().ok())
             .map(|d| d.join("cgroup.procs").to_string_lossy().into_owned())
             .collect()
+    }
+
+    /// Pids of the cell (cell root and supervisor), for memory accounting.
+    pub fn cell_pids(&self) -> Vec<i32> {
+        let Ok(p) = &self.pids else { return Vec::new() };
+        procs_of(p)
     }
 
     /// OOM kills so far (the `oom_kill` line of memory.oom_control).
@@ -109,7 +135,8 @@ impl SlotCgroups {
             .unwrap_or(0)
     }
 
-    /// Tasks still alive (or unreaped), or `None` without a pids cgroup.
+    /// Tasks alive (or unreaped) in the slot, the cell's own included, or
+    /// `None` without a pids cgroup.
     pub fn tasks(&self) -> Option<u64> {
         let p = self.pids.as_ref().ok()?;
         fs::read_to_string(p.join("pids.current"))
@@ -125,17 +152,16 @@ impl SlotCgroups {
             .into_iter()
             .filter_map(|c| c.as_ref().ok())
         {
-            if let Ok(t) = fs::read_to_string(d.join("cgroup.procs")) {
-                out.extend(t.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-            }
+            out.extend(procs_of(d));
         }
         out.sort_unstable();
         out.dedup();
         out
     }
 
-    /// SIGKILL every process in the cgroups, repeatedly, until none is left
-    /// or `limit` passes. Returns whether the cgroups are empty.
+    /// SIGKILL every process in the cgroups (the cell with its jobs),
+    /// repeatedly, until none is left or `limit` passes. Returns whether the
+    /// cgroups are empty.
     pub fn kill_all(&self, limit: Duration) -> bool {
         let end = Instant::now() + limit;
         loop {
@@ -154,19 +180,20 @@ impl SlotCgroups {
         }
     }
 
-    /// Wait until nothing of the job is left (zombies included). Polls; gives
-    /// up after `limit` and then kills whatever remains.
-    pub fn wait_empty(&self, limit: Duration) -> bool {
+    /// Wait until nothing of the job is left (zombies included): the task
+    /// count is back to the cell's own `cell` tasks. Polls; gives up after
+    /// `limit` (false).
+    pub fn wait_settled(&self, cell: u64, limit: Duration) -> bool {
         let end = Instant::now() + limit;
         let mut sleep = Duration::from_micros(50);
         loop {
             match self.tasks() {
-                Some(0) => return true,
-                None if self.pids_in().is_empty() => return true,
+                Some(n) if n <= cell => return true,
+                None => return true,
                 _ => {}
             }
             if Instant::now() > end {
-                return self.kill_all(Duration::from_secs(5));
+                return false;
             }
             std::thread::sleep(sleep);
             sleep = (sleep * 2).min(Duration::from_millis(2));
@@ -183,6 +210,12 @@ impl SlotCgroups {
             let _ = fs::remove_dir(d);
         }
     }
+}
+
+fn procs_of(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// Remove slot cgroups left by gradus processes that no longer exist.

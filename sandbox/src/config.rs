@@ -15,10 +15,14 @@ pub struct SandboxConfig {
     /// Concurrent jobs (pool slots). Each slot owns one warm interpreter and
     /// one pair of cgroups. Default: the number of CPUs.
     pub workers: usize,
-    /// `warm` keeps one interpreter per slot with the harness imported and
-    /// forks an isolated child per job; `cold` starts a fresh interpreter per job.
+    /// `warm` runs each test in a fork of the slot's supervisor, which has
+    /// the harness imported (a zygote); `cold` has that fork exec a fresh
+    /// interpreter for each test. Isolation is the same in both.
     pub mode: Mode,
-    /// Where per-job work dirs are created (tempfile). Default: the system temp dir.
+    /// Where per-job work dirs are. Under /tmp, /var/tmp or /dev/shm (the
+    /// default: the system temp dir) the dir is made inside the job's own
+    /// fresh tmpfs and nothing is created on the host; elsewhere it is a host
+    /// temp dir (tempfile) with a fresh tmpfs mounted on it for the job.
     pub work_root: Option<PathBuf>,
     /// First of the host uids the jobs map to (three per slot: supervisor,
     /// candidate, checker). Pick a range no real user owns. Default 200000.
@@ -27,9 +31,12 @@ pub struct SandboxConfig {
     pub tmpfs_mb: u64,
     /// Inodes of each private tmpfs (stops file-count bombs). Default 4096.
     pub tmpfs_inodes: u64,
-    /// Memory the harness processes need on top of the job's limit, MiB. Default 64.
+    /// Memory the slot's own processes (cell root, supervisor, checker) need
+    /// on top of the job's limit, MiB; they share the slot's memory cgroup
+    /// with the job. Default 64.
     pub overhead_mb: u64,
-    /// Extra processes (job root, supervisor, checker) on top of the job's cap. Default 4.
+    /// Processes of the slot's own (cell root, supervisor, checker) on top of
+    /// the job's cap; they share the slot's pids cgroup with the job. Default 4.
     pub overhead_processes: u64,
     /// Python interpreter settings.
     pub python: PythonConfig,
@@ -66,7 +73,10 @@ impl Default for SandboxConfig {
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
+    /// Each test runs in a fork of the slot's supervisor (harness imported).
     Warm,
+    /// Each test runs in a freshly exec'd interpreter (`python FLAGS
+    /// solution.py` for stdio tests), confined the same way.
     Cold,
 }
 

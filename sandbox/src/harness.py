@@ -1,17 +1,38 @@
 """gradus sandbox harness: the Python side of gradus-sandbox.
 
-The Rust side starts this module in a fresh interpreter (`serve`) and talks to it
-over a SOCK_SEQPACKET socket on fd 0. Each job message carries three fds: the
-request (a marshal dict in an unlinked file), the result pipe (write end) and,
-for HumanEval-shaped jobs, the pipe holding the test code (read end).
+The Rust side starts this module in a fresh interpreter (`serve`) per pool
+slot and talks to it over a SOCK_SEQPACKET socket on fd 0. The first message
+carries the slot's cell settings (a marshal dict in an unlinked file); the
+server builds the slot's isolation cell from it and answers "R" (ready, with
+the protections applied) or "E" (why not). Each later message is one job and
+carries three fds: the request (a marshal dict in a memfd), the result pipe
+(write end) and, for HumanEval-shaped jobs, the pipe holding the test code.
 
-Process tree of one job (all of it inside the job's pids/memory cgroups):
+Process tree of one slot:
 
-    server (this interpreter, host namespaces; warm pool: kept alive)
-      J  job root: setsid, joins cgroups, new namespaces, private mounts
-        I  PID 1 of the job's PID namespace: trusted supervisor, reaper
-          C  the candidate program (ns uid 1000, rlimits, no_new_privs, seccomp)
+    server (this interpreter, host namespaces; writes the cell's uid maps)
+      J  cell root: setsid, slot cgroups, new namespaces, read-only mounts
+        I  PID 1 of the cell's PID namespace: trusted supervisor and reaper;
+           serves jobs from fd 0, one at a time, for the life of the slot
+          C  the candidate program (ns uid 1000, rlimits, no_new_privs,
+             seccomp), forked per test
           K  the checker for HumanEval tests (ns uid 2000, same filter)
+
+The cell (J and I) joins the slot's pids and memory cgroups once; C and K are
+forked inside and start in them (no per-job cgroup migration: on cgroup v1
+each waits for an RCU grace period). Namespaces are created once per cell;
+what a job could leave behind is replaced for every job instead: /tmp,
+/var/tmp, /dev/shm and the work dir are fresh tmpfs mounts, unmounted after
+the job (one that nobody touched at all is kept), SysV IPC and POSIX queues
+live in an IPC namespace that I replaces after every job, and after every
+test I kills everything else in the PID namespace and reaps it; the Rust side
+then checks that the slot's task count is back to the cell's two. A cell that
+fails any of this exits and is rebuilt.
+
+Warm mode runs the candidate in C, a fork of I (the harness is already
+imported: a zygote). Cold mode (`fresh`) has C exec a fresh interpreter after
+the same confinement: `python FLAGS solution.py` for stdio tests, or the
+harness sent as a code object on fd 6 for call and function tests.
 
 Honesty: no verdict is decided in a process that runs candidate code. Stdout is
 captured by I and compared by Rust; call-based results leave C as marshal bytes
@@ -21,12 +42,14 @@ separate process under another uid that receives only plain values from C.
 The test code reaches K through its own pipe after C has been forked, so it is
 never in C's memory.
 
-Only stdlib modules that load fast are imported (no json, signal, subprocess):
-the cold path pays for every import.
+Only stdlib modules that load fast are imported at the top (no json, signal,
+subprocess, socket, ctypes): a fresh interpreter in cold mode loads this module
+too, and every module the supervisor holds makes each fork of it dearer.
 """
 
-import ctypes
+import _socket
 import fcntl
+import gc
 import marshal
 import os
 import resource
@@ -41,13 +64,15 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+ENOENT = 2
+EINVAL = 22
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
@@ -60,14 +85,34 @@ SYS_MOUNT_SETATTR = 442
 CANDIDATE_UID = 1000
 CHECKER_UID = 2000
 FRAME_MAX = 64 << 20
+# Scratch dirs that get a fresh private tmpfs for every job.
+SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
+# The fd on which a fresh interpreter (cold mode) finds its harness and task.
+BOOT_FD = 6
+BOOT = (
+    "import marshal as m, os\n"
+    "h, r, a = m.loads(os.pread(6, os.fstat(6).st_size, 0))\n"
+    "os.close(6)\n"
+    "g = {'__name__': 'gradus_harness', '__builtins__': __builtins__}\n"
+    "exec(m.loads(h), g)\n"
+    "g['child_main'](r, a)\n"
+)
 
 _LIBC = []
 
 
 def libc():
     if not _LIBC:
+        import ctypes
+
         _LIBC.append(ctypes.CDLL(None, use_errno=True))
     return _LIBC[0]
+
+
+def errno_now():
+    import ctypes
+
+    return ctypes.get_errno()
 
 
 class SetupError(Exception):
@@ -78,7 +123,7 @@ class SetupError(Exception):
 
 def check_rc(step, rc):
     if rc != 0:
-        err = ctypes.get_errno()
+        err = errno_now()
         raise SetupError(step, err, os.strerror(err))
 
 
@@ -115,97 +160,97 @@ def read_frame(fd):
     return read_exact(fd, n)
 
 
+def read_fd(fd):
+    return os.pread(fd, os.fstat(fd).st_size, 0)
+
+
+def mount_tmpfs(path, opts):
+    rc = libc().mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts.encode())
+    check_rc("mount tmpfs " + path, rc)
+
+
+def umount(path):
+    if libc().umount2(path.encode(), MNT_DETACH) != 0:
+        err = errno_now()
+        # A host work dir the Rust side has already removed takes its mounts
+        # in every namespace with it: nothing is left to unmount.
+        if err not in (EINVAL, ENOENT):
+            raise SetupError("umount " + path, err, os.strerror(err))
+
+
+def setup_error_record(e):
+    if isinstance(e, SetupError):
+        return {"t": "setup_error", "step": e.step, "errno": e.errno, "msg": e.msg}
+    return {"t": "setup_error", "step": "harness", "errno": 0, "msg": repr(e)}
+
+
 # ---------------------------------------------------------------- server
 
 
 def serve():
-    """Serve jobs from fd 0 until it closes; one forked job root per job."""
-    import socket
-
-    sock = socket.socket(fileno=0)
+    """Build this slot's cell from the first message on fd 0, then wait for it."""
+    sock = _socket.socket(fileno=0)
     sock.setblocking(True)
-    poller = select.poll()
-    poller.register(0, select.POLLIN)
-    pidfds = {}
-    sock.send(b"R")
-    closed = False
-    while not closed or pidfds:
-        for fd, _ in poller.poll():
-            if fd == 0:
-                msg, fds, _, _ = socket.recv_fds(sock, 16, 4)
-                if not msg:
-                    closed = True
-                    poller.unregister(0)
-                    continue
-                pid = start_job(fds)
-                for f in fds:
-                    os.close(f)
-                if pid > 0:
-                    pfd = os.pidfd_open(pid)
-                    pidfds[pfd] = pid
-                    poller.register(pfd, select.POLLIN)
-            else:
-                os.waitpid(pidfds.pop(fd), 0)
-                poller.unregister(fd)
-                os.close(fd)
-    os._exit(0)
-
-
-def start_job(fds):
-    req_fd, res_w = fds[0], fds[1]
-    secret_r = fds[2] if len(fds) > 2 else -1
-    try:
-        req = marshal.loads(os.pread(req_fd, os.fstat(req_fd).st_size, 0))
-    except Exception as e:
-        write_frame(res_w, {"t": "setup_error", "step": "request", "errno": 0, "msg": repr(e)})
-        return -1
+    msg, fds = recv_fds(sock)
+    if not msg or not fds:
+        os._exit(0)
+    cell = marshal.loads(read_fd(fds[0]))
+    for f in fds:
+        os.close(f)
+    # This module's code object for fresh interpreters (cold mode), from the
+    # import system's bytecode cache where it is valid: compiling it here
+    # would leave the supervisor, and so each fork of it, megabytes larger.
+    cell["harness"] = marshal.dumps(__spec__.loader.get_code(__name__))
     sync_r, sync_w = os.pipe()
     go_r, go_w = os.pipe()
-    sys.stdout.flush()
     pid = os.fork()
     if pid == 0:
-        code = 70
+        os.close(sync_r)
+        os.close(go_w)
         try:
-            os.close(sync_r)
-            os.close(go_w)
-            job_root(req, res_w, secret_r, sync_w, go_r)
-            code = 0
-        except SetupError as e:
-            write_frame(res_w, {"t": "setup_error", "step": e.step, "errno": e.errno, "msg": e.msg})
+            cell_root(cell, sock, sync_w, go_r)
         except BaseException as e:
-            write_frame(res_w, {"t": "setup_error", "step": "harness", "errno": 0, "msg": repr(e)})
-        os._exit(code)
+            rec = setup_error_record(e)
+            try:
+                sock.send(b"E" + marshal.dumps(rec))
+            except OSError:
+                pass
+        os._exit(70)
     os.close(sync_w)
     os.close(go_r)
+    # Jobs go to the cell: the server keeps no handle on the control socket.
+    sock.detach()
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    os.close(null)
     if os.read(sync_r, 1) == b"U":
         try:
-            write_id_maps(pid, req)
+            write_id_maps(pid, cell)
             os.write(go_w, b"G")
         except OSError as e:
             os.write(go_w, b"F" + str(e).encode()[:200])
     os.close(sync_r)
     os.close(go_w)
-    return pid
+    os.waitpid(pid, 0)
+    os._exit(0)
 
 
-def write_id_maps(pid, req):
-    # The server is root in the host user namespace, so it may map the job's
+def write_id_maps(pid, cell):
+    # The server is root in the host user namespace, so it may map the cell's
     # ns-uids 0/1000/2000 onto unprivileged host uids (a process writing its
     # own map could only map host root, which would keep root's file access).
-    base = req["uid_base"]
+    base = cell["uid_base"]
     lines = "0 %d 1\n%d %d 1\n%d %d 1\n" % (base, CANDIDATE_UID, base + 1, CHECKER_UID, base + 2)
     for name in ("uid_map", "gid_map"):
         with open("/proc/%d/%s" % (pid, name), "w") as f:
             f.write(lines)
 
 
-# ---------------------------------------------------------------- job root (J)
+# ---------------------------------------------------------------- cell root (J)
 
 
-def job_root(req, res_w, secret_r, sync_w, go_r):
-    """Isolation steps, in a fixed order; each says what it stops."""
-    want = req["protect"]  # name -> "required" | "optional" | "off"
-    applied = {}
+def attempter(want, applied):
+    """Run an isolation step as its requirement says; record what happened."""
 
     def attempt(name, fn):
         mode = want.get(name, "off")
@@ -227,17 +272,24 @@ def job_root(req, res_w, secret_r, sync_w, go_r):
             applied[name] = "missing: %s" % e
             return False
 
-    # 1. Fresh work dir: the Rust side made it with tempfile; below it becomes a
-    #    private size-limited tmpfs, so nothing written survives the job.
-    # 2. New session and process group: the job cannot signal or read the
+    return attempt
+
+
+def cell_root(cell, sock, sync_w, go_r):
+    """Isolation steps shared by every job of the slot, in a fixed order; each
+    says what it stops. The per-job steps follow in `run_job` and `confine`."""
+    want = cell["protect"]  # name -> "required" | "optional" | "off"
+    applied = {}
+    attempt = attempter(want, applied)
+    # 1. Fresh work dir: the Rust side makes one per job with tempfile; I puts
+    #    a private size-limited tmpfs there, so nothing written survives the job.
+    # 2. New session and process group: the cell cannot signal or read the
     #    controlling terminal of the host, and has its own group to kill.
     os.setsid()
-    null = os.open("/dev/null", os.O_RDWR)
-    os.dup2(null, 0)  # the server's control socket stays with the server
-    os.close(null)
-    # 3. Per-job cgroups (pids cap that binds root, memory): joined while still
-    #    host root, because inside the user namespace cgroupfs is not writable.
-    for path in req["cgroups"]:
+    # 3. Cgroups (pids cap that binds root, memory): the cell joins the slot's
+    #    while still host root (inside the user namespace cgroupfs is not
+    #    writable); every job process is forked inside and starts in them.
+    for path in cell["cell_cgroups"]:
         with open(path, "w") as f:
             f.write(str(os.getpid()))
     # 4. User + network + mount + IPC + PID (+ UTS) namespaces: no host uid 0,
@@ -258,13 +310,11 @@ def job_root(req, res_w, secret_r, sync_w, go_r):
         for name, bit in ns_flags.items():
             applied[name] = "on" if flags & bit else "off"
     else:
-        err = ctypes.get_errno()
         for name, bit in ns_flags.items():
             if flags & bit:
                 attempt(name, lambda bit=bit: check_rc("unshare", libc().unshare(bit)))
             else:
                 applied[name] = "off"
-        del err
     user_ns = applied.get("user_ns") == "on"
     os.write(sync_w, b"U" if user_ns else b"N")
     os.close(sync_w)
@@ -281,10 +331,9 @@ def job_root(req, res_w, secret_r, sync_w, go_r):
     mount_ns = applied.get("mount_ns") == "on"
     if not user_ns:
         hidden = interpreter_dirs() if mount_ns else []
-    work = req["workdir"]
-    tmpfs_opts = "size=%d,nr_inodes=%d,mode=1777" % (req["tmpfs_bytes"], req["tmpfs_inodes"])
+    tmpfs_opts = "size=%d,nr_inodes=%d,mode=1777" % (cell["tmpfs_bytes"], cell["tmpfs_inodes"])
     if mount_ns:
-        # Mount events stay inside the job: nothing we mount leaks to the host.
+        # Mount events stay inside the cell: nothing we mount leaks to the host.
         check_rc("mount --make-rprivate /", libc().mount(None, b"/", None, MS_REC | MS_PRIVATE, None))
 
         def readonly_root():
@@ -292,40 +341,44 @@ def job_root(req, res_w, secret_r, sync_w, go_r):
             rc = libc().syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, attr, 32)
             check_rc("mount_setattr / ro,nosuid", rc)
 
-        # 5. Private /tmp, /dev/shm and /var/tmp: scratch space is per job,
-        #    size- and inode-limited, and cannot reach the host's.
+        # 5. Private /tmp, /dev/shm and /var/tmp: scratch space is per job
+        #    (I mounts a fresh tmpfs on each for every job), size- and
+        #    inode-limited, and cannot reach the host's. Tried once here.
         def private_tmp():
-            for d in (b"/tmp", b"/var/tmp", b"/dev/shm"):
+            for d in SCRATCH:
                 if os.path.isdir(d):
-                    rc = libc().mount(b"tmpfs", d, b"tmpfs", MS_NOSUID | MS_NODEV, tmpfs_opts.encode())
-                    check_rc("mount tmpfs " + d.decode(), rc)
+                    mount_tmpfs(d, tmpfs_opts)
+                    umount(d)
 
         # 6. A read-only view of everything else (and no setuid binaries).
         attempt("readonly_root", readonly_root)
         attempt("private_tmp", private_tmp)
         expose_interpreter(hidden, tmpfs_opts)
-        if not os.path.isdir(work):
-            os.makedirs(work, mode=0o777)
-        else:
-            rc = libc().mount(b"tmpfs", work.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, tmpfs_opts.encode())
-            check_rc("mount tmpfs workdir", rc)
-    os.chmod(work, 0o1777)
-    os.chdir(work)
+    else:
+        for name in ("readonly_root", "private_tmp"):
+            attempt(name, _needs_mount_ns)
+    cell["tmpfs_opts"] = tmpfs_opts
     pid = os.fork()
     if pid == 0:
         code = 70
         try:
-            init_main(req, res_w, secret_r, applied)
+            init_main(cell, sock, applied)
             code = 0
-        except SetupError as e:
-            write_frame(res_w, {"t": "setup_error", "step": e.step, "errno": e.errno, "msg": e.msg})
         except BaseException as e:
-            write_frame(res_w, {"t": "setup_error", "step": "init", "errno": 0, "msg": repr(e)})
+            try:
+                sock.send(b"E" + marshal.dumps(setup_error_record(e)))
+            except OSError:
+                pass
         os._exit(code)
-    os.close(res_w)
-    if secret_r >= 0:
-        os.close(secret_r)
+    sock.detach()
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    os.close(null)
     os.waitpid(pid, 0)
+
+
+def _needs_mount_ns():
+    raise SetupError("mount_ns", 0, "needs the mount namespace")
 
 
 def blocked_ancestor(path):
@@ -368,18 +421,20 @@ def expose_interpreter(hidden, tmpfs_opts):
 
 
 class Job:
-    def __init__(self, req, res_w, applied):
+    def __init__(self, cell, req, res_w):
+        self.cell = cell
         self.req = req
         self.res_w = res_w
-        self.applied = applied
+        self.applied = cell["applied"]
         self.lim = req["limits"]
+        self.fresh = bool(req.get("fresh"))
         self.pid1 = os.getpid() == 1
-        self.filters = req["seccomp"] if applied.get("seccomp") == "on" else []
         self.code = None
 
 
-def init_main(req, res_w, secret_r, applied):
-    want = req["protect"]
+def init_main(cell, sock, applied):
+    want = cell["protect"]
+    attempt = attempter(want, applied)
     if os.getpid() == 1 and applied.get("mount_ns") == "on":
 
         def fresh_proc():
@@ -388,13 +443,13 @@ def init_main(req, res_w, secret_r, applied):
 
         # 7. Fresh /proc for the PID namespace: other processes' environments
         #    and command lines on the host are out of sight.
-        _attempt(want, applied, "proc", fresh_proc)
-    elif want.get("proc", "off") != "off":
+        attempt("proc", fresh_proc)
+    else:
 
         def no_proc():
             raise SetupError("proc", 0, "a fresh /proc needs mount_ns and pid_ns")
 
-        _attempt(want, applied, "proc", no_proc)
+        attempt("proc", no_proc)
     # 8. The supervisor is not dumpable: the candidate cannot open /proc/1/mem or fds.
     libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     # 9-11. rlimits, no_new_privs and seccomp are applied in each child, last,
@@ -404,51 +459,188 @@ def init_main(req, res_w, secret_r, applied):
         applied[name] = "off" if mode == "off" else "on"
     if applied.get("seccomp") == "on" and applied.get("no_new_privs") != "on":
         applied["no_new_privs"] = "on"  # seccomp without CAP_SYS_ADMIN needs it
-    job = Job(req, res_w, applied)
-    write_frame(res_w, {"t": "applied", "protections": applied})
+    cell["applied"] = applied
+    cell["fprogs"] = seccomp_programs(cell["seccomp"] if applied.get("seccomp") == "on" else [])
+    cell["scratch"] = []
+    cell["stamps"] = {}
+    fresh_scratch(cell)
+    # Every job's fork copies I's page tables, every cold child unmaps them
+    # again: hand back what the setup left behind before the first job.
+    gc.collect()
+    libc().malloc_trim(0)
+    sock.send(b"R" + marshal.dumps(applied))
+    while True:
+        msg, fds = recv_fds(sock)
+        if not msg:
+            break
+        if len(fds) < 2:
+            for f in fds:
+                os.close(f)
+            continue
+        res_w = fds[1]
+        try:
+            run_job(cell, fds)
+        except BaseException as e:
+            # The cell may be in a state we cannot vouch for: report, clean
+            # up and exit; the Rust side builds a new cell for the next job.
+            try:
+                write_frame(res_w, setup_error_record(e))
+            except OSError:
+                pass
+            kill_rest()
+            os._exit(70)
+        finally:
+            # The request and the result pipe; run_job owns the rest.
+            for f in fds[:2]:
+                os.close(f)
+        # Between jobs (the Rust side already has the outcome): drop what
+        # the job could have left in the cell and prepare the next one. A
+        # failure here ends the cell, before any other job can see its state.
+        try:
+            clear_scratch(cell)
+            if applied.get("ipc_ns") == "on":
+                # SysV IPC objects and POSIX queues: gone with the namespace.
+                check_rc("unshare ipc", libc().unshare(CLONE_NEWIPC))
+            fresh_scratch(cell)
+        except BaseException:
+            kill_rest()
+            os._exit(70)
+    kill_rest()
+    os._exit(0)
+
+
+def recv_fds(sock, maxfds=8):
+    """One message and the fds that came with it (SCM_RIGHTS)."""
+    msg, anc, _, _ = sock.recvmsg(1 << 16, _socket.CMSG_SPACE(maxfds * 4))
+    fds = []
+    for level, kind, data in anc:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            n = len(data) // 4
+            fds.extend(int.from_bytes(data[4 * i : 4 * i + 4], sys.byteorder, signed=True) for i in range(n))
+    return msg, fds
+
+
+def fresh_scratch(cell):
+    """Fresh tmpfs on /tmp, /var/tmp and /dev/shm (where not still unused)
+    for the next job."""
+    if cell["applied"].get("private_tmp") == "on":
+        for d in SCRATCH:
+            if d not in cell["scratch"] and os.path.isdir(d):
+                mount_tmpfs(d, cell["tmpfs_opts"])
+                cell["scratch"].append(d)
+                cell["stamps"][d] = stamp(d)
+
+
+def stamp(path):
+    st = os.stat(path)
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_atime_ns, st.st_mode, st.st_uid, st.st_gid)
+
+
+def untouched(cell, path):
+    """A scratch tmpfs that holds nothing but its root dir, no data, and whose
+    root no one has written, changed or even listed: as good as a fresh one,
+    and no job can learn from it that another ran before (its root belongs to
+    I, so a job cannot set it back)."""
+    st = os.statvfs(path)
+    empty = st.f_files - st.f_ffree <= 1 and st.f_blocks == st.f_bfree
+    return empty and cell["stamps"].get(path) == stamp(path)
+
+
+def clear_scratch(cell):
+    """Unmount every scratch tmpfs a job may have used."""
+    keep = [d for d in cell["scratch"] if d in SCRATCH and untouched(cell, d)]
+    for d in reversed(cell["scratch"]):
+        if d not in keep:
+            umount(d)
+    cell["scratch"] = keep
+
+
+def kill_rest():
+    """Kill every other process of the cell's PID namespace and reap it."""
+    if os.getpid() == 1:
+        try:
+            os.kill(-1, SIGKILL)
+        except OSError:
+            pass
+    while True:
+        try:
+            os.wait4(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def run_job(cell, fds):
+    req_fd, res_w = fds[0], fds[1]
+    # The test-code pipe: closed as soon as K has it (or now, if no K).
+    secret = list(fds[2:3])
+    for f in fds[3:]:
+        os.close(f)
+    try:
+        req = marshal.loads(read_fd(req_fd))
+        job = Job(cell, req, res_w)
+        work_dir(cell, req["workdir"])
+        write_frame(res_w, {"t": "applied", "protections": cell["applied"]})
+        run_tests(job, secret)
+    finally:
+        for f in secret:
+            os.close(f)
+        secret.clear()
+        # Nothing of the job runs on (each test already ends with kill_rest).
+        kill_rest()
+        os.chdir("/")
+    write_frame(res_w, {"t": "done"})
+
+
+def work_dir(cell, work):
+    """The job's work dir, in a fresh tmpfs (the scratch mount it lies in, or
+    its own); cd there."""
+    if cell["applied"].get("mount_ns") == "on":
+        if any(work.startswith(d + "/") for d in cell["scratch"]):
+            os.makedirs(work, mode=0o777)
+        elif os.path.isdir(work):
+            mount_tmpfs(work, cell["tmpfs_opts"])
+            cell["scratch"].append(work)
+        else:
+            os.makedirs(work, mode=0o777)
+    os.chmod(work, 0o1777)
+    os.chdir(work)
+
+
+def run_tests(job, secret):
+    req = job.req
     try:
         code = compile(req["source"], "<solution>", "exec")
     except (SyntaxError, ValueError) as e:
-        write_frame(res_w, {"t": "compile_error", "msg": "%s: %s" % (type(e).__name__, e)})
-        write_frame(res_w, {"t": "done"})
+        write_frame(job.res_w, {"t": "compile_error", "msg": "%s: %s" % (type(e).__name__, e)})
         return
     job.code = code
     kind = req["kind"]
     if kind == "stdio":
+        if job.fresh:
+            with open("solution.py", "w") as f:
+                f.write(req["source"])
+            os.chmod("solution.py", 0o644)
         for i, data in enumerate(req["inputs"]):
             run_stdio_case(job, i, data)
     elif kind == "call":
         run_call(job)
     elif kind == "function":
-        run_function(job, secret_r)
+        run_function(job, secret)
     else:
         raise SetupError("request", 0, "unknown kind %r" % kind)
-    write_frame(res_w, {"t": "done"})
 
 
-def _attempt(want, applied, name, fn):
-    mode = want.get(name, "off")
-    if mode == "off":
-        applied[name] = "off"
-        return
-    try:
-        fn()
-        applied[name] = "on"
-    except SetupError as e:
-        if mode == "required":
-            raise
-        applied[name] = "missing: %s: %s" % (e.step, e.msg)
-
-
-def confine(job, uid, cpu_s):
-    """In a freshly forked child: the last isolation steps, in order."""
-    lim = job.lim
-    if job.applied.get("rlimits") == "on":
+def confine(cell, lim, uid, cpu_s, vm):
+    """In a child about to run a job's code: the last isolation steps, in order.
+    `vm` is the address space the child started with (I's, measured before the
+    fork: the child touches as little as it can before it runs the job)."""
+    applied = cell["applied"]
+    if applied.get("rlimits") == "on":
         cpu = max(1, int(-(-cpu_s // 1)))
         # CPU: SIGXCPU at the soft limit, SIGKILL one second later (hard).
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         # Address space: a backstop for the memory cgroup.
-        space = lim["memory"] + vsz() + lim["address_slack"]
+        space = lim["memory"] + vm + lim["address_slack"]
         resource.setrlimit(resource.RLIMIT_AS, (space, space))
         # File size: no file (or tmpfs page) bomb larger than this.
         resource.setrlimit(resource.RLIMIT_FSIZE, (lim["file_size"], lim["file_size"]))
@@ -458,21 +650,31 @@ def confine(job, uid, cpu_s):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         # Stack: explicit, so deep recursion ends in a signal, not host settings.
         resource.setrlimit(resource.RLIMIT_STACK, (lim["stack"], lim["stack"]))
-    if job.applied.get("uid_drop") == "on" and job.applied.get("user_ns") == "on":
+    if applied.get("uid_drop") == "on" and applied.get("user_ns") == "on":
         # Another ns uid than the supervisor: drops every capability and stops
         # signals, ptrace and /proc access to I and K.
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-    if job.applied.get("no_new_privs") == "on":
+    if applied.get("no_new_privs") == "on":
         # No setuid/file-capability gains through exec.
         check_rc("no_new_privs", libc().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
-    for prog in job.filters:
+    for _, fprog in cell["fprogs"]:
         # Seccomp last: the deny list of the Rust side (built before fork).
-        n = len(prog) // 8
-        buf = ctypes.create_string_buffer(prog, len(prog))
-        fprog = n.to_bytes(2, "little") + bytes(6) + ctypes.addressof(buf).to_bytes(8, "little")
         check_rc("seccomp", libc().prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0))
+
+
+def seccomp_programs(filters):
+    """(buffer, struct sock_fprog) per filter, built once in I: children only
+    pass them to prctl."""
+    import ctypes
+
+    out = []
+    for prog in filters:
+        buf = ctypes.create_string_buffer(prog, len(prog))
+        fprog = (len(prog) // 8).to_bytes(2, "little") + bytes(6) + ctypes.addressof(buf).to_bytes(8, "little")
+        out.append((buf, fprog))
+    return out
 
 
 def vsz():
@@ -480,11 +682,21 @@ def vsz():
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def fork_child(job, uid, cpu_s, fd_plan, body):
-    """Fork a confined child: fd_plan maps target fd -> source fd."""
+def fork_child(job, uid, cpu_s, fd_plan, task, boot=None):
+    """Fork a confined child: fd_plan maps target fd -> source fd. The child
+    runs `task` (warm: a function of this module and its arguments) or, when
+    `boot` is given (cold), execs a fresh interpreter: `boot` is the argv
+    tail after the interpreter and its flags. It starts in the slot's cgroups
+    (a fork of I), so the process cap holds from its first instruction."""
+    vm = vsz()
     pid = os.fork()
-    if pid != 0:
-        return pid
+    if pid == 0:
+        child_run(job.cell, fd_plan, uid, cpu_s, job.lim, task, boot, vm)
+    return pid
+
+
+def child_run(cell, fd_plan, uid, cpu_s, lim, task, boot, vm):
+    """The child's side: place fds, confine, run or exec. Never returns."""
     code = 71
     try:
         os.setpgid(0, 0)
@@ -494,14 +706,48 @@ def fork_child(job, uid, cpu_s, fd_plan, body):
             os.dup2(s, t)
         top = max(fd_plan) + 1
         os.closerange(top, 1 << 16)
-        confine(job, uid, cpu_s)
-        code = body()
+        confine(cell, lim, uid, cpu_s, vm)
+        if boot is not None:
+            os.execve(cell["python"], [cell["python"]] + cell["flags"] + boot, cell["env"])
+        name, args = task
+        code = globals()[name](*args)
     except BaseException as e:
         try:
             os.write(2, ("gradus-sandbox: child setup failed: %r\n" % (e,)).encode())
         except OSError:
             pass
     os._exit(code)
+
+
+def boot_fd(job, role, args):
+    """A memfd with the harness code and a task for a fresh interpreter."""
+    fd = os.memfd_create("boot")
+    write_all(fd, marshal.dumps((job.cell["harness"], role, args)))
+    return fd
+
+
+def child_main(role, args):
+    """Entry of a fresh interpreter (cold mode), already confined."""
+    code = 71
+    try:
+        if role == "call":
+            source, name, inputs = args
+            code = call_body(compile(source, "<solution>", "exec"), name, inputs)
+        elif role == "candidate":
+            code = candidate_body(compile(args, "<solution>", "exec"))
+        elif role == "checker":
+            code = checker_body()
+    except BaseException as e:
+        try:
+            os.write(2, ("gradus-sandbox: child failed: %r\n" % (e,)).encode())
+        except OSError:
+            pass
+    os._exit(code)
+
+
+def stdio_body(code):
+    """C for a stdio test: the program, like `python3 solution.py`."""
+    return run_user_code(code)[0]
 
 
 def run_user_code(code):
@@ -705,7 +951,9 @@ def run_stdio_case(job, i, data):
     err_r, err_w = os.pipe()
     code = job.code
     started = time.monotonic()
-    pid = fork_child(job, CANDIDATE_UID, lim["cpu_s"], {0: in_fd, 1: out_w, 2: err_w}, lambda: run_user_code(code)[0])
+    # Cold: `python FLAGS solution.py`, exactly as a bare run would start it.
+    boot = ["solution.py"] if job.fresh else None
+    pid = fork_child(job, CANDIDATE_UID, lim["cpu_s"], {0: in_fd, 1: out_w, 2: err_w}, ("stdio_body", (code,)), boot)
     for fd in (in_fd, out_w, err_w):
         os.close(fd)
     w = Watch(job, lim["wall_s"])
@@ -736,29 +984,15 @@ def run_call(job):
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     code, name, inputs = job.code, req["fn_name"], req["inputs"]
-
-    def body():
-        status, g = run_user_code(code)
-        fn = candidate_entry(g, name)
-        for i, args in enumerate(inputs):
-            if fn is None:
-                rec = {"i": i, "exc": "NameError", "msg": "no function %r" % name}
-            else:
-                try:
-                    rec = {"i": i, "v": fn(*args)}
-                except BaseException as e:
-                    rec = dict(describe(e), i=i)
-            try:
-                data = marshal.dumps(rec)
-            except ValueError:
-                data = marshal.dumps({"i": i, "exc": "TypeError", "msg": "unsupported return type %s" % type(rec.get("v")).__name__})
-            write_frame(3, data)
-        return finish(status)
-
     started = time.monotonic()
     null = devnull()
-    pid = fork_child(job, CANDIDATE_UID, lim["cpu_s"] * max(1, len(inputs)), {0: null, 1: out_w, 2: err_w, 3: proto_w}, body)
-    for fd in (null, out_w, err_w, proto_w):
+    plan = {0: null, 1: out_w, 2: err_w, 3: proto_w}
+    boot = None
+    if job.fresh:
+        plan[BOOT_FD] = boot_fd(job, "call", (req["source"], name, inputs))
+        boot = ["-c", BOOT]
+    pid = fork_child(job, CANDIDATE_UID, lim["cpu_s"] * max(1, len(inputs)), plan, ("call_body", (code, name, inputs)), boot)
+    for fd in plan.values():
         os.close(fd)
     w = Watch(job, lim["wall_s"])
     w.add(out_r, "stdout")
@@ -766,6 +1000,26 @@ def run_call(job):
     w.add(proto_r, "frames", "call")
     w.run(pid, [])
     write_frame(job.res_w, w.record(pid, -1, "candidate", started))
+
+
+def call_body(code, name, inputs):
+    """C for call-based tests: run the program, then call `name` per input."""
+    status, g = run_user_code(code)
+    fn = candidate_entry(g, name)
+    for i, args in enumerate(inputs):
+        if fn is None:
+            rec = {"i": i, "exc": "NameError", "msg": "no function %r" % name}
+        else:
+            try:
+                rec = {"i": i, "v": fn(*args)}
+            except BaseException as e:
+                rec = dict(describe(e), i=i)
+        try:
+            data = marshal.dumps(rec)
+        except ValueError:
+            data = marshal.dumps({"i": i, "exc": "TypeError", "msg": "unsupported return type %s" % type(rec.get("v")).__name__})
+        write_frame(3, data)
+    return finish(status)
 
 
 PLAIN = (type(None), bool, int, float, complex, str, bytes)
@@ -881,7 +1135,7 @@ def free_names(code):
     return names
 
 
-def run_function(job, secret_r):
+def run_function(job, secret):
     """HumanEval shape: K runs check(candidate); C serves calls; I watches both."""
     lim = job.lim
     entry = job.req["fn_name"]
@@ -891,36 +1145,27 @@ def run_function(job, secret_r):
     kres_r, kres_w = os.pipe()
     kerr_r, kerr_w = os.pipe()
     code = job.code
-
-    def cand():
-        status, g = run_user_code(code)
-        sys.stdout.flush()
-        serve_calls(g)
-        return finish(status)
-
     started = time.monotonic()
     null = devnull()
-    cpid = fork_child(job, CANDIDATE_UID, lim["cpu_s"], {0: null, 1: out_w, 2: err_w, 3: c_sock}, cand)
-    os.close(c_sock)
-
-    def chk():
-        try:
-            rec = checker(4)
-        except AssertionError as e:
-            rec = {"ok": False, "exc": "AssertionError", "msg": str(e)[:2000]}
-        except CandidateError as e:
-            rec = {"ok": False, "exc": "CandidateError", "msg": str(e)[:2000]}
-        except HarnessArgError as e:
-            rec = {"ok": False, "exc": "HarnessArgError", "msg": str(e)[:2000]}
-        except BaseException as e:
-            rec = {"ok": False, "exc": type(e).__name__, "msg": str(e)[:2000]}
-        write_frame(5, rec)
-        return 0
-
+    plan = {0: null, 1: out_w, 2: err_w, 3: c_sock}
+    boot = None
+    if job.fresh:
+        plan[BOOT_FD] = boot_fd(job, "candidate", job.req["source"])
+        boot = ["-c", BOOT]
+    cpid = fork_child(job, CANDIDATE_UID, lim["cpu_s"], plan, ("candidate_body", (code,)), boot)
+    for fd in plan.values():
+        if fd != null:
+            os.close(fd)
     # The test code arrives only now, in K: C was forked without it.
-    kpid = fork_child(job, CHECKER_UID, lim["cpu_s"], {0: null, 1: kerr_w, 2: kerr_w, 3: k_sock, 4: secret_r, 5: kres_w}, chk)
-    for fd in (null, out_w, err_w, k_sock, kres_w, kerr_w, secret_r):
+    if not secret:
+        raise SetupError("request", 0, "a function job needs the test-code pipe")
+    plan = {0: null, 1: kerr_w, 2: kerr_w, 3: k_sock, 4: secret[0], 5: kres_w}
+    if job.fresh:
+        plan[BOOT_FD] = boot_fd(job, "checker", None)
+    kpid = fork_child(job, CHECKER_UID, lim["cpu_s"], plan, ("checker_body", ()), boot)
+    for fd in set(plan.values()) | {null}:
         os.close(fd)
+    secret.clear()
     w = Watch(job, lim["wall_s"])
     w.add(out_r, "stdout")
     w.add(err_r, "stderr")
@@ -931,10 +1176,32 @@ def run_function(job, secret_r):
     write_frame(job.res_w, w.record(kpid, -1, "checker", started))
 
 
-def _socketpair():
-    import socket
+def candidate_body(code):
+    """C for HumanEval tests: run the program, then answer K's calls on fd 3."""
+    status, g = run_user_code(code)
+    sys.stdout.flush()
+    serve_calls(g)
+    return finish(status)
 
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+def checker_body():
+    """K: run check(candidate) and report on fd 5."""
+    try:
+        rec = checker(4)
+    except AssertionError as e:
+        rec = {"ok": False, "exc": "AssertionError", "msg": str(e)[:2000]}
+    except CandidateError as e:
+        rec = {"ok": False, "exc": "CandidateError", "msg": str(e)[:2000]}
+    except HarnessArgError as e:
+        rec = {"ok": False, "exc": "HarnessArgError", "msg": str(e)[:2000]}
+    except BaseException as e:
+        rec = {"ok": False, "exc": type(e).__name__, "msg": str(e)[:2000]}
+    write_frame(5, rec)
+    return 0
+
+
+def _socketpair():
+    a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     return a.detach(), b.detach()
 
 

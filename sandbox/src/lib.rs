@@ -5,10 +5,12 @@
 //! - [`job`]: what to run and the JSON schema (plus public dataset rows).
 //! - [`outcome`]: verdicts, per-case results, partial credit.
 //! - [`config`]: [`SandboxConfig`], the `[sandbox]` table of a run config.
-//! - `worker`: a pool slot (warm harness server or a fresh one per job).
+//! - `worker`: a pool slot and its isolation cell: namespaces and read-only
+//!   mounts built once per slot, a supervisor (PID 1 of the cell) that serves
+//!   the slot's jobs and renews per job what a job could leave behind.
 //! - `harness.py`: the Python side; the isolation steps run there, in order.
 //! - [`seccomp`]: the deny list, compiled before any fork.
-//! - `cgroup`: per-slot pids and memory cgroups.
+//! - `cgroup`: per-slot pids and memory cgroups (the cell and its jobs).
 //! - `verdict`: records from the job's supervisor to an [`Outcome`].
 //! - [`bench`]: bare subprocess vs cold vs warm, for `gradus sandbox bench`.
 //!
@@ -124,8 +126,8 @@ fn write_harness() -> Result<PathBuf, SandboxError> {
 
 impl Sandbox {
     /// Build a sandbox: validate the config, resolve the interpreter, compile
-    /// the seccomp filter and create one pair of cgroups per slot. Interpreters
-    /// start on first use (or with [`Sandbox::warm_up`]).
+    /// the seccomp filter and create one pair of cgroups per slot. Each slot's
+    /// cell starts on its first job (or with [`Sandbox::warm_up`]).
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         config.validate()?;
         let python = python::resolve(&config.python.interpreter)?;
@@ -180,7 +182,7 @@ impl Sandbox {
         &self.inner.shared.python
     }
 
-    /// Start every slot's warm server now.
+    /// Build every slot's isolation cell now rather than on its first job.
     pub fn warm_up(&self) -> Result<(), SandboxError> {
         let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
         for s in slots.iter_mut() {
@@ -190,10 +192,17 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Memory of each idle warm server, bytes (PSS).
+    /// Memory of each idle slot (server, cell root and supervisor), bytes (PSS).
     pub fn idle_worker_memory(&self) -> Vec<u64> {
         let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.iter().filter_map(Slot::server_memory).collect()
+    }
+
+    /// Tasks (processes and threads, zombies included) left in the job
+    /// cgroups of the slots not running a job now. 0 once every job is over.
+    pub fn job_tasks_left(&self) -> u64 {
+        let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.iter().filter_map(|s| s.job_tasks()).sum()
     }
 
     /// Run one job, blocking the calling thread. Waits for a free slot.

@@ -43,6 +43,18 @@ pub struct Evidence {
 }
 
 impl Evidence {
+    /// No record at all arrived (the job never reached a supervisor).
+    pub fn is_empty(&self) -> bool {
+        self.applied.is_empty()
+            && self.setup_error.is_none()
+            && self.compile_error.is_none()
+            && self.procs.is_empty()
+            && self.calls.is_empty()
+            && self.checks.is_empty()
+            && !self.done
+            && self.garbled.is_none()
+    }
+
     /// Fold in one record (a marshal dict from the supervisor).
     pub fn add(&mut self, frame: &[u8]) {
         let rec = match decode(frame) {

@@ -1,7 +1,11 @@
-//! One pool slot: its cgroups and its interpreter. In warm mode the slot keeps
-//! a harness server (an interpreter with the harness imported) and sends it
-//! one job at a time; the server forks an isolated job root per job (a
-//! zygote). In cold mode the slot starts a fresh server for every job.
+//! One pool slot: its cgroups and its isolation cell. The slot starts a
+//! harness server once; the server builds a cell (namespaces, read-only
+//! mounts) whose supervisor, PID 1 of the cell's PID namespace, then serves
+//! the slot's jobs one at a time for as long as the slot lives. Per job the
+//! supervisor forks the isolated processes and replaces everything a job
+//! could leave behind (see `harness.py`); in warm mode the candidate runs in
+//! that fork (a zygote with the harness imported), in cold mode the fork execs
+//! a fresh interpreter. A cell that fails or times out is killed and rebuilt.
 //!
 //! Everything here blocks; the async API runs it on tokio's blocking threads.
 
@@ -14,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::socket::{
     AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, sendmsg, socketpair,
 };
@@ -22,7 +27,7 @@ use nix::unistd::pipe2;
 use crate::cgroup::SlotCgroups;
 use crate::config::{Mode, Requirement, SandboxConfig};
 use crate::job::{Job, Limits, Tests};
-use crate::marshal::Encoder;
+use crate::marshal::{Encoder, PyValue, decode};
 use crate::outcome::{Outcome, Verdict};
 use crate::verdict::{Evidence, judge};
 
@@ -40,6 +45,9 @@ const ADDRESS_SLACK: u64 = 64 << 20;
 const SERVER_START: Duration = Duration::from_secs(20);
 /// After a kill, how long we wait for the job's last records and processes.
 const DRAIN: Duration = Duration::from_secs(5);
+/// Test code up to this size is written straight into its pipe (Linux pipes
+/// hold 64 KiB); larger tests get a writer thread.
+const PIPE_ROOM: usize = 60 << 10;
 
 /// Settings shared by all slots, fixed when the sandbox is built.
 pub(crate) struct Shared {
@@ -50,14 +58,19 @@ pub(crate) struct Shared {
     pub work_root: PathBuf,
 }
 
-/// A harness server process and our end of its control socket.
+/// A harness server process (and through it the cell) and our end of its
+/// control socket.
 struct Server {
     child: Child,
     sock: Option<OwnedFd>,
+    /// The cell has a fresh private tmpfs on each scratch dir for every job.
+    private_tmp: bool,
 }
 
 impl Server {
-    fn start(sh: &Shared) -> Result<Server, String> {
+    /// Start the server, send it the cell settings and wait until the cell's
+    /// supervisor reports ready (or why it could not build the cell).
+    fn start(sh: &Shared, cell: &[u8]) -> Result<Server, String> {
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -79,29 +92,53 @@ impl Server {
         let mut server = Server {
             child,
             sock: Some(ours),
+            private_tmp: false,
         };
+        let file = memfd_with("gradus-cell", cell)?;
+        server.send(b"C", &[file.as_raw_fd()])?;
+        drop(file);
         let mut fds = [PollFd::new(server.sock().as_fd(), PollFlags::POLLIN)];
         let ready = poll(
             &mut fds,
             PollTimeout::try_from(SERVER_START).unwrap_or(PollTimeout::MAX),
         )
         .map_err(|e| format!("waiting for the harness server: {e}"))?;
-        let mut b = [0u8; 1];
+        let mut b = vec![0u8; 1 << 16];
         let n = if ready > 0 {
             nix::unistd::read(server.sock(), &mut b).unwrap_or(0)
         } else {
             0
         };
-        if n != 1 || b[0] != b'R' {
-            let _ = server.child.kill();
-            let _ = server.child.wait();
-            return Err(format!(
-                "the harness server ({} {}) did not start; run it by hand to see why",
-                sh.python.display(),
-                sh.cfg.python.flags.join(" ")
-            ));
+        match b[..n].split_first() {
+            Some((b'R', applied)) => {
+                server.private_tmp = decode(applied)
+                    .ok()
+                    .and_then(|a| {
+                        a.get("private_tmp")
+                            .and_then(PyValue::as_str)
+                            .map(|s| s == "on")
+                    })
+                    .unwrap_or(false);
+                Ok(server)
+            }
+            Some((b'E', rec)) => {
+                server.kill();
+                let mut ev = Evidence::default();
+                ev.add(rec);
+                Err(ev
+                    .setup_error
+                    .or(ev.garbled)
+                    .unwrap_or_else(|| "the cell could not be built".into()))
+            }
+            _ => {
+                server.kill();
+                Err(format!(
+                    "the harness server ({} {}) did not start; run it by hand to see why",
+                    sh.python.display(),
+                    sh.cfg.python.flags.join(" ")
+                ))
+            }
         }
-        Ok(server)
     }
 
     fn sock(&self) -> &OwnedFd {
@@ -114,8 +151,8 @@ impl Server {
         self.sock.is_some() && matches!(self.child.try_wait(), Ok(None))
     }
 
-    fn send(&self, fds: &[i32]) -> Result<(), String> {
-        let iov = [std::io::IoSlice::new(b"J")];
+    fn send(&self, tag: &[u8], fds: &[i32]) -> Result<(), String> {
+        let iov = [std::io::IoSlice::new(tag)];
         sendmsg::<UnixAddr>(
             self.sock().as_raw_fd(),
             &iov,
@@ -124,10 +161,17 @@ impl Server {
             None,
         )
         .map(|_| ())
-        .map_err(|e| format!("sending the job to the harness server: {e}"))
+        .map_err(|e| format!("sending to the harness server: {e}"))
     }
 
-    /// Close the socket (the server exits once its jobs are reaped) and reap it.
+    fn kill(&mut self) {
+        self.sock = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Close the socket (the supervisor then kills what is left and exits,
+    /// and the server with it) and reap the server.
     fn stop(&mut self, grace: Duration) {
         self.sock = None;
         let end = Instant::now() + grace;
@@ -135,8 +179,7 @@ impl Server {
             match self.child.try_wait() {
                 Ok(Some(_)) | Err(_) => return,
                 Ok(None) if Instant::now() >= end => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
+                    self.kill();
                     return;
                 }
                 Ok(None) => std::thread::sleep(Duration::from_micros(100)),
@@ -151,44 +194,115 @@ impl Drop for Server {
     }
 }
 
+/// An anonymous in-memory file holding `data` (no disk, unlike a temp file).
+fn memfd_with(name: &str, data: &[u8]) -> Result<File, String> {
+    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC).map_err(|e| format!("memfd: {e}"))?;
+    let mut f = File::from(fd);
+    f.write_all(data).map_err(|e| format!("memfd: {e}"))?;
+    Ok(f)
+}
+
+/// Where a job works. Inside a cell with private scratch dirs the supervisor
+/// makes the dir in that job's fresh tmpfs, so nothing is created on the host;
+/// elsewhere it is a host temp dir (tempfile) that gets a fresh tmpfs on top.
+enum WorkDir {
+    InCell(PathBuf),
+    Host(tempfile::TempDir),
+}
+
+impl WorkDir {
+    fn path(&self) -> &Path {
+        match self {
+            WorkDir::InCell(p) => p,
+            WorkDir::Host(t) => t.path(),
+        }
+    }
+}
+
+/// The scratch dirs a cell replaces with a fresh tmpfs per job (as in harness.py).
+const SCRATCH: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
+
+fn pss(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+    };
+    field("Pss:").or_else(|| field("Rss:")).map(|kb| kb * 1024)
+}
+
 /// A pool slot: one job at a time.
 pub(crate) struct Slot {
     pub index: usize,
     pub cgroups: SlotCgroups,
     server: Option<Server>,
+    /// The cgroups' OOM-kill count after the last job.
+    oom_seen: u64,
+    /// Tasks of the cell itself (cell root and supervisor) in the slot's
+    /// pids cgroup, counted when it reported ready.
+    cell_tasks: u64,
+    /// Jobs run, for work dir names.
+    seq: u64,
     /// Protections the last job's supervisor reported (for `doctor`).
     last_applied: Option<Vec<(String, String)>>,
 }
 
 impl Slot {
     pub fn new(index: usize, cgroups: SlotCgroups) -> Slot {
+        let oom_seen = cgroups.oom_kills();
         Slot {
             index,
             cgroups,
             server: None,
+            oom_seen,
+            cell_tasks: 0,
+            seq: 0,
             last_applied: None,
         }
     }
 
-    /// Start the warm server now rather than on the first job.
+    /// Build the cell now rather than on the first job.
     pub fn warm_up(&mut self, sh: &Shared) -> Result<(), String> {
-        if sh.cfg.mode == Mode::Warm && !self.server.as_mut().is_some_and(Server::alive) {
-            self.server = Some(Server::start(sh)?);
+        self.ensure_cell(sh)
+    }
+
+    fn ensure_cell(&mut self, sh: &Shared) -> Result<(), String> {
+        if !self.server.as_mut().is_some_and(Server::alive) {
+            self.reset_cell();
+            self.server = Some(Server::start(sh, &self.cell_request(sh))?);
+            self.cell_tasks = self.cgroups.tasks().unwrap_or(0);
         }
         Ok(())
     }
 
-    /// Resident memory of the idle warm server, bytes (PSS where available).
+    /// Kill the cell and everything in it; the next job builds a new one.
+    fn reset_cell(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            s.sock = None;
+            self.cgroups.kill_all(DRAIN);
+            s.stop(Duration::from_millis(200));
+        }
+        self.cell_tasks = 0;
+    }
+
+    /// Tasks of a job still in the slot's cgroups (0 between jobs).
+    pub fn job_tasks(&self) -> Option<u64> {
+        self.cgroups
+            .tasks()
+            .map(|n| n.saturating_sub(self.cell_tasks))
+    }
+
+    /// Memory of the idle cell, bytes: PSS of the server, the cell root and
+    /// the supervisor together (RSS where PSS is unavailable).
     pub fn server_memory(&self) -> Option<u64> {
-        let pid = self.server.as_ref()?.child.id();
-        let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-        let field = |name: &str| {
-            text.lines().find_map(|l| {
-                l.strip_prefix(name)
-                    .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            })
-        };
-        field("Pss:").or_else(|| field("Rss:")).map(|kb| kb * 1024)
+        let pid = self.server.as_ref()?.child.id() as i32;
+        let mut total = pss(pid)?;
+        for p in self.cgroups.cell_pids() {
+            total += pss(p).unwrap_or(0);
+        }
+        Some(total)
     }
 
     /// Run one job to its outcome. Never panics on the program's behaviour;
@@ -198,7 +312,10 @@ impl Slot {
         let total = job.tests.total();
         let mut out = match self.execute_inner(sh, job) {
             Ok(o) => o,
-            Err(e) => Outcome::failure(&job.id, Verdict::SandboxError, total, e),
+            Err(e) => {
+                self.reset_cell();
+                Outcome::failure(&job.id, Verdict::SandboxError, total, e)
+            }
         };
         out.id = job.id.clone();
         out.wall_ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -206,6 +323,10 @@ impl Slot {
     }
 
     fn execute_inner(&mut self, sh: &Shared, job: &Job) -> Result<Outcome, String> {
+        self.execute_once(sh, job, false)
+    }
+
+    fn execute_once(&mut self, sh: &Shared, job: &Job, retried: bool) -> Result<Outcome, String> {
         let lim = sh.cfg.limits.with(&job.limits);
         let problems = lim.problems("limits");
         if !problems.is_empty() {
@@ -225,10 +346,8 @@ impl Slot {
                 return Err(format!("required protection `{name}` is missing: {why}"));
             }
         }
-        let work = tempfile::Builder::new()
-            .prefix("gradus-job-")
-            .tempdir_in(&sh.work_root)
-            .map_err(|e| format!("creating a work dir in {}: {e}", sh.work_root.display()))?;
+        self.ensure_cell(sh)?;
+        let work = self.work_dir(sh)?;
         let overhead = sh.cfg.overhead_mb << 20;
         self.cgroups
             .prepare(
@@ -236,12 +355,8 @@ impl Slot {
                 (lim.memory_mb << 20) + overhead,
             )
             .map_err(|e| format!("setting cgroup limits: {e}"))?;
-        let oom_before = self.cgroups.oom_kills();
         let request = self.request(sh, job, &lim, work.path());
-        let mut req_file = tempfile::tempfile().map_err(|e| format!("request file: {e}"))?;
-        req_file
-            .write_all(&request)
-            .map_err(|e| format!("request file: {e}"))?;
+        let req_file = memfd_with("gradus-job", &request)?;
         let (res_r, res_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
         let mut fds = vec![req_file.as_raw_fd(), res_w.as_raw_fd()];
         let mut secret_writer = None;
@@ -253,41 +368,33 @@ impl Slot {
             enc.str(test);
             enc.str(entry_point);
             let data = enc.buf;
-            // The checker reads the test only after the candidate is forked;
-            // a thread keeps a large test from blocking us on the pipe.
-            secret_writer = Some(std::thread::spawn(move || {
-                let mut f = File::from(w);
-                let _ = f.write_all(&data);
-            }));
+            let mut f = File::from(w);
+            if data.len() <= PIPE_ROOM {
+                // Fits in the pipe: the checker reads it after C is forked.
+                f.write_all(&data).map_err(|e| format!("test pipe: {e}"))?;
+            } else {
+                // A thread keeps a large test from blocking us on the pipe.
+                secret_writer = Some(std::thread::spawn(move || {
+                    let _ = f.write_all(&data);
+                }));
+            }
             fds.push(r.as_raw_fd());
             secret_r = Some(r);
         }
-        let mut cold = None;
-        match sh.cfg.mode {
-            Mode::Warm => {
-                let alive = self.server.as_mut().is_some_and(Server::alive);
-                if !alive {
-                    self.server = Some(Server::start(sh)?);
-                }
-                let server = self.server.as_ref().expect("server just started");
-                if let Err(e) = server.send(&fds) {
-                    // A server that died between jobs is restarted once.
-                    self.server = Some(Server::start(sh)?);
-                    self.server
-                        .as_ref()
-                        .expect("server just started")
-                        .send(&fds)
-                        .map_err(|e2| format!("{e}; after restart: {e2}"))?;
-                }
-            }
-            Mode::Cold => {
-                let server = Server::start(sh)?;
-                server.send(&fds)?;
-                cold = Some(server);
-            }
-        }
-        if let Some(s) = cold.as_mut() {
-            s.sock = None;
+        let sent = self
+            .server
+            .as_ref()
+            .expect("cell just ensured")
+            .send(b"J", &fds);
+        if let Err(e) = sent {
+            // A cell that died between jobs is rebuilt once.
+            self.reset_cell();
+            self.ensure_cell(sh)?;
+            self.server
+                .as_ref()
+                .expect("cell just ensured")
+                .send(b"J", &fds)
+                .map_err(|e2| format!("{e}; after a rebuild: {e2}"))?;
         }
         drop(res_w);
         drop(secret_r);
@@ -300,25 +407,118 @@ impl Slot {
             Instant::now() + Duration::from_secs_f64(job_wall),
             &mut ev,
         );
+        if finished && ev.is_empty() {
+            // A live supervisor always reports first: the cell died with the
+            // job still queued (it exits when it cannot vouch for its state
+            // after a job), and nothing of this job ran. Run it once more in a
+            // new cell.
+            self.reset_cell();
+            if let Some(t) = secret_writer {
+                let _ = t.join();
+            }
+            if !retried {
+                return self.execute_once(sh, job, true);
+            }
+            return Err("the isolation cell died before running the job, twice".into());
+        }
         if !finished {
+            // The supervisor did not finish in time: kill the whole cell (its
+            // supervisor would go on with the next test) and take what it sent.
             ev.job_timed_out = true;
-            self.cgroups.kill_all(DRAIN);
+            self.reset_cell();
             read_records(&res_r, Instant::now() + DRAIN, &mut ev);
         }
-        let clean = self.cgroups.wait_empty(DRAIN);
-        if let Some(mut s) = cold.take() {
-            s.stop(DRAIN);
-        }
+        // The supervisor reaps every job process before it closes the result
+        // pipe, so one look usually confirms that only the cell is left.
+        let cell = self.cell_tasks;
+        let settled = self.cgroups.tasks().is_none_or(|n| n <= cell)
+            || self.cgroups.wait_settled(cell, DRAIN);
         if let Some(t) = secret_writer {
             let _ = t.join();
         }
-        if !clean {
-            return Err("processes of the job survived SIGKILL; the slot is unusable".into());
+        if !settled {
+            // Something of the job outlived its supervisor's cleanup: kill the
+            // cell with it, and blame ourselves, not the program.
+            self.reset_cell();
+            if !self.cgroups.kill_all(DRAIN) {
+                return Err("processes of the job survived SIGKILL; the slot is unusable".into());
+            }
+            return Err(
+                "a process of the job outlived the supervisor's cleanup; the cell was rebuilt"
+                    .into(),
+            );
         }
-        ev.oom = self.cgroups.oom_kills() > oom_before;
+        let oom = self.cgroups.oom_kills();
+        ev.oom = oom > self.oom_seen;
+        self.oom_seen = oom;
+        if !ev.done || ev.setup_error.is_some() || ev.garbled.is_some() {
+            // The supervisor exits after a failure of its own; make sure.
+            self.reset_cell();
+        }
         self.last_applied = Some(ev.applied.clone());
         drop(work);
         Ok(judge(&job.id, &job.tests, &lim, &ev, sh.cfg.report_chars))
+    }
+
+    fn work_dir(&mut self, sh: &Shared) -> Result<WorkDir, String> {
+        self.seq += 1;
+        let in_cell = self.server.as_ref().is_some_and(|s| s.private_tmp)
+            && SCRATCH.iter().any(|d| sh.work_root.starts_with(d));
+        if in_cell {
+            let name = format!("gradus-job-{}-{}", self.index, self.seq);
+            return Ok(WorkDir::InCell(sh.work_root.join(name)));
+        }
+        tempfile::Builder::new()
+            .prefix("gradus-job-")
+            .tempdir_in(&sh.work_root)
+            .map(WorkDir::Host)
+            .map_err(|e| format!("creating a work dir in {}: {e}", sh.work_root.display()))
+    }
+
+    /// The cell's settings, fixed for the life of the slot.
+    fn cell_request(&self, sh: &Shared) -> Vec<u8> {
+        let mut e = Encoder::default();
+        e.dict();
+        e.str("python");
+        e.str(&sh.python.to_string_lossy());
+        e.str("flags");
+        e.list(sh.cfg.python.flags.len());
+        for f in &sh.cfg.python.flags {
+            e.str(f);
+        }
+        e.str("env");
+        e.dict();
+        for (k, v) in ENV {
+            e.str(k);
+            e.str(v);
+        }
+        e.end_dict();
+        let files = self.cgroups.cell_procs_files();
+        e.str("cell_cgroups");
+        e.list(files.len());
+        for p in &files {
+            e.str(p);
+        }
+        e.str("tmpfs_bytes");
+        e.int((sh.cfg.tmpfs_mb << 20) as i128);
+        e.str("tmpfs_inodes");
+        e.int(sh.cfg.tmpfs_inodes as i128);
+        e.str("uid_base");
+        e.int((sh.cfg.uid_base as i128) + 3 * self.index as i128);
+        e.str("seccomp");
+        e.list(sh.seccomp.len());
+        for p in &sh.seccomp {
+            e.bytes(p);
+        }
+        e.str("protect");
+        e.dict();
+        for (name, req) in sh.cfg.protections.list() {
+            e.str(name);
+            e.str(req.as_str());
+        }
+        e.end_dict();
+        e.end_dict();
+        e.buf
     }
 
     fn request(&self, sh: &Shared, job: &Job, lim: &Limits, work: &Path) -> Vec<u8> {
@@ -333,6 +533,8 @@ impl Slot {
         e.str(kind);
         e.str("fn_name");
         e.str(fn_name);
+        e.str("fresh");
+        e.bool(sh.cfg.mode == Mode::Cold);
         e.str("source");
         e.str(&job.source);
         e.str("inputs");
@@ -372,37 +574,13 @@ impl Slot {
             e.int(v as i128);
         }
         e.end_dict();
-        e.str("cgroups");
-        let procs = self.cgroups.procs_files();
-        e.list(procs.len());
-        for p in &procs {
-            e.str(p);
-        }
         e.str("workdir");
         e.str(&work.to_string_lossy());
-        e.str("tmpfs_bytes");
-        e.int((sh.cfg.tmpfs_mb << 20) as i128);
-        e.str("tmpfs_inodes");
-        e.int(sh.cfg.tmpfs_inodes as i128);
-        e.str("uid_base");
-        e.int((sh.cfg.uid_base as i128) + 3 * self.index as i128);
-        e.str("seccomp");
-        e.list(sh.seccomp.len());
-        for p in &sh.seccomp {
-            e.bytes(p);
-        }
-        e.str("protect");
-        e.dict();
-        for (name, req) in sh.cfg.protections.list() {
-            e.str(name);
-            e.str(req.as_str());
-        }
-        e.end_dict();
         e.end_dict();
         e.buf
     }
 
-    /// Kill anything left and remove the cgroups.
+    /// Kill the cell and anything left, and remove the cgroups.
     pub fn shutdown(&mut self) {
         if let Some(mut s) = self.server.take() {
             s.stop(Duration::from_millis(500));

@@ -78,3 +78,29 @@ fn call_shape() {
     );
     assert_eq!((out.passed, out.total), (1, 2));
 }
+
+#[test]
+fn work_root_outside_the_scratch_dirs() {
+    // A host temp dir per job, with a fresh tmpfs on it in the cell; the
+    // host removes the dir (and with it the mount) while the cell goes on.
+    let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gradus-work-root");
+    std::fs::create_dir_all(&root).unwrap();
+    let sandbox = build_with(|c| {
+        c.workers = 1;
+        c.work_root = Some(root.clone());
+    });
+    let src = format!(
+        "import os\nopen('mine', 'w').write('x')\nprint(os.getcwd().startswith({:?}), os.listdir('.'))\n",
+        root.to_string_lossy()
+    );
+    for _ in 0..3 {
+        // Each job sees only its own file: the dir is fresh every time.
+        expect_in(
+            &sandbox,
+            stdio(&src, &[("", "True ['mine']")]),
+            Verdict::Accepted,
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().collect();
+    assert!(left.is_empty(), "work dirs left behind: {left:?}");
+}

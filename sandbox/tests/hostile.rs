@@ -154,9 +154,22 @@ try:
     init = "read"
 except OSError:
     init = "denied"
-print(shadow, len(pids) <= 2, init)
+readable = []
+for p in pids:
+    if int(p) != os.getpid():
+        try:
+            open("/proc/%s/environ" % p).read()
+            readable.append(p)
+        except OSError:
+            pass
+print(shadow, len(pids) <= 2, init, readable)
 "#;
-    expect(stdio(src, &[("", "denied True denied")]), Verdict::Accepted);
+    // Visible: the cell's supervisor (PID 1) and the program itself; no host
+    // process, and no environment but its own.
+    expect(
+        stdio(src, &[("", "denied True denied []")]),
+        Verdict::Accepted,
+    );
 }
 
 #[test]

@@ -8,16 +8,64 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use gradus_sandbox::job::{Compare, Job, JobLimits, Language, StdioCase, Tests};
-use gradus_sandbox::{Outcome, Sandbox, SandboxConfig, Verdict};
+use gradus_sandbox::{Mode, Outcome, Sandbox, SandboxConfig, Verdict};
+
+/// Host uids of this test binary's sandbox: a range of its own, so that
+/// sandboxes of other processes on the machine (a training run uses 200000
+/// up) cannot confuse the host checks.
+pub const UID_BASE: u32 = 290_000;
+const WORKERS: usize = 2;
+
+/// This test binary's work root: its own dir, so that work dirs of other
+/// sandboxes on the machine cannot confuse the host checks. Dirs of test
+/// processes that no longer exist are removed.
+fn work_root() -> &'static std::path::Path {
+    static W: OnceLock<std::path::PathBuf> = OnceLock::new();
+    W.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        if let Ok(rd) = std::fs::read_dir(&tmp) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("gradus-sandbox-tests-")
+                    && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = tmp.join(format!("gradus-sandbox-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating the tests' work root");
+        dir
+    })
+}
 
 /// One sandbox for the whole test binary, with every protection required.
 pub fn sandbox() -> &'static Sandbox {
     static S: OnceLock<Sandbox> = OnceLock::new();
-    S.get_or_init(|| {
+    S.get_or_init(|| build(Mode::Warm))
+}
+
+/// Like [`sandbox`], in cold mode (a fresh interpreter per test).
+pub fn cold_sandbox() -> &'static Sandbox {
+    static S: OnceLock<Sandbox> = OnceLock::new();
+    S.get_or_init(|| build(Mode::Cold))
+}
+
+fn build(mode: Mode) -> Sandbox {
+    build_with(|c| c.mode = mode)
+}
+
+/// A sandbox of this binary's uids, every protection required, with `f`
+/// applied to its config.
+pub fn build_with(f: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
+    {
         let mut cfg = SandboxConfig {
-            workers: 2,
+            workers: WORKERS,
+            uid_base: UID_BASE,
+            work_root: Some(work_root().to_path_buf()),
             ..SandboxConfig::default()
         };
+        f(&mut cfg);
         cfg.protections.memory_cgroup = gradus_sandbox::Requirement::Required;
         cfg.protections.proc = gradus_sandbox::Requirement::Required;
         let s = Sandbox::new(cfg).expect("building the sandbox");
@@ -33,7 +81,7 @@ pub fn sandbox() -> &'static Sandbox {
             missing.join(", ")
         );
         s
-    })
+    }
 }
 
 pub fn stdio(source: &str, cases: &[(&str, &str)]) -> Job {
@@ -87,8 +135,8 @@ pub fn call(
     }
 }
 
-/// Host state that a job must not change: processes in our uid range,
-/// listening sockets, entries of the temp dir.
+/// Host state that a job must not change: processes under this binary's
+/// candidate and checker uids, listening sockets, entries of the temp dirs.
 #[derive(Debug, PartialEq)]
 pub struct HostState {
     sandbox_procs: Vec<String>,
@@ -96,6 +144,9 @@ pub struct HostState {
     tmp: BTreeSet<String>,
 }
 
+/// Processes running as one of this binary's candidate or checker uids. The
+/// supervisor uid of each slot (`UID_BASE + 3 * slot`) is left out: the
+/// slot's cell (cell root and supervisor) lives as long as the sandbox.
 fn sandbox_uid_processes() -> Vec<String> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -113,34 +164,22 @@ fn sandbox_uid_processes() -> Vec<String> {
             .lines()
             .find_map(|l| l.strip_prefix("Uid:"))
             .and_then(|u| u.split_whitespace().next()?.parse::<u32>().ok());
-        if uid.is_some_and(|u| (200_000..200_100).contains(&u)) {
+        let range = UID_BASE..UID_BASE + 3 * WORKERS as u32;
+        if uid.is_some_and(|u| range.contains(&u) && !(u - UID_BASE).is_multiple_of(3)) {
             out.push(format!("{name}: {}", status.lines().next().unwrap_or("")));
         }
     }
     out
 }
 
-/// Inodes of the sockets this test process holds itself: a test that opens a
-/// host-side listener (to prove the sandbox cannot reach it) must not make a
-/// job running in a parallel test look like it left a socket behind.
-fn own_socket_inodes() -> BTreeSet<String> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return BTreeSet::new();
-    };
-    dir.flatten()
-        .filter_map(|e| std::fs::read_link(e.path()).ok())
-        .filter_map(|l| {
-            let l = l.to_string_lossy().into_owned();
-            l.strip_prefix("socket:[")?
-                .strip_suffix(']')
-                .map(str::to_string)
-        })
-        .collect()
-}
-
+/// Listening TCP and bound UDP sockets of this binary's sandbox uids in the
+/// host's network namespace (a job that escaped its own would show up here).
+/// Scoped to those uids: listeners of other processes on the machine (a
+/// training run's metrics port, a parallel test's loopback listener) are not
+/// the sandbox's doing.
 fn listeners() -> BTreeSet<String> {
-    let own = own_socket_inodes();
     let mut out = BTreeSet::new();
+    let range = UID_BASE..UID_BASE + 3 * WORKERS as u32;
     for f in [
         "/proc/net/tcp",
         "/proc/net/tcp6",
@@ -151,8 +190,11 @@ fn listeners() -> BTreeSet<String> {
             for l in t.lines().skip(1) {
                 let cols: Vec<&str> = l.split_whitespace().collect();
                 // TCP state 0A is LISTEN; any bound UDP socket counts.
-                let ours = cols.get(9).is_some_and(|inode| own.contains(*inode));
-                if cols.len() > 3 && (cols[3] == "0A" || f.contains("udp")) && !ours {
+                let ours = cols
+                    .get(7)
+                    .and_then(|u| u.parse::<u32>().ok())
+                    .is_some_and(|u| range.contains(&u));
+                if cols.len() > 7 && (cols[3] == "0A" || f.contains("udp")) && ours {
                     out.insert(format!("{f} {}", cols[1]));
                 }
             }
@@ -163,11 +205,16 @@ fn listeners() -> BTreeSet<String> {
 
 fn tmp_entries() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for d in [std::env::temp_dir(), "/var/tmp".into(), "/dev/shm".into()] {
+    for d in [
+        work_root().to_path_buf(),
+        std::env::temp_dir(),
+        "/var/tmp".into(),
+        "/dev/shm".into(),
+    ] {
         if let Ok(rd) = std::fs::read_dir(&d) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if n.starts_with("gradus-job-") || n.starts_with("pwned") {
+                if d == work_root() || n.starts_with("pwned") {
                     out.insert(format!("{}/{n}", d.display()));
                 }
             }
@@ -187,14 +234,19 @@ impl HostState {
 }
 
 /// Run `job`, assert its verdict, and assert the host is as clean as before:
-/// no process left in the sandbox uid range, no new listening socket, no new
-/// file in the temp dirs.
+/// no task left in the job cgroups, no process under a candidate or checker
+/// uid, no new listening socket, no new file in the temp dirs.
 pub fn expect(job: Job, verdict: Verdict) -> Outcome {
+    expect_in(sandbox(), job, verdict)
+}
+
+/// [`expect`] in a given sandbox of this binary.
+pub fn expect_in(sandbox: &Sandbox, job: Job, verdict: Verdict) -> Outcome {
     // Host checks see every job of this binary: run one job at a time.
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
     let before = HostState::now();
-    let out = sandbox().run_blocking(&job);
+    let out = sandbox.run_blocking(&job);
     assert_eq!(
         out.verdict,
         verdict,
@@ -202,6 +254,7 @@ pub fn expect(job: Job, verdict: Verdict) -> Outcome {
         serde_json::to_string_pretty(&out).unwrap()
     );
     let after = HostState::now();
+    assert_eq!(sandbox.job_tasks_left(), 0, "tasks left in the job cgroups");
     assert!(
         after.sandbox_procs.is_empty(),
         "processes left behind: {:?}",
