@@ -74,13 +74,13 @@ impl Default for RunSection {
 }
 
 /// `[eval]`: held-out measurement of every bucket, written to eval.jsonl at
-/// the start, every `every` steps and at the end of the run. The same problems
+/// the start, every `every` steps, at every stage boundary and at the end. The same problems
 /// are used each time (a fixed sample of each bucket), with the same length
 /// limit for every stage, so runs with different curricula compare.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalSection {
-    /// Steps between evaluations (0: only at the start and the end). Default 100.
+    /// Steps between evaluations (0: only at the start, stage boundaries and the end). Default 100.
     pub every: u64,
     /// Problems per bucket (0 turns evaluation off). Default 24.
     pub per_bucket: usize,

@@ -7,7 +7,7 @@
 //!   metrics.jsonl      one line of learner and curriculum figures per step
 //!   rollouts.jsonl     a sample of generated responses with their rewards
 //!   eval.jsonl         held-out pass rate of every bucket, at the start, every
-//!                      [eval].every steps and at the end
+//!                      [eval].every steps, at stage boundaries and at the end
 //!   http.addr          the address the HTTP endpoint is bound to
 //!   checkpoints/       step-NNNNNNNN/ directories, written atomically
 //! ```

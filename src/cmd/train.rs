@@ -273,8 +273,11 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     let mut watcher = ConfigWatcher::new(&watched_config);
     let started = Instant::now();
     let mut last_checkpoint = start_step;
+    let mut stage_before = trainer.curriculum.state().stage;
+    let mut last_eval = None;
     if start_step == 0 {
         evaluate(&mut trainer, &eval, &mut observer).await?;
+        last_eval = Some(0);
     }
     let outcome: anyhow::Result<&str> = loop {
         // Between steps (a batch boundary): signals, reloads, supervisor reports.
@@ -332,8 +335,16 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
                     save(&trainer, &generator_engine, &config, &observer, step).await?;
                     last_checkpoint = step;
                 }
-                if eval.per_bucket > 0 && eval.every > 0 && step.is_multiple_of(eval.every) {
+                // Evaluate every `every` steps and at every stage boundary (the
+                // before/after figures of each stage).
+                let stage_now = trainer.curriculum.state().stage;
+                let advanced = stage_now != stage_before || trainer.curriculum.is_finished();
+                stage_before = stage_now;
+                if eval.per_bucket > 0
+                    && ((eval.every > 0 && step.is_multiple_of(eval.every)) || advanced)
+                {
                     evaluate(&mut trainer, &eval, &mut observer).await?;
+                    last_eval = Some(step);
                 }
                 if config.run.max_steps > 0 && step >= config.run.max_steps {
                     break Ok("max_steps");
@@ -347,9 +358,8 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let step = trainer.curriculum.state().step;
-    let evaluated_now = eval.every > 0 && step.is_multiple_of(eval.every);
     if outcome.is_ok()
-        && !evaluated_now
+        && last_eval != Some(step)
         && let Err(e) = evaluate(&mut trainer, &eval, &mut observer).await
     {
         eprintln!("gradus: warning: the final evaluation failed: {e:#}");

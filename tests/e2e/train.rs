@@ -143,13 +143,17 @@ fn a_short_run_advances_stages_by_its_rules_and_stops_cleanly() {
     assert!(advanced[0]["evidence"].is_array());
     assert!(run.dir.join("checkpoints/latest").exists());
     assert!(!read_jsonl(&run.dir.join("metrics.jsonl")).is_empty());
-    // Held-out evaluation at the start, every 4 steps, and at the end (step 8,
-    // which is also a multiple of 4: written once).
+    // Held-out evaluation at the start, every 4 steps, at each stage boundary
+    // (steps 3 and 6) and at the end (step 8, also a multiple of 4: written once).
     let evals = read_jsonl(&run.dir.join("eval.jsonl"));
     let steps: Vec<u64> = evals.iter().map(|e| e["step"].as_u64().unwrap()).collect();
-    assert_eq!(steps, vec![0, 4, 8], "{evals:#?}");
+    assert_eq!(steps, vec![0, 3, 4, 6, 8], "{evals:#?}");
     assert_eq!(evals[0]["samples"], 0);
-    assert!(evals[2]["samples"].as_u64().unwrap() > evals[1]["samples"].as_u64().unwrap());
+    let samples: Vec<u64> = evals
+        .iter()
+        .map(|e| e["samples"].as_u64().unwrap())
+        .collect();
+    assert!(samples.windows(2).all(|w| w[0] < w[1]), "{samples:?}");
     for e in &evals {
         let buckets = e["buckets"].as_object().unwrap();
         let names: Vec<&str> = buckets.keys().map(String::as_str).collect();
