@@ -17,38 +17,7 @@ fn main() {
         );
     })
     .expect("bench");
-    println!(
-        "interpreter: {} {}",
-        report.interpreter,
-        report.flags.join(" ")
-    );
-    println!(
-        "{:<6} {:>7} {:>10} {:>10} {:>8} {:>12} {:>8}",
-        "way", "workers", "median ms", "p99 ms", "jobs/s", "median/bare", "failures"
-    );
-    for r in &report.rows {
-        let bare = report
-            .rows
-            .iter()
-            .find(|b| b.way == "bare" && b.workers == r.workers)
-            .map_or(f64::NAN, |b| b.median_ms);
-        println!(
-            "{:<6} {:>7} {:>10.2} {:>10.2} {:>8.1} {:>12.2} {:>8}",
-            r.way,
-            r.workers,
-            r.median_ms,
-            r.p99_ms,
-            r.jobs_per_s,
-            r.median_ms / bare,
-            r.failures
-        );
-    }
-    if let Some(b) = report.idle_warm_worker_bytes {
-        println!(
-            "idle warm worker: {:.1} MiB (PSS of the server, cell root and supervisor)",
-            b as f64 / (1 << 20) as f64
-        );
-    }
+    print!("{report}");
     println!(
         "{}",
         serde_json::to_string_pretty(&report).expect("the report serializes")

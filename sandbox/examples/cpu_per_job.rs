@@ -8,7 +8,7 @@
 //! the slot), the program's from the rusage the supervisor reaped it with, the
 //! Rust side's and bare's from `getrusage`.
 
-use gradus_sandbox::job::{Compare, Job, JobLimits, Language, StdioCase, Tests};
+use gradus_sandbox::job::{Job, Tests};
 use gradus_sandbox::{Mode, Requirement, Sandbox, SandboxConfig, Verdict};
 
 /// utime + stime of `pid`, ms.
@@ -31,21 +31,9 @@ fn rusage_ms(who: i32) -> f64 {
 }
 
 fn job(i: usize) -> Job {
-    let n = 1000 + i % 100;
-    let sum: u64 = (0..n as u64).map(|x| x * x).sum();
-    Job {
-        id: format!("cpu-{i}"),
-        language: Language::Python,
-        source: gradus_sandbox::bench::PROGRAM.into(),
-        tests: Tests::Stdio {
-            cases: vec![StdioCase {
-                input: format!("{n}\n"),
-                output: format!("{sum}\n"),
-            }],
-            compare: Compare::Exact,
-        },
-        limits: JobLimits::default(),
-    }
+    let mut j = gradus_sandbox::bench::job(i);
+    j.id = format!("cpu-{i}");
+    j
 }
 
 /// The supervisor of the sandbox's only slot: the process in the slot's pids

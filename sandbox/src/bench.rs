@@ -45,7 +45,56 @@ pub struct Report {
     pub idle_warm_worker_bytes: Option<u64>,
 }
 
-fn job(i: usize) -> Job {
+impl Report {
+    /// `way`'s median over bare's at the same worker count.
+    pub fn ratio_to_bare(&self, row: &Row) -> f64 {
+        self.rows
+            .iter()
+            .find(|b| b.way == "bare" && b.workers == row.workers)
+            .map_or(f64::NAN, |b| row.median_ms / b.median_ms)
+    }
+}
+
+/// The table `gradus sandbox bench` prints: one row per way and worker count.
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "interpreter: {} {}",
+            self.interpreter,
+            self.flags.join(" ")
+        )?;
+        writeln!(
+            f,
+            "{:<6} {:>7} {:>11} {:>11} {:>9} {:>12} {:>9}",
+            "way", "workers", "median ms", "p99 ms", "jobs/s", "median/bare", "failures"
+        )?;
+        for r in &self.rows {
+            writeln!(
+                f,
+                "{:<6} {:>7} {:>11.2} {:>11.2} {:>9.1} {:>12.2} {:>9}",
+                r.way,
+                r.workers,
+                r.median_ms,
+                r.p99_ms,
+                r.jobs_per_s,
+                self.ratio_to_bare(r),
+                r.failures
+            )?;
+        }
+        if let Some(b) = self.idle_warm_worker_bytes {
+            writeln!(
+                f,
+                "memory per idle warm worker (PSS of the server, cell root and supervisor): {:.1} MiB",
+                b as f64 / (1 << 20) as f64
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Bench job `i`: read n, print the sum of squares below n (one stdio case).
+pub fn job(i: usize) -> Job {
     let n = 1000 + i % 100;
     let sum: u64 = (0..n as u64).map(|x| x * x).sum();
     Job {

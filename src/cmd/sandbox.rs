@@ -266,39 +266,7 @@ fn bench(jobs: usize, workers: &[usize], json: bool, common: &Common) -> anyhow:
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "interpreter: {} {}",
-        report.interpreter,
-        report.flags.join(" ")
-    );
-    println!(
-        "{:<6} {:>7} {:>11} {:>11} {:>9} {:>12} {:>9}",
-        "way", "workers", "median ms", "p99 ms", "jobs/s", "median/bare", "failures"
-    );
-    for r in &report.rows {
-        let bare = report
-            .rows
-            .iter()
-            .find(|b| b.way == "bare" && b.workers == r.workers)
-            .map(|b| b.median_ms)
-            .unwrap_or(f64::NAN);
-        println!(
-            "{:<6} {:>7} {:>11.2} {:>11.2} {:>9.1} {:>12.2} {:>9}",
-            r.way,
-            r.workers,
-            r.median_ms,
-            r.p99_ms,
-            r.jobs_per_s,
-            r.median_ms / bare,
-            r.failures
-        );
-    }
-    if let Some(b) = report.idle_warm_worker_bytes {
-        println!(
-            "memory per idle warm worker (PSS): {:.1} MiB",
-            b as f64 / (1 << 20) as f64
-        );
-    }
+    print!("{report}");
     Ok(ExitCode::SUCCESS)
 }
 
