@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::util::{gradus, repo_root};
+use crate::util::{gradus, repo_root, train_tiny};
 
 const CONFIG: &str = "tests/fixtures/curate/curate.toml";
 
@@ -151,23 +151,7 @@ fn curate_samples_from_a_runs_latest_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     // One learner step of the tiny staged run, then its final checkpoint.
-    let train = gradus()
-        .args([
-            "train",
-            "--config",
-            "tests/fixtures/train/tiny.toml",
-            "--run-dir",
-        ])
-        .arg(&run)
-        .args(["--max-samples", "1"])
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    assert!(
-        train.status.success(),
-        "{}",
-        String::from_utf8_lossy(&train.stderr)
-    );
+    train_tiny(&run, 1);
     let (out, summary) = curate(dir.path(), &["--policy", run.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{stderr}");

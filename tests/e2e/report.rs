@@ -1,33 +1,16 @@
 //! End-to-end tests of `gradus report` and `gradus experiment` against real
 //! (tiny) training runs of the binary.
 
-use std::path::Path;
-
-use crate::util::{gradus, repo_root};
+use crate::util::{gradus, repo_root, train_tiny};
 
 const TINY: &str = "tests/fixtures/train/tiny.toml";
-
-fn train(run: &Path, max_samples: &str) {
-    let out = gradus()
-        .args(["train", "--config", TINY, "--run-dir"])
-        .arg(run)
-        .args(["--max-samples", max_samples])
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn report_plots_and_summarises_a_real_run() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     // Past the 3-step warm-up and the 3-step math stage, into code.
-    train(&run, "60");
+    train_tiny(&run, 60);
     let out = gradus().arg("report").arg(&run).output().unwrap();
     assert!(
         out.status.success(),

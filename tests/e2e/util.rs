@@ -14,3 +14,26 @@ pub fn gradus() -> Command {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Trains the tiny staged run of `tests/fixtures/train/tiny.toml` into `run`
+/// until `max_samples` responses were graded, and asserts it finished cleanly.
+#[allow(dead_code)]
+pub fn train_tiny(run: &std::path::Path, max_samples: u64) {
+    let out = gradus()
+        .args([
+            "train",
+            "--config",
+            "tests/fixtures/train/tiny.toml",
+            "--run-dir",
+        ])
+        .arg(run)
+        .args(["--max-samples", &max_samples.to_string()])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
