@@ -193,6 +193,7 @@ impl Metrics {
         }
         for actor in ["learner", "generator", "executor", "grader"] {
             m.actor_restarts.with_label_values(&[actor]);
+            m.queue_depth.with_label_values(&[actor]);
         }
         m
     }

@@ -176,7 +176,11 @@ pub struct Trainer<T: Tokenizer> {
     settings: Settings,
     display: BTreeMap<String, Window>,
     rollout_every: u64,
+    queues: Option<QueueHook>,
 }
+
+/// Told how many items an actor holds unanswered, as calls start (n) and end (0).
+pub type QueueHook = std::sync::Arc<dyn Fn(&'static str, usize) + Send + Sync>;
 
 /// One drawn prompt with its group id and (for RL) responses and results.
 struct Slot {
@@ -204,6 +208,18 @@ impl<T: Tokenizer> Trainer<T> {
             settings,
             display: BTreeMap::new(),
             rollout_every: 10,
+            queues: None,
+        }
+    }
+
+    /// Reports queue depths (items handed to an actor and not yet answered) to `hook`.
+    pub fn set_queue_hook(&mut self, hook: QueueHook) {
+        self.queues = Some(hook);
+    }
+
+    fn queue(&self, name: &'static str, items: usize) {
+        if let Some(q) = &self.queues {
+            q(name, items);
         }
     }
 
@@ -386,10 +402,12 @@ impl<T: Tokenizer> Trainer<T> {
         let t = Instant::now();
         let groups: Vec<GroupId> = slots.iter().map(|s| s.group).collect();
         let generated = self
-            .call::<generator::Msg, _>(generator::NAME, &groups, |reply| generator::Msg::Generate {
-                prompts: prompts.clone(),
-                config: sampling.clone(),
-                reply,
+            .call::<generator::Msg, _>(generator::NAME, &groups, prompts.len(), |reply| {
+                generator::Msg::Generate {
+                    prompts: prompts.clone(),
+                    config: sampling.clone(),
+                    reply,
+                }
             })
             .await?
             .map_err(TrainError::Generator)?;
@@ -478,9 +496,11 @@ impl<T: Tokenizer> Trainer<T> {
         let mut results: Vec<Option<ResponseResult>> = vec![None; items.len()];
         if !math_items.is_empty() {
             let graded = self
-                .call::<grader::Msg, _>(grader::NAME, groups, |reply| grader::Msg::Grade {
-                    items: math_items.clone(),
-                    reply,
+                .call::<grader::Msg, _>(grader::NAME, groups, math_items.len(), |reply| {
+                    grader::Msg::Grade {
+                        items: math_items.clone(),
+                        reply,
+                    }
                 })
                 .await;
             match graded {
@@ -501,9 +521,11 @@ impl<T: Tokenizer> Trainer<T> {
         }
         if !code_jobs.is_empty() {
             let (outcomes, redone) = self
-                .call::<executor::Msg, _>(executor::NAME, groups, |reply| executor::Msg::Run {
-                    jobs: code_jobs.clone(),
-                    reply,
+                .call::<executor::Msg, _>(executor::NAME, groups, code_jobs.len(), |reply| {
+                    executor::Msg::Run {
+                        jobs: code_jobs.clone(),
+                        reply,
+                    }
                 })
                 .await?;
             out.redone = redone.into_iter().map(|j| code_at[j]).collect();
@@ -555,10 +577,12 @@ impl<T: Tokenizer> Trainer<T> {
         for (c, chunk) in prompts.chunks(EVAL_CHUNK).enumerate() {
             let chunk = chunk.to_vec();
             let generated = self
-                .call::<generator::Msg, _>(generator::NAME, &[], |reply| generator::Msg::Generate {
-                    prompts: chunk.clone(),
-                    config: sampling.clone(),
-                    reply,
+                .call::<generator::Msg, _>(generator::NAME, &[], chunk.len(), |reply| {
+                    generator::Msg::Generate {
+                        prompts: chunk.clone(),
+                        config: sampling.clone(),
+                        reply,
+                    }
                 })
                 .await?
                 .map_err(TrainError::Generator)?;
@@ -611,11 +635,13 @@ impl<T: Tokenizer> Trainer<T> {
         lr: f64,
         groups: &[GroupId],
     ) -> Result<StepStats, TrainError> {
-        self.call::<learner::Msg, _>(learner::NAME, groups, |reply| learner::Msg::Step {
-            batch,
-            lr,
-            update: update.clone(),
-            reply,
+        self.call::<learner::Msg, _>(learner::NAME, groups, groups.len(), |reply| {
+            learner::Msg::Step {
+                batch,
+                lr,
+                update: update.clone(),
+                reply,
+            }
         })
         .await?
         .map_err(TrainError::Learner)
@@ -623,10 +649,12 @@ impl<T: Tokenizer> Trainer<T> {
 
     async fn publish(&mut self) -> Result<(), TrainError> {
         let snapshot = self
-            .call::<learner::Msg, _>(learner::NAME, &[], |reply| learner::Msg::Snapshot { reply })
+            .call::<learner::Msg, _>(learner::NAME, &[], 1, |reply| learner::Msg::Snapshot {
+                reply,
+            })
             .await?
             .map_err(TrainError::Learner)?;
-        self.call::<generator::Msg, _>(generator::NAME, &[], |reply| generator::Msg::Load {
+        self.call::<generator::Msg, _>(generator::NAME, &[], 1, |reply| generator::Msg::Load {
             snapshot: snapshot.clone(),
             reply,
         })
@@ -641,6 +669,7 @@ impl<T: Tokenizer> Trainer<T> {
         &mut self,
         name: &'static str,
         groups: &[GroupId],
+        items: usize,
         msg: impl Fn(RpcReplyPort<R>) -> M,
     ) -> Result<R, TrainError>
     where
@@ -659,7 +688,10 @@ impl<T: Tokenizer> Trainer<T> {
                     self.ledger.redo(*g)?;
                 }
             }
-            match call(&actor, &msg, self.settings.call_timeout).await {
+            self.queue(name, items);
+            let answer = call(&actor, &msg, self.settings.call_timeout).await;
+            self.queue(name, 0);
+            match answer {
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     last_err = e;

@@ -254,6 +254,17 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut trainer = Trainer::new(curriculum, ledger, next_batch, tokenizer, settings);
     trainer.samples = samples;
+    // Queue depths: items handed to each actor and not yet answered.
+    let (queue_metrics, queue_status) = (metrics.clone(), status.clone());
+    trainer.set_queue_hook(Arc::new(move |name, items| {
+        queue_metrics
+            .queue_depth
+            .with_label_values(&[name])
+            .set(items as i64);
+        if let Ok(mut s) = queue_status.write() {
+            s.queues.insert(name.to_string(), items as i64);
+        }
+    }));
     let eval = eval_settings(&config);
     let mut observer = RunObserver::new(
         run_dir,

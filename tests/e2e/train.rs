@@ -195,6 +195,9 @@ fn metrics_are_served_over_http_in_prometheus_text() {
         "gradus_learner_policy_version",
         "gradus_learner_last_step_timestamp_seconds",
         "gradus_config_reloads_total",
+        "gradus_runtime_queue_depth_items{queue=\"generator\"}",
+        "gradus_learner_staleness_versions_bucket",
+        "gradus_eval_pass_rate_ratio",
     ] {
         assert!(
             metrics.contains(name),
@@ -223,6 +226,11 @@ fn metrics_are_served_over_http_in_prometheus_text() {
     )
     .unwrap();
     assert!(status["step"].as_u64().unwrap() >= 2);
+    // Every actor the trainer called has a queue depth (0 between calls).
+    let queues = status["queues"].as_object().unwrap();
+    for q in ["generator", "grader", "executor", "learner"] {
+        assert!(queues.contains_key(q), "{status}");
+    }
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let (code, out) = finish(child);
     assert_eq!(code, 0, "{out}");
