@@ -342,12 +342,10 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         match trainer.step(&mut observer).await {
             Ok(Some(_)) => {
                 let step = trainer.curriculum.state().step;
-                if step - last_checkpoint >= config.run.checkpoint_every {
-                    save(&trainer, &generator_engine, &config, &observer, step).await?;
-                    last_checkpoint = step;
-                }
                 // Evaluate every `every` steps and at every stage boundary (the
-                // before/after figures of each stage).
+                // before/after figures of each stage). Before the checkpoint:
+                // evaluation draws from the generator's RNG, so a resumed run
+                // continues from the state an uninterrupted one has.
                 let stage_now = trainer.curriculum.state().stage;
                 let advanced = stage_now != stage_before || trainer.curriculum.is_finished();
                 stage_before = stage_now;
@@ -356,6 +354,10 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
                 {
                     evaluate(&mut trainer, &eval, &mut observer).await?;
                     last_eval = Some(step);
+                }
+                if step - last_checkpoint >= config.run.checkpoint_every {
+                    save(&trainer, &generator_engine, &config, &observer, step).await?;
+                    last_checkpoint = step;
                 }
                 if config.run.max_steps > 0 && step >= config.run.max_steps {
                     break Ok("max_steps");
