@@ -51,9 +51,24 @@ pub struct RunSection {
     pub display_window: u32,
     /// Stop after this many learner steps even if stages remain (0: no limit). Default 0.
     pub max_steps: u64,
-    /// Sample budget: stop once this many responses have been learned from
-    /// (0: no limit). `gradus experiment` gives every arm the same budget. Default 0.
+    /// Sample budget: stop once this many responses have been generated and
+    /// graded (0: no limit). `gradus experiment` gives every arm the same budget. Default 0.
     pub max_samples: u64,
+    /// `on_policy` (generate, grade, update, publish, in turn: the papers'
+    /// setting) or `async` (the next batch is generated while the learner
+    /// updates). Default on_policy.
+    pub mode: Mode,
+    /// Async mode: generation runs on weights at most this many policy versions
+    /// behind the learner; older batches are dropped and counted. Default 1.
+    pub max_staleness: u64,
+}
+
+/// `[run].mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    OnPolicy,
+    Async,
 }
 
 impl Default for RunSection {
@@ -69,6 +84,8 @@ impl Default for RunSection {
             display_window: 128,
             max_steps: 0,
             max_samples: 0,
+            mode: Mode::OnPolicy,
+            max_staleness: 1,
         }
     }
 }
@@ -299,6 +316,11 @@ fn validate_run(r: &RunSection) -> Result<(), String> {
     }
     if r.display_window == 0 {
         bad.push("display_window must be ≥ 1".into());
+    }
+    if r.mode == Mode::Async && r.max_staleness == 0 {
+        bad.push(
+            "max_staleness must be ≥ 1 in async mode (0 is on-policy: mode = \"on_policy\")".into(),
+        );
     }
     if bad.is_empty() {
         Ok(())

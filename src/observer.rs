@@ -105,23 +105,23 @@ impl Observer for RunObserver {
     fn step(&mut self, r: &StepReport) {
         let m = &self.metrics;
         m.stage_index.set(r.stage_index as i64);
-        m.policy_version.set(r.stats.policy_version as i64);
+        // A step whose update is still running (async mode) or that kept no
+        // group has no learner figures.
+        let updated = r.stats.step > 0;
+        if updated {
+            m.policy_version.set(r.stats.policy_version as i64);
+            m.learner_step_seconds.observe(r.stats.seconds);
+            m.last_step_timestamp.set(unix_time());
+        }
         // Staleness of what was learned: versions between the behaviour policy
         // and the policy the update started from (0 in on-policy runs).
-        if let Some(behaviour) = r.behaviour_version {
-            let before = r.stats.policy_version.saturating_sub(1);
-            let lag = before.saturating_sub(behaviour) as f64;
-            for (domain, n) in &r.kept_by_domain {
-                for _ in 0..*n {
-                    m.staleness
-                        .with_label_values(&[domain.as_str()])
-                        .observe(lag);
-                }
-            }
+        for (domain, lag) in &r.learned_staleness {
+            m.staleness
+                .with_label_values(&[domain.as_str()])
+                .observe(*lag as f64);
         }
+        m.stale_dropped.inc_by(r.stale_dropped as u64);
         m.tokens_generated.inc_by(r.tokens_generated);
-        m.learner_step_seconds.observe(r.stats.seconds);
-        m.last_step_timestamp.set(unix_time());
         for (verdict, n) in &r.verdicts {
             m.responses.with_label_values(&[verdict]).inc_by(*n);
         }
@@ -145,7 +145,9 @@ impl Observer for RunObserver {
             s.stage = r.stage.clone();
             s.stage_index = r.stage_index;
             s.step = r.step + 1;
-            s.policy_version = r.stats.policy_version;
+            if updated {
+                s.policy_version = r.stats.policy_version;
+            }
             s.pass_rates = r
                 .pass_rates
                 .iter()
@@ -179,6 +181,8 @@ impl Observer for RunObserver {
             "learner_seconds": r.stats.seconds,
             "step_seconds": r.wall_seconds,
             "redone": r.redone,
+            "staleness_max": r.learned_staleness.iter().map(|(_, lag)| *lag).max(),
+            "stale_dropped": r.stale_dropped,
         });
         if let Err(e) = self.run_dir.metrics(&line) {
             self.warn("metrics.jsonl", e);

@@ -48,6 +48,11 @@ pub struct Settings {
     pub call_timeout: Duration,
     /// Responses kept per bucket for the displayed pass rates.
     pub display_window: u32,
+    /// `None`: on-policy (generate, grade, update, publish, in turn). `Some(k)`:
+    /// asynchronous: the next batch is generated while the learner updates on
+    /// the last one, with weights at most `k` versions behind the learner;
+    /// batches older than that are dropped and counted.
+    pub max_staleness: Option<u64>,
 }
 
 /// What one step did, for the progress display, metrics and metrics.jsonl.
@@ -64,6 +69,12 @@ pub struct StepReport {
     pub tokens_generated: u64,
     /// Policy version that generated this step's responses (the behaviour policy).
     pub behaviour_version: Option<u64>,
+    /// Groups learned in this step, by domain, with their staleness: policy
+    /// versions between their behaviour policy and the learner's policy
+    /// before the update (0 on-policy).
+    pub learned_staleness: Vec<(Domain, u64)>,
+    /// Groups dropped because they were more than `max_staleness` versions old.
+    pub stale_dropped: usize,
     pub generate_seconds: f64,
     /// Per-response grading latency, by domain.
     pub grade_seconds: Vec<(Domain, f64)>,
@@ -136,6 +147,33 @@ struct GradedItems {
     seconds: Vec<(Domain, f64)>,
 }
 
+impl StepReport {
+    /// A report of step `step` with nothing done yet.
+    pub fn empty(step: u64) -> Self {
+        Self {
+            step,
+            stage: String::new(),
+            stage_index: 0,
+            stats: StepStats::empty(),
+            pass_rates: BTreeMap::new(),
+            verdicts: BTreeMap::new(),
+            tokens_generated: 0,
+            behaviour_version: None,
+            learned_staleness: Vec::new(),
+            stale_dropped: 0,
+            generate_seconds: 0.0,
+            grade_seconds: Vec::new(),
+            groups_kept: 0,
+            kept_by_domain: BTreeMap::new(),
+            groups_dropped: 0,
+            truncated: 0,
+            responses: 0,
+            redone: 0,
+            wall_seconds: 0.0,
+        }
+    }
+}
+
 /// Where the trainer reports to (metrics, run dir, terminal).
 pub trait Observer: Send {
     /// An event for events.jsonl (`stage_advanced`, `restart`, `reload`, `error`, ...).
@@ -177,6 +215,24 @@ pub struct Trainer<T: Tokenizer> {
     display: BTreeMap<String, Window>,
     rollout_every: u64,
     queues: Option<QueueHook>,
+    /// Async mode: the learner update running while the next batch rolls out.
+    inflight: Option<InFlight>,
+    /// Async mode: an update finished by [`Trainer::drain`] between steps,
+    /// reported with the next step.
+    carry: Option<StepReport>,
+    /// Policy version of the learner after its last finished update.
+    learner_version: u64,
+    /// Policy version of the generator's weights.
+    generator_version: u64,
+}
+
+/// A learner update running in the background (async mode).
+struct InFlight {
+    task: tokio::task::JoinHandle<(Result<StepStats, TrainError>, bool)>,
+    /// The groups it learns, with their domains.
+    groups: Vec<(GroupId, Domain)>,
+    behaviour_version: u64,
+    learner_version_before: u64,
 }
 
 /// Told how many items an actor holds unanswered, as calls start (n) and end (0).
@@ -209,7 +265,17 @@ impl<T: Tokenizer> Trainer<T> {
             display: BTreeMap::new(),
             rollout_every: 10,
             queues: None,
+            inflight: None,
+            carry: None,
+            learner_version: 0,
+            generator_version: 0,
         }
+    }
+
+    /// The policy version the learner and the generator start from.
+    pub fn set_policy_version(&mut self, version: u64) {
+        self.learner_version = version;
+        self.generator_version = version;
     }
 
     /// Reports queue depths (items handed to an actor and not yet answered) to `hook`.
@@ -241,25 +307,9 @@ impl<T: Tokenizer> Trainer<T> {
         };
         let group_size = stage.generation.group_size as usize;
         let batch_prompts = stage.batch_prompts.unwrap_or(self.settings.batch_prompts);
-        let mut report = StepReport {
-            step: self.curriculum.state().step,
-            stage: stage.name.clone(),
-            stage_index: self.curriculum.state().stage,
-            stats: StepStats::empty(),
-            pass_rates: BTreeMap::new(),
-            verdicts: BTreeMap::new(),
-            tokens_generated: 0,
-            behaviour_version: None,
-            generate_seconds: 0.0,
-            grade_seconds: Vec::new(),
-            groups_kept: 0,
-            kept_by_domain: BTreeMap::new(),
-            groups_dropped: 0,
-            truncated: 0,
-            responses: 0,
-            redone: 0,
-            wall_seconds: 0.0,
-        };
+        let mut report = StepReport::empty(self.curriculum.state().step);
+        report.stage = stage.name.clone();
+        report.stage_index = self.curriculum.state().stage;
         let redone_before = self.ledger.totals().redone;
 
         // Draw, roll out and grade until enough groups carry a learning signal.
@@ -325,14 +375,46 @@ impl<T: Tokenizer> Trainer<T> {
                 learner::Update::Grpo { groups, config }
             }
         };
-        if !kept.is_empty() {
-            let ids: Vec<GroupId> = kept.iter().map(|s| s.group).collect();
-            let stats = self.learn(batch, update, stage.learner.lr, &ids).await?;
-            for s in &kept {
-                self.ledger.learned(s.group, stats.step)?;
+        let behaviour = report.behaviour_version.unwrap_or(self.generator_version);
+        match self.settings.max_staleness {
+            None if !kept.is_empty() => {
+                let ids: Vec<GroupId> = kept.iter().map(|s| s.group).collect();
+                let before = self.learner_version;
+                let stats = self.learn(batch, update, stage.learner.lr, &ids).await?;
+                for s in &kept {
+                    self.ledger.learned(s.group, stats.step)?;
+                    report
+                        .learned_staleness
+                        .push((s.draw.domain, before.saturating_sub(behaviour)));
+                }
+                self.learner_version = stats.policy_version;
+                report.stats = stats;
+                self.publish().await?;
             }
-            report.stats = stats;
-            self.publish().await?;
+            None => {}
+            Some(k) => {
+                // The update started last step finishes now; this batch's
+                // rollout ran while it did.
+                if let Some(carry) = self.carry.take() {
+                    report.stats = carry.stats;
+                    report.learned_staleness = carry.learned_staleness;
+                }
+                if let Some(stats) = self.settle(&mut report).await? {
+                    report.stats = stats;
+                }
+                if self.learner_version.saturating_sub(self.generator_version) >= k {
+                    self.publish().await?;
+                }
+                let lag = self.learner_version.saturating_sub(behaviour);
+                if lag > k {
+                    for s in &kept {
+                        self.ledger.dropped(s.group)?;
+                    }
+                    report.stale_dropped += kept.len();
+                } else if !kept.is_empty() {
+                    self.spawn_learn(batch, update, stage.learner.lr, &kept, behaviour);
+                }
+            }
         }
         self.log_rollouts(&kept, observer);
 
@@ -647,6 +729,107 @@ impl<T: Tokenizer> Trainer<T> {
         .map_err(TrainError::Learner)
     }
 
+    /// Async mode: waits for the update in flight, if any, and books it
+    /// (ledger, staleness). Returns its statistics.
+    async fn settle(&mut self, report: &mut StepReport) -> Result<Option<StepStats>, TrainError> {
+        let Some(inflight) = self.inflight.take() else {
+            return Ok(None);
+        };
+        let (stats, redone) = inflight.task.await.map_err(|e| TrainError::Actor {
+            actor: learner::NAME,
+            why: format!("the update task failed: {e}"),
+        })?;
+        if redone {
+            for (g, _) in &inflight.groups {
+                self.ledger.redo(*g)?;
+            }
+        }
+        let stats = stats?;
+        let lag = inflight
+            .learner_version_before
+            .saturating_sub(inflight.behaviour_version);
+        for (g, domain) in &inflight.groups {
+            self.ledger.learned(*g, stats.step)?;
+            report.learned_staleness.push((*domain, lag));
+        }
+        self.learner_version = stats.policy_version;
+        Ok(Some(stats))
+    }
+
+    /// Finishes the update in flight (async mode) and publishes the newest
+    /// weights, so that a checkpoint or an evaluation sees the current policy.
+    /// Its figures go into the next step's report. A no-op on-policy.
+    pub async fn drain(&mut self) -> Result<(), TrainError> {
+        if self.inflight.is_none() {
+            return Ok(());
+        }
+        let mut carry = StepReport::empty(self.curriculum.state().step);
+        if let Some(stats) = self.settle(&mut carry).await? {
+            carry.stats = stats;
+            self.carry = Some(carry);
+        }
+        self.publish().await
+    }
+
+    /// Async mode: starts the update on its own task; [`Trainer::settle`] books it.
+    fn spawn_learn(
+        &mut self,
+        batch: u64,
+        update: learner::Update,
+        lr: f64,
+        kept: &[Slot],
+        behaviour: u64,
+    ) {
+        let timeout = self.settings.call_timeout;
+        let queues = self.queues.clone();
+        let n = kept.len();
+        let task = tokio::spawn(async move {
+            let mut redone = false;
+            let mut last_err = String::new();
+            for attempt in 0..2 {
+                let Some(actor) = supervisor::lookup::<learner::Msg>(learner::NAME, timeout).await
+                else {
+                    last_err = "not running".into();
+                    continue;
+                };
+                redone |= attempt == 1;
+                if let Some(q) = &queues {
+                    q(learner::NAME, n);
+                }
+                let msg = |reply| learner::Msg::Step {
+                    batch,
+                    lr,
+                    update: update.clone(),
+                    reply,
+                };
+                let answer = call(&actor, &msg, timeout).await;
+                if let Some(q) = &queues {
+                    q(learner::NAME, 0);
+                }
+                match answer {
+                    Ok(r) => return (r.map_err(TrainError::Learner), redone),
+                    Err(e) => {
+                        last_err = e;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            (
+                Err(TrainError::Actor {
+                    actor: learner::NAME,
+                    why: last_err,
+                }),
+                redone,
+            )
+        });
+        self.inflight = Some(InFlight {
+            task,
+            groups: kept.iter().map(|s| (s.group, s.draw.domain)).collect(),
+            behaviour_version: behaviour,
+            learner_version_before: self.learner_version,
+        });
+    }
+
     async fn publish(&mut self) -> Result<(), TrainError> {
         let snapshot = self
             .call::<learner::Msg, _>(learner::NAME, &[], 1, |reply| learner::Msg::Snapshot {
@@ -654,12 +837,13 @@ impl<T: Tokenizer> Trainer<T> {
             })
             .await?
             .map_err(TrainError::Learner)?;
-        self.call::<generator::Msg, _>(generator::NAME, &[], 1, |reply| generator::Msg::Load {
-            snapshot: snapshot.clone(),
-            reply,
-        })
-        .await?
-        .map_err(TrainError::Generator)?;
+        self.generator_version = self
+            .call::<generator::Msg, _>(generator::NAME, &[], 1, |reply| generator::Msg::Load {
+                snapshot: snapshot.clone(),
+                reply,
+            })
+            .await?
+            .map_err(TrainError::Generator)?;
         Ok(())
     }
 

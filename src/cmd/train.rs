@@ -251,9 +251,12 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         grpo: GrpoConfig::default(),
         call_timeout: Duration::from_secs_f64(config.run.call_timeout_s),
         display_window: config.run.display_window,
+        max_staleness: (config.run.mode == gradus::config::Mode::Async)
+            .then_some(config.run.max_staleness),
     };
     let mut trainer = Trainer::new(curriculum, ledger, next_batch, tokenizer, settings);
     trainer.samples = samples;
+    trainer.set_policy_version(snapshot.version);
     // Queue depths: items handed to each actor and not yet answered.
     let (queue_metrics, queue_status) = (metrics.clone(), status.clone());
     trainer.set_queue_hook(Arc::new(move |name, items| {
@@ -349,13 +352,18 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
                 let stage_now = trainer.curriculum.state().stage;
                 let advanced = stage_now != stage_before || trainer.curriculum.is_finished();
                 stage_before = stage_now;
-                if eval.per_bucket > 0
-                    && ((eval.every > 0 && step.is_multiple_of(eval.every)) || advanced)
-                {
+                let due_eval = eval.per_bucket > 0
+                    && ((eval.every > 0 && step.is_multiple_of(eval.every)) || advanced);
+                let due_save = step - last_checkpoint >= config.run.checkpoint_every;
+                if due_eval || due_save {
+                    // Async mode: finish the update in flight first.
+                    trainer.drain().await?;
+                }
+                if due_eval {
                     evaluate(&mut trainer, &eval, &mut observer).await?;
                     last_eval = Some(step);
                 }
-                if step - last_checkpoint >= config.run.checkpoint_every {
+                if due_save {
                     save(&trainer, &generator_engine, &config, &observer, step).await?;
                     last_checkpoint = step;
                 }
@@ -371,7 +379,12 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let step = trainer.curriculum.state().step;
+    let drained = trainer.drain().await;
+    if let Err(e) = &drained {
+        eprintln!("gradus: warning: the last update in flight failed: {e}");
+    }
     if outcome.is_ok()
+        && drained.is_ok()
         && last_eval != Some(step)
         && let Err(e) = evaluate(&mut trainer, &eval, &mut observer).await
     {

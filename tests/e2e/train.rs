@@ -328,3 +328,31 @@ fn a_learner_crash_and_a_grader_panic_are_restarted_and_nothing_is_learned_twice
         "{stopped}"
     );
 }
+
+#[test]
+fn an_async_run_learns_within_its_staleness_bound_and_nothing_twice() {
+    let run = Run::new(|t| {
+        t.replace("[run]\n", "[run]\nmode = \"async\"\nmax_staleness = 1\n")
+            .replace("steps = 200", "steps = 6")
+    });
+    let (code, out) = finish(run.spawn(""));
+    assert_eq!(code, 0, "{out}");
+    let metrics = read_jsonl(&run.dir.join("metrics.jsonl"));
+    assert_eq!(metrics.len(), 12, "3 + 3 + 6 steps");
+    // The first step's update is still running when the step ends.
+    assert!(metrics[0]["staleness_max"].is_null(), "{}", metrics[0]);
+    let lags: Vec<u64> = metrics
+        .iter()
+        .filter_map(|m| m["staleness_max"].as_u64())
+        .collect();
+    assert!(
+        lags.contains(&1),
+        "batches generated while the learner updated are one version old: {lags:?}"
+    );
+    assert!(lags.iter().all(|l| *l <= 1), "bound 1 holds: {lags:?}");
+    assert!(metrics.iter().all(|m| m["stale_dropped"] == 0));
+    assert_eq!(run.named("stage_advanced").len(), 3);
+    assert_ledger_clean(&run);
+    let ledger = &run.named("stopped")[0]["ledger"];
+    assert!(ledger["learned"].as_u64().unwrap() > 0, "{ledger}");
+}
