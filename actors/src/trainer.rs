@@ -79,8 +79,6 @@ pub struct StepReport {
     /// Per-response grading latency, by domain.
     pub grade_seconds: Vec<(Domain, f64)>,
     pub groups_kept: usize,
-    /// Kept groups per domain.
-    pub kept_by_domain: BTreeMap<Domain, usize>,
     pub groups_dropped: usize,
     pub truncated: usize,
     pub responses: usize,
@@ -164,7 +162,6 @@ impl StepReport {
             generate_seconds: 0.0,
             grade_seconds: Vec::new(),
             groups_kept: 0,
-            kept_by_domain: BTreeMap::new(),
             groups_dropped: 0,
             truncated: 0,
             responses: 0,
@@ -283,12 +280,6 @@ impl<T: Tokenizer> Trainer<T> {
         self.queues = Some(hook);
     }
 
-    fn queue(&self, name: &'static str, items: usize) {
-        if let Some(q) = &self.queues {
-            q(name, items);
-        }
-    }
-
     /// Runs one step; returns its report, or `None` once the curriculum is finished.
     pub async fn step(
         &mut self,
@@ -347,9 +338,6 @@ impl<T: Tokenizer> Trainer<T> {
             draws = self.curriculum.refill(missing)?;
         }
         report.groups_kept = kept.len();
-        for s in &kept {
-            *report.kept_by_domain.entry(s.draw.domain).or_default() += 1;
-        }
 
         // Learn.
         let batch = self.next_batch;
@@ -679,31 +667,26 @@ impl<T: Tokenizer> Trainer<T> {
             }
         }
         let graded = self.grade_items(items, &[]).await?;
-        let mut buckets: BTreeMap<String, (f64, usize)> = BTreeMap::new();
-        let mut lengths: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+        // Per pool: (correct, truncated, graded).
+        let mut counts: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
         for ((pool, _), r) in owners.iter().zip(&graded.results) {
-            let b = buckets.entry(pool.clone()).or_default();
-            b.0 += f64::from(u8::from(r.correct));
-            b.1 += 1;
-            let t = lengths.entry(pool.clone()).or_default();
-            t.0 += f64::from(u8::from(r.truncated));
-            t.1 += 1;
+            let c = counts.entry(pool.clone()).or_default();
+            c.0 += usize::from(r.correct);
+            c.1 += usize::from(r.truncated);
+            c.2 += 1;
         }
         Ok(EvalReport {
             step: self.curriculum.state().step,
             stage: self.curriculum.stage().name.clone(),
-            buckets: buckets
+            buckets: counts
                 .into_iter()
-                .map(|(k, (c, n))| {
-                    let trunc = lengths.get(&k).map_or(0.0, |(t, m)| t / *m as f64);
-                    (
-                        k,
-                        EvalBucket {
-                            pass_rate: c / n as f64,
-                            n,
-                            truncation_rate: trunc,
-                        },
-                    )
+                .map(|(k, (correct, truncated, n))| {
+                    let bucket = EvalBucket {
+                        pass_rate: correct as f64 / n as f64,
+                        n,
+                        truncation_rate: truncated as f64 / n as f64,
+                    };
+                    (k, bucket)
                 })
                 .collect(),
             seconds: start.elapsed().as_secs_f64(),
@@ -784,43 +767,17 @@ impl<T: Tokenizer> Trainer<T> {
         let queues = self.queues.clone();
         let n = kept.len();
         let task = tokio::spawn(async move {
-            let mut redone = false;
-            let mut last_err = String::new();
-            for attempt in 0..2 {
-                let Some(actor) = supervisor::lookup::<learner::Msg>(learner::NAME, timeout).await
-                else {
-                    last_err = "not running".into();
-                    continue;
-                };
-                redone |= attempt == 1;
-                if let Some(q) = &queues {
-                    q(learner::NAME, n);
-                }
-                let msg = |reply| learner::Msg::Step {
-                    batch,
-                    lr,
-                    update: update.clone(),
-                    reply,
-                };
-                let answer = call(&actor, &msg, timeout).await;
-                if let Some(q) = &queues {
-                    q(learner::NAME, 0);
-                }
-                match answer {
-                    Ok(r) => return (r.map_err(TrainError::Learner), redone),
-                    Err(e) => {
-                        last_err = e;
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+            let (answer, redone) =
+                call_with_retry(learner::NAME, timeout, queues.as_ref(), n, |reply| {
+                    learner::Msg::Step {
+                        batch,
+                        lr,
+                        update: update.clone(),
+                        reply,
                     }
-                }
-            }
-            (
-                Err(TrainError::Actor {
-                    actor: learner::NAME,
-                    why: last_err,
-                }),
-                redone,
-            )
+                })
+                .await;
+            (answer.and_then(|r| r.map_err(TrainError::Learner)), redone)
         });
         self.inflight = Some(InFlight {
             task,
@@ -860,34 +817,15 @@ impl<T: Tokenizer> Trainer<T> {
         M: ractor::Message,
         R: Send + 'static,
     {
-        let mut last_err = String::new();
-        for attempt in 0..2 {
-            let Some(actor) = supervisor::lookup::<M>(name, self.settings.call_timeout).await
-            else {
-                last_err = "not running".into();
-                continue;
-            };
-            if attempt == 1 {
-                for g in groups {
-                    self.ledger.redo(*g)?;
-                }
-            }
-            self.queue(name, items);
-            let answer = call(&actor, &msg, self.settings.call_timeout).await;
-            self.queue(name, 0);
-            match answer {
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    last_err = e;
-                    // Let the supervisor notice the failure and unregister the name.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+        let timeout = self.settings.call_timeout;
+        let (answer, redone) =
+            call_with_retry(name, timeout, self.queues.as_ref(), items, msg).await;
+        if redone {
+            for g in groups {
+                self.ledger.redo(*g)?;
             }
         }
-        Err(TrainError::Actor {
-            actor: name,
-            why: last_err,
-        })
+        answer
     }
 
     fn sft_examples(&self, kept: &[Slot]) -> Result<Vec<SftExample>, TrainError> {
@@ -948,6 +886,54 @@ impl<T: Tokenizer> Trainer<T> {
             }
         }
     }
+}
+
+/// Calls actor `name` (looked up by name: a restarted actor has a new ref);
+/// when it dies mid-call, waits for the supervisor's restart and calls once
+/// more. Returns the answer and whether the call was redone. `queues` hears
+/// the items held by the actor while the call runs.
+async fn call_with_retry<M, R>(
+    name: &'static str,
+    timeout: Duration,
+    queues: Option<&QueueHook>,
+    items: usize,
+    msg: impl Fn(RpcReplyPort<R>) -> M,
+) -> (Result<R, TrainError>, bool)
+where
+    M: ractor::Message,
+    R: Send + 'static,
+{
+    let mut last_err = String::new();
+    let mut redone = false;
+    for attempt in 0..2 {
+        let Some(actor) = supervisor::lookup::<M>(name, timeout).await else {
+            last_err = "not running".into();
+            continue;
+        };
+        redone |= attempt == 1;
+        if let Some(q) = queues {
+            q(name, items);
+        }
+        let answer = call(&actor, &msg, timeout).await;
+        if let Some(q) = queues {
+            q(name, 0);
+        }
+        match answer {
+            Ok(r) => return (Ok(r), redone),
+            Err(e) => {
+                last_err = e;
+                // Let the supervisor notice the failure and unregister the name.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    (
+        Err(TrainError::Actor {
+            actor: name,
+            why: last_err,
+        }),
+        redone,
+    )
 }
 
 async fn call<M: ractor::Message, R: Send + 'static>(
