@@ -9,12 +9,14 @@
 //!   config changes and the pure core of `gradus curate`.
 //! - [`ledger`]: the exactly-once ledger of rollout groups (dispatched, generated, graded,
 //!   learned), saved in every checkpoint.
-//! - [`rollout`]: reward assembly, from graded responses to rewards and complete groups.
-//! - [`trainer`]: the on-policy loop that drives the actors and owns curriculum and ledger.
+//! - [`rollout`]: rewards and verdict labels of graded responses, programs from responses.
+//! - [`trainer`]: the loop that drives the actors and owns curriculum and ledger.
 //! - The actors, one module each, thin shells over the logic above: [`generator`],
-//!   [`grader`] (math), [`executor`] (the sandbox client), [`learner`], and the
-//!   [`supervisor`] that restarts them.
+//!   [`grader`] (math), [`executor`] (the sandbox client), [`rewards`] (reward assembly:
+//!   complete groups and their advantages), [`learner`], and the [`supervisor`] that
+//!   restarts them; [`call`] is how callers survive a restart of the callee.
 
+pub mod call;
 pub mod curriculum;
 pub mod data;
 pub mod engine;
@@ -23,6 +25,7 @@ pub mod generator;
 pub mod grader;
 pub mod learner;
 pub mod ledger;
+pub mod rewards;
 pub mod rollout;
 pub mod supervisor;
 pub mod trainer;

@@ -12,9 +12,9 @@
 //! [`RestartTracker`], tested without the actor runtime.
 //!
 //! ```text
-//!            supervisor
-//!   ┌──────┬─────┴─────┬────────┬────────┐
-//! curriculum generator executor grader  learner
+//!                    supervisor
+//!   ┌──────────┬─────────┬───┴────┬────────┬─────────┬────────────┐
+//! curriculum generator executor grader  rewards  learner  checkpointer
 //! ```
 
 use std::collections::{HashMap, VecDeque};

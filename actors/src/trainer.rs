@@ -23,25 +23,25 @@ use std::time::{Duration, Instant};
 use gradus_policy::{
     Group, GrpoConfig, Response, SamplingConfig, SftExample, StepStats, Tokenizer,
 };
-use ractor::rpc::CallResult;
-use ractor::{ActorRef, RpcReplyPort};
+use ractor::RpcReplyPort;
 use serde_json::json;
 
+pub use crate::call::QueueHook;
+use crate::call::{CallError, call_with_retry};
 use crate::curriculum::config::StageKind;
 use crate::curriculum::engine::{Curriculum, Draw, Graded, GroupVerdict};
 use crate::curriculum::stats::Window;
-use crate::data::{Domain, Problem};
+use crate::data::Domain;
 use crate::ledger::{GroupId, Ledger};
+use crate::rewards::{self, Assembled, Work};
 use crate::rollout::{self, ResponseResult};
-use crate::{executor, generator, grader, learner, supervisor};
+use crate::{generator, grader, learner};
 
 /// Settings of the trainer that no stage overrides.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Prompts per learner step.
     pub batch_prompts: usize,
-    /// Reward code by the fraction of tests passed instead of all-or-nothing.
-    pub partial_credit: bool,
     /// The GRPO settings that stages do not override (clip range, aggregation).
     pub grpo: GrpoConfig,
     /// Longest wait for one actor call before it counts as failed.
@@ -125,26 +125,6 @@ pub struct EvalReport {
 /// Responses per generator call during an evaluation.
 const EVAL_CHUNK: usize = 64;
 
-/// One response to grade.
-struct ToGrade {
-    /// Index into the curriculum's problems.
-    problem: u32,
-    text: String,
-    truncated: bool,
-    /// Sandbox job id (code).
-    job_id: String,
-}
-
-/// Results of [`Trainer::grade_items`], in input order.
-#[derive(Default)]
-struct GradedItems {
-    results: Vec<ResponseResult>,
-    /// Inputs whose sandbox job was redone after a sandbox error.
-    redone: Vec<usize>,
-    /// Grading latency per response, by domain.
-    seconds: Vec<(Domain, f64)>,
-}
-
 impl StepReport {
     /// A report of step `step` with nothing done yet.
     pub fn empty(step: u64) -> Self {
@@ -184,8 +164,8 @@ pub trait Observer: Send {
 /// Why the run stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("actor '{actor}' did not answer ({why}) even after a restart")]
-    Actor { actor: &'static str, why: String },
+    #[error(transparent)]
+    Actor(#[from] CallError),
     #[error("learner: {0}")]
     Learner(String),
     #[error("generator: {0}")]
@@ -232,9 +212,6 @@ struct InFlight {
     learner_version_before: u64,
 }
 
-/// Told how many items an actor holds unanswered, as calls start (n) and end (0).
-pub type QueueHook = std::sync::Arc<dyn Fn(&'static str, usize) + Send + Sync>;
-
 /// One drawn prompt with its group id and (for RL) responses and results.
 struct Slot {
     group: GroupId,
@@ -242,6 +219,8 @@ struct Slot {
     prompt: Vec<u32>,
     responses: Vec<Response>,
     results: Vec<ResponseResult>,
+    /// Group-relative advantages, from reward assembly.
+    advantages: Vec<f32>,
 }
 
 impl<T: Tokenizer> Trainer<T> {
@@ -357,6 +336,7 @@ impl<T: Tokenizer> Trainer<T> {
                         prompt: s.prompt.clone(),
                         responses: s.responses.clone(),
                         rewards: s.results.iter().map(|r| r.reward).collect(),
+                        advantages: Some(s.advantages.clone()),
                         temperature: sampling.temperature,
                     })
                     .collect();
@@ -453,6 +433,7 @@ impl<T: Tokenizer> Trainer<T> {
                     prompt,
                     responses: Vec::new(),
                     results: Vec::new(),
+                    advantages: Vec::new(),
                 })
             })
             .collect()
@@ -501,118 +482,71 @@ impl<T: Tokenizer> Trainer<T> {
         slots: &mut [Slot],
         report: &mut StepReport,
     ) -> Result<(), TrainError> {
-        let mut items = Vec::new();
-        let mut at = Vec::new();
-        for (si, slot) in slots.iter().enumerate() {
-            for (ri, resp) in slot.responses.iter().enumerate() {
-                items.push(ToGrade {
-                    problem: slot.draw.index,
-                    text: self.tokenizer.decode(&resp.tokens),
-                    truncated: resp.truncated,
-                    job_id: format!("g{}-r{ri}", slot.group),
-                });
-                at.push(si);
+        let groups = slots
+            .iter()
+            .map(|slot| {
+                let responses = slot.responses.iter().enumerate();
+                responses
+                    .map(|(ri, resp)| {
+                        let text = self.tokenizer.decode(&resp.tokens);
+                        let job = format!("g{}-r{ri}", slot.group);
+                        self.to_grade(slot.draw.index, text, resp.truncated, &job)
+                    })
+                    .collect()
+            })
+            .collect();
+        let ids: Vec<GroupId> = slots.iter().map(|s| s.group).collect();
+        let assembled = self.assemble(groups, &ids).await?;
+        for (slot, group) in slots.iter_mut().zip(assembled) {
+            for _ in 0..group.redone {
+                self.ledger.redo(slot.group)?;
             }
-        }
-        let groups: Vec<GroupId> = slots.iter().map(|s| s.group).collect();
-        let graded = self.grade_items(items, &groups).await?;
-        for job in graded.redone {
-            // A job redone inside the executor after a sandbox error is
-            // redone work of its response's group.
-            self.ledger.redo(slots[at[job]].group)?;
-        }
-        report.grade_seconds.extend(graded.seconds);
-        let mut results = graded.results.into_iter();
-        for slot in slots.iter_mut() {
-            slot.results = results.by_ref().take(slot.responses.len()).collect();
-            for r in &slot.results {
+            report.grade_seconds.extend(group.seconds);
+            for r in &group.results {
                 *report.verdicts.entry(r.verdict).or_default() += 1;
                 report.truncated += usize::from(r.truncated);
                 report.responses += 1;
             }
+            slot.results = group.results;
+            slot.advantages = group.advantages;
             self.ledger.graded(slot.group)?;
         }
         Ok(())
     }
 
-    /// Grades responses through the grader (math) and the executor (code);
-    /// results come back in the order given. `groups` are charged for redos.
-    async fn grade_items(
+    /// What grades a response to problem `problem`.
+    fn to_grade(
+        &self,
+        problem: u32,
+        text: String,
+        truncated: bool,
+        job: &str,
+    ) -> rewards::Response {
+        let problem = &self.curriculum.problems()[problem as usize];
+        let work = match problem.domain {
+            Domain::Math => Work::Math(grader::Item {
+                gold: problem.answer.clone().unwrap_or_default(),
+                response: text,
+            }),
+            Domain::Code => Work::Code(rollout::code_job(problem, &text, job)),
+        };
+        rewards::Response { work, truncated }
+    }
+
+    /// Grades and assembles groups through the reward assembler; `ids` (the
+    /// ledger's groups, empty for an evaluation) are charged for redos.
+    async fn assemble(
         &mut self,
-        items: Vec<ToGrade>,
-        groups: &[GroupId],
-    ) -> Result<GradedItems, TrainError> {
-        let mut math_items = Vec::new();
-        let mut math_at = Vec::new();
-        let mut code_jobs = Vec::new();
-        let mut code_at = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let problem: &Problem = &self.curriculum.problems()[item.problem as usize];
-            match problem.domain {
-                Domain::Math => {
-                    math_items.push(grader::Item {
-                        gold: problem.answer.clone().unwrap_or_default(),
-                        response: item.text.clone(),
-                    });
-                    math_at.push(i);
-                }
-                Domain::Code => {
-                    code_jobs.push(rollout::code_job(problem, &item.text, &item.job_id));
-                    code_at.push(i);
-                }
-            }
-        }
-        let mut out = GradedItems::default();
-        let mut results: Vec<Option<ResponseResult>> = vec![None; items.len()];
-        if !math_items.is_empty() {
-            let graded = self
-                .call::<grader::Msg, _>(grader::NAME, groups, math_items.len(), |reply| {
-                    grader::Msg::Grade {
-                        items: math_items.clone(),
-                        reply,
-                    }
-                })
-                .await;
-            match graded {
-                Ok(graded) => {
-                    for (i, g) in math_at.iter().zip(graded) {
-                        out.seconds.push((Domain::Math, g.seconds));
-                        results[*i] = Some(rollout::math_result(&g.grade, items[*i].truncated));
-                    }
-                }
-                // The grader crashed twice on this batch: record the failure, learn nothing wrong.
-                Err(_) => {
-                    for i in &math_at {
-                        results[*i] =
-                            Some(rollout::failed_result(items[*i].truncated, "grader_error"));
-                    }
-                }
-            }
-        }
-        if !code_jobs.is_empty() {
-            let (outcomes, redone) = self
-                .call::<executor::Msg, _>(executor::NAME, groups, code_jobs.len(), |reply| {
-                    executor::Msg::Run {
-                        jobs: code_jobs.clone(),
-                        reply,
-                    }
-                })
-                .await?;
-            out.redone = redone.into_iter().map(|j| code_at[j]).collect();
-            for (i, o) in code_at.iter().zip(outcomes) {
-                out.seconds.push((Domain::Code, o.wall_ms / 1000.0));
-                results[*i] = Some(rollout::code_result(
-                    &o,
-                    items[*i].truncated,
-                    self.settings.partial_credit,
-                ));
-            }
-        }
-        out.results = results
-            .into_iter()
-            .map(|r| r.expect("every response graded"))
-            .collect();
-        Ok(out)
+        groups: Vec<Vec<rewards::Response>>,
+        ids: &[GroupId],
+    ) -> Result<Vec<Assembled>, TrainError> {
+        let n = groups.iter().map(Vec::len).sum();
+        self.call::<rewards::Msg, _>(rewards::NAME, ids, n, |reply| rewards::Msg::Assemble {
+            groups: groups.clone(),
+            reply,
+        })
+        .await?
+        .map_err(TrainError::from)
     }
 
     /// Held-out measurement of every bucket: a fixed, evenly spaced sample of
@@ -643,7 +577,7 @@ impl<T: Tokenizer> Trainer<T> {
                 }
             }
         }
-        let mut items = Vec::with_capacity(prompts.len());
+        let mut items: Vec<rewards::Response> = Vec::with_capacity(prompts.len());
         for (c, chunk) in prompts.chunks(EVAL_CHUNK).enumerate() {
             let chunk = chunk.to_vec();
             let generated = self
@@ -658,18 +592,24 @@ impl<T: Tokenizer> Trainer<T> {
                 .map_err(TrainError::Generator)?;
             for (k, resp) in generated.responses.iter().enumerate() {
                 let i = c * EVAL_CHUNK + k;
-                items.push(ToGrade {
-                    problem: owners[i].1,
-                    text: self.tokenizer.decode(&resp.tokens),
-                    truncated: resp.truncated,
-                    job_id: format!("eval-{i}"),
-                });
+                let text = self.tokenizer.decode(&resp.tokens);
+                items.push(self.to_grade(owners[i].1, text, resp.truncated, &format!("eval-{i}")));
             }
         }
-        let graded = self.grade_items(items, &[]).await?;
+        // One group per problem: its `samples` responses.
+        let mut groups = Vec::new();
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            groups.push(items.by_ref().take(eval.samples.max(1)).collect());
+        }
+        let results = self
+            .assemble(groups, &[])
+            .await?
+            .into_iter()
+            .flat_map(|g| g.results);
         // Per pool: (correct, truncated, graded).
         let mut counts: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
-        for ((pool, _), r) in owners.iter().zip(&graded.results) {
+        for ((pool, _), r) in owners.iter().zip(results) {
             let c = counts.entry(pool.clone()).or_default();
             c.0 += usize::from(r.correct);
             c.1 += usize::from(r.truncated);
@@ -718,7 +658,7 @@ impl<T: Tokenizer> Trainer<T> {
         let Some(inflight) = self.inflight.take() else {
             return Ok(None);
         };
-        let (stats, redone) = inflight.task.await.map_err(|e| TrainError::Actor {
+        let (stats, redone) = inflight.task.await.map_err(|e| CallError {
             actor: learner::NAME,
             why: format!("the update task failed: {e}"),
         })?;
@@ -777,6 +717,7 @@ impl<T: Tokenizer> Trainer<T> {
                     }
                 })
                 .await;
+            let answer = answer.map_err(TrainError::from);
             (answer.and_then(|r| r.map_err(TrainError::Learner)), redone)
         });
         self.inflight = Some(InFlight {
@@ -825,7 +766,7 @@ impl<T: Tokenizer> Trainer<T> {
                 self.ledger.redo(*g)?;
             }
         }
-        answer
+        Ok(answer?)
     }
 
     fn sft_examples(&self, kept: &[Slot]) -> Result<Vec<SftExample>, TrainError> {
@@ -885,66 +826,5 @@ impl<T: Tokenizer> Trainer<T> {
                 }));
             }
         }
-    }
-}
-
-/// Calls actor `name` (looked up by name: a restarted actor has a new ref);
-/// when it dies mid-call, waits for the supervisor's restart and calls once
-/// more. Returns the answer and whether the call was redone. `queues` hears
-/// the items held by the actor while the call runs.
-async fn call_with_retry<M, R>(
-    name: &'static str,
-    timeout: Duration,
-    queues: Option<&QueueHook>,
-    items: usize,
-    msg: impl Fn(RpcReplyPort<R>) -> M,
-) -> (Result<R, TrainError>, bool)
-where
-    M: ractor::Message,
-    R: Send + 'static,
-{
-    let mut last_err = String::new();
-    let mut redone = false;
-    for attempt in 0..2 {
-        let Some(actor) = supervisor::lookup::<M>(name, timeout).await else {
-            last_err = "not running".into();
-            continue;
-        };
-        redone |= attempt == 1;
-        if let Some(q) = queues {
-            q(name, items);
-        }
-        let answer = call(&actor, &msg, timeout).await;
-        if let Some(q) = queues {
-            q(name, 0);
-        }
-        match answer {
-            Ok(r) => return (Ok(r), redone),
-            Err(e) => {
-                last_err = e;
-                // Let the supervisor notice the failure and unregister the name.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
-    (
-        Err(TrainError::Actor {
-            actor: name,
-            why: last_err,
-        }),
-        redone,
-    )
-}
-
-async fn call<M: ractor::Message, R: Send + 'static>(
-    actor: &ActorRef<M>,
-    msg: &impl Fn(RpcReplyPort<R>) -> M,
-    timeout: Duration,
-) -> Result<R, String> {
-    match actor.call(msg, Some(timeout)).await {
-        Ok(CallResult::Success(r)) => Ok(r),
-        Ok(CallResult::Timeout) => Err(format!("no answer within {timeout:?}")),
-        Ok(CallResult::SenderError) => Err("the actor stopped before answering".into()),
-        Err(e) => Err(e.to_string()),
     }
 }

@@ -38,6 +38,11 @@ pub struct Group {
     pub responses: Vec<Response>,
     /// One reward per response.
     pub rewards: Vec<f32>,
+    /// One advantage per response, as reward assembly computed them once the
+    /// group was complete; `None`: group-normalised here from `rewards`
+    /// ([`group_advantages`] with the step's `normalize_std`).
+    #[serde(default)]
+    pub advantages: Option<Vec<f32>>,
     /// Temperature the responses were sampled at (the learner scores at the
     /// same temperature so the importance ratio starts at 1).
     pub temperature: f32,
@@ -453,7 +458,17 @@ impl Learner {
                     r.logprobs.len()
                 )));
             }
-            per_row_adv.extend(group_advantages(&g.rewards, cfg.normalize_std));
+            match &g.advantages {
+                Some(a) if a.len() != g.responses.len() => {
+                    return Err(Error::InvalidBatch(format!(
+                        "group {gi}: {} responses but {} advantages",
+                        g.responses.len(),
+                        a.len()
+                    )));
+                }
+                Some(a) => per_row_adv.extend_from_slice(a),
+                None => per_row_adv.extend(group_advantages(&g.rewards, cfg.normalize_std)),
+            }
             rewards.extend_from_slice(&g.rewards);
             for r in &g.responses {
                 rows.push((g.prompt.as_slice(), r.tokens.as_slice()));

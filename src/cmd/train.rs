@@ -31,8 +31,8 @@ use gradus_actors::data::import::FormatChoice;
 use gradus_actors::data::load::Loaded;
 use gradus_actors::ledger::Ledger;
 use gradus_actors::supervisor::{self, Report, Spawner};
-use gradus_actors::trainer::{EvalSettings, Observer, Settings, Trainer};
-use gradus_actors::{executor, generator, grader, learner};
+use gradus_actors::trainer::{EvalSettings, Observer, QueueHook, Settings, Trainer};
+use gradus_actors::{executor, generator, grader, learner, rewards};
 use gradus_policy::{CharTokenizer, GrpoConfig, Learner, Policy, Tokenizer};
 use rand::SeedableRng;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -225,6 +225,17 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         )?,
     );
     let faults = Faults::from_env();
+    // Queue depths: items handed to each actor and not yet answered.
+    let (queue_metrics, queue_status) = (metrics.clone(), status.clone());
+    let queues: QueueHook = Arc::new(move |name, items| {
+        queue_metrics
+            .queue_depth
+            .with_label_values(&[name])
+            .set(items as i64);
+        if let Ok(mut s) = queue_status.write() {
+            s.queues.insert(name.to_string(), items as i64);
+        }
+    });
     let (reports_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
     let children = children(
         &config,
@@ -232,6 +243,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         &generator_engine,
         &sandbox,
         &faults,
+        &queues,
     );
     let (sup, sup_handle) = ractor::Actor::spawn(
         None,
@@ -247,7 +259,6 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
 
     let settings = Settings {
         batch_prompts: config.run.batch_prompts,
-        partial_credit: config.run.partial_credit,
         grpo: GrpoConfig::default(),
         call_timeout: Duration::from_secs_f64(config.run.call_timeout_s),
         display_window: config.run.display_window,
@@ -257,17 +268,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     let mut trainer = Trainer::new(curriculum, ledger, next_batch, tokenizer, settings);
     trainer.samples = samples;
     trainer.set_policy_version(snapshot.version);
-    // Queue depths: items handed to each actor and not yet answered.
-    let (queue_metrics, queue_status) = (metrics.clone(), status.clone());
-    trainer.set_queue_hook(Arc::new(move |name, items| {
-        queue_metrics
-            .queue_depth
-            .with_label_values(&[name])
-            .set(items as i64);
-        if let Ok(mut s) = queue_status.write() {
-            s.queues.insert(name.to_string(), items as i64);
-        }
-    }));
+    trainer.set_queue_hook(queues.clone());
     let eval = eval_settings(&config);
     let mut observer = RunObserver::new(
         run_dir,
@@ -498,20 +499,24 @@ fn load_problems(config: &RunConfig) -> anyhow::Result<Vec<gradus_actors::data::
 /// Fault injection for the end-to-end tests, from `GRADUS_FAULTS` (comma
 /// separated): `grader_panic_on_call=N` makes the grader panic once, on its
 /// N-th batch; `learner_crash_after_batch=N` crashes the learner actor once
-/// right after it applied batch N. Unset in real runs.
+/// right after it applied batch N; `rewards_crash_on_call=N` crashes the
+/// reward assembler once, after grading its N-th batch and before replying.
+/// Unset in real runs.
 struct Faults {
     grader: Arc<grader::Faults>,
     learner: Arc<learner::Faults>,
+    rewards: Arc<rewards::Faults>,
 }
 
 impl Faults {
     fn from_env() -> Self {
         let spec = std::env::var("GRADUS_FAULTS").unwrap_or_default();
-        let (mut grader_call, mut learner_batch) = (None, None);
+        let (mut grader_call, mut learner_batch, mut rewards_call) = (None, None, None);
         for item in spec.split(',').filter(|s| !s.is_empty()) {
             match item.split_once('=') {
                 Some(("grader_panic_on_call", v)) => grader_call = v.parse().ok(),
                 Some(("learner_crash_after_batch", v)) => learner_batch = v.parse().ok(),
+                Some(("rewards_crash_on_call", v)) => rewards_call = v.parse().ok(),
                 _ => eprintln!("gradus: warning: GRADUS_FAULTS: unknown fault '{item}' ignored"),
             }
         }
@@ -522,6 +527,10 @@ impl Faults {
             }),
             learner: Arc::new(learner::Faults {
                 crash_after_batch: learner_batch,
+                ..Default::default()
+            }),
+            rewards: Arc::new(rewards::Faults {
+                crash_on_call: rewards_call,
                 ..Default::default()
             }),
         }
@@ -535,7 +544,14 @@ fn children(
     generator_engine: &Arc<generator::Engine>,
     sandbox: &Arc<gradus_sandbox::Sandbox>,
     faults: &Faults,
+    queues: &QueueHook,
 ) -> Vec<(String, Spawner)> {
+    let rewards_settings = rewards::Settings {
+        partial_credit: config.run.partial_credit,
+        normalize_std: GrpoConfig::default().normalize_std,
+        call_timeout: Duration::from_secs_f64(config.run.call_timeout_s),
+    };
+    let (rf, rq) = (faults.rewards.clone(), queues.clone());
     let (le, lf) = (learner_engine.clone(), faults.learner.clone());
     let ge = generator_engine.clone();
     let sb = sandbox.clone();
@@ -556,6 +572,12 @@ fn children(
         (
             grader::NAME.into(),
             supervisor::spawner(move |sup| grader::spawn(gc.clone(), gf.clone(), sup)),
+        ),
+        (
+            rewards::NAME.into(),
+            supervisor::spawner(move |sup| {
+                rewards::spawn(rewards_settings.clone(), Some(rq.clone()), rf.clone(), sup)
+            }),
         ),
     ]
 }

@@ -303,28 +303,26 @@ fn kill_9_then_resume_continues_from_the_last_checkpoint() {
 }
 
 #[test]
-fn a_learner_crash_and_a_grader_panic_are_restarted_and_nothing_is_learned_twice() {
+fn crashes_of_the_learner_grader_and_reward_assembler_are_restarted_and_nothing_is_learned_twice() {
     // The learner crashes right after applying batch 4 (before its reply),
-    // the grader panics on its 5th batch; both are restarted and their work
-    // redone exactly once.
+    // the grader panics on its 5th batch, the reward assembler dies after
+    // grading its 3rd batch; all are restarted and their work redone exactly once.
     let run = Run::new(|t| t.replace("steps = 200", "steps = 4"));
-    let (code, out) = finish(run.spawn("learner_crash_after_batch=4,grader_panic_on_call=5"));
+    let faults = "learner_crash_after_batch=4,grader_panic_on_call=5,rewards_crash_on_call=3";
+    let (code, out) = finish(run.spawn(faults));
     assert_eq!(code, 0, "{out}");
     let restarts = run.named("actor_restarted");
-    assert!(
-        restarts.iter().any(|r| r["actor"] == "learner"),
-        "{:#?}",
-        run.events()
-    );
-    assert!(
-        restarts.iter().any(|r| r["actor"] == "grader"),
-        "{:#?}",
-        run.events()
-    );
+    for actor in ["learner", "grader", "rewards"] {
+        assert!(
+            restarts.iter().any(|r| r["actor"] == actor),
+            "{actor} not restarted: {:#?}",
+            run.events()
+        );
+    }
     assert_ledger_clean(&run);
     let stopped = &run.named("stopped")[0];
     assert!(
-        stopped["ledger"]["redone"].as_u64().unwrap() >= 2,
+        stopped["ledger"]["redone"].as_u64().unwrap() >= 3,
         "{stopped}"
     );
 }

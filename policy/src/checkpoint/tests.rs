@@ -41,6 +41,7 @@ fn train(l: &mut Learner, steps: usize) {
                 .map(|r| f32::from(u8::from(r.tokens[0] == 4)))
                 .collect(),
             responses: rs,
+            advantages: None,
             temperature: 1.0,
         };
         let cfg = GrpoConfig {

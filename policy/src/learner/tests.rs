@@ -213,6 +213,7 @@ fn grpo_raises_reward_on_a_bandit() {
                     .map(|r| f32::from(u8::from(r.tokens[0] == 5)))
                     .collect(),
                 responses: rs.to_vec(),
+                advantages: None,
                 temperature: 1.0,
             })
             .collect();
@@ -237,6 +238,7 @@ fn on_policy_step_reports_unit_ratios_and_stats() {
     let group = Group {
         prompt: vec![BOS, 4, 5],
         rewards: vec![1.0, 0.0, 0.0, 1.0],
+        advantages: None,
         responses: rs,
         temperature: 0.7,
     };
@@ -272,6 +274,7 @@ fn truncated_responses_can_be_masked() {
         prompt: vec![BOS],
         responses: vec![resp(true), resp(false)],
         rewards: vec![0.0, 1.0],
+        advantages: None,
         temperature: 1.0,
     };
     let masked = GrpoConfig {
@@ -295,12 +298,49 @@ fn malformed_groups_are_refused() {
             truncated: false,
         }],
         rewards: vec![1.0],
+        advantages: None,
         temperature: 1.0,
     };
     let err = l.grpo_step(&[group], &GrpoConfig::default()).unwrap_err();
     assert!(matches!(err, Error::InvalidBatch(_)), "{err}");
     assert!(l.grpo_step(&[], &GrpoConfig::default()).is_err());
     assert_eq!(l.step(), 0);
+}
+
+#[test]
+fn advantages_given_by_reward_assembly_are_used_as_given() {
+    let sampling = SamplingConfig::new(3, EOS);
+    let prompts = vec![vec![BOS, 4]; 4];
+    let rs = learner(tiny_config(), 1e-3)
+        .sample(&prompts, &sampling)
+        .unwrap();
+    let group = |advantages| Group {
+        prompt: vec![BOS, 4],
+        responses: rs.clone(),
+        rewards: vec![1.0, 0.0, 0.0, 0.0],
+        advantages,
+        temperature: 1.0,
+    };
+    let cfg = GrpoConfig::default();
+    let computed = group_advantages(&[1.0, 0.0, 0.0, 0.0], cfg.normalize_std);
+    // The same advantages given or computed: the same step.
+    let a = learner(tiny_config(), 1e-3)
+        .grpo_step(&[group(None)], &cfg)
+        .unwrap();
+    let b = learner(tiny_config(), 1e-3)
+        .grpo_step(&[group(Some(computed.clone()))], &cfg)
+        .unwrap();
+    assert_eq!((a.loss, a.mean_advantage), (b.loss, b.mean_advantage));
+    // Other advantages: another step.
+    let flipped: Vec<f32> = computed.iter().map(|x| -x).collect();
+    let c = learner(tiny_config(), 1e-3)
+        .grpo_step(&[group(Some(flipped))], &cfg)
+        .unwrap();
+    assert_ne!(a.loss, c.loss);
+    let err = learner(tiny_config(), 1e-3)
+        .grpo_step(&[group(Some(vec![1.0]))], &cfg)
+        .unwrap_err();
+    assert!(err.to_string().contains("1 advantages"), "{err}");
 }
 
 /// Not a test: prints bench-model step timings for profiling (`--ignored --nocapture`).
