@@ -2,7 +2,6 @@
 //! (`src/main.rs`, one CLI module per area in `src/cmd/`):
 //!
 //! - [`config`]: the run config, validated, with file:line errors.
-//! - [`checkpoint`]: run checkpoints (runtime state beside the learner's files).
 //! - [`observer`]: where a run's reports go (run dir, metrics, /status, terminal).
 //! - [`metrics`]: every Prometheus metric, declared in one place.
 //! - [`http`]: `/metrics`, `/healthz` and `/status`.
@@ -10,7 +9,6 @@
 //! - [`progress`]: the terminal progress display.
 //! - [`synthetic`]: the built-in synthetic math and code curriculum.
 
-pub mod checkpoint;
 pub mod config;
 pub mod http;
 pub mod metrics;

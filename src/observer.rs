@@ -1,7 +1,6 @@
 //! Where a run's reports go: events.jsonl and metrics.jsonl in the run
 //! directory, the Prometheus metrics, the `/status` snapshot and the terminal.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,11 +33,6 @@ impl RunObserver {
             stages,
             started: Instant::now(),
         }
-    }
-
-    /// The checkpoints directory of the run.
-    pub fn checkpoints(&self) -> PathBuf {
-        self.run_dir.checkpoints()
     }
 
     /// Marks the run finished in `/status`.

@@ -115,17 +115,8 @@ pub fn unix_time() -> f64 {
 /// Writes `path` so that readers see the old content or the new, never a mix:
 /// write a sibling temp file, fsync it, rename it over `path`, fsync the dir.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .context("atomic write needs a parent directory")?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    File::open(dir)?.sync_all()?;
-    Ok(())
+    gradus_actors::checkpointer::write_atomic(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads a JSONL file written by [`RunDir`], skipping a torn last line.

@@ -13,10 +13,11 @@
 //! - [`trainer`]: the loop that drives the actors and owns curriculum and ledger.
 //! - The actors, one module each, thin shells over the logic above: [`generator`],
 //!   [`grader`] (math), [`executor`] (the sandbox client), [`rewards`] (reward assembly:
-//!   complete groups and their advantages), [`learner`], and the [`supervisor`] that
-//!   restarts them; [`call`] is how callers survive a restart of the callee.
+//!   complete groups and their advantages), [`learner`], [`checkpointer`] (run
+//!   checkpoints, written atomically), and the [`supervisor`] that restarts them; [`call`] is how callers survive a restart of the callee.
 
 pub mod call;
+pub mod checkpointer;
 pub mod curriculum;
 pub mod data;
 pub mod engine;

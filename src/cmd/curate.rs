@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use gradus::checkpoint;
 use gradus::config::RunConfig;
+use gradus_actors::checkpointer;
 use gradus_actors::curriculum::config::BucketRule;
 use gradus_actors::curriculum::curate::{self, CurateOptions, Solver};
 use gradus_actors::data::{Domain, FormatChoice, Loaded, Problem};
@@ -236,7 +236,7 @@ fn load_policy(
         )?);
     };
     let dir = if path.join("checkpoints").is_dir() {
-        checkpoint::latest(&path.join("checkpoints"))?
+        checkpointer::latest(&path.join("checkpoints"))?
             .with_context(|| format!("{} has no checkpoint yet", path.display()))?
     } else if path.join("learner").is_dir() {
         path.to_path_buf()

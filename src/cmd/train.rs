@@ -19,12 +19,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use gradus::checkpoint::{self, RuntimeState};
 use gradus::config::RunConfig;
 use gradus::http::{Server, StatusBoard};
 use gradus::metrics::Metrics;
 use gradus::observer::RunObserver;
 use gradus::run_dir::RunDir;
+use gradus_actors::call::call_with_retry;
+use gradus_actors::checkpointer::{self, RuntimeState};
 use gradus_actors::curriculum::change::Change;
 use gradus_actors::curriculum::engine::Curriculum;
 use gradus_actors::data::import::FormatChoice;
@@ -160,7 +161,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
 
     let tokenizer = CharTokenizer::new(&config.tokenizer).context("[tokenizer]")?;
     let device = gradus_policy::device::device(&config.compute).context("[compute]")?;
-    let latest = checkpoint::latest(&run_dir.checkpoints())?;
+    let latest = checkpointer::latest(&run_dir.checkpoints())?;
     if resuming && latest.is_none() {
         bail!("{} has no checkpoint to resume from", run_path.display());
     }
@@ -244,6 +245,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         &sandbox,
         &faults,
         &queues,
+        run_dir.checkpoints(),
     );
     let (sup, sup_handle) = ractor::Actor::spawn(
         None,
@@ -365,7 +367,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
                     last_eval = Some(step);
                 }
                 if due_save {
-                    save(&trainer, &generator_engine, &config, &observer, step).await?;
+                    save(&trainer, &generator_engine, &config, step).await?;
                     last_checkpoint = step;
                 }
                 if config.run.max_steps > 0 && step >= config.run.max_steps {
@@ -391,8 +393,9 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     {
         eprintln!("gradus: warning: the final evaluation failed: {e:#}");
     }
+    // The final checkpoint, with restarts still on; then stop restarting.
+    let saved = save(&trainer, &generator_engine, &config, step).await;
     sup.cast(supervisor::Msg::Quiesce).ok();
-    let saved = save(&trainer, &generator_engine, &config, &observer, step).await;
     match &outcome {
         Ok(why) => observer.event(
             "stopped",
@@ -500,23 +503,27 @@ fn load_problems(config: &RunConfig) -> anyhow::Result<Vec<gradus_actors::data::
 /// separated): `grader_panic_on_call=N` makes the grader panic once, on its
 /// N-th batch; `learner_crash_after_batch=N` crashes the learner actor once
 /// right after it applied batch N; `rewards_crash_on_call=N` crashes the
-/// reward assembler once, after grading its N-th batch and before replying.
-/// Unset in real runs.
+/// reward assembler once, after grading its N-th batch and before replying;
+/// `checkpointer_crash_on_save=N` crashes the checkpointer once in its N-th
+/// save, halfway through writing. Unset in real runs.
 struct Faults {
     grader: Arc<grader::Faults>,
     learner: Arc<learner::Faults>,
     rewards: Arc<rewards::Faults>,
+    checkpointer: Arc<checkpointer::Faults>,
 }
 
 impl Faults {
     fn from_env() -> Self {
         let spec = std::env::var("GRADUS_FAULTS").unwrap_or_default();
-        let (mut grader_call, mut learner_batch, mut rewards_call) = (None, None, None);
+        let (mut grader_call, mut learner_batch) = (None, None);
+        let (mut rewards_call, mut save) = (None, None);
         for item in spec.split(',').filter(|s| !s.is_empty()) {
             match item.split_once('=') {
                 Some(("grader_panic_on_call", v)) => grader_call = v.parse().ok(),
                 Some(("learner_crash_after_batch", v)) => learner_batch = v.parse().ok(),
                 Some(("rewards_crash_on_call", v)) => rewards_call = v.parse().ok(),
+                Some(("checkpointer_crash_on_save", v)) => save = v.parse().ok(),
                 _ => eprintln!("gradus: warning: GRADUS_FAULTS: unknown fault '{item}' ignored"),
             }
         }
@@ -533,6 +540,10 @@ impl Faults {
                 crash_on_call: rewards_call,
                 ..Default::default()
             }),
+            checkpointer: Arc::new(checkpointer::Faults {
+                crash_on_save: save,
+                ..Default::default()
+            }),
         }
     }
 }
@@ -545,7 +556,14 @@ fn children(
     sandbox: &Arc<gradus_sandbox::Sandbox>,
     faults: &Faults,
     queues: &QueueHook,
+    checkpoints: PathBuf,
 ) -> Vec<(String, Spawner)> {
+    let checkpoint_settings = checkpointer::Settings {
+        root: checkpoints,
+        keep: config.run.keep_checkpoints,
+        call_timeout: Duration::from_secs_f64(config.run.call_timeout_s),
+    };
+    let (cf, cq) = (faults.checkpointer.clone(), queues.clone());
     let rewards_settings = rewards::Settings {
         partial_credit: config.run.partial_credit,
         normalize_std: GrpoConfig::default().normalize_std,
@@ -577,6 +595,13 @@ fn children(
             rewards::NAME.into(),
             supervisor::spawner(move |sup| {
                 rewards::spawn(rewards_settings.clone(), Some(rq.clone()), rf.clone(), sup)
+            }),
+        ),
+        (
+            checkpointer::NAME.into(),
+            supervisor::spawner(move |sup| {
+                let settings = checkpoint_settings.clone();
+                checkpointer::spawn(settings, Some(cq.clone()), cf.clone(), sup)
             }),
         ),
     ]
@@ -693,53 +718,36 @@ fn apply_reload<T: Tokenizer>(
     }
 }
 
-/// Writes a checkpoint of everything a resume needs.
+/// Writes a checkpoint of everything a resume needs, through the
+/// checkpointer (redone once if it crashes mid-write).
 async fn save<T: Tokenizer>(
     trainer: &Trainer<T>,
     generator_engine: &generator::Engine,
     config: &RunConfig,
-    observer: &RunObserver,
     step: u64,
 ) -> anyhow::Result<()> {
-    let state = RuntimeState {
+    let state = Box::new(RuntimeState {
         step,
         next_batch: trainer.next_batch,
         curriculum: trainer.curriculum.save(),
         ledger: trainer.ledger.clone(),
         generator_rng: generator_engine.rng(),
         samples: trainer.samples,
-    };
-    let checkpoints = observer.checkpoints();
-    let learner_ref = supervisor::lookup::<learner::Msg>(learner::NAME, Duration::from_secs(10))
-        .await
-        .context("the learner is not running; cannot checkpoint")?;
+    });
     let manifest = serde_json::json!({"config": config.source});
-    checkpoint::write(
-        &checkpoints,
-        step,
-        config.run.keep_checkpoints,
-        &state,
-        |dir| {
-            let dir = dir.join("learner");
-            async move {
-                learner_ref
-                    .call(
-                        |reply| learner::Msg::Checkpoint {
-                            dir,
-                            manifest_extra: manifest,
-                            reply,
-                        },
-                        None,
-                    )
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?
-                    .success_or(anyhow::anyhow!("the learner stopped while checkpointing"))?
-                    .map_err(|e| anyhow::anyhow!(e))
-            }
-        },
-    )
-    .await?;
-    Ok(())
+    let timeout = Duration::from_secs_f64(config.run.call_timeout_s);
+    let (answer, _) = call_with_retry(checkpointer::NAME, timeout, None, 1, |reply| {
+        checkpointer::Msg::Save {
+            step,
+            state: state.clone(),
+            manifest_extra: manifest.clone(),
+            reply,
+        }
+    })
+    .await;
+    answer?
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("checkpoint at step {step}: {e}"))
 }
 
 /// What the signal listener saw, read at batch boundaries.

@@ -303,16 +303,18 @@ fn kill_9_then_resume_continues_from_the_last_checkpoint() {
 }
 
 #[test]
-fn crashes_of_the_learner_grader_and_reward_assembler_are_restarted_and_nothing_is_learned_twice() {
+fn crashed_actors_are_restarted_their_work_redone_once_and_nothing_is_learned_twice() {
     // The learner crashes right after applying batch 4 (before its reply),
     // the grader panics on its 5th batch, the reward assembler dies after
     // grading its 3rd batch; all are restarted and their work redone exactly once.
     let run = Run::new(|t| t.replace("steps = 200", "steps = 4"));
-    let faults = "learner_crash_after_batch=4,grader_panic_on_call=5,rewards_crash_on_call=3";
+    // The checkpointer dies halfway through its 2nd save (step 4).
+    let faults = "learner_crash_after_batch=4,grader_panic_on_call=5,rewards_crash_on_call=3,\
+                  checkpointer_crash_on_save=2";
     let (code, out) = finish(run.spawn(faults));
     assert_eq!(code, 0, "{out}");
     let restarts = run.named("actor_restarted");
-    for actor in ["learner", "grader", "rewards"] {
+    for actor in ["learner", "grader", "rewards", "checkpointer"] {
         assert!(
             restarts.iter().any(|r| r["actor"] == actor),
             "{actor} not restarted: {:#?}",
@@ -325,6 +327,21 @@ fn crashes_of_the_learner_grader_and_reward_assembler_are_restarted_and_nothing_
         stopped["ledger"]["redone"].as_u64().unwrap() >= 3,
         "{stopped}"
     );
+    // The interrupted save was redone: complete checkpoints, no leftovers.
+    let checkpoints = run.dir.join("checkpoints");
+    let mut names: Vec<String> = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(!names.iter().any(|n| n.starts_with(".tmp")), "{names:?}");
+    let latest = std::fs::read_to_string(checkpoints.join("latest")).unwrap();
+    for part in ["runtime.bin", "learner"] {
+        assert!(
+            checkpoints.join(latest.trim()).join(part).exists(),
+            "{names:?}"
+        );
+    }
 }
 
 #[test]
