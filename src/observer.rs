@@ -1,6 +1,7 @@
 //! Where a run's reports go: events.jsonl and metrics.jsonl in the run
 //! directory, the Prometheus metrics, the `/status` snapshot and the terminal.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +22,8 @@ pub struct RunObserver {
     progress: Progress,
     stages: usize,
     started: Instant,
+    /// Supervised actors shown in `/status`, with their restarts so far.
+    actors: BTreeMap<String, u64>,
 }
 
 impl RunObserver {
@@ -32,6 +35,34 @@ impl RunObserver {
             progress: Progress::new(),
             stages,
             started: Instant::now(),
+            actors: BTreeMap::new(),
+        }
+    }
+
+    /// The supervised actors whose health `/status` shows.
+    pub fn watch_actors(&mut self, names: impl IntoIterator<Item = String>) {
+        self.actors = names.into_iter().map(|n| (n, 0)).collect();
+        self.refresh_actors();
+    }
+
+    /// Actor `name` was restarted by the supervisor.
+    pub fn actor_restarted(&mut self, name: &str) {
+        *self.actors.entry(name.to_string()).or_default() += 1;
+        self.refresh_actors();
+    }
+
+    /// Each actor's health in `/status`: "running" while it is registered
+    /// under its name, "down" while a restart is pending, with its restarts.
+    fn refresh_actors(&self) {
+        let mut s = self.status.write().expect("status lock");
+        for (name, restarts) in &self.actors {
+            let up = ractor::registry::where_is(name.clone()).is_some();
+            let health = if up { "running" } else { "down" };
+            let text = match restarts {
+                0 => health.to_string(),
+                n => format!("{health} ({n} restarts)"),
+            };
+            s.actors.insert(name.clone(), text);
         }
     }
 
@@ -147,10 +178,8 @@ impl Observer for RunObserver {
                 .iter()
                 .map(|(k, (v, _))| (k.clone(), *v))
                 .collect();
-            for a in ["learner", "generator", "executor", "grader"] {
-                s.actors.insert(a.into(), "running".into());
-            }
         }
+        self.refresh_actors();
         let tokens_per_s = r.tokens_generated as f64 / r.generate_seconds.max(1e-9);
         let line = json!({
             "time": unix_time(),

@@ -1,8 +1,8 @@
 //! The executor actor: the sandbox client. It runs generated programs against
 //! their tests in [`gradus_sandbox::Sandbox`] and returns one outcome per job.
 //!
-//! The sandbox is a bounded pool shared across restarts of this actor (it is
-//! built once, in [`Args`], so a restart costs no interpreter start-up). A
+//! The sandbox is a bounded pool shared across restarts of this actor (the
+//! daemon builds it once, so a restart costs no interpreter start-up). A
 //! `sandbox_error` outcome is the sandbox's failure, never the program's (a
 //! worker killed mid-job, a cgroup that could not be made): the job is redone
 //! exactly once, and only a second failure is reported as such.

@@ -1,23 +1,32 @@
-//! The trainer: drives one on-policy step after another through the actors,
-//! and owns the curriculum and the ledger.
+//! The trainer: drives one step after another through the actors, and owns
+//! the exactly-once ledger. It holds no other state of its own: the
+//! curriculum actor owns the curriculum, the learner and generator engines
+//! the model, and the checkpointer writes checkpoints.
 //!
 //! One step, as in the papers' on-policy setting:
-//! 1. apply a pending config change (batch boundary);
-//! 2. draw prompts from the curriculum and record each group as dispatched;
-//! 3. the generator samples `group_size` responses per prompt;
-//! 4. the grader (math) and the executor (code) grade every response;
-//! 5. reward assembly completes groups; dynamic sampling drops all-equal groups
-//!    and refills;
-//! 6. the learner updates (GRPO, or SFT in a warm-up stage) and the new weights
-//!    are published to the generator;
-//! 7. the curriculum closes the step and may advance the stage;
-//! 8. every `checkpoint_every` steps, a checkpoint.
+//! 1. the curriculum actor draws prompts; each group is recorded as dispatched;
+//! 2. the generator samples `group_size` responses per prompt;
+//! 3. the reward assembler grades every response through the grader (math)
+//!    and the executor (code), completes the groups and computes their
+//!    advantages;
+//! 4. the curriculum actor records the groups; dynamic sampling drops
+//!    all-equal groups and refills;
+//! 5. the learner updates (GRPO, or SFT in a warm-up stage) and the new weights
+//!    are published to the generator (async mode: the update runs while the
+//!    next batch rolls out, see [`Settings::max_staleness`]);
+//! 6. the curriculum actor closes the step: it may advance the stage and
+//!    applies a pending config change (the batch boundary);
+//! 7. the daemon evaluates and checkpoints when due.
 //!
-//! Every actor call goes through [`Trainer::call`]: when the actor died (its
-//! reply port dropped), the call waits for the supervisor's restart, looks the
-//! actor up again and redoes the work exactly once; the ledger counts it.
+//! Every actor call goes through [`crate::call::call_with_retry`]: when the
+//! actor died (its reply port dropped), the call waits for the supervisor's
+//! restart, looks the actor up again and redoes the work exactly once; the
+//! ledger counts it. Work that changes state (a learner batch, a curriculum
+//! operation) carries an id, so a redo of work applied before the crash is
+//! answered from memory instead of applied twice.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gradus_policy::{
@@ -28,9 +37,11 @@ use serde_json::json;
 
 pub use crate::call::QueueHook;
 use crate::call::{CallError, call_with_retry};
+use crate::curriculum::actor::{self, Answer, CurriculumView, Op, Shared};
 use crate::curriculum::config::StageKind;
-use crate::curriculum::engine::{Curriculum, Draw, Graded, GroupVerdict};
+use crate::curriculum::engine::{Draw, Graded, GroupVerdict};
 use crate::curriculum::stats::Window;
+use crate::curriculum::{Change, ChangeRefused};
 use crate::data::Domain;
 use crate::ledger::{GroupId, Ledger};
 use crate::rewards::{self, Assembled, Work};
@@ -172,6 +183,8 @@ pub enum TrainError {
     Generator(String),
     #[error(transparent)]
     Sample(#[from] crate::curriculum::engine::SampleError),
+    #[error("curriculum: {0}")]
+    Curriculum(String),
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
     #[error("tokenizer: {0}")]
@@ -180,7 +193,10 @@ pub enum TrainError {
 
 /// The trainer's durable state besides the model: saved in checkpoints.
 pub struct Trainer<T: Tokenizer> {
-    pub curriculum: Curriculum,
+    /// The curriculum, changed only by the curriculum actor.
+    curriculum: Arc<Shared>,
+    /// Sequence number of the last curriculum operation.
+    curriculum_seq: u64,
     pub ledger: Ledger,
     /// Next batch id (learner updates are deduplicated by it).
     pub next_batch: u64,
@@ -225,7 +241,7 @@ struct Slot {
 
 impl<T: Tokenizer> Trainer<T> {
     pub fn new(
-        curriculum: Curriculum,
+        curriculum: Arc<Shared>,
         ledger: Ledger,
         next_batch: u64,
         tokenizer: T,
@@ -233,6 +249,7 @@ impl<T: Tokenizer> Trainer<T> {
     ) -> Self {
         Self {
             curriculum,
+            curriculum_seq: 0,
             ledger,
             next_batch,
             samples: 0,
@@ -245,6 +262,61 @@ impl<T: Tokenizer> Trainer<T> {
             carry: None,
             learner_version: 0,
             generator_version: 0,
+        }
+    }
+
+    /// A read-only view of the curriculum (do not hold it across an await).
+    pub fn curriculum(&self) -> CurriculumView<'_> {
+        self.curriculum.read()
+    }
+
+    /// Queues a config change for the next batch boundary, through the
+    /// curriculum actor: the curriculum's verdict on the change, or why the
+    /// actor could not be asked.
+    pub async fn request_change(
+        &mut self,
+        change: Change,
+    ) -> Result<Result<(), ChangeRefused>, TrainError> {
+        match self.curriculum_op(Op::Change(change), &[]).await? {
+            Answer::Changed(r) => Ok(r),
+            other => Err(TrainError::Curriculum(format!(
+                "unexpected answer to a change: {other:?}"
+            ))),
+        }
+    }
+
+    /// Applies `op` through the curriculum actor, exactly once (a call redone
+    /// after a crash is answered from the actor's memory). `groups` are
+    /// charged for a redo.
+    async fn curriculum_op(&mut self, op: Op, groups: &[GroupId]) -> Result<Answer, TrainError> {
+        self.curriculum_seq += 1;
+        let seq = self.curriculum_seq;
+        let items = match &op {
+            Op::Next(n) | Op::Refill(n) => *n,
+            Op::Record(g) => g.len(),
+            Op::EndStep | Op::Change(_) => 1,
+        };
+        let answer = self
+            .call::<actor::Msg, _>(actor::NAME, groups, items, |reply| actor::Msg::Apply {
+                seq,
+                op: op.clone(),
+                reply,
+            })
+            .await?;
+        match answer {
+            Answer::OutOfOrder { seq, last } => Err(TrainError::Curriculum(format!(
+                "operation {seq} arrived after operation {last}"
+            ))),
+            a => Ok(a),
+        }
+    }
+
+    async fn draw(&mut self, op: Op) -> Result<Vec<Draw>, TrainError> {
+        match self.curriculum_op(op, &[]).await? {
+            Answer::Draws(d) => Ok(d?),
+            other => Err(TrainError::Curriculum(format!(
+                "unexpected answer {other:?}"
+            ))),
         }
     }
 
@@ -264,11 +336,14 @@ impl<T: Tokenizer> Trainer<T> {
         &mut self,
         observer: &mut dyn Observer,
     ) -> Result<Option<StepReport>, TrainError> {
-        if self.curriculum.is_finished() {
-            return Ok(None);
-        }
+        let (stage, step, stage_index) = {
+            let c = self.curriculum.read();
+            if c.is_finished() {
+                return Ok(None);
+            }
+            (c.stage().clone(), c.state().step, c.state().stage)
+        };
         let start = Instant::now();
-        let stage = self.curriculum.stage().clone();
         let sampling = SamplingConfig {
             temperature: stage.generation.temperature as f32,
             top_p: stage.generation.top_p as f32,
@@ -277,21 +352,22 @@ impl<T: Tokenizer> Trainer<T> {
         };
         let group_size = stage.generation.group_size as usize;
         let batch_prompts = stage.batch_prompts.unwrap_or(self.settings.batch_prompts);
-        let mut report = StepReport::empty(self.curriculum.state().step);
+        let mut report = StepReport::empty(step);
         report.stage = stage.name.clone();
-        report.stage_index = self.curriculum.state().stage;
+        report.stage_index = stage_index;
         let redone_before = self.ledger.totals().redone;
 
         // Draw, roll out and grade until enough groups carry a learning signal.
         let mut kept: Vec<Slot> = Vec::new();
-        let mut draws = self.curriculum.next_batch(batch_prompts)?;
+        let mut draws = self.draw(Op::Next(batch_prompts)).await?;
         loop {
             let mut slots = self.dispatch(draws)?;
             self.generate(&mut slots, group_size, &sampling, &mut report)
                 .await?;
             self.grade(&mut slots, &mut report).await?;
             let mut missing = 0;
-            for slot in slots {
+            let mut record = Vec::with_capacity(slots.len());
+            for slot in &slots {
                 let graded: Vec<Graded> = slot
                     .results
                     .iter()
@@ -301,7 +377,17 @@ impl<T: Tokenizer> Trainer<T> {
                     })
                     .collect();
                 self.note_display(&slot.draw, &graded);
-                let verdict = self.curriculum.record_group(&slot.draw, &graded);
+                record.push((slot.draw.clone(), graded));
+            }
+            let ids: Vec<GroupId> = slots.iter().map(|s| s.group).collect();
+            let verdicts = match self.curriculum_op(Op::Record(record), &ids).await? {
+                Answer::Verdicts(v) if v.len() == slots.len() => v,
+                other => {
+                    let why = format!("unexpected answer to a record: {other:?}");
+                    return Err(TrainError::Curriculum(why));
+                }
+            };
+            for (slot, verdict) in slots.into_iter().zip(verdicts) {
                 // SFT stages learn from references; their samples only measure.
                 if verdict == GroupVerdict::Keep || stage.kind == StageKind::Sft {
                     kept.push(slot);
@@ -314,7 +400,7 @@ impl<T: Tokenizer> Trainer<T> {
             if missing == 0 || stage.dynamic_sampling.is_none() || kept.len() >= batch_prompts {
                 break;
             }
-            draws = self.curriculum.refill(missing)?;
+            draws = self.draw(Op::Refill(missing)).await?;
         }
         report.groups_kept = kept.len();
 
@@ -387,7 +473,13 @@ impl<T: Tokenizer> Trainer<T> {
         self.log_rollouts(&kept, observer);
 
         // Close the step: the curriculum may advance.
-        let outcome = self.curriculum.end_step();
+        let outcome = match self.curriculum_op(Op::EndStep, &[]).await? {
+            Answer::Ended(o) => o,
+            other => {
+                let why = format!("unexpected answer to a step end: {other:?}");
+                return Err(TrainError::Curriculum(why));
+            }
+        };
         if let Some(adv) = outcome.advanced {
             let mut ev = adv.to_event();
             if let Some(obj) = ev.as_object_mut() {
@@ -418,10 +510,11 @@ impl<T: Tokenizer> Trainer<T> {
     }
 
     fn dispatch(&mut self, draws: Vec<Draw>) -> Result<Vec<Slot>, TrainError> {
+        let curriculum = self.curriculum.read();
         draws
             .into_iter()
             .map(|draw| {
-                let problem = &self.curriculum.problems()[draw.index as usize];
+                let problem = &curriculum.problems()[draw.index as usize];
                 let prompt = self
                     .tokenizer
                     .encode_prompt(&problem.prompt)
@@ -522,7 +615,8 @@ impl<T: Tokenizer> Trainer<T> {
         truncated: bool,
         job: &str,
     ) -> rewards::Response {
-        let problem = &self.curriculum.problems()[problem as usize];
+        let curriculum = self.curriculum.read();
+        let problem = &curriculum.problems()[problem as usize];
         let work = match problem.domain {
             Domain::Math => Work::Math(grader::Item {
                 gold: problem.answer.clone().unwrap_or_default(),
@@ -561,22 +655,24 @@ impl<T: Tokenizer> Trainer<T> {
             max_new_tokens: eval.max_new_tokens,
             stop_tokens: vec![self.tokenizer.eos_id()],
         };
-        let set = self.curriculum.evaluation_set(eval.per_bucket);
         let mut prompts = Vec::new();
         let mut owners = Vec::new();
-        for (pool, members) in &set {
-            for &index in members {
-                let problem = &self.curriculum.problems()[index as usize];
-                let prompt = self
-                    .tokenizer
-                    .encode_prompt(&problem.prompt)
-                    .map_err(|e| TrainError::Tokenizer(format!("problem {}: {e}", problem.id)))?;
-                for _ in 0..eval.samples {
-                    prompts.push(prompt.clone());
-                    owners.push((pool.clone(), index));
+        let (step, stage) = {
+            let curriculum = self.curriculum.read();
+            for (pool, members) in &curriculum.evaluation_set(eval.per_bucket) {
+                for &index in members {
+                    let problem = &curriculum.problems()[index as usize];
+                    let prompt = self.tokenizer.encode_prompt(&problem.prompt).map_err(|e| {
+                        TrainError::Tokenizer(format!("problem {}: {e}", problem.id))
+                    })?;
+                    for _ in 0..eval.samples {
+                        prompts.push(prompt.clone());
+                        owners.push((pool.clone(), index));
+                    }
                 }
             }
-        }
+            (curriculum.state().step, curriculum.stage().name.clone())
+        };
         let mut items: Vec<rewards::Response> = Vec::with_capacity(prompts.len());
         for (c, chunk) in prompts.chunks(EVAL_CHUNK).enumerate() {
             let chunk = chunk.to_vec();
@@ -616,8 +712,8 @@ impl<T: Tokenizer> Trainer<T> {
             c.2 += 1;
         }
         Ok(EvalReport {
-            step: self.curriculum.state().step,
-            stage: self.curriculum.stage().name.clone(),
+            step,
+            stage,
             buckets: counts
                 .into_iter()
                 .map(|(k, (correct, truncated, n))| {
@@ -686,7 +782,7 @@ impl<T: Tokenizer> Trainer<T> {
         if self.inflight.is_none() {
             return Ok(());
         }
-        let mut carry = StepReport::empty(self.curriculum.state().step);
+        let mut carry = StepReport::empty(self.curriculum.read().state().step);
         if let Some(stats) = self.settle(&mut carry).await? {
             carry.stats = stats;
             self.carry = Some(carry);
@@ -770,9 +866,10 @@ impl<T: Tokenizer> Trainer<T> {
     }
 
     fn sft_examples(&self, kept: &[Slot]) -> Result<Vec<SftExample>, TrainError> {
+        let curriculum = self.curriculum.read();
         kept.iter()
             .filter_map(|s| {
-                let p = &self.curriculum.problems()[s.draw.index as usize];
+                let p = &curriculum.problems()[s.draw.index as usize];
                 p.solution.as_ref().map(|sol| (s, sol))
             })
             .map(|(s, sol)| {
@@ -806,12 +903,13 @@ impl<T: Tokenizer> Trainer<T> {
     }
 
     fn log_rollouts(&self, kept: &[Slot], observer: &mut dyn Observer) {
-        let step = self.curriculum.state().step;
+        let curriculum = self.curriculum.read();
+        let step = curriculum.state().step;
         if !step.is_multiple_of(self.rollout_every) {
             return;
         }
         for s in kept.iter().take(2) {
-            let p = &self.curriculum.problems()[s.draw.index as usize];
+            let p = &curriculum.problems()[s.draw.index as usize];
             for (resp, r) in s.responses.iter().zip(&s.results).take(2) {
                 observer.rollout(json!({
                     "step": step,

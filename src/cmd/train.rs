@@ -26,6 +26,7 @@ use gradus::observer::RunObserver;
 use gradus::run_dir::RunDir;
 use gradus_actors::call::call_with_retry;
 use gradus_actors::checkpointer::{self, RuntimeState};
+use gradus_actors::curriculum::actor::{self as curriculum_actor, Shared};
 use gradus_actors::curriculum::change::Change;
 use gradus_actors::curriculum::engine::Curriculum;
 use gradus_actors::data::import::FormatChoice;
@@ -226,6 +227,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         )?,
     );
     let faults = Faults::from_env();
+    let shared = Shared::new(curriculum);
     // Queue depths: items handed to each actor and not yet answered.
     let (queue_metrics, queue_status) = (metrics.clone(), status.clone());
     let queues: QueueHook = Arc::new(move |name, items| {
@@ -238,15 +240,16 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         }
     });
     let (reports_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
-    let children = children(
-        &config,
-        &learner_engine,
-        &generator_engine,
-        &sandbox,
-        &faults,
-        &queues,
-        run_dir.checkpoints(),
-    );
+    let around = Around {
+        curriculum: shared.clone(),
+        learner: learner_engine,
+        generator: generator_engine.clone(),
+        sandbox,
+        queues: queues.clone(),
+        checkpoints: run_dir.checkpoints(),
+    };
+    let children = children(&config, &around, &faults);
+    let actor_names: Vec<String> = children.iter().map(|(n, _)| n.clone()).collect();
     let (sup, sup_handle) = ractor::Actor::spawn(
         None,
         supervisor::Supervisor,
@@ -267,7 +270,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         max_staleness: (config.run.mode == gradus::config::Mode::Async)
             .then_some(config.run.max_staleness),
     };
-    let mut trainer = Trainer::new(curriculum, ledger, next_batch, tokenizer, settings);
+    let mut trainer = Trainer::new(shared, ledger, next_batch, tokenizer, settings);
     trainer.samples = samples;
     trainer.set_policy_version(snapshot.version);
     trainer.set_queue_hook(queues.clone());
@@ -276,8 +279,9 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         run_dir,
         metrics.clone(),
         status.clone(),
-        trainer.curriculum.config().stages.len(),
+        trainer.curriculum().config().stages.len(),
     );
+    observer.watch_actors(actor_names);
     observer.event(
         if resuming { "resumed" } else { "started" },
         start_step,
@@ -290,7 +294,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     let mut watcher = ConfigWatcher::new(&watched_config);
     let started = Instant::now();
     let mut last_checkpoint = start_step;
-    let mut stage_before = trainer.curriculum.state().stage;
+    let mut stage_before = trainer.curriculum().state().stage;
     let mut last_eval = None;
     if start_step == 0 {
         evaluate(&mut trainer, &eval, &mut observer).await?;
@@ -312,7 +316,8 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
                         .actor_restarts
                         .with_label_values(&[actor.as_str()])
                         .inc();
-                    observer.event("actor_restarted", trainer.curriculum.state().step,
+                    observer.actor_restarted(&actor);
+                    observer.event("actor_restarted", trainer.curriculum().state().step,
                         serde_json::json!({"actor": actor, "failures_in_window": failures, "error": error}));
                 }
                 Report::GaveUp {
@@ -321,7 +326,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
                     window,
                     error,
                 } => {
-                    observer.event("actor_gave_up", trainer.curriculum.state().step,
+                    observer.event("actor_gave_up", trainer.curriculum().state().step,
                         serde_json::json!({"actor": actor, "failures": failures, "window_s": window.as_secs_f64(), "error": error}));
                     gave_up = Some(format!(
                         "actor '{actor}' failed {failures} times within {:.0} s (last error: {error}); stopping the run",
@@ -330,14 +335,17 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        if reload {
-            apply_reload(
+        if reload
+            && let Err(e) = apply_reload(
                 &watched_config,
                 &config,
                 &mut trainer,
                 &mut observer,
                 &metrics,
-            );
+            )
+            .await
+        {
+            break Err(e);
         }
         if let Some(why) = gave_up {
             break Err(anyhow::anyhow!(why));
@@ -347,13 +355,13 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         }
         match trainer.step(&mut observer).await {
             Ok(Some(_)) => {
-                let step = trainer.curriculum.state().step;
+                let step = trainer.curriculum().state().step;
                 // Evaluate every `every` steps and at every stage boundary (the
                 // before/after figures of each stage). Before the checkpoint:
                 // evaluation draws from the generator's RNG, so a resumed run
                 // continues from the state an uninterrupted one has.
-                let stage_now = trainer.curriculum.state().stage;
-                let advanced = stage_now != stage_before || trainer.curriculum.is_finished();
+                let stage_now = trainer.curriculum().state().stage;
+                let advanced = stage_now != stage_before || trainer.curriculum().is_finished();
                 stage_before = stage_now;
                 let due_eval = eval.per_bucket > 0
                     && ((eval.every > 0 && step.is_multiple_of(eval.every)) || advanced);
@@ -381,7 +389,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => break Err(anyhow::Error::new(e)),
         }
     };
-    let step = trainer.curriculum.state().step;
+    let step = trainer.curriculum().state().step;
     let drained = trainer.drain().await;
     if let Err(e) = &drained {
         eprintln!("gradus: warning: the last update in flight failed: {e}");
@@ -505,8 +513,11 @@ fn load_problems(config: &RunConfig) -> anyhow::Result<Vec<gradus_actors::data::
 /// right after it applied batch N; `rewards_crash_on_call=N` crashes the
 /// reward assembler once, after grading its N-th batch and before replying;
 /// `checkpointer_crash_on_save=N` crashes the checkpointer once in its N-th
-/// save, halfway through writing. Unset in real runs.
+/// save, halfway through writing; `curriculum_crash_on_call=N` crashes the
+/// curriculum actor once, after applying its N-th operation and before
+/// replying. Unset in real runs.
 struct Faults {
+    curriculum: Arc<curriculum_actor::Faults>,
     grader: Arc<grader::Faults>,
     learner: Arc<learner::Faults>,
     rewards: Arc<rewards::Faults>,
@@ -517,17 +528,22 @@ impl Faults {
     fn from_env() -> Self {
         let spec = std::env::var("GRADUS_FAULTS").unwrap_or_default();
         let (mut grader_call, mut learner_batch) = (None, None);
-        let (mut rewards_call, mut save) = (None, None);
+        let (mut rewards_call, mut save, mut curriculum_call) = (None, None, None);
         for item in spec.split(',').filter(|s| !s.is_empty()) {
             match item.split_once('=') {
                 Some(("grader_panic_on_call", v)) => grader_call = v.parse().ok(),
                 Some(("learner_crash_after_batch", v)) => learner_batch = v.parse().ok(),
                 Some(("rewards_crash_on_call", v)) => rewards_call = v.parse().ok(),
                 Some(("checkpointer_crash_on_save", v)) => save = v.parse().ok(),
+                Some(("curriculum_crash_on_call", v)) => curriculum_call = v.parse().ok(),
                 _ => eprintln!("gradus: warning: GRADUS_FAULTS: unknown fault '{item}' ignored"),
             }
         }
         Faults {
+            curriculum: Arc::new(curriculum_actor::Faults {
+                crash_on_call: curriculum_call,
+                ..Default::default()
+            }),
             grader: Arc::new(grader::Faults {
                 panic_on_call: grader_call,
                 ..Default::default()
@@ -548,18 +564,23 @@ impl Faults {
     }
 }
 
-/// The supervised actors, each with the spawner the supervisor calls again on restart.
-fn children(
-    config: &RunConfig,
-    learner_engine: &Arc<learner::Engine>,
-    generator_engine: &Arc<generator::Engine>,
-    sandbox: &Arc<gradus_sandbox::Sandbox>,
-    faults: &Faults,
-    queues: &QueueHook,
+/// What the actors are built around: state and resources that outlive
+/// their restarts.
+struct Around {
+    curriculum: Arc<Shared>,
+    learner: Arc<learner::Engine>,
+    generator: Arc<generator::Engine>,
+    sandbox: Arc<gradus_sandbox::Sandbox>,
+    queues: QueueHook,
     checkpoints: PathBuf,
-) -> Vec<(String, Spawner)> {
+}
+
+/// The supervised actors, each with the spawner the supervisor calls again on restart.
+fn children(config: &RunConfig, around: &Around, faults: &Faults) -> Vec<(String, Spawner)> {
+    let queues = &around.queues;
+    let (cs, cuf) = (around.curriculum.clone(), faults.curriculum.clone());
     let checkpoint_settings = checkpointer::Settings {
-        root: checkpoints,
+        root: around.checkpoints.clone(),
         keep: config.run.keep_checkpoints,
         call_timeout: Duration::from_secs_f64(config.run.call_timeout_s),
     };
@@ -570,11 +591,15 @@ fn children(
         call_timeout: Duration::from_secs_f64(config.run.call_timeout_s),
     };
     let (rf, rq) = (faults.rewards.clone(), queues.clone());
-    let (le, lf) = (learner_engine.clone(), faults.learner.clone());
-    let ge = generator_engine.clone();
-    let sb = sandbox.clone();
+    let (le, lf) = (around.learner.clone(), faults.learner.clone());
+    let ge = around.generator.clone();
+    let sb = around.sandbox.clone();
     let (gc, gf) = (config.grader.clone(), faults.grader.clone());
     vec![
+        (
+            curriculum_actor::NAME.into(),
+            supervisor::spawner(move |sup| curriculum_actor::spawn(cs.clone(), cuf.clone(), sup)),
+        ),
         (
             learner::NAME.into(),
             supervisor::spawner(move |sup| learner::spawn(le.clone(), lf.clone(), sup)),
@@ -635,14 +660,14 @@ impl ConfigWatcher {
 /// for the run, and hands the curriculum part to the curriculum, which applies
 /// it at the next batch boundary (or refuses it). The running config stays on
 /// any failure.
-fn apply_reload<T: Tokenizer>(
+async fn apply_reload<T: Tokenizer>(
     path: &Path,
     running: &RunConfig,
     trainer: &mut Trainer<T>,
     observer: &mut RunObserver,
     metrics: &Metrics,
-) {
-    let step = trainer.curriculum.state().step;
+) -> anyhow::Result<()> {
+    let step = trainer.curriculum().state().step;
     let new = match RunConfig::from_path(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -655,7 +680,7 @@ fn apply_reload<T: Tokenizer>(
                 step,
                 serde_json::json!({"errors": errors.0}),
             );
-            return;
+            return Ok(());
         }
     };
     let fixed = [
@@ -684,20 +709,21 @@ fn apply_reload<T: Tokenizer>(
             step,
             serde_json::json!({"errors": [msg]}),
         );
-        return;
+        return Ok(());
     }
-    if new.curriculum == *trainer.curriculum.config() {
+    if new.curriculum == *trainer.curriculum().config() {
         metrics
             .config_reloads
             .with_label_values(&["unchanged"])
             .inc();
         observer.event("config_reload_unchanged", step, serde_json::json!({}));
-        return;
+        return Ok(());
     }
-    match trainer.curriculum.request_change(Change {
+    let change = Change {
         config: Some(new.curriculum.clone()),
         jump_to: None,
-    }) {
+    };
+    match trainer.request_change(change).await? {
         Ok(()) => {
             metrics.config_reloads.with_label_values(&["applied"]).inc();
             observer.event(
@@ -716,6 +742,7 @@ fn apply_reload<T: Tokenizer>(
             );
         }
     }
+    Ok(())
 }
 
 /// Writes a checkpoint of everything a resume needs, through the
@@ -729,7 +756,7 @@ async fn save<T: Tokenizer>(
     let state = Box::new(RuntimeState {
         step,
         next_batch: trainer.next_batch,
-        curriculum: trainer.curriculum.save(),
+        curriculum: trainer.curriculum().save(),
         ledger: trainer.ledger.clone(),
         generator_rng: generator_engine.rng(),
         samples: trainer.samples,

@@ -116,6 +116,20 @@ fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
+/// The lines of a JSONL file without their timings and redo counts (which
+/// differ between runs that otherwise learn the same).
+fn untimed(path: &Path) -> Vec<Value> {
+    let mut rows = read_jsonl(path);
+    for row in &mut rows {
+        if let Some(obj) = row.as_object_mut() {
+            obj.retain(|k, _| {
+                !(k == "time" || k == "redone" || k.ends_with("seconds") || k.ends_with("_per_s"))
+            });
+        }
+    }
+    rows
+}
+
 /// Every group learned at most once, and none left half-done after a clean stop.
 fn assert_ledger_clean(run: &Run) {
     let stopped = run.named("stopped");
@@ -228,8 +242,33 @@ fn metrics_are_served_over_http_in_prometheus_text() {
     assert!(status["step"].as_u64().unwrap() >= 2);
     // Every actor the trainer called has a queue depth (0 between calls).
     let queues = status["queues"].as_object().unwrap();
-    for q in ["generator", "grader", "executor", "learner"] {
+    for q in [
+        "curriculum",
+        "generator",
+        "rewards",
+        "grader",
+        "executor",
+        "learner",
+    ] {
         assert!(queues.contains_key(q), "{status}");
+    }
+    // Every supervised actor is up (looked up in the actor registry).
+    let actors = status["actors"].as_object().unwrap();
+    let names = [
+        "curriculum",
+        "generator",
+        "rewards",
+        "grader",
+        "executor",
+        "learner",
+        "checkpointer",
+    ];
+    for a in names {
+        assert_eq!(
+            actors.get(a).and_then(Value::as_str),
+            Some("running"),
+            "{status}"
+        );
     }
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let (code, out) = finish(child);
@@ -306,15 +345,16 @@ fn kill_9_then_resume_continues_from_the_last_checkpoint() {
 fn crashed_actors_are_restarted_their_work_redone_once_and_nothing_is_learned_twice() {
     // The learner crashes right after applying batch 4 (before its reply),
     // the grader panics on its 5th batch, the reward assembler dies after
-    // grading its 3rd batch; all are restarted and their work redone exactly once.
+    // grading its 3rd batch, the curriculum actor after applying its 4th
+    // operation (the draw of step 2), the checkpointer halfway through its 2nd save (step 4); all
+    // are restarted and their work redone exactly once.
     let run = Run::new(|t| t.replace("steps = 200", "steps = 4"));
-    // The checkpointer dies halfway through its 2nd save (step 4).
     let faults = "learner_crash_after_batch=4,grader_panic_on_call=5,rewards_crash_on_call=3,\
-                  checkpointer_crash_on_save=2";
+                  curriculum_crash_on_call=4,checkpointer_crash_on_save=2";
     let (code, out) = finish(run.spawn(faults));
     assert_eq!(code, 0, "{out}");
     let restarts = run.named("actor_restarted");
-    for actor in ["learner", "grader", "rewards", "checkpointer"] {
+    for actor in ["learner", "grader", "rewards", "curriculum", "checkpointer"] {
         assert!(
             restarts.iter().any(|r| r["actor"] == actor),
             "{actor} not restarted: {:#?}",
@@ -327,6 +367,20 @@ fn crashed_actors_are_restarted_their_work_redone_once_and_nothing_is_learned_tw
         stopped["ledger"]["redone"].as_u64().unwrap() >= 3,
         "{stopped}"
     );
+    // Nothing lost, nothing twice: the run learned, measured and logged
+    // exactly what an uninterrupted run with the same seed does.
+    let clean = Run::new(|t| t.replace("steps = 200", "steps = 4"));
+    let (code, out) = finish(clean.spawn(""));
+    assert_eq!(code, 0, "{out}");
+    for file in ["metrics.jsonl", "rollouts.jsonl", "eval.jsonl"] {
+        let (faulty, uninterrupted) =
+            (untimed(&run.dir.join(file)), untimed(&clean.dir.join(file)));
+        assert!(!faulty.is_empty(), "{file} is empty");
+        assert_eq!(
+            faulty, uninterrupted,
+            "{file} differs from an uninterrupted run's"
+        );
+    }
     // The interrupted save was redone: complete checkpoints, no leftovers.
     let checkpoints = run.dir.join("checkpoints");
     let mut names: Vec<String> = std::fs::read_dir(&checkpoints)

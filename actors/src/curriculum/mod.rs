@@ -11,10 +11,12 @@
 //! - [`state`]: [`State`] and save/restore.
 //! - [`change`]: mid-run config changes applied at batch boundaries.
 //! - [`curate`]: pass rates, buckets and set-asides from K graded samples per prompt.
+//! - [`actor`]: the curriculum actor, the only writer of the run's [`Curriculum`], with
+//!   exactly-once operations across its restarts.
 //!
-//! None of it needs the actor runtime; the curriculum actor owns a [`Curriculum`] and logs
-//! what it returns.
+//! None of it but [`actor`] needs the actor runtime.
 
+pub mod actor;
 pub mod change;
 pub mod config;
 pub mod curate;

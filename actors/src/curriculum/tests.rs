@@ -573,3 +573,96 @@ fn the_evaluation_set_is_a_fixed_evenly_spaced_sample_of_every_pool() {
         assert_eq!(members, c.pools.members(&pool));
     }
 }
+
+/// Drives `shared` through one step of `batch` prompts with sequence numbers
+/// from `seq`, like the trainer, redoing every operation once when `redo`
+/// (as a caller does after a crash of the actor between apply and reply).
+fn step_through(shared: &actor::Shared, seq: &mut u64, batch: usize, redo: bool) -> Vec<Draw> {
+    use actor::{Answer, Op};
+    let mut apply = |op: Op| {
+        *seq += 1;
+        let first = shared.apply(*seq, op.clone());
+        if redo {
+            assert_eq!(
+                shared.apply(*seq, op),
+                first,
+                "a redo is answered from memory"
+            );
+        }
+        first
+    };
+    let Answer::Draws(Ok(draws)) = apply(Op::Next(batch)) else {
+        panic!("no draws")
+    };
+    let graded: Vec<(Draw, Vec<Graded>)> = draws
+        .iter()
+        .map(|d| (d.clone(), grade(&shared.read(), d, 4, 0.6)))
+        .collect();
+    assert!(matches!(apply(Op::Record(graded)), Answer::Verdicts(v) if v.len() == batch));
+    assert!(matches!(apply(Op::EndStep), Answer::Ended(_)));
+    draws
+}
+
+#[test]
+fn curriculum_operations_redone_after_a_crash_apply_once() {
+    let once = actor::Shared::new(curriculum(TWO_STAGES, 6));
+    let twice = actor::Shared::new(curriculum(TWO_STAGES, 6));
+    let (mut a, mut b) = (0, 0);
+    for _ in 0..5 {
+        let x = step_through(&once, &mut a, 4, false);
+        let y = step_through(&twice, &mut b, 4, true);
+        assert_eq!(x, y);
+    }
+    assert_eq!(once.read().save(), twice.read().save());
+    assert_eq!(twice.read().state().step, 5);
+    // An operation older than the last one applied is refused, not applied.
+    let old = twice.apply(1, actor::Op::EndStep);
+    assert_eq!(old, actor::Answer::OutOfOrder { seq: 1, last: b });
+    assert_eq!(twice.read().state().step, 5);
+}
+
+#[tokio::test]
+async fn the_curriculum_actor_restarted_after_a_crash_answers_the_redone_call_from_memory() {
+    use crate::call::call_with_retry;
+    use crate::supervisor::{self, Report, RestartPolicy, Supervisor, spawner};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let shared = actor::Shared::new(curriculum(TWO_STAGES, 6));
+    let reference = curriculum(TWO_STAGES, 6);
+    let faults = Arc::new(actor::Faults {
+        crash_on_call: Some(1),
+        ..Default::default()
+    });
+    let s = shared.clone();
+    let children = vec![(
+        actor::NAME.to_string(),
+        spawner(move |sup| actor::spawn(s.clone(), faults.clone(), sup)),
+    )];
+    let (tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let args = supervisor::Args {
+        policy: RestartPolicy {
+            backoff_s: 0.01,
+            ..Default::default()
+        },
+        children,
+        reports: tx,
+    };
+    let (sup, handle) = ractor::Actor::spawn(None, Supervisor, args).await.unwrap();
+    let timeout = Duration::from_secs(10);
+    let (answer, redone) =
+        call_with_retry(actor::NAME, timeout, None, 4, |reply| actor::Msg::Apply {
+            seq: 1,
+            op: actor::Op::Next(4),
+            reply,
+        })
+        .await;
+    assert!(redone);
+    assert!(matches!(reports.try_recv(), Ok(Report::Restarted { .. })));
+    // Drawn once: the same prompts an uninterrupted curriculum draws first.
+    let mut reference = reference;
+    let expected = reference.next_batch(4);
+    assert_eq!(answer.unwrap(), actor::Answer::Draws(expected));
+    assert_eq!(shared.read().save(), reference.save());
+    sup.stop(None);
+    handle.await.unwrap();
+}

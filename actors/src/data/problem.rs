@@ -2,7 +2,7 @@
 //!
 //! A math problem carries its gold `answer` (graded by gradus-math); a code problem carries
 //! `tests` in the sandbox's job schema, unchanged, so the executor can hand them over as they
-//! are. The same type is gradus's own JSONL row (one problem per line, see [`crate::data::gradus`]).
+//! are. The same type is gradus's own JSONL row (one problem per line, see [`crate::data::import`]).
 
 use std::fmt;
 
