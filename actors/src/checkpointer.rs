@@ -24,7 +24,6 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
@@ -32,6 +31,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::call::{CallError, QueueHook, call_with_retry};
+use crate::fault::Fault;
 use crate::learner;
 use crate::ledger::Ledger;
 
@@ -196,16 +196,6 @@ fn prune(root: &Path, keep: usize) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-/// Fault injection for the end-to-end tests (off in real runs): the actor
-/// crashes once, in its `crash_on_save`-th save (counted from 1 across
-/// restarts), after writing the runtime state and before the learner's part.
-#[derive(Debug, Default)]
-pub struct Faults {
-    pub crash_on_save: Option<u64>,
-    pub saves: AtomicU64,
-    pub fired: AtomicBool,
-}
-
 /// Settings fixed for the run.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -234,20 +224,22 @@ pub type CheckpointerRef = ActorRef<Msg>;
 pub struct Checkpointer {
     settings: Settings,
     queues: Option<QueueHook>,
-    faults: Arc<Faults>,
+    /// Crashes the actor once, in its N-th save, after writing the runtime
+    /// state and before the learner's part.
+    fault: Arc<Fault>,
 }
 
 /// Spawns the checkpointer linked to `supervisor`.
 pub async fn spawn(
     settings: Settings,
     queues: Option<QueueHook>,
-    faults: Arc<Faults>,
+    fault: Arc<Fault>,
     supervisor: ActorCell,
 ) -> Result<ActorCell, SpawnErr> {
     let actor = Checkpointer {
         settings,
         queues,
-        faults,
+        fault,
     };
     let (r, _) = Actor::spawn_linked(Some(NAME.into()), actor, (), supervisor).await?;
     Ok(r.get_cell())
@@ -265,11 +257,8 @@ impl Checkpointer {
             Ok(tmp) => tmp,
             Err(e) => return Ok(Err(e)),
         };
-        let save = self.faults.saves.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.faults.crash_on_save == Some(save)
-            && !self.faults.fired.swap(true, Ordering::SeqCst)
-        {
-            return Err(format!("injected checkpointer fault in save {save}").into());
+        if self.fault.count() {
+            return Err(format!("injected checkpointer fault in the save of step {step}").into());
         }
         let dir = tmp.join(LEARNER_DIR);
         let (answer, _) = call_with_retry(

@@ -3,14 +3,15 @@
 //!
 //! Grading is pure and takes microseconds per answer, so the actor grades a
 //! whole batch in one message on its own task. The grader never panics on its
-//! own; a panic here means a bug (or an injected fault, see [`Faults`]), and the
+//! own; a panic here means a bug (or an injected [`Fault`]), and the
 //! supervisor restarts the actor while the caller redoes the batch once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use gradus_math::{Grade, GradeConfig};
+
+use crate::fault::Fault;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 
 /// One response to grade.
@@ -27,16 +28,6 @@ pub struct Graded {
     pub seconds: f64,
 }
 
-/// Fault injection for the end-to-end tests (off in real runs): the grader
-/// panics once, on its `panic_on_call`-th batch (counted from 1 across
-/// restarts), as a poisoned input that trips a grader bug would.
-#[derive(Debug, Default)]
-pub struct Faults {
-    pub panic_on_call: Option<u64>,
-    pub calls: AtomicU64,
-    pub fired: AtomicBool,
-}
-
 pub enum Msg {
     /// Grade every item, in order.
     Grade {
@@ -50,7 +41,9 @@ pub type GraderRef = ActorRef<Msg>;
 /// Read-only settings; the actor keeps no state between messages.
 pub struct Grader {
     config: GradeConfig,
-    faults: Arc<Faults>,
+    /// Panics once, on the N-th batch, as a poisoned input that trips a
+    /// grader bug would.
+    fault: Arc<Fault>,
 }
 
 /// Name the grader registers under; callers look it up again after a restart.
@@ -59,22 +52,19 @@ pub const NAME: &str = "grader";
 /// Spawns the grader linked to `supervisor`.
 pub async fn spawn(
     config: GradeConfig,
-    faults: Arc<Faults>,
+    fault: Arc<Fault>,
     supervisor: ActorCell,
 ) -> Result<ActorCell, SpawnErr> {
     let (r, _) =
-        Actor::spawn_linked(Some(NAME.into()), Grader { config, faults }, (), supervisor).await?;
+        Actor::spawn_linked(Some(NAME.into()), Grader { config, fault }, (), supervisor).await?;
     Ok(r.get_cell())
 }
 
 impl Grader {
     /// The pure part: grade a batch.
     pub fn grade_batch(&self, items: &[Item]) -> Vec<Graded> {
-        let call = self.faults.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.faults.panic_on_call == Some(call)
-            && !self.faults.fired.swap(true, Ordering::SeqCst)
-        {
-            panic!("injected grader fault: poisoned input in batch {call}");
+        if self.fault.count() {
+            panic!("injected grader fault: poisoned input");
         }
         items
             .iter()
@@ -125,7 +115,7 @@ mod tests {
     fn grades_in_order_strictly() {
         let g = Grader {
             config: GradeConfig::strict(),
-            faults: Arc::default(),
+            fault: Arc::default(),
         };
         let out = g.grade_batch(&[
             item("85", "7+8=15 4+3+1=8 \\boxed{85}"),
@@ -137,13 +127,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_poisoned_input_crashes_the_actor_not_the_caller() {
-        let faults = Arc::new(Faults {
-            panic_on_call: Some(2),
-            ..Default::default()
-        });
+        let fault = Arc::new(Fault::at(Some(2)));
         let g = Grader {
             config: GradeConfig::strict(),
-            faults,
+            fault,
         };
         let (actor, handle) = Actor::spawn(None, g, ()).await.unwrap();
         let ok = actor

@@ -9,9 +9,9 @@
 //! so a batch redone after a crash that struck *after* the update returns the
 //! recorded statistics instead of stepping twice: nothing is learned twice.
 
+use crate::fault::Fault;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use gradus_policy::{Group, GrpoConfig, Learner, SftExample, StepStats, WeightsSnapshot};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
@@ -114,29 +114,22 @@ impl Engine {
     }
 }
 
-/// Fault injection for the end-to-end tests (off in real runs): crash the
-/// actor once, right after the engine applied batch `crash_after_batch`, before
-/// the reply is sent: the hardest case for exactly-once.
-#[derive(Debug, Default)]
-pub struct Faults {
-    pub crash_after_batch: Option<u64>,
-    pub fired: AtomicBool,
-}
-
 pub struct LearnerActor {
     engine: Arc<Engine>,
-    faults: Arc<Faults>,
+    /// Crashes the actor once, right after the engine applied batch N, before
+    /// the reply is sent: the hardest case for exactly-once.
+    fault: Arc<Fault>,
 }
 
 /// Spawns the learner linked to `supervisor`, around `engine`.
 pub async fn spawn(
     engine: Arc<Engine>,
-    faults: Arc<Faults>,
+    fault: Arc<Fault>,
     supervisor: ActorCell,
 ) -> Result<ActorCell, SpawnErr> {
     let (r, _) = Actor::spawn_linked(
         Some(NAME.into()),
-        LearnerActor { engine, faults },
+        LearnerActor { engine, fault },
         (),
         supervisor,
     )
@@ -164,9 +157,7 @@ impl Actor for LearnerActor {
             } => {
                 let result =
                     tokio::task::spawn_blocking(move || engine.step(batch, update, lr)).await?;
-                if self.faults.crash_after_batch == Some(batch)
-                    && !self.faults.fired.swap(true, Ordering::SeqCst)
-                {
+                if self.fault.matches(batch) {
                     return Err(
                         format!("injected learner fault after applying batch {batch}").into(),
                     );

@@ -22,6 +22,7 @@ pub mod curriculum;
 pub mod data;
 pub mod engine;
 pub mod executor;
+pub mod fault;
 pub mod generator;
 pub mod grader;
 pub mod learner;

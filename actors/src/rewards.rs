@@ -16,7 +16,6 @@
 //! The assembly itself ([`Assembly`]) is plain logic, tested without actors.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use gradus_policy::loss::group_advantages;
@@ -25,6 +24,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Spawn
 
 use crate::call::{CallError, QueueHook, call_with_retry};
 use crate::data::Domain;
+use crate::fault::Fault;
 use crate::rollout::{self, GroupResults, ResponseResult};
 use crate::{executor, grader};
 
@@ -222,17 +222,6 @@ fn redo_groups(assembly: &mut Assembly, at: &[(usize, usize)]) {
     }
 }
 
-/// Fault injection for the end-to-end tests (off in real runs): the actor
-/// crashes once, on its `crash_on_call`-th batch (counted from 1 across
-/// restarts), after grading and before replying: the grading is lost and
-/// must be redone exactly once.
-#[derive(Debug, Default)]
-pub struct Faults {
-    pub crash_on_call: Option<u64>,
-    pub calls: AtomicU64,
-    pub fired: AtomicBool,
-}
-
 pub enum Msg {
     /// Grade and assemble every group, in order.
     Assemble {
@@ -246,20 +235,22 @@ pub type RewardsRef = ActorRef<Msg>;
 pub struct Rewards {
     settings: Settings,
     queues: Option<QueueHook>,
-    faults: Arc<Faults>,
+    /// Crashes the actor once, on its N-th batch, after grading and before
+    /// replying: the grading is lost and must be redone exactly once.
+    fault: Arc<Fault>,
 }
 
 /// Spawns the reward assembler linked to `supervisor`.
 pub async fn spawn(
     settings: Settings,
     queues: Option<QueueHook>,
-    faults: Arc<Faults>,
+    fault: Arc<Fault>,
     supervisor: ActorCell,
 ) -> Result<ActorCell, SpawnErr> {
     let actor = Rewards {
         settings,
         queues,
-        faults,
+        fault,
     };
     let (r, _) = Actor::spawn_linked(Some(NAME.into()), actor, (), supervisor).await?;
     Ok(r.get_cell())
@@ -278,11 +269,8 @@ impl Actor for Rewards {
         match msg {
             Msg::Assemble { groups, reply } => {
                 let answer = assemble(&self.settings, self.queues.as_ref(), groups).await;
-                let call = self.faults.calls.fetch_add(1, Ordering::SeqCst) + 1;
-                if self.faults.crash_on_call == Some(call)
-                    && !self.faults.fired.swap(true, Ordering::SeqCst)
-                {
-                    return Err(format!("injected reward-assembly fault on batch {call}").into());
+                if self.fault.count() {
+                    return Err("injected reward-assembly fault after grading".into());
                 }
                 let _ = reply.send(answer);
             }
@@ -346,14 +334,8 @@ mod tests {
     #[tokio::test]
     async fn crashes_of_the_grader_and_of_the_assembler_are_redone_once_and_counted() {
         use crate::supervisor::{self, Report, RestartPolicy, Supervisor, spawner};
-        let grader_faults = Arc::new(grader::Faults {
-            panic_on_call: Some(1),
-            ..Default::default()
-        });
-        let own_faults = Arc::new(Faults {
-            crash_on_call: Some(2),
-            ..Default::default()
-        });
+        let grader_faults = Arc::new(Fault::at(Some(1)));
+        let own_faults = Arc::new(Fault::at(Some(2)));
         let settings = Settings {
             partial_credit: false,
             normalize_std: true,

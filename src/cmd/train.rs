@@ -31,6 +31,7 @@ use gradus_actors::curriculum::change::Change;
 use gradus_actors::curriculum::engine::Curriculum;
 use gradus_actors::data::import::FormatChoice;
 use gradus_actors::data::load::Loaded;
+use gradus_actors::fault::Fault;
 use gradus_actors::ledger::Ledger;
 use gradus_actors::supervisor::{self, Report, Spawner};
 use gradus_actors::trainer::{EvalSettings, Observer, QueueHook, Settings, Trainer};
@@ -507,59 +508,50 @@ fn load_problems(config: &RunConfig) -> anyhow::Result<Vec<gradus_actors::data::
     Ok(loaded.problems)
 }
 
-/// Fault injection for the end-to-end tests, from `GRADUS_FAULTS` (comma
-/// separated): `grader_panic_on_call=N` makes the grader panic once, on its
-/// N-th batch; `learner_crash_after_batch=N` crashes the learner actor once
-/// right after it applied batch N; `rewards_crash_on_call=N` crashes the
-/// reward assembler once, after grading its N-th batch and before replying;
-/// `checkpointer_crash_on_save=N` crashes the checkpointer once in its N-th
-/// save, halfway through writing; `curriculum_crash_on_call=N` crashes the
-/// curriculum actor once, after applying its N-th operation and before
-/// replying. Unset in real runs.
+/// Fault injection for the end-to-end tests, from `GRADUS_FAULTS`: a comma
+/// separated list of `name=N`, each crashing one actor once at its N-th
+/// event (the README's fault table). Unset in real runs.
 struct Faults {
-    curriculum: Arc<curriculum_actor::Faults>,
-    grader: Arc<grader::Faults>,
-    learner: Arc<learner::Faults>,
-    rewards: Arc<rewards::Faults>,
-    checkpointer: Arc<checkpointer::Faults>,
+    curriculum: Arc<Fault>,
+    grader: Arc<Fault>,
+    learner: Arc<Fault>,
+    rewards: Arc<Fault>,
+    checkpointer: Arc<Fault>,
 }
 
 impl Faults {
+    /// The names, in the order of the fields.
+    const NAMES: [&str; 5] = [
+        "curriculum_crash_on_call",
+        "grader_panic_on_call",
+        "learner_crash_after_batch",
+        "rewards_crash_on_call",
+        "checkpointer_crash_on_save",
+    ];
+
     fn from_env() -> Self {
         let spec = std::env::var("GRADUS_FAULTS").unwrap_or_default();
-        let (mut grader_call, mut learner_batch) = (None, None);
-        let (mut rewards_call, mut save, mut curriculum_call) = (None, None, None);
+        let mut at = [None; 5];
         for item in spec.split(',').filter(|s| !s.is_empty()) {
-            match item.split_once('=') {
-                Some(("grader_panic_on_call", v)) => grader_call = v.parse().ok(),
-                Some(("learner_crash_after_batch", v)) => learner_batch = v.parse().ok(),
-                Some(("rewards_crash_on_call", v)) => rewards_call = v.parse().ok(),
-                Some(("checkpointer_crash_on_save", v)) => save = v.parse().ok(),
-                Some(("curriculum_crash_on_call", v)) => curriculum_call = v.parse().ok(),
-                _ => eprintln!("gradus: warning: GRADUS_FAULTS: unknown fault '{item}' ignored"),
+            let parsed = item.split_once('=').and_then(|(name, n)| {
+                let i = Self::NAMES.iter().position(|known| *known == name)?;
+                Some((i, n.parse::<u64>().ok()?))
+            });
+            match parsed {
+                Some((i, n)) => at[i] = Some(n),
+                None => eprintln!(
+                    "gradus: warning: GRADUS_FAULTS: '{item}' ignored (expected NAME=N, NAME one of {})",
+                    Self::NAMES.join(", ")
+                ),
             }
         }
+        let fault = |i: usize| Arc::new(Fault::at(at[i]));
         Faults {
-            curriculum: Arc::new(curriculum_actor::Faults {
-                crash_on_call: curriculum_call,
-                ..Default::default()
-            }),
-            grader: Arc::new(grader::Faults {
-                panic_on_call: grader_call,
-                ..Default::default()
-            }),
-            learner: Arc::new(learner::Faults {
-                crash_after_batch: learner_batch,
-                ..Default::default()
-            }),
-            rewards: Arc::new(rewards::Faults {
-                crash_on_call: rewards_call,
-                ..Default::default()
-            }),
-            checkpointer: Arc::new(checkpointer::Faults {
-                crash_on_save: save,
-                ..Default::default()
-            }),
+            curriculum: fault(0),
+            grader: fault(1),
+            learner: fault(2),
+            rewards: fault(3),
+            checkpointer: fault(4),
         }
     }
 }

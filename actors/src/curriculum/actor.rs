@@ -15,13 +15,13 @@
 //! checkpoints) take a consistent view through [`Shared::read`]; they never
 //! change the curriculum.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 
 use super::change::{Change, ChangeRefused};
 use super::engine::{Curriculum, Draw, Graded, GroupVerdict, SampleError, StepOutcome};
+use crate::fault::Fault;
 
 /// Name the curriculum actor registers under.
 pub const NAME: &str = "curriculum";
@@ -121,16 +121,6 @@ impl std::ops::Deref for CurriculumView<'_> {
     }
 }
 
-/// Fault injection for the end-to-end tests (off in real runs): the actor
-/// crashes once, on its `crash_on_call`-th operation (counted from 1 across
-/// restarts), after applying it and before replying.
-#[derive(Debug, Default)]
-pub struct Faults {
-    pub crash_on_call: Option<u64>,
-    pub calls: AtomicU64,
-    pub fired: AtomicBool,
-}
-
 pub enum Msg {
     /// Apply `op` as operation `seq` (sequence numbers increase; a repeat is
     /// answered from memory).
@@ -145,16 +135,18 @@ pub type CurriculumRef = ActorRef<Msg>;
 
 pub struct CurriculumActor {
     shared: Arc<Shared>,
-    faults: Arc<Faults>,
+    /// Crashes the actor once, on its N-th operation, after applying it and
+    /// before replying.
+    fault: Arc<Fault>,
 }
 
 /// Spawns the curriculum actor linked to `supervisor`, around `shared`.
 pub async fn spawn(
     shared: Arc<Shared>,
-    faults: Arc<Faults>,
+    fault: Arc<Fault>,
     supervisor: ActorCell,
 ) -> Result<ActorCell, SpawnErr> {
-    let actor = CurriculumActor { shared, faults };
+    let actor = CurriculumActor { shared, fault };
     let (r, _) = Actor::spawn_linked(Some(NAME.into()), actor, (), supervisor).await?;
     Ok(r.get_cell())
 }
@@ -178,10 +170,7 @@ impl Actor for CurriculumActor {
             Msg::Apply { seq, op, reply } => {
                 // Microseconds of bookkeeping: no need to leave the actor's task.
                 let answer = self.shared.apply(seq, op);
-                let call = self.faults.calls.fetch_add(1, Ordering::SeqCst) + 1;
-                if self.faults.crash_on_call == Some(call)
-                    && !self.faults.fired.swap(true, Ordering::SeqCst)
-                {
+                if self.fault.count() {
                     return Err(format!("injected curriculum fault after operation {seq}").into());
                 }
                 let _ = reply.send(answer);

@@ -629,10 +629,7 @@ async fn the_curriculum_actor_restarted_after_a_crash_answers_the_redone_call_fr
     use std::time::Duration;
     let shared = actor::Shared::new(curriculum(TWO_STAGES, 6));
     let reference = curriculum(TWO_STAGES, 6);
-    let faults = Arc::new(actor::Faults {
-        crash_on_call: Some(1),
-        ..Default::default()
-    });
+    let faults = Arc::new(crate::fault::Fault::at(Some(1)));
     let s = shared.clone();
     let children = vec![(
         actor::NAME.to_string(),
