@@ -291,7 +291,7 @@ impl Transformer {
     /// - output: `[batch, len, vocab]`
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.head {
-            Some(head) => head.forward(hidden),
+            Some(head) => rows(head, hidden),
             None => burn::tensor::module::linear(hidden, self.embed.weight.val().transpose(), None),
         }
     }
@@ -435,9 +435,7 @@ impl Attention {
         let [b, t, d] = x.dims();
         let (h, hd) = (self.n_heads, self.head_dim);
         // [b, t, 3d] → [b, t, 3h, hd] → [b, 3h, t, hd]
-        let qkv = self
-            .qkv
-            .forward(x)
+        let qkv = rows(&self.qkv, x)
             .reshape([b, t, 3 * h, hd])
             .swap_dims(1, 2);
         let q = rotate(qkv.clone().narrow(1, 0, h), &ctx.cos, &ctx.sin);
@@ -466,7 +464,7 @@ impl Attention {
             },
         );
         // [b, h, t, hd] → [b, t, h, hd] → [b, t, d]
-        self.out.forward(y.swap_dims(1, 2).reshape([b, t, d]))
+        rows(&self.out, y.swap_dims(1, 2).reshape([b, t, d]))
     }
 }
 
@@ -474,9 +472,24 @@ impl Mlp {
     /// # Shapes
     /// - x, output: `[batch, len, d_model]`
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gu = self.gate_up.forward(x);
+        let gu = rows(&self.gate_up, x);
         let gate = gu.clone().narrow(2, 0, self.d_ff);
         let up = gu.narrow(2, self.d_ff, self.d_ff);
-        self.down.forward(silu(gate) * up)
+        rows(&self.down, silu(gate) * up)
     }
+}
+
+/// `linear` applied to every position as one `[batch·len, d_in] × [d_in, d_out]`
+/// matrix product. burn keeps a `[batch, len, d_in]` input batched when `len`
+/// is a multiple of its row tile, which on the CPU backend runs one small GEMM
+/// per sequence (each packing the weight again); one tall GEMM is faster, and
+/// so are its two backward products.
+///
+/// # Shapes
+/// - x: `[batch, len, d_in]`, output: `[batch, len, d_out]`
+fn rows(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [b, t, d] = x.dims();
+    let y = linear.forward(x.reshape([b * t, d]));
+    let d_out = y.dims()[1];
+    y.reshape([b, t, d_out])
 }

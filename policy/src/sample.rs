@@ -4,10 +4,21 @@
 //! slot; one prefill pass fills the cache, then each step feeds one token per
 //! row. Finished rows are fed padding (masked out) until every row stops or
 //! hits `max_new_tokens`. Token choice (temperature, top-p) runs on the host
-//! with the caller's seeded RNG, so the same seed gives the same samples.
+//! with the caller's seeded RNG, row by row in order, so the same seed gives
+//! the same samples.
+//!
+//! On the CPU a batch is cut into shards of consecutive rows, one per worker
+//! thread of the compute pool (at least [`MIN_SHARD_ROWS`] rows each), with a
+//! cache each, and the shards' forward passes run in parallel: at decode
+//! sizes burn's CPU kernels run single-threaded (a 32-row GEMM is below their
+//! threshold for splitting work), so without shards one core would sit idle.
+//! The shard boundaries depend only on the batch size and the thread count.
+
+use std::ops::Range;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::KvCache;
@@ -113,9 +124,17 @@ pub fn sample(
     }
     let b = batch.batch;
     let vocab = model.vocab_size();
-    let mut cache = KvCache::new(model.n_layers(), b);
-    let hidden = model.forward_hidden(&batch, Some(&mut cache))?;
-    let mut logits = host(model.logits(hidden.narrow(1, batch.len - 1, 1)));
+    let shards = shards(b, model);
+    let mut caches: Vec<KvCache> = shards
+        .iter()
+        .map(|r| KvCache::new(model.n_layers(), r.len()))
+        .collect();
+    // Prefill: each shard's prompts, left-padded among themselves.
+    let mut logits = forward_shards(&shards, &mut caches, vocab, |rows, cache| {
+        let batch = TokenBatch::left_padded(&prompts[rows], pad);
+        let hidden = model.forward_hidden(&batch, Some(cache))?;
+        Ok(Some(host(model.logits(hidden.narrow(1, batch.len - 1, 1)))))
+    })?;
 
     let mut out: Vec<Response> = (0..b)
         .map(|_| Response {
@@ -138,28 +157,74 @@ pub fn sample(
         if done.iter().all(|&d| d) || step + 1 == cfg.max_new_tokens {
             break;
         }
-        let next = TokenBatch {
-            tokens: out
-                .iter()
-                .zip(&done)
-                .map(|(r, &d)| {
-                    if d {
-                        pad
-                    } else {
-                        *r.tokens.last().unwrap_or(&pad)
-                    }
-                })
-                .collect(),
-            valid: done.iter().map(|d| !d).collect(),
-            batch: b,
-            len: 1,
-        };
-        logits = host(model.forward(&next, Some(&mut cache))?);
+        logits = forward_shards(&shards, &mut caches, vocab, |rows, cache| {
+            // A shard whose rows have all stopped is not fed any more.
+            if done[rows.clone()].iter().all(|&d| d) {
+                return Ok(None);
+            }
+            let next = TokenBatch {
+                tokens: rows
+                    .clone()
+                    .map(|i| match (done[i], out[i].tokens.last()) {
+                        (false, Some(&t)) => t,
+                        _ => pad,
+                    })
+                    .collect(),
+                valid: done[rows.clone()].iter().map(|d| !d).collect(),
+                batch: rows.len(),
+                len: 1,
+            };
+            Ok(Some(host(model.forward(&next, Some(cache))?)))
+        })?;
     }
     for (r, d) in out.iter_mut().zip(&done) {
         r.truncated = !d;
     }
     Ok(out)
+}
+
+/// Rows per shard at least (fewer rows gain nothing from a thread of their own).
+pub const MIN_SHARD_ROWS: usize = 8;
+
+/// Consecutive row ranges of a batch of `b` rows: one per compute thread on
+/// the CPU, each of at least [`MIN_SHARD_ROWS`] rows; one range on other
+/// devices (a GPU wants the whole batch at once).
+fn shards(b: usize, model: &Transformer) -> Vec<Range<usize>> {
+    let n = if model.device() == burn::tensor::Device::flex() {
+        rayon::current_num_threads().min(b / MIN_SHARD_ROWS).max(1)
+    } else {
+        1
+    };
+    (0..n).map(|i| i * b / n..(i + 1) * b / n).collect()
+}
+
+/// Runs `f` on every shard with its cache, in parallel when there are
+/// several, and joins their `[rows, 1, vocab]` logits in row order; a shard
+/// that `f` skips (`None`) gets zeros, which nobody reads.
+fn forward_shards(
+    shards: &[Range<usize>],
+    caches: &mut [KvCache],
+    vocab: usize,
+    f: impl Fn(Range<usize>, &mut KvCache) -> Result<Option<Vec<f32>>> + Sync,
+) -> Result<Vec<f32>> {
+    let run = |(rows, cache): (&Range<usize>, &mut KvCache)| {
+        let logits = f(rows.clone(), cache)?;
+        Ok(logits.unwrap_or_else(|| vec![0.0; rows.len() * vocab]))
+    };
+    let parts: Vec<Result<Vec<f32>>> = if shards.len() == 1 {
+        vec![run((&shards[0], &mut caches[0]))]
+    } else {
+        shards
+            .par_iter()
+            .zip(caches.par_iter_mut())
+            .map(run)
+            .collect()
+    };
+    let mut joined = Vec::with_capacity(shards.last().map_or(0, |r| r.end) * vocab);
+    for part in parts {
+        joined.extend(part?);
+    }
+    Ok(joined)
 }
 
 /// Copies `[batch, 1, vocab]` logits to the host, row-major.

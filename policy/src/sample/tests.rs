@@ -182,3 +182,43 @@ fn too_long_prompts_are_refused() {
     let err = sample(&model, &long, &SamplingConfig::new(4, 2), PAD, &mut rng).unwrap_err();
     assert!(matches!(err, Error::TooLong { .. }), "{err}");
 }
+
+#[test]
+fn shards_decoding_in_parallel_sample_what_one_batch_samples() {
+    let model = tiny_model();
+    // 24 rows of mixed lengths; stop token 2 ends some rows early.
+    let prompts: Vec<Vec<u32>> = (0..24)
+        .map(|i| {
+            let mut p = vec![1];
+            p.extend((0..1 + i % 5).map(|j| 3 + ((i * 7 + j * 3) % 9) as u32));
+            p
+        })
+        .collect();
+    let cfg = SamplingConfig {
+        temperature: 0.9,
+        ..SamplingConfig::new(10, 2)
+    };
+    let in_pool = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let ranges = shards(prompts.len(), &model);
+            let mut rng = ChaCha8Rng::seed_from_u64(7);
+            (
+                ranges,
+                sample(&model, &prompts, &cfg, PAD, &mut rng).unwrap(),
+            )
+        })
+    };
+    let (one, whole) = in_pool(1);
+    let (three, sharded) = in_pool(3);
+    assert_eq!(one, vec![0..24]);
+    assert_eq!(three, vec![0..8, 8..16, 16..24]);
+    assert!(whole.iter().any(|r| !r.truncated) && whole.iter().any(|r| r.truncated));
+    for (a, b) in whole.iter().zip(&sharded) {
+        assert_eq!((&a.tokens, a.truncated), (&b.tokens, b.truncated));
+        assert!(max_diff(&a.logprobs, &b.logprobs) < 1e-4);
+    }
+}
