@@ -81,10 +81,13 @@ impl TokenBatch {
 
 /// Per-forward inputs shared by all layers: rotary tables and the attention mask.
 struct Context {
-    /// `[batch, 1, len, head_dim / 2]`
+    /// Cosines of the rotary angles, each repeated for both halves of a head:
+    /// `[batch, len, 1, head_dim]`
     cos: Tensor<4>,
-    /// `[batch, 1, len, head_dim / 2]`
+    /// Sines, laid out like `cos`.
     sin: Tensor<4>,
+    /// `[head_dim, head_dim]`: `x · rot` = `cat(−x₂, x₁)` for `x = cat(x₁, x₂)`.
+    rot: Tensor<2>,
     /// `[batch, n_heads, len, past_len + len]`, true = masked; `None` when no
     /// slot is padding, so the attention kernel takes its unmasked path.
     mask: Option<Tensor<4, Bool>>,
@@ -127,7 +130,7 @@ pub struct Attention {
     head_dim: usize,
 }
 
-/// SwiGLU MLP (Shazeer 2020): `down(silu(gate(x)) ⊙ up(x))`, gate and up fused.
+/// SwiGLU MLP (Shazeer 2020): `down(silu(gate(x)) ⊙ up(x))`, gate and up in one weight.
 #[derive(Module, Debug)]
 pub struct Mlp {
     /// `[d_model, 2 · d_ff]`, columns ordered gate | up.
@@ -359,16 +362,26 @@ impl Transformer {
         let inv_freq: Vec<f64> = (0..half)
             .map(|i| self.rope_theta.powf(-2.0 * i as f64 / self.head_dim as f64))
             .collect();
-        let mut cos = Vec::with_capacity(positions.len() * half);
-        let mut sin = Vec::with_capacity(positions.len() * half);
+        let hd = self.head_dim;
+        let mut cos: Vec<f32> = Vec::with_capacity(positions.len() * hd);
+        let mut sin: Vec<f32> = Vec::with_capacity(positions.len() * hd);
         for &p in positions {
-            for f in &inv_freq {
-                let a = p as f64 * f;
-                cos.push(a.cos() as f32);
-                sin.push(a.sin() as f32);
-            }
+            let (c, s): (Vec<f32>, Vec<f32>) = inv_freq
+                .iter()
+                .map(|f| {
+                    let a = p as f64 * f;
+                    (a.cos() as f32, a.sin() as f32)
+                })
+                .unzip();
+            cos.extend(c.iter().chain(&c));
+            sin.extend(s.iter().chain(&s));
         }
-        let shape = [b, 1, t, half];
+        let shape = [b, t, 1, hd];
+        let mut rot = vec![0.0f32; hd * hd];
+        for j in 0..half {
+            rot[(j + half) * hd + j] = -1.0;
+            rot[j * hd + j + half] = 1.0;
+        }
         // Without padding the mask is plain causal (or, for one new token
         // after a cache, empty): skip uploading it and let the kernel take its
         // unmasked or causal path.
@@ -384,6 +397,7 @@ impl Transformer {
         Context {
             cos: Tensor::from_data(TensorData::new(cos, shape), device),
             sin: Tensor::from_data(TensorData::new(sin, shape), device),
+            rot: Tensor::from_data(TensorData::new(rot, [hd, hd]), device),
             mask,
             causal,
         }
@@ -405,21 +419,21 @@ impl Block {
 }
 
 /// Rotates channel pairs `(i, i + half)` by the position's angles (RoFormer
-/// eq. 34, in the "rotate half" layout used by LLaMA).
+/// eq. 34, in the "rotate half" layout used by LLaMA):
+/// `x ⊙ cos + rotate_half(x) ⊙ sin`, with `rotate_half(x) = x · rot` one
+/// small product instead of narrowed halves (burn-flex's element-wise kernels
+/// are slow on narrowed views). Exact: `rot` holds one ±1 per column.
 ///
 /// # Shapes
-/// - x, output: `[batch, heads, len, head_dim]`; cos, sin: `[batch, 1, len, head_dim / 2]`
-fn rotate(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
-    let half = x.dims()[3] / 2;
-    let x1 = x.clone().narrow(3, 0, half);
-    let x2 = x.narrow(3, half, half);
-    Tensor::cat(
-        vec![
-            x1.clone() * cos.clone() - x2.clone() * sin.clone(),
-            x2 * cos.clone() + x1 * sin.clone(),
-        ],
-        3,
-    )
+/// - x, output: `[batch, len, heads, head_dim]`; cos, sin: `[batch, len, 1, head_dim]`
+fn rotate(x: Tensor<4>, ctx: &Context) -> Tensor<4> {
+    let [b, t, h, hd] = x.dims();
+    let half = x
+        .clone()
+        .reshape([b * t * h, hd])
+        .matmul(ctx.rot.clone())
+        .reshape([b, t, h, hd]);
+    x * ctx.cos.clone() + half * ctx.sin.clone()
 }
 
 impl Attention {
@@ -434,13 +448,19 @@ impl Attention {
     ) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let (h, hd) = (self.n_heads, self.head_dim);
-        // [b, t, 3d] → [b, t, 3h, hd] → [b, 3h, t, hd]
-        let qkv = rows(&self.qkv, x)
-            .reshape([b, t, 3 * h, hd])
-            .swap_dims(1, 2);
-        let q = rotate(qkv.clone().narrow(1, 0, h), &ctx.cos, &ctx.sin);
-        let k = rotate(qkv.clone().narrow(1, h, h), &ctx.cos, &ctx.sin);
-        let v = qkv.narrow(1, 2 * h, h);
+        // Q, K and V from the column thirds of the fused weight (strided
+        // views, no copy), each contiguous: [b·t, d] → [b, t, h, hd], rotated,
+        // then viewed as [b, h, t, hd].
+        let x = x.reshape([b * t, d]);
+        let w = self.qkv.weight.val();
+        let project = |i: usize| {
+            x.clone()
+                .matmul(w.clone().narrow(1, i * d, d))
+                .reshape([b, t, h, hd])
+        };
+        let q = rotate(project(0), ctx).swap_dims(1, 2);
+        let k = rotate(project(1), ctx).swap_dims(1, 2);
+        let v = project(2).swap_dims(1, 2);
         let (k, v) = match cache {
             Some(slot) => {
                 let kv = match slot.take() {
@@ -472,10 +492,16 @@ impl Mlp {
     /// # Shapes
     /// - x, output: `[batch, len, d_model]`
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gu = rows(&self.gate_up, x);
-        let gate = gu.clone().narrow(2, 0, self.d_ff);
-        let up = gu.narrow(2, self.d_ff, self.d_ff);
-        rows(&self.down, silu(gate) * up)
+        let [b, t, d] = x.dims();
+        let x = x.reshape([b * t, d]);
+        // Two products against the column halves of the fused weight (strided
+        // views, no copy), so gate and up come out contiguous: burn-flex's
+        // element-wise kernels take a slow per-element index path on a
+        // narrowed view of one fused output.
+        let w = self.gate_up.weight.val();
+        let gate = x.clone().matmul(w.clone().narrow(1, 0, self.d_ff));
+        let up = x.matmul(w.narrow(1, self.d_ff, self.d_ff));
+        rows(&self.down, (silu(gate) * up).reshape([b, t, self.d_ff]))
     }
 }
 
@@ -492,4 +518,45 @@ fn rows(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
     let y = linear.forward(x.reshape([b * t, d]));
     let d_out = y.dims()[1];
     y.reshape([b, t, d_out])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::tiny_model;
+
+    /// The rotation applied through `rot` and the full-width tables equals
+    /// RoFormer's per-pair rotation computed directly.
+    #[test]
+    fn rotary_rotates_each_channel_pair_by_its_positions_angle() {
+        let model = tiny_model();
+        let device = model.device();
+        let (b, t, h, hd) = (2, 3, model.n_heads, model.head_dim);
+        let positions: Vec<usize> = vec![0, 1, 2, 5, 6, 7];
+        let ctx = model.context(&positions, Vec::new(), true, [b, t, 0], &device);
+        let x: Vec<f32> = (0..b * t * h * hd)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let input = Tensor::<4>::from_data(TensorData::new(x.clone(), [b, t, h, hd]), &device);
+        let got = rotate(input, &ctx)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let half = hd / 2;
+        for (row, &p) in positions.iter().enumerate() {
+            for head in 0..h {
+                let at = (row * h + head) * hd;
+                for i in 0..half {
+                    let theta = model.rope_theta.powf(-2.0 * i as f64 / hd as f64);
+                    let (s, c) = (
+                        (p as f64 * theta).sin() as f32,
+                        (p as f64 * theta).cos() as f32,
+                    );
+                    let (x1, x2) = (x[at + i], x[at + i + half]);
+                    assert!((got[at + i] - (x1 * c - x2 * s)).abs() < 1e-5);
+                    assert!((got[at + i + half] - (x2 * c + x1 * s)).abs() < 1e-5);
+                }
+            }
+        }
+    }
 }
