@@ -59,6 +59,8 @@ fn supervisor(sandbox_seq: usize) -> i32 {
 }
 
 fn main() {
+    // This example is also the cell launcher of its cold-mode sandboxes.
+    gradus_sandbox::cell::main_if_requested();
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(300);
     let off: Vec<String> = args

@@ -89,6 +89,8 @@ FRAME_MAX = 64 << 20
 SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
 # The fd on which a fresh interpreter (cold mode) finds its harness and task.
 BOOT_FD = 6
+# The fd on which a fresh interpreter reports a compile error of the program.
+COMPILE_FD = 7
 BOOT = (
     "import marshal as m, os\n"
     "h, r, a = m.loads(os.pread(6, os.fstat(6).st_size, 0))\n"
@@ -726,15 +728,35 @@ def boot_fd(job, role, args):
     return fd
 
 
+def compile_program(source):
+    """Compile the program in a fresh interpreter. Its supervisor (native, in
+    cold mode) compiles nothing itself: a compile error goes to it as one
+    frame on COMPILE_FD, which is closed before the program runs."""
+    try:
+        code = compile(source, "<solution>", "exec")
+    except (SyntaxError, ValueError) as e:
+        msg = ("%s: %s" % (type(e).__name__, e)).encode()
+        try:
+            write_all(COMPILE_FD, len(msg).to_bytes(4, "little") + msg)
+        except OSError:
+            pass
+        os._exit(1)
+    try:
+        os.close(COMPILE_FD)
+    except OSError:
+        pass
+    return code
+
+
 def child_main(role, args):
     """Entry of a fresh interpreter (cold mode), already confined."""
     code = 71
     try:
         if role == "call":
             source, name, inputs = args
-            code = call_body(compile(source, "<solution>", "exec"), name, inputs)
+            code = call_body(compile_program(source), name, inputs)
         elif role == "candidate":
-            code = candidate_body(compile(args, "<solution>", "exec"))
+            code = candidate_body(compile_program(args))
         elif role == "checker":
             code = checker_body()
     except BaseException as e:

@@ -32,7 +32,7 @@ use crate::outcome::{Outcome, Verdict};
 use crate::verdict::{Evidence, judge};
 
 /// Environment of every interpreter we start: an allow-list, nothing inherited.
-const ENV: &[(&str, &str)] = &[
+pub(crate) const ENV: &[(&str, &str)] = &[
     ("PATH", "/usr/local/bin:/usr/bin:/bin"),
     ("LANG", "C.UTF-8"),
     ("LC_ALL", "C.UTF-8"),
@@ -56,6 +56,18 @@ pub(crate) struct Shared {
     pub boot: String,
     pub seccomp: Vec<Vec<u8>>,
     pub work_root: PathBuf,
+    /// Cold mode: each slot's supervisor is the native one (`crate::cell`).
+    pub native: Option<Native>,
+}
+
+/// What the native supervisor needs beyond the cell settings both kinds get.
+pub(crate) struct Native {
+    /// The program started per slot (see `crate::cell::main_if_requested`).
+    pub launcher: PathBuf,
+    /// The harness module's code object (marshal), for fresh interpreters.
+    pub harness: Vec<u8>,
+    /// The interpreter's prefixes, made reachable inside the cell.
+    pub prefixes: Vec<String>,
 }
 
 /// A harness server process (and through it the cell) and our end of its
@@ -78,17 +90,36 @@ impl Server {
             SockFlag::SOCK_CLOEXEC,
         )
         .map_err(|e| format!("socketpair: {e}"))?;
-        let child = Command::new(&sh.python)
-            .args(&sh.cfg.python.flags)
-            .arg("-c")
-            .arg(&sh.boot)
+        // Cold mode: the native supervisor, a program of its own started by
+        // exec (never code run after a fork of this multi-threaded process).
+        // Warm mode: a Python interpreter that becomes the zygote.
+        let (mut cmd, what) = match &sh.native {
+            Some(n) => {
+                let mut c = Command::new(&n.launcher);
+                c.arg(crate::cell::ARG).arg(crate::cell::PROTOCOL);
+                (c, format!("the cell launcher {}", n.launcher.display()))
+            }
+            None => {
+                let mut c = Command::new(&sh.python);
+                c.args(&sh.cfg.python.flags).arg("-c").arg(&sh.boot);
+                (
+                    c,
+                    format!(
+                        "the harness server ({} {})",
+                        sh.python.display(),
+                        sh.cfg.python.flags.join(" ")
+                    ),
+                )
+            }
+        };
+        let child = cmd
             .env_clear()
             .envs(ENV.iter().copied())
             .stdin(Stdio::from(theirs))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("starting {}: {e}", sh.python.display()))?;
+            .map_err(|e| format!("starting {what}: {e}"))?;
         let mut server = Server {
             child,
             sock: Some(ours),
@@ -133,9 +164,12 @@ impl Server {
             _ => {
                 server.kill();
                 Err(format!(
-                    "the harness server ({} {}) did not start; run it by hand to see why",
-                    sh.python.display(),
-                    sh.cfg.python.flags.join(" ")
+                    "{what} did not start the cell; run it by hand to see why{}",
+                    if sh.native.is_some() {
+                        " (it must call gradus_sandbox::cell::main_if_requested() first in main)"
+                    } else {
+                        ""
+                    }
                 ))
             }
         }
@@ -517,6 +551,15 @@ impl Slot {
             e.str(req.as_str());
         }
         e.end_dict();
+        if let Some(n) = &sh.native {
+            e.str("harness");
+            e.bytes(&n.harness);
+            e.str("prefixes");
+            e.list(n.prefixes.len());
+            for p in &n.prefixes {
+                e.str(p);
+            }
+        }
         e.end_dict();
         e.buf
     }
@@ -576,6 +619,31 @@ impl Slot {
         e.end_dict();
         e.str("workdir");
         e.str(&work.to_string_lossy());
+        if sh.native.is_some() {
+            // The arguments of the harness task a fresh interpreter runs
+            // (the native supervisor does not speak Python values).
+            let mut a = Encoder::default();
+            match &job.tests {
+                Tests::Stdio { .. } => a.none(),
+                Tests::Call {
+                    fn_name, inputs, ..
+                } => {
+                    a.tuple(3);
+                    a.str(&job.source);
+                    a.str(fn_name);
+                    a.list(inputs.len());
+                    for args in inputs {
+                        a.list(args.len());
+                        for v in args {
+                            a.json(v);
+                        }
+                    }
+                }
+                Tests::Function { .. } => a.str(&job.source),
+            }
+            e.str("boot_args");
+            e.bytes(&a.buf);
+        }
         e.end_dict();
         e.buf
     }
