@@ -120,6 +120,9 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("starting {what}: {e}"))?;
+        // The command holds the child's end of the socket: close it here, so
+        // that a child that exits early shows as a hang-up, not a silence.
+        drop(cmd);
         let mut server = Server {
             child,
             sock: Some(ours),
