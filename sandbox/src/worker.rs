@@ -128,15 +128,27 @@ impl Server {
             sock: Some(ours),
             private_tmp: false,
         };
+        let did_not_start = format!(
+            "{what} did not start the cell; run it by hand to see why{}",
+            if sh.native.is_some() {
+                " (it must call gradus_sandbox::cell::main_if_requested() first in main)"
+            } else {
+                ""
+            }
+        );
         let file = memfd_with("gradus-cell", cell)?;
-        server.send(b"C", &[file.as_raw_fd()])?;
+        if server.send(b"C", &[file.as_raw_fd()]).is_err() {
+            // It exited before reading its settings.
+            server.kill();
+            return Err(did_not_start);
+        }
         drop(file);
         let mut fds = [PollFd::new(server.sock().as_fd(), PollFlags::POLLIN)];
         let ready = poll(
             &mut fds,
             PollTimeout::try_from(SERVER_START).unwrap_or(PollTimeout::MAX),
         )
-        .map_err(|e| format!("waiting for the harness server: {e}"))?;
+        .map_err(|e| format!("waiting for {what}: {e}"))?;
         let mut b = vec![0u8; 1 << 16];
         let n = if ready > 0 {
             nix::unistd::read(server.sock(), &mut b).unwrap_or(0)
@@ -166,14 +178,7 @@ impl Server {
             }
             _ => {
                 server.kill();
-                Err(format!(
-                    "{what} did not start the cell; run it by hand to see why{}",
-                    if sh.native.is_some() {
-                        " (it must call gradus_sandbox::cell::main_if_requested() first in main)"
-                    } else {
-                        ""
-                    }
-                ))
+                Err(did_not_start)
             }
         }
     }
@@ -198,7 +203,7 @@ impl Server {
             None,
         )
         .map(|_| ())
-        .map_err(|e| format!("sending to the harness server: {e}"))
+        .map_err(|e| format!("sending to the cell's supervisor: {e}"))
     }
 
     fn kill(&mut self) {
