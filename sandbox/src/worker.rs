@@ -25,7 +25,7 @@ use nix::sys::socket::{
 use nix::unistd::pipe2;
 
 use crate::cgroup::SlotCgroups;
-use crate::config::{Mode, Requirement, SandboxConfig};
+use crate::config::{Requirement, SandboxConfig};
 use crate::job::{Job, Limits, Tests};
 use crate::marshal::{Encoder, PyValue, decode};
 use crate::outcome::{Outcome, Verdict};
@@ -584,8 +584,6 @@ impl Slot {
         e.str(kind);
         e.str("fn_name");
         e.str(fn_name);
-        e.str("fresh");
-        e.bool(sh.cfg.mode == Mode::Cold);
         e.str("source");
         e.str(&job.source);
         e.str("inputs");
