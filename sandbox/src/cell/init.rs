@@ -176,13 +176,13 @@ pub(super) fn run(
             _ => break,
         };
         let mut fds = fds.into_iter();
-        let (Some(req), Some(res)) = (fds.next(), fds.next()) else {
+        let (b"J", Some(req), Some(res)) = (msg.as_slice(), fds.next(), fds.next()) else {
+            // Not a job: nothing to answer on, nothing to run.
             continue;
         };
         // The test-code pipe: closed as soon as the checker has it.
         let secret = fds.next();
         drop(fds);
-        let _ = msg;
         if let Err(e) = sup.run_job(&req, &res, secret) {
             // The cell may be in a state we cannot vouch for: report, clean
             // up and exit; the slot builds a new cell for the next job.

@@ -53,8 +53,8 @@ pub(super) struct Confinement {
 #[derive(Clone, Copy)]
 #[repr(u8)]
 enum Step {
-    Fds,
     Session,
+    Fds,
     RlimitCpu,
     RlimitAs,
     RlimitFsize,
@@ -68,8 +68,8 @@ enum Step {
 }
 
 const STEPS: [&str; 12] = [
-    "child: place fds",
     "child: setsid",
+    "child: place fds",
     "child: rlimit cpu",
     "child: rlimit address space",
     "child: rlimit file size",
@@ -100,12 +100,12 @@ pub(super) fn spawn(conf: &Confinement, lim: &JobLimits, child: &Child) -> Resul
     // makes system calls on data prepared before the fork.
     match sys("fork", unsafe { fork() })? {
         ForkResult::Child => {
-            let (step, errno) = confine_and_exec(conf, lim, child, cpu, err_w.as_raw_fd());
+            let (step, errno, err_fd) = confine_and_exec(conf, lim, child, cpu, err_w.as_raw_fd());
             let e = (errno as i32).to_le_bytes();
             let msg = [step as u8, e[0], e[1], e[2], e[3]];
             // SAFETY: plain write and _exit; nothing else runs in the child.
             unsafe {
-                libc::write(TOP_FD_FOR_ERRORS, msg.as_ptr().cast(), msg.len());
+                libc::write(err_fd, msg.as_ptr().cast(), msg.len());
                 libc::_exit(71);
             }
         }
@@ -131,65 +131,70 @@ pub(super) fn spawn(conf: &Confinement, lim: &JobLimits, child: &Child) -> Resul
     }
 }
 
-/// Where the child keeps the error pipe: placed right above the highest
-/// target fd would depend on the plan, so it gets a fixed high slot.
-const TOP_FD_FOR_ERRORS: RawFd = 1023;
 /// Sources are first moved to fds from here up, out of the targets' way.
 const SHUFFLE_BASE: RawFd = 100;
 
-/// The child's side, in order. Returns only on failure.
+/// The child's side, in order. Returns only on failure: the step, its errno
+/// and the fd the error pipe is on by then.
 fn confine_and_exec(
     conf: &Confinement,
     lim: &JobLimits,
     child: &Child,
     cpu: u64,
     err_w: RawFd,
-) -> (Step, nix::errno::Errno) {
+) -> (Step, nix::errno::Errno, RawFd) {
     use nix::errno::Errno;
-    let fail = |step: Step| (step, Errno::last());
+    let mut err_fd = err_w;
+    // Session and process group of its own: the job's processes can be
+    // killed as a group, and cannot signal the supervisor's group or reach
+    // a controlling terminal.
+    if let Err(e) = nix::unistd::setsid() {
+        return (Step::Session, e, err_fd);
+    }
     // SAFETY (whole block): fd juggling with plain system calls on fds this
     // process owns; the plan's sources stay open until dup2 has copied them.
     unsafe {
-        // Fds: the error pipe to its fixed slot, every source above the
-        // targets, then onto its target; everything else closed, so nothing
-        // of the supervisor's (other jobs' pipes, the control socket) leaks.
-        if libc::dup3(err_w, TOP_FD_FOR_ERRORS, libc::O_CLOEXEC) < 0 {
-            return fail(Step::Fds);
+        let fail = |step: Step, fd: RawFd| (step, Errno::last(), fd);
+        // Fds: the error pipe and every source above the targets, then each
+        // source onto its target and the error pipe right above them;
+        // everything else closed, so nothing of the supervisor's (other
+        // pipes, the control socket) reaches the program.
+        let err_hi = libc::fcntl(err_w, libc::F_DUPFD_CLOEXEC, SHUFFLE_BASE);
+        if err_hi < 0 {
+            return fail(Step::Fds, err_fd);
         }
+        err_fd = err_hi;
         let mut moved = [0 as RawFd; 16];
         for (i, (_, src)) in child.fds.iter().enumerate().take(moved.len()) {
             moved[i] = libc::fcntl(src.as_raw_fd(), libc::F_DUPFD_CLOEXEC, SHUFFLE_BASE);
             if moved[i] < 0 {
-                return fail(Step::Fds);
+                return fail(Step::Fds, err_fd);
             }
         }
         for (i, (target, _)) in child.fds.iter().enumerate().take(moved.len()) {
             if libc::dup2(moved[i], *target) < 0 {
-                return fail(Step::Fds);
+                return fail(Step::Fds, err_fd);
             }
         }
         let top = child.fds.iter().map(|(t, _)| *t).max().unwrap_or(2) + 1;
-        libc::syscall(
+        if libc::dup3(err_hi, top, libc::O_CLOEXEC) < 0 {
+            return fail(Step::Fds, err_fd);
+        }
+        err_fd = top;
+        if libc::syscall(
             libc::SYS_close_range,
-            top as libc::c_uint,
-            (TOP_FD_FOR_ERRORS - 1) as libc::c_uint,
-            0 as libc::c_uint,
-        );
-        libc::syscall(
-            libc::SYS_close_range,
-            (TOP_FD_FOR_ERRORS + 1) as libc::c_uint,
+            (top + 1) as libc::c_uint,
             libc::c_uint::MAX,
             0 as libc::c_uint,
-        );
+        ) < 0
+        {
+            return fail(Step::Fds, err_fd);
+        }
         // SIGPIPE back to its default (the launcher ignores it), as a
         // process started by a shell would have it.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    // Session and process group of its own: the job's processes can be
-    // killed as a group and cannot signal the supervisor's.
-    if nix::unistd::setsid().is_err() {
-        return fail(Step::Session);
-    }
+    let fail = |step: Step| (step, Errno::last(), err_fd);
     if conf.rlimits {
         let as_bytes = lim.memory.saturating_add(lim.address_slack);
         for (step, res, soft, hard) in [
@@ -223,7 +228,7 @@ fn confine_and_exec(
             ),
         ] {
             if let Err(e) = setrlimit(res, soft, hard) {
-                return (step, e);
+                return (step, e, err_fd);
             }
         }
     }
@@ -235,13 +240,13 @@ fn confine_and_exec(
             .and_then(|()| nix::unistd::setresgid(g, g, g))
             .and_then(|()| nix::unistd::setresuid(u, u, u))
         {
-            return (Step::UidDrop, e);
+            return (Step::UidDrop, e, err_fd);
         }
     }
     if conf.no_new_privs {
         // No setuid or file-capability gains through exec.
         if let Err(e) = nix::sys::prctl::set_no_new_privs() {
-            return (Step::NoNewPrivs, e);
+            return (Step::NoNewPrivs, e, err_fd);
         }
     }
     for prog in &conf.programs {
@@ -251,7 +256,7 @@ fn confine_and_exec(
                 seccompiler::Error::Seccomp(io) => io.raw_os_error().unwrap_or(0),
                 _ => libc::EINVAL,
             };
-            return (Step::Seccomp, Errno::from_raw(errno));
+            return (Step::Seccomp, Errno::from_raw(errno), err_fd);
         }
     }
     // Exec the interpreter: a fresh process image, nothing of ours left in it.
