@@ -72,8 +72,17 @@ static SELF_LAUNCHER: OnceLock<PathBuf> = OnceLock::new();
 pub fn main_if_requested() {
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() != Some(OsStr::new(ARG)) {
-        if let Ok(exe) = std::env::current_exe() {
-            let _ = SELF_LAUNCHER.set(exe);
+        // `/proc/self/exe`, exec'd from a fork of this process, is this very
+        // binary even if the file was replaced or removed since it started
+        // (a rebuild during a run), so the launcher always speaks our protocol.
+        let exe = std::path::Path::new("/proc/self/exe");
+        let me = if exe.exists() {
+            Some(exe.to_path_buf())
+        } else {
+            std::env::current_exe().ok()
+        };
+        if let Some(me) = me {
+            let _ = SELF_LAUNCHER.set(me);
         }
         return;
     }
