@@ -1,11 +1,13 @@
 //! One pool slot: its cgroups and its isolation cell. The slot starts a
-//! harness server once; the server builds a cell (namespaces, read-only
-//! mounts) whose supervisor, PID 1 of the cell's PID namespace, then serves
-//! the slot's jobs one at a time for as long as the slot lives. Per job the
-//! supervisor forks the isolated processes and replaces everything a job
-//! could leave behind (see `harness.py`); in warm mode the candidate runs in
-//! that fork (a zygote with the harness imported), in cold mode the fork execs
-//! a fresh interpreter. A cell that fails or times out is killed and rebuilt.
+//! server once (warm mode: a Python interpreter running `harness.py`; cold
+//! mode: the native launcher of [`crate::cell`], started by exec); the server
+//! builds a cell (namespaces, read-only mounts) whose supervisor, PID 1 of
+//! the cell's PID namespace, then serves the slot's jobs one at a time for as
+//! long as the slot lives. Both speak the same protocol and records. Per job
+//! the supervisor forks the isolated processes and replaces everything a job
+//! could leave behind; in warm mode the candidate runs in that fork (a zygote
+//! with the harness imported), in cold mode the fork execs a fresh
+//! interpreter. A cell that fails or times out is killed and rebuilt.
 //!
 //! Everything here blocks; the async API runs it on tokio's blocking threads.
 
