@@ -16,7 +16,7 @@ use seccompiler::{BpfProgram, sock_filter};
 
 use super::settings::{CellSettings, JobRequest, Kind};
 use super::setup::{Applied, EXIT_FAILED, SCRATCH, mount_tmpfs, read_all, recv, reply, umount};
-use super::spawn::{CArgs, Confinement, cstring};
+use super::spawn::{CArgs, CHILD_STACK, Confinement, cstring};
 use super::watch::{kill_rest, write_frame};
 use super::{SetupError, sys};
 use crate::config::Requirement;
@@ -148,6 +148,7 @@ pub(super) fn run(
         programs,
         exe: cstring(&cell.python),
         envp: CArgs::new(env),
+        stack: std::cell::RefCell::new(vec![0u8; CHILD_STACK]),
     };
     let argv = |boot: &str| {
         let mut v = vec![cstring(&cell.python)];

@@ -1,11 +1,15 @@
-//! One confined child of the supervisor: fork, the last isolation steps in a
-//! fixed order, then `execve` of the interpreter. Everything the child needs
-//! (C strings, pointer arrays, BPF programs, limits) is prepared before the
-//! fork, so the child only makes system calls: no allocation, no locks.
+//! One confined child of the supervisor: `clone(CLONE_VM | CLONE_VFORK)`
+//! (what `posix_spawn` does: nothing of the supervisor is copied for an
+//! image exec replaces at once, and the supervisor waits until the exec),
+//! then the last isolation steps in a fixed order, then `execve` of the
+//! interpreter. Everything the child needs (C strings, pointer arrays, BPF
+//! programs, limits, its stack) is prepared before the clone, and the child
+//! shares the supervisor's memory, so it only makes system calls: no
+//! allocation, no locks, every signal blocked until right before the exec.
 //!
 //! A step that fails in the child is reported on a close-on-exec pipe as
-//! (step, errno) and the child exits; the supervisor reads that pipe until
-//! the exec closes it, so a failure of ours (a missing interpreter, a filter
+//! (step, errno) and the child exits; the supervisor reads that pipe after
+//! the clone returns, so a failure of ours (a missing interpreter, a filter
 //! the kernel refuses) becomes a `setup_error`, never a verdict about the
 //! program.
 
@@ -13,8 +17,10 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
 use nix::sys::resource::{Resource, setrlimit};
-use nix::unistd::{ForkResult, Gid, Pid, Uid, fork, pipe2};
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+use nix::unistd::{Pid, pipe2};
 use seccompiler::BpfProgram;
 
 use super::settings::JobLimits;
@@ -47,7 +53,12 @@ pub(super) struct Confinement {
     pub programs: Vec<BpfProgram>,
     pub exe: CString,
     pub envp: CArgs,
+    /// The stack the child runs on until it execs (it shares our memory).
+    pub stack: std::cell::RefCell<Vec<u8>>,
 }
+
+/// Size of the child's stack: its steps are a handful of system calls.
+pub(super) const CHILD_STACK: usize = 256 << 10;
 
 /// The steps a child reports when one fails (one byte on the error pipe).
 #[derive(Clone, Copy)]
@@ -96,20 +107,50 @@ pub(super) struct Child<'a> {
 pub(super) fn spawn(conf: &Confinement, lim: &JobLimits, child: &Child) -> Result<Pid, SetupError> {
     let (err_r, err_w) = sys("pipe", pipe2(OFlag::O_CLOEXEC))?;
     let cpu = child.cpu_s.ceil().max(1.0) as u64;
-    // SAFETY: the supervisor is single-threaded, and the child below only
-    // makes system calls on data prepared before the fork.
-    match sys("fork", unsafe { fork() })? {
-        ForkResult::Child => {
-            let (step, errno, err_fd) = confine_and_exec(conf, lim, child, cpu, err_w.as_raw_fd());
-            let e = (errno as i32).to_le_bytes();
-            let msg = [step as u8, e[0], e[1], e[2], e[3]];
-            // SAFETY: plain write and _exit; nothing else runs in the child.
-            unsafe {
-                libc::write(err_fd, msg.as_ptr().cast(), msg.len());
-                libc::_exit(71);
-            }
+    let err_raw = err_w.as_raw_fd();
+    // No signal handler of ours may run in the child while it shares our
+    // memory: block them all across the clone (the child restores the mask
+    // right before exec).
+    let mut old = SigSet::empty();
+    sys(
+        "sigprocmask",
+        sigprocmask(
+            SigmaskHow::SIG_SETMASK,
+            Some(&SigSet::all()),
+            Some(&mut old),
+        ),
+    )?;
+    let old_mask = old;
+    let cb = Box::new(move || -> isize {
+        let (step, errno, err_fd) = confine_and_exec(conf, lim, child, cpu, err_raw, &old_mask);
+        let e = (errno as i32).to_le_bytes();
+        let msg = [step as u8, e[0], e[1], e[2], e[3]];
+        // SAFETY: plain write and _exit; nothing else runs in the child.
+        unsafe {
+            libc::write(err_fd, msg.as_ptr().cast(), msg.len());
+            libc::_exit(71);
         }
-        ForkResult::Parent { child: pid } => {
+    });
+    let mut stack = conf.stack.borrow_mut();
+    // Like posix_spawn: the child shares our memory and we are suspended
+    // until it has exec'd (or failed), so nothing of ours is copied for a
+    // process image that exec throws away at once. The child only makes
+    // system calls on data prepared before the clone.
+    // SAFETY: single-threaded supervisor; the stack is ours and unused
+    // while the child runs; the child never returns into our frames.
+    let pid = unsafe {
+        nix::sched::clone(
+            cb,
+            &mut stack,
+            CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
+            Some(libc::SIGCHLD),
+        )
+    };
+    drop(stack);
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    match sys("clone", pid) {
+        Err(e) => Err(e),
+        Ok(pid) => {
             drop(err_w);
             let mut b = [0u8; 5];
             let mut got = 0;
@@ -142,6 +183,7 @@ fn confine_and_exec(
     child: &Child,
     cpu: u64,
     err_w: RawFd,
+    mask: &SigSet,
 ) -> (Step, nix::errno::Errno, RawFd) {
     use nix::errno::Errno;
     let mut err_fd = err_w;
@@ -235,12 +277,22 @@ fn confine_and_exec(
     if conf.uid_drop {
         // Another ns uid than the supervisor's: drops every capability and
         // stops signals, ptrace and /proc access to I and the other child.
-        let (u, g) = (Uid::from_raw(child.uid), Gid::from_raw(child.uid));
-        if let Err(e) = nix::unistd::setgroups(&[])
-            .and_then(|()| nix::unistd::setresgid(g, g, g))
-            .and_then(|()| nix::unistd::setresuid(u, u, u))
-        {
-            return (Step::UidDrop, e, err_fd);
+        // Raw system calls: glibc's wrappers would broadcast the change to
+        // every thread of the process when it has several, and the child
+        // shares the supervisor's memory (and so glibc's idea of its threads).
+        let id = child.uid as libc::c_long;
+        // SAFETY: plain system calls with integer arguments (and no list).
+        let failed = unsafe {
+            libc::syscall(
+                libc::SYS_setgroups,
+                0 as libc::c_long,
+                std::ptr::null::<libc::gid_t>(),
+            ) != 0
+                || libc::syscall(libc::SYS_setresgid, id, id, id) != 0
+                || libc::syscall(libc::SYS_setresuid, id, id, id) != 0
+        };
+        if failed {
+            return fail(Step::UidDrop);
         }
     }
     if conf.no_new_privs {
@@ -258,6 +310,10 @@ fn confine_and_exec(
             };
             return (Step::Seccomp, Errno::from_raw(errno), err_fd);
         }
+    }
+    // Signals as they were before the clone (handlers are reset by exec).
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None) {
+        return (Step::Exec, e, err_fd);
     }
     // Exec the interpreter: a fresh process image, nothing of ours left in it.
     // SAFETY: exe, argv and envp are NUL-terminated and outlive the call.
