@@ -36,7 +36,7 @@
 //! cell (the slot builds a new one).
 //!
 //! # Layout
-//! - [`settings`]: the cell settings and job requests, checked field by field.
+//! - `settings`: the cell settings and job requests, checked field by field.
 //! - `setup`: S and J, the steps shared by every job of the slot.
 //! - `init`: I, the job loop and what it renews between jobs.
 //! - `run`: stdio, call and function tests, each in fresh interpreters.
@@ -45,7 +45,7 @@
 
 mod init;
 mod run;
-pub mod settings;
+mod settings;
 mod setup;
 mod spawn;
 mod watch;
@@ -54,9 +54,9 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// argv[1] that makes a binary the cell launcher.
+/// `argv[1]` that makes a binary the cell launcher.
 pub const ARG: &str = "--gradus-sandbox-cell";
-/// argv[2]: the protocol this build speaks. A launcher of another build (a
+/// `argv[2]`: the protocol this build speaks. A launcher of another build (a
 /// binary replaced on disk during a run) refuses to serve rather than guess.
 pub const PROTOCOL: &str = concat!("protocol-1-", env!("CARGO_PKG_VERSION"));
 
@@ -109,7 +109,7 @@ pub fn self_launcher() -> Option<PathBuf> {
 /// the step that failed, its errno (0 when none) and a message.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{step}: {msg} (errno {errno})")]
-pub struct SetupError {
+pub(crate) struct SetupError {
     pub step: String,
     pub errno: i32,
     pub msg: String,
