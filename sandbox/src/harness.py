@@ -43,20 +43,31 @@ separate process under another uid that receives only plain values from C.
 The test code reaches K through its own pipe after C has been forked, so it is
 never in C's memory.
 
-Only stdlib modules that load fast are imported at the top (no json, signal,
-subprocess, socket, ctypes): a fresh interpreter in cold mode loads this module
-too, and every module the supervisor holds makes each fork of it dearer.
+Only modules every interpreter already has are imported at the top: a fresh
+interpreter in cold mode runs this module too. The server and supervisor
+import theirs in `supervisor_imports` (nothing heavy: no json, signal,
+subprocess, socket, ctypes; every module the supervisor holds makes each fork
+of it dearer).
 """
 
-import _socket
-import fcntl
 import gc
 import marshal
 import os
-import resource
-import select
 import sys
-import time
+
+
+def supervisor_imports():
+    """Bind the modules only the server and the supervisor use as module
+    globals. A fresh interpreter running a cold-mode child (`child_main`)
+    never needs them, and importing them would cost it ≈ 2 ms (four of them
+    are extension modules loaded from disk); the warm supervisor has them
+    before it forks anything."""
+    global _socket, fcntl, resource, select, time
+    import _socket
+    import fcntl
+    import resource
+    import select
+    import time
 
 SIGKILL = 9
 CLONE_NEWNS = 0x00020000
@@ -701,35 +712,30 @@ def child_run(cell, fd_plan, uid, cpu_s, lim, task, vm):
     os._exit(code)
 
 
-def compile_program(source):
-    """Compile the program in a fresh interpreter. Its supervisor (native, in
-    cold mode) compiles nothing itself: a compile error goes to it as one
-    frame on COMPILE_FD, which is closed before the program runs."""
+def report_compile_error(e):
+    """In a fresh interpreter: the program does not compile. Its supervisor
+    (native, in cold mode) compiles nothing itself; the error goes to it as
+    one frame on COMPILE_FD."""
+    msg = ("%s: %s" % (type(e).__name__, e)).encode()
     try:
-        code = compile(source, "<solution>", "exec")
-    except (SyntaxError, ValueError) as e:
-        msg = ("%s: %s" % (type(e).__name__, e)).encode()
-        try:
-            write_all(COMPILE_FD, len(msg).to_bytes(4, "little") + msg)
-        except OSError:
-            pass
-        os._exit(1)
-    try:
-        os.close(COMPILE_FD)
+        write_all(COMPILE_FD, len(msg).to_bytes(4, "little") + msg)
     except OSError:
         pass
-    return code
+    os._exit(1)
 
 
 def child_main(role, args):
     """Entry of a fresh interpreter (cold mode), already confined."""
     code = 71
     try:
+        # The source text, not a code object: `exec` compiles it without the
+        # `compile` builtin's cost (≈ 1 ms setting up the ast module's types);
+        # run_user_code tells a compile error from the program's own.
         if role == "call":
             source, name, inputs = args
-            code = call_body(compile_program(source), name, inputs)
+            code = call_body(source, name, inputs)
         elif role == "candidate":
-            code = candidate_body(compile_program(args))
+            code = candidate_body(args)
         elif role == "checker":
             code = checker_body()
     except BaseException as e:
@@ -759,7 +765,11 @@ def run_user_code(code):
         exec(code, g)
     except SystemExit as e:
         status = exit_status(e)
-    except BaseException:
+    except BaseException as e:
+        if isinstance(code, str) and isinstance(e, (SyntaxError, ValueError)) and e.__traceback__.tb_next is None:
+            # Raised compiling the source, before any of the program ran (an
+            # error the program raises has the program's frames below ours).
+            report_compile_error(e)
         sys.excepthook(*sys.exc_info())
         status = 1
     return finish(status), g
@@ -1189,4 +1199,5 @@ def _socketpair():
 
 
 def main():
+    supervisor_imports()
     serve()
