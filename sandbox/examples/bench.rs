@@ -3,6 +3,8 @@
 //! Prints the table with each way's median over bare's, then the JSON report.
 
 fn main() {
+    // This example is also the cell launcher of its cold-mode sandboxes.
+    gradus_sandbox::cell::main_if_requested();
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(500);
     let workers: Vec<usize> = args

@@ -1,8 +1,10 @@
 //! CPU time per job, bare vs cold vs warm, split by process: where the time of
 //! an isolated job goes beyond a bare start. A diagnostic for the benchmark's
 //! figures, not a test:
-//! `cargo run --release -p gradus-sandbox --example cpu_per_job -- [N] [OFF,...]`
-//! where OFF names protections to turn off (e.g. `seccomp`, to see its cost).
+//! `cargo run --release -p gradus-sandbox --example cpu_per_job -- [N] [OFF,...] [WAYS]`
+//! where OFF names protections to turn off (e.g. `seccomp`, to see its cost)
+//! and WAYS picks some of `cold,warm,bare` (all by default; one way alone
+//! is handy under `perf record`).
 //!
 //! The supervisor's CPU comes from `/proc/<pid>/stat` (it lives as long as
 //! the slot), the program's from the rusage the supervisor reaped it with, the
@@ -59,13 +61,19 @@ fn supervisor(sandbox_seq: usize) -> i32 {
 }
 
 fn main() {
+    // This example is also the cell launcher of its cold-mode sandboxes.
+    gradus_sandbox::cell::main_if_requested();
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(300);
     let off: Vec<String> = args
         .next()
         .map(|a| a.split(',').map(String::from).collect())
         .unwrap_or_default();
-    for (seq, mode) in [Mode::Cold, Mode::Warm].into_iter().enumerate() {
+    let ways = args.next().unwrap_or_else(|| "cold,warm,bare".into());
+    let modes = [Mode::Cold, Mode::Warm]
+        .into_iter()
+        .filter(|m| ways.contains(&format!("{m:?}").to_lowercase()));
+    for (seq, mode) in modes.enumerate() {
         let mut cfg = SandboxConfig {
             workers: 1,
             mode,
@@ -95,6 +103,9 @@ fn main() {
             per(cpu_ms(sup) - sup0),
             per(rusage_ms(libc::RUSAGE_SELF) - rust0)
         );
+    }
+    if !ways.contains("bare") {
+        return;
     }
     let python = gradus_sandbox::python::resolve("python3").expect("python3");
     let (child0, rust0) = (

@@ -46,6 +46,14 @@ pub struct SandboxConfig {
     pub limits: Limits,
     /// Truncate expected/got strings in reports to this many chars. Default 512.
     pub report_chars: usize,
+    /// The cell launcher cold mode needs: a binary that calls
+    /// [`crate::cell::main_if_requested`] first thing in `main` (`gradus`
+    /// itself, or this crate's `gradus-sandbox-cell`); it becomes each slot's
+    /// native supervisor. Set by the program, not by a run config. Unset, the
+    /// running program is used when it called `main_if_requested`; warm mode
+    /// does not use it.
+    #[serde(skip)]
+    pub launcher: Option<PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -65,6 +73,7 @@ impl Default for SandboxConfig {
             protections: Protections::default(),
             limits: Limits::default(),
             report_chars: 512,
+            launcher: None,
         }
     }
 }
@@ -75,8 +84,9 @@ impl Default for SandboxConfig {
 pub enum Mode {
     /// Each test runs in a fork of the slot's supervisor (harness imported).
     Warm,
-    /// Each test runs in a freshly exec'd interpreter (`python FLAGS
-    /// solution.py` for stdio tests), confined the same way.
+    /// Each test runs in a freshly exec'd interpreter, confined the same
+    /// way by a native supervisor ([`crate::cell`]; needs
+    /// [`SandboxConfig::launcher`]).
     Cold,
 }
 

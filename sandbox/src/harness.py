@@ -29,10 +29,11 @@ test I kills everything else in the PID namespace and reaps it; the Rust side
 then checks that the slot's task count is back to the cell's two. A cell that
 fails any of this exits and is rebuilt.
 
-Warm mode runs the candidate in C, a fork of I (the harness is already
-imported: a zygote). Cold mode (`fresh`) has C exec a fresh interpreter after
-the same confinement: `python FLAGS solution.py` for stdio tests, or the
-harness sent as a code object on fd 6 for call and function tests.
+This server and its supervisor serve warm mode: the candidate runs in C, a
+fork of I (the harness is already imported: a zygote). Cold mode has a native
+supervisor (the Rust crate's `cell` module) that execs a fresh interpreter per
+test; for call and function tests that interpreter runs this module's code
+(sent as a code object on fd 6) from `child_main`.
 
 Honesty: no verdict is decided in a process that runs candidate code. Stdout is
 captured by I and compared by Rust; call-based results leave C as marshal bytes
@@ -42,20 +43,31 @@ separate process under another uid that receives only plain values from C.
 The test code reaches K through its own pipe after C has been forked, so it is
 never in C's memory.
 
-Only stdlib modules that load fast are imported at the top (no json, signal,
-subprocess, socket, ctypes): a fresh interpreter in cold mode loads this module
-too, and every module the supervisor holds makes each fork of it dearer.
+Only modules every interpreter already has are imported at the top: a fresh
+interpreter in cold mode runs this module too. The server and supervisor
+import theirs in `supervisor_imports` (nothing heavy: no json, signal,
+subprocess, socket, ctypes; every module the supervisor holds makes each fork
+of it dearer).
 """
 
-import _socket
-import fcntl
 import gc
 import marshal
 import os
-import resource
-import select
 import sys
-import time
+
+
+def supervisor_imports():
+    """Bind the modules only the server and the supervisor use as module
+    globals. A fresh interpreter running a cold-mode child (`child_main`)
+    never needs them, and importing them would cost it ≈ 2 ms (four of them
+    are extension modules loaded from disk); the warm supervisor has them
+    before it forks anything."""
+    global _socket, fcntl, resource, select, time
+    import _socket
+    import fcntl
+    import resource
+    import select
+    import time
 
 SIGKILL = 9
 CLONE_NEWNS = 0x00020000
@@ -87,16 +99,9 @@ CHECKER_UID = 2000
 FRAME_MAX = 64 << 20
 # Scratch dirs that get a fresh private tmpfs for every job.
 SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
-# The fd on which a fresh interpreter (cold mode) finds its harness and task.
-BOOT_FD = 6
-BOOT = (
-    "import marshal as m, os\n"
-    "h, r, a = m.loads(os.pread(6, os.fstat(6).st_size, 0))\n"
-    "os.close(6)\n"
-    "g = {'__name__': 'gradus_harness', '__builtins__': __builtins__}\n"
-    "exec(m.loads(h), g)\n"
-    "g['child_main'](r, a)\n"
-)
+# The fd on which a fresh interpreter (cold mode) reports a compile error of
+# the program to its native supervisor.
+COMPILE_FD = 7
 
 _LIBC = []
 
@@ -197,10 +202,6 @@ def serve():
     cell = marshal.loads(read_fd(fds[0]))
     for f in fds:
         os.close(f)
-    # This module's code object for fresh interpreters (cold mode), from the
-    # import system's bytecode cache where it is valid: compiling it here
-    # would leave the supervisor, and so each fork of it, megabytes larger.
-    cell["harness"] = marshal.dumps(__spec__.loader.get_code(__name__))
     sync_r, sync_w = os.pipe()
     go_r, go_w = os.pipe()
     pid = os.fork()
@@ -427,7 +428,6 @@ class Job:
         self.res_w = res_w
         self.applied = cell["applied"]
         self.lim = req["limits"]
-        self.fresh = bool(req.get("fresh"))
         self.pid1 = os.getpid() == 1
         self.code = None
 
@@ -616,10 +616,6 @@ def run_tests(job, secret):
     job.code = code
     kind = req["kind"]
     if kind == "stdio":
-        if job.fresh:
-            with open("solution.py", "w") as f:
-                f.write(req["source"])
-            os.chmod("solution.py", 0o644)
         for i, data in enumerate(req["inputs"]):
             run_stdio_case(job, i, data)
     elif kind == "call":
@@ -682,21 +678,20 @@ def vsz():
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def fork_child(job, uid, cpu_s, fd_plan, task, boot=None):
+def fork_child(job, uid, cpu_s, fd_plan, task):
     """Fork a confined child: fd_plan maps target fd -> source fd. The child
-    runs `task` (warm: a function of this module and its arguments) or, when
-    `boot` is given (cold), execs a fresh interpreter: `boot` is the argv
-    tail after the interpreter and its flags. It starts in the slot's cgroups
-    (a fork of I), so the process cap holds from its first instruction."""
+    runs `task`, a function of this module and its arguments. It starts in
+    the slot's cgroups (a fork of I), so the process cap holds from its
+    first instruction."""
     vm = vsz()
     pid = os.fork()
     if pid == 0:
-        child_run(job.cell, fd_plan, uid, cpu_s, job.lim, task, boot, vm)
+        child_run(job.cell, fd_plan, uid, cpu_s, job.lim, task, vm)
     return pid
 
 
-def child_run(cell, fd_plan, uid, cpu_s, lim, task, boot, vm):
-    """The child's side: place fds, confine, run or exec. Never returns."""
+def child_run(cell, fd_plan, uid, cpu_s, lim, task, vm):
+    """The child's side: place fds, confine, run. Never returns."""
     code = 71
     try:
         os.setpgid(0, 0)
@@ -707,8 +702,6 @@ def child_run(cell, fd_plan, uid, cpu_s, lim, task, boot, vm):
         top = max(fd_plan) + 1
         os.closerange(top, 1 << 16)
         confine(cell, lim, uid, cpu_s, vm)
-        if boot is not None:
-            os.execve(cell["python"], [cell["python"]] + cell["flags"] + boot, cell["env"])
         name, args = task
         code = globals()[name](*args)
     except BaseException as e:
@@ -719,22 +712,30 @@ def child_run(cell, fd_plan, uid, cpu_s, lim, task, boot, vm):
     os._exit(code)
 
 
-def boot_fd(job, role, args):
-    """A memfd with the harness code and a task for a fresh interpreter."""
-    fd = os.memfd_create("boot")
-    write_all(fd, marshal.dumps((job.cell["harness"], role, args)))
-    return fd
+def report_compile_error(e):
+    """In a fresh interpreter: the program does not compile. Its supervisor
+    (native, in cold mode) compiles nothing itself; the error goes to it as
+    one frame on COMPILE_FD."""
+    msg = ("%s: %s" % (type(e).__name__, e)).encode()
+    try:
+        write_all(COMPILE_FD, len(msg).to_bytes(4, "little") + msg)
+    except OSError:
+        pass
+    os._exit(1)
 
 
 def child_main(role, args):
     """Entry of a fresh interpreter (cold mode), already confined."""
     code = 71
     try:
+        # The source text, not a code object: `exec` compiles it without the
+        # `compile` builtin's cost (≈ 1 ms setting up the ast module's types);
+        # run_user_code tells a compile error from the program's own.
         if role == "call":
             source, name, inputs = args
-            code = call_body(compile(source, "<solution>", "exec"), name, inputs)
+            code = call_body(source, name, inputs)
         elif role == "candidate":
-            code = candidate_body(compile(args, "<solution>", "exec"))
+            code = candidate_body(args)
         elif role == "checker":
             code = checker_body()
     except BaseException as e:
@@ -764,7 +765,11 @@ def run_user_code(code):
         exec(code, g)
     except SystemExit as e:
         status = exit_status(e)
-    except BaseException:
+    except BaseException as e:
+        if isinstance(code, str) and isinstance(e, (SyntaxError, ValueError)) and e.__traceback__.tb_next is None:
+            # Raised compiling the source, before any of the program ran (an
+            # error the program raises has the program's frames below ours).
+            report_compile_error(e)
         sys.excepthook(*sys.exc_info())
         status = 1
     return finish(status), g
@@ -951,9 +956,7 @@ def run_stdio_case(job, i, data):
     err_r, err_w = os.pipe()
     code = job.code
     started = time.monotonic()
-    # Cold: `python FLAGS solution.py`, exactly as a bare run would start it.
-    boot = ["solution.py"] if job.fresh else None
-    pid = fork_child(job, CANDIDATE_UID, lim["cpu_s"], {0: in_fd, 1: out_w, 2: err_w}, ("stdio_body", (code,)), boot)
+    pid = fork_child(job, CANDIDATE_UID, lim["cpu_s"], {0: in_fd, 1: out_w, 2: err_w}, ("stdio_body", (code,)))
     for fd in (in_fd, out_w, err_w):
         os.close(fd)
     w = Watch(job, lim["wall_s"])
@@ -987,11 +990,7 @@ def run_call(job):
     started = time.monotonic()
     null = devnull()
     plan = {0: null, 1: out_w, 2: err_w, 3: proto_w}
-    boot = None
-    if job.fresh:
-        plan[BOOT_FD] = boot_fd(job, "call", (req["source"], name, inputs))
-        boot = ["-c", BOOT]
-    pid = fork_child(job, CANDIDATE_UID, lim["cpu_s"] * max(1, len(inputs)), plan, ("call_body", (code, name, inputs)), boot)
+    pid = fork_child(job, CANDIDATE_UID, lim["cpu_s"] * max(1, len(inputs)), plan, ("call_body", (code, name, inputs)))
     for fd in plan.values():
         os.close(fd)
     w = Watch(job, lim["wall_s"])
@@ -1148,11 +1147,7 @@ def run_function(job, secret):
     started = time.monotonic()
     null = devnull()
     plan = {0: null, 1: out_w, 2: err_w, 3: c_sock}
-    boot = None
-    if job.fresh:
-        plan[BOOT_FD] = boot_fd(job, "candidate", job.req["source"])
-        boot = ["-c", BOOT]
-    cpid = fork_child(job, CANDIDATE_UID, lim["cpu_s"], plan, ("candidate_body", (code,)), boot)
+    cpid = fork_child(job, CANDIDATE_UID, lim["cpu_s"], plan, ("candidate_body", (code,)))
     for fd in plan.values():
         if fd != null:
             os.close(fd)
@@ -1160,9 +1155,7 @@ def run_function(job, secret):
     if not secret:
         raise SetupError("request", 0, "a function job needs the test-code pipe")
     plan = {0: null, 1: kerr_w, 2: kerr_w, 3: k_sock, 4: secret[0], 5: kres_w}
-    if job.fresh:
-        plan[BOOT_FD] = boot_fd(job, "checker", None)
-    kpid = fork_child(job, CHECKER_UID, lim["cpu_s"], plan, ("checker_body", ()), boot)
+    kpid = fork_child(job, CHECKER_UID, lim["cpu_s"], plan, ("checker_body", ()))
     for fd in set(plan.values()) | {null}:
         os.close(fd)
     secret.clear()
@@ -1206,4 +1199,5 @@ def _socketpair():
 
 
 def main():
+    supervisor_imports()
     serve()

@@ -8,7 +8,10 @@
 //! - `worker`: a pool slot and its isolation cell: namespaces and read-only
 //!   mounts built once per slot, a supervisor (PID 1 of the cell) that serves
 //!   the slot's jobs and renews per job what a job could leave behind.
-//! - `harness.py`: the Python side; the isolation steps run there, in order.
+//! - `harness.py`: the Python side; in warm mode the isolation steps run
+//!   there, in order, and its supervisor is a zygote.
+//! - [`cell`]: the native supervisor of cold mode (a separate single-threaded
+//!   program, started by exec), the isolation steps in Rust with nix.
 //! - [`seccomp`]: the deny list, compiled before any fork.
 //! - `cgroup`: per-slot pids and memory cgroups (the cell and its jobs).
 //! - `verdict`: records from the job's supervisor to an [`Outcome`].
@@ -29,6 +32,7 @@
 //! wait for a slot (backpressure, no unbounded queue).
 
 pub mod bench;
+pub mod cell;
 mod cgroup;
 pub mod compare;
 pub mod config;
@@ -66,6 +70,14 @@ pub enum SandboxError {
     Harness(PathBuf, std::io::Error),
     #[error("harness server: {0}")]
     Server(String),
+    #[error(
+        "cold mode needs the native cell launcher: set SandboxConfig::launcher to a binary \
+         that calls gradus_sandbox::cell::main_if_requested() first thing in main (the gradus \
+         binary, or gradus-sandbox-cell), or call that function first in this program's main"
+    )]
+    NoLauncher,
+    #[error("cell launcher {0}: {1}")]
+    Launcher(PathBuf, String),
 }
 
 /// A bounded pool of isolated Python workers.
@@ -124,6 +136,37 @@ fn write_harness() -> Result<PathBuf, SandboxError> {
     Ok(dir)
 }
 
+/// The native supervisor's settings: the launcher (checked to be an
+/// executable file) and what fresh interpreters need from the harness.
+fn native(
+    config: &SandboxConfig,
+    python: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<worker::Native, SandboxError> {
+    use std::os::unix::fs::PermissionsExt;
+    let launcher = config
+        .launcher
+        .clone()
+        .or_else(cell::self_launcher)
+        .ok_or(SandboxError::NoLauncher)?;
+    match launcher.metadata() {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {}
+        Ok(_) => {
+            return Err(SandboxError::Launcher(
+                launcher,
+                "not an executable file".into(),
+            ));
+        }
+        Err(e) => return Err(SandboxError::Launcher(launcher, e.to_string())),
+    }
+    let (harness, prefixes) = python::harness_code(python, &config.python.flags, worker::ENV, dir)?;
+    Ok(worker::Native {
+        launcher,
+        harness,
+        prefixes,
+    })
+}
+
 impl Sandbox {
     /// Build a sandbox: validate the config, resolve the interpreter, compile
     /// the seccomp filter and create one pair of cgroups per slot. Each slot's
@@ -140,6 +183,10 @@ impl Sandbox {
             Vec::new()
         } else {
             seccomp::programs()?
+        };
+        let native = match config.mode {
+            Mode::Cold => Some(native(&config, &python, &dir)?),
+            Mode::Warm => None,
         };
         let work_root = config.work_root.clone().unwrap_or_else(std::env::temp_dir);
         cgroup::remove_stale(CGROUP_PREFIX);
@@ -164,6 +211,7 @@ impl Sandbox {
                     boot,
                     seccomp,
                     work_root,
+                    native,
                 },
                 slots: Mutex::new(slots),
                 freed: Condvar::new(),
@@ -277,7 +325,8 @@ impl Sandbox {
     }
 
     /// Which protections are active here, found by running a probe job with
-    /// every configured protection downgraded to optional.
+    /// every configured protection downgraded to optional, in this
+    /// sandbox's mode (warm and cold have different supervisors).
     pub fn doctor(&self) -> Vec<ProtectionStatus> {
         let sh = &self.inner.shared;
         let mut cfg = sh.cfg.clone();
@@ -304,7 +353,6 @@ impl Sandbox {
         );
         cfg.protections = p;
         cfg.workers = 1;
-        cfg.mode = Mode::Cold;
         let applied = match Sandbox::new(cfg) {
             Ok(probe) => probe.probe(),
             Err(e) => Err(e.to_string()),

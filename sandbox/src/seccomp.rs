@@ -1,6 +1,12 @@
 //! The seccomp deny list, compiled with seccompiler in the Rust process before
-//! any fork. The harness installs the programs in each child as the very last
-//! isolation step (`PR_SET_SECCOMP` after `no_new_privs`).
+//! any fork. Each child installs it as the very last isolation step, after
+//! `no_new_privs` (the native supervisor with `seccompiler::apply_filter`, the
+//! Python one with `PR_SET_SECCOMP`).
+//!
+//! It is one program, not one per action: every program attached costs each
+//! child a copy, a check and a translation by the kernel. A short hand-written
+//! prefix gives `clone3` its ENOSYS and refuses x32 calls; seccompiler's deny
+//! list (one action, EPERM) follows.
 //!
 //! Denied calls fail with EPERM rather than killing the process, so a program
 //! that probes them gets an ordinary Python exception; `clone3` fails with
@@ -122,8 +128,9 @@ fn arch() -> Result<TargetArch, SeccompError> {
     }
 }
 
-/// The deny list (EPERM), then the clone3 program (ENOSYS), each as raw
-/// `struct sock_filter` bytes ready for `PR_SET_SECCOMP`.
+/// The filter programs to install, in order, each as raw `struct
+/// sock_filter` bytes ready for `PR_SET_SECCOMP`: one, the prefix and the
+/// deny list.
 pub fn programs() -> Result<Vec<Vec<u8>>, SeccompError> {
     let arch = arch()?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
@@ -158,40 +165,51 @@ pub fn programs() -> Result<Vec<Vec<u8>>, SeccompError> {
         SeccompAction::Errno(libc::EPERM as u32),
         arch,
     )?;
-    let mut clone3 = BTreeMap::new();
-    clone3.insert(libc::SYS_clone3, Vec::new());
-    let clone3 = SeccompFilter::new(
-        clone3,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch,
-    )?;
-    let mut out = vec![to_bytes(deny.try_into()?), to_bytes(clone3.try_into()?)];
-    if arch == TargetArch::x86_64 {
-        out.push(x32_program());
-    }
-    Ok(out)
+    let deny: BpfProgram = deny.try_into()?;
+    let mut prog = prefix(arch);
+    prog.extend(deny);
+    Ok(vec![to_bytes(prog)])
 }
 
-/// On x86_64 the x32 ABI reaches the same calls with bit 30 set in the
-/// number, which no per-number rule matches: refuse all of them.
-fn x32_program() -> Vec<u8> {
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JEQ_K: u16 = 0x15;
+const BPF_JSET_K: u16 = 0x45;
+const BPF_RET_K: u16 = 0x06;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+/// Offsets in `struct seccomp_data`.
+const NR: u32 = 0;
+const ARCH: u32 = 4;
+
+/// Ahead of the deny list: on this machine's architecture, x32 calls
+/// (x86_64 only) fail with EPERM and `clone3` with ENOSYS; anything else
+/// goes on to the deny list (which refuses other architectures itself).
+fn prefix(arch: TargetArch) -> BpfProgram {
     const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const AUDIT_ARCH_AARCH64: u32 = 0xc000_00b7;
+    // On x86_64 the x32 ABI reaches the same calls with bit 30 set in the
+    // number, which no per-number rule matches: refuse all of them.
     const X32_BIT: u32 = 0x4000_0000;
-    let ret_errno = 0x0005_0000 | libc::EPERM as u32;
-    let prog: BpfProgram = vec![
-        // A = seccomp_data.arch
-        stmt(0x20, 4),
-        // not x86_64: allow (the deny filter checks the arch itself)
-        jump(0x15, AUDIT_ARCH_X86_64, 0, 3),
-        // A = seccomp_data.nr
-        stmt(0x20, 0),
-        // nr & X32_BIT: EPERM
-        jump(0x45, X32_BIT, 0, 1),
-        stmt(0x06, ret_errno),
-        stmt(0x06, 0x7fff_0000),
+    let x86 = arch == TargetArch::x86_64;
+    let audit = if x86 {
+        AUDIT_ARCH_X86_64
+    } else {
+        AUDIT_ARCH_AARCH64
+    };
+    let mut p = vec![
+        stmt(BPF_LD_W_ABS, ARCH),
+        // Another architecture: on to the deny list (jf is set below).
+        jump(BPF_JEQ_K, audit, 0, 0),
+        stmt(BPF_LD_W_ABS, NR),
     ];
-    to_bytes(prog)
+    if x86 {
+        p.push(jump(BPF_JSET_K, X32_BIT, 0, 1));
+        p.push(stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::EPERM as u32));
+    }
+    p.push(jump(BPF_JEQ_K, libc::SYS_clone3 as u32, 0, 1));
+    p.push(stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
+    // From instruction 1, past the rest of the prefix.
+    p[1].jf = (p.len() - 2) as u8;
+    p
 }
 
 fn stmt(code: u16, k: u32) -> seccompiler::sock_filter {
@@ -233,7 +251,7 @@ mod tests {
     #[test]
     fn programs_build_for_this_machine() {
         let progs = programs().unwrap();
-        assert!(progs.len() >= 2);
+        assert_eq!(progs.len(), 1);
         for p in &progs {
             assert!(!p.is_empty() && p.len() % 8 == 0);
         }

@@ -1,11 +1,13 @@
 //! One pool slot: its cgroups and its isolation cell. The slot starts a
-//! harness server once; the server builds a cell (namespaces, read-only
-//! mounts) whose supervisor, PID 1 of the cell's PID namespace, then serves
-//! the slot's jobs one at a time for as long as the slot lives. Per job the
-//! supervisor forks the isolated processes and replaces everything a job
-//! could leave behind (see `harness.py`); in warm mode the candidate runs in
-//! that fork (a zygote with the harness imported), in cold mode the fork execs
-//! a fresh interpreter. A cell that fails or times out is killed and rebuilt.
+//! server once (warm mode: a Python interpreter running `harness.py`; cold
+//! mode: the native launcher of [`crate::cell`], started by exec); the server
+//! builds a cell (namespaces, read-only mounts) whose supervisor, PID 1 of
+//! the cell's PID namespace, then serves the slot's jobs one at a time for as
+//! long as the slot lives. Both speak the same protocol and records. Per job
+//! the supervisor forks the isolated processes and replaces everything a job
+//! could leave behind; in warm mode the candidate runs in that fork (a zygote
+//! with the harness imported), in cold mode the fork execs a fresh
+//! interpreter. A cell that fails or times out is killed and rebuilt.
 //!
 //! Everything here blocks; the async API runs it on tokio's blocking threads.
 
@@ -25,14 +27,14 @@ use nix::sys::socket::{
 use nix::unistd::pipe2;
 
 use crate::cgroup::SlotCgroups;
-use crate::config::{Mode, Requirement, SandboxConfig};
+use crate::config::{Requirement, SandboxConfig};
 use crate::job::{Job, Limits, Tests};
 use crate::marshal::{Encoder, PyValue, decode};
 use crate::outcome::{Outcome, Verdict};
 use crate::verdict::{Evidence, judge};
 
 /// Environment of every interpreter we start: an allow-list, nothing inherited.
-const ENV: &[(&str, &str)] = &[
+pub(crate) const ENV: &[(&str, &str)] = &[
     ("PATH", "/usr/local/bin:/usr/bin:/bin"),
     ("LANG", "C.UTF-8"),
     ("LC_ALL", "C.UTF-8"),
@@ -56,6 +58,18 @@ pub(crate) struct Shared {
     pub boot: String,
     pub seccomp: Vec<Vec<u8>>,
     pub work_root: PathBuf,
+    /// Cold mode: each slot's supervisor is the native one (`crate::cell`).
+    pub native: Option<Native>,
+}
+
+/// What the native supervisor needs beyond the cell settings both kinds get.
+pub(crate) struct Native {
+    /// The program started per slot (see `crate::cell::main_if_requested`).
+    pub launcher: PathBuf,
+    /// The harness module's code object (marshal), for fresh interpreters.
+    pub harness: Vec<u8>,
+    /// The interpreter's prefixes, made reachable inside the cell.
+    pub prefixes: Vec<String>,
 }
 
 /// A harness server process (and through it the cell) and our end of its
@@ -78,31 +92,65 @@ impl Server {
             SockFlag::SOCK_CLOEXEC,
         )
         .map_err(|e| format!("socketpair: {e}"))?;
-        let child = Command::new(&sh.python)
-            .args(&sh.cfg.python.flags)
-            .arg("-c")
-            .arg(&sh.boot)
+        // Cold mode: the native supervisor, a program of its own started by
+        // exec (never code run after a fork of this multi-threaded process).
+        // Warm mode: a Python interpreter that becomes the zygote.
+        let (mut cmd, what) = match &sh.native {
+            Some(n) => {
+                let mut c = Command::new(&n.launcher);
+                c.arg(crate::cell::ARG).arg(crate::cell::PROTOCOL);
+                (c, format!("the cell launcher {}", n.launcher.display()))
+            }
+            None => {
+                let mut c = Command::new(&sh.python);
+                c.args(&sh.cfg.python.flags).arg("-c").arg(&sh.boot);
+                (
+                    c,
+                    format!(
+                        "the harness server ({} {})",
+                        sh.python.display(),
+                        sh.cfg.python.flags.join(" ")
+                    ),
+                )
+            }
+        };
+        let child = cmd
             .env_clear()
             .envs(ENV.iter().copied())
             .stdin(Stdio::from(theirs))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("starting {}: {e}", sh.python.display()))?;
+            .map_err(|e| format!("starting {what}: {e}"))?;
+        // The command holds the child's end of the socket: close it here, so
+        // that a child that exits early shows as a hang-up, not a silence.
+        drop(cmd);
         let mut server = Server {
             child,
             sock: Some(ours),
             private_tmp: false,
         };
+        let did_not_start = format!(
+            "{what} did not start the cell; run it by hand to see why{}",
+            if sh.native.is_some() {
+                " (it must call gradus_sandbox::cell::main_if_requested() first in main)"
+            } else {
+                ""
+            }
+        );
         let file = memfd_with("gradus-cell", cell)?;
-        server.send(b"C", &[file.as_raw_fd()])?;
+        if server.send(b"C", &[file.as_raw_fd()]).is_err() {
+            // It exited before reading its settings.
+            server.kill();
+            return Err(did_not_start);
+        }
         drop(file);
         let mut fds = [PollFd::new(server.sock().as_fd(), PollFlags::POLLIN)];
         let ready = poll(
             &mut fds,
             PollTimeout::try_from(SERVER_START).unwrap_or(PollTimeout::MAX),
         )
-        .map_err(|e| format!("waiting for the harness server: {e}"))?;
+        .map_err(|e| format!("waiting for {what}: {e}"))?;
         let mut b = vec![0u8; 1 << 16];
         let n = if ready > 0 {
             nix::unistd::read(server.sock(), &mut b).unwrap_or(0)
@@ -132,11 +180,7 @@ impl Server {
             }
             _ => {
                 server.kill();
-                Err(format!(
-                    "the harness server ({} {}) did not start; run it by hand to see why",
-                    sh.python.display(),
-                    sh.cfg.python.flags.join(" ")
-                ))
+                Err(did_not_start)
             }
         }
     }
@@ -161,7 +205,7 @@ impl Server {
             None,
         )
         .map(|_| ())
-        .map_err(|e| format!("sending to the harness server: {e}"))
+        .map_err(|e| format!("sending to the cell's supervisor: {e}"))
     }
 
     fn kill(&mut self) {
@@ -517,6 +561,15 @@ impl Slot {
             e.str(req.as_str());
         }
         e.end_dict();
+        if let Some(n) = &sh.native {
+            e.str("harness");
+            e.bytes(&n.harness);
+            e.str("prefixes");
+            e.list(n.prefixes.len());
+            for p in &n.prefixes {
+                e.str(p);
+            }
+        }
         e.end_dict();
         e.buf
     }
@@ -533,8 +586,6 @@ impl Slot {
         e.str(kind);
         e.str("fn_name");
         e.str(fn_name);
-        e.str("fresh");
-        e.bool(sh.cfg.mode == Mode::Cold);
         e.str("source");
         e.str(&job.source);
         e.str("inputs");
@@ -576,6 +627,31 @@ impl Slot {
         e.end_dict();
         e.str("workdir");
         e.str(&work.to_string_lossy());
+        if sh.native.is_some() {
+            // The arguments of the harness task a fresh interpreter runs
+            // (the native supervisor does not speak Python values).
+            let mut a = Encoder::default();
+            match &job.tests {
+                Tests::Stdio { .. } => a.none(),
+                Tests::Call {
+                    fn_name, inputs, ..
+                } => {
+                    a.tuple(3);
+                    a.str(&job.source);
+                    a.str(fn_name);
+                    a.list(inputs.len());
+                    for args in inputs {
+                        a.list(args.len());
+                        for v in args {
+                            a.json(v);
+                        }
+                    }
+                }
+                Tests::Function { .. } => a.str(&job.source),
+            }
+            e.str("boot_args");
+            e.bytes(&a.buf);
+        }
         e.end_dict();
         e.buf
     }

@@ -111,3 +111,26 @@ print(r, pt, uid, shadow)
     job.limits.memory_mb = Some(64);
     run(job, Verdict::MemoryLimit);
 }
+
+#[test]
+fn compile_errors_are_told_from_the_programs_own() {
+    // Cold: the fresh interpreter compiles and reports on its own fd; warm:
+    // the supervisor compiles. The verdicts must agree, in every test shape.
+    let test = "def check(candidate):\n    assert candidate(2) == 4\n";
+    let shapes = |src: &str| {
+        [
+            stdio(src, &[("", "")]),
+            function(src, "f", test),
+            call(src, "f", serde_json::json!([[1]]), serde_json::json!([1])),
+        ]
+    };
+    for job in shapes("def f(:\n") {
+        run(job.clone(), Verdict::CompileError);
+        expect(job, Verdict::CompileError);
+    }
+    // A SyntaxError the program raises while it runs is the program's error.
+    for job in shapes("eval('(')\n") {
+        run(job.clone(), Verdict::RuntimeError);
+        expect(job, Verdict::RuntimeError);
+    }
+}

@@ -25,7 +25,7 @@ fn rows() -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn run_all(lines: Vec<String>) -> Vec<gradus_sandbox::Outcome> {
+fn run_all(sandbox: &gradus_sandbox::Sandbox, lines: Vec<String>) -> Vec<gradus_sandbox::Outcome> {
     let jobs = lines
         .iter()
         .map(|l| parse_line(l).expect("HumanEval row parses"))
@@ -34,14 +34,25 @@ fn run_all(lines: Vec<String>) -> Vec<gradus_sandbox::Outcome> {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(common::sandbox().run_batch(jobs))
+    rt.block_on(sandbox.run_batch(jobs))
 }
 
 #[test]
 fn all_164_canonical_solutions_pass() {
+    all_pass(common::sandbox());
+}
+
+/// The same in cold mode: the native supervisor, fresh interpreters for the
+/// candidate and the checker of every problem.
+#[test]
+fn all_164_canonical_solutions_pass_cold() {
+    all_pass(common::cold_sandbox());
+}
+
+fn all_pass(sandbox: &gradus_sandbox::Sandbox) {
     let rows = rows();
     assert_eq!(rows.len(), 164);
-    let outs = run_all(rows.iter().map(|r| r.to_string()).collect());
+    let outs = run_all(sandbox, rows.iter().map(|r| r.to_string()).collect());
     let failed: Vec<String> = outs
         .iter()
         .filter(|o| o.verdict != Verdict::Accepted)
@@ -71,7 +82,7 @@ fn empty_completions_pass_none() {
             r.to_string()
         })
         .collect();
-    let outs = run_all(lines);
+    let outs = run_all(common::sandbox(), lines);
     let accepted: Vec<&str> = outs
         .iter()
         .filter(|o| o.verdict == Verdict::Accepted)

@@ -39,6 +39,11 @@ fn work_root() -> &'static std::path::Path {
     })
 }
 
+/// The native cell supervisor cold mode runs (this crate's own launcher).
+pub fn launcher() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_gradus-sandbox-cell"))
+}
+
 /// One sandbox for the whole test binary, with every protection required.
 pub fn sandbox() -> &'static Sandbox {
     static S: OnceLock<Sandbox> = OnceLock::new();
@@ -63,6 +68,7 @@ pub fn build_with(f: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
             workers: WORKERS,
             uid_base: UID_BASE,
             work_root: Some(work_root().to_path_buf()),
+            launcher: Some(launcher()),
             ..SandboxConfig::default()
         };
         f(&mut cfg);
