@@ -42,6 +42,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Cold-mode sandboxes re-execute this binary as their cell supervisor;
+    // before argument parsing (the launcher's argument is not ours) and
+    // before any thread starts.
+    gradus_sandbox::cell::main_if_requested();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sandbox(c) => cmd::sandbox::run(c),
