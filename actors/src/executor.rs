@@ -8,9 +8,12 @@
 //! exactly once, and only a second failure is reported as such.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use gradus_sandbox::{Job, Outcome, Sandbox, Verdict};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
+
+use crate::fault::Fault;
 
 pub enum Msg {
     /// Run every job; outcomes come back in job order, with the indices of
@@ -28,19 +31,56 @@ pub const NAME: &str = "executor";
 
 pub struct Executor {
     sandbox: Arc<Sandbox>,
+    /// Kills the sandbox worker running the first job of the N-th batch, mid
+    /// job (see [`first_attempt`]).
+    fault: Arc<Fault>,
 }
 
 /// Spawns the executor linked to `supervisor`, sharing `sandbox`.
-pub async fn spawn(sandbox: Arc<Sandbox>, supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
-    let (r, _) =
-        Actor::spawn_linked(Some(NAME.into()), Executor { sandbox }, (), supervisor).await?;
+pub async fn spawn(
+    sandbox: Arc<Sandbox>,
+    fault: Arc<Fault>,
+    supervisor: ActorCell,
+) -> Result<ActorCell, SpawnErr> {
+    let (r, _) = Actor::spawn_linked(
+        Some(NAME.into()),
+        Executor { sandbox, fault },
+        (),
+        supervisor,
+    )
+    .await?;
     Ok(r.get_cell())
+}
+
+/// The first attempt at `jobs`. When `kill_worker` (fault injection), the
+/// first job's program is replaced by one that waits, and its isolation cell
+/// is killed while it runs, as a crashed sandbox worker would be: that job
+/// comes back as a sandbox error, and the redo runs the real program.
+async fn first_attempt(sandbox: &Arc<Sandbox>, jobs: &[Job], kill_worker: bool) -> Vec<Outcome> {
+    if !kill_worker || jobs.is_empty() {
+        return sandbox.run_batch(jobs.to_vec()).await;
+    }
+    let mut first = jobs.to_vec();
+    first[0].source = "import time\ntime.sleep(60)\n".into();
+    let (sb, id) = (sandbox.clone(), first[0].id.clone());
+    let killer = tokio::spawn(async move {
+        while !sb.cancel(&id) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let outcomes = sandbox.run_batch(first).await;
+    killer.abort();
+    outcomes
 }
 
 /// Runs `jobs`, redoing once each job whose outcome is a sandbox error.
 /// Returns the outcomes and the indices of the jobs that were redone.
-pub async fn run_with_redo(sandbox: &Sandbox, jobs: Vec<Job>) -> (Vec<Outcome>, Vec<usize>) {
-    let mut outcomes = sandbox.run_batch(jobs.clone()).await;
+pub async fn run_with_redo(
+    sandbox: &Arc<Sandbox>,
+    jobs: Vec<Job>,
+    kill_worker: bool,
+) -> (Vec<Outcome>, Vec<usize>) {
+    let mut outcomes = first_attempt(sandbox, &jobs, kill_worker).await;
     let retry: Vec<usize> = outcomes
         .iter()
         .enumerate()
@@ -70,7 +110,8 @@ impl Actor for Executor {
     async fn handle(&self, _: ExecutorRef, msg: Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
         match msg {
             Msg::Run { jobs, reply } => {
-                let _ = reply.send(run_with_redo(&self.sandbox, jobs).await);
+                let kill_worker = self.fault.count();
+                let _ = reply.send(run_with_redo(&self.sandbox, jobs, kill_worker).await);
             }
         }
         Ok(())

@@ -106,6 +106,14 @@ impl SlotCgroups {
         Ok(())
     }
 
+    /// The slot's cgroup directories that exist.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        [&self.pids, &self.memory]
+            .into_iter()
+            .filter_map(|c| c.as_ref().ok().cloned())
+            .collect()
+    }
+
     /// The `cgroup.procs` files the cell root writes its pid to.
     pub fn cell_procs_files(&self) -> Vec<String> {
         [&self.pids, &self.memory]
@@ -212,7 +220,8 @@ impl SlotCgroups {
     }
 }
 
-fn procs_of(dir: &Path) -> Vec<i32> {
+/// Processes in the cgroup `dir`.
+pub fn procs_of(dir: &Path) -> Vec<i32> {
     fs::read_to_string(dir.join("cgroup.procs"))
         .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
         .unwrap_or_default()

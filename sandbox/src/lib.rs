@@ -212,6 +212,7 @@ impl Sandbox {
                     seccomp,
                     work_root,
                     native,
+                    running: Mutex::default(),
                 },
                 slots: Mutex::new(slots),
                 freed: Condvar::new(),
@@ -298,6 +299,27 @@ impl Sandbox {
                 total,
                 format!("sandbox worker panicked: {e}"),
             ),
+        }
+    }
+
+    /// Kills the isolation cell running job `id`, its supervisor and the
+    /// job's processes, as a crash of our own would: the job ends as
+    /// `sandbox_error` (never a verdict on the program) and the slot builds a
+    /// new cell for its next job. For cancelling work and for fault
+    /// injection. Returns false when no job with that id is running.
+    pub fn cancel(&self, id: &str) -> bool {
+        let mut running = self
+            .inner
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match running.get_mut(id) {
+            Some(r) => {
+                r.cancel();
+                true
+            }
+            None => false,
         }
     }
 

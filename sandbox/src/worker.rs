@@ -11,11 +11,13 @@
 //!
 //! Everything here blocks; the async API runs it on tokio's blocking threads.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
@@ -60,6 +62,31 @@ pub(crate) struct Shared {
     pub work_root: PathBuf,
     /// Cold mode: each slot's supervisor is the native one (`crate::cell`).
     pub native: Option<Native>,
+    /// Jobs handed to a cell and not finished, by id (for `Sandbox::cancel`).
+    pub running: Mutex<HashMap<String, Running>>,
+}
+
+/// A job handed to a cell and not finished.
+pub(crate) struct Running {
+    /// The slot's cgroup directories (the cell and the job run in them).
+    pub cgroups: Vec<PathBuf>,
+    /// Set by `Sandbox::cancel`: whatever the cell reports, the job ends as
+    /// our failure.
+    pub cancelled: bool,
+}
+
+impl Running {
+    /// Marks the job cancelled and SIGKILLs every process of its cell, the
+    /// supervisor and the job's processes alike.
+    pub fn cancel(&mut self) {
+        self.cancelled = true;
+        for dir in &self.cgroups {
+            for pid in crate::cgroup::procs_of(dir) {
+                // SAFETY: kill(2) on a process of the slot's own cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
 }
 
 /// What the native supervisor needs beyond the cell settings both kinds get.
@@ -354,7 +381,12 @@ impl Slot {
     pub fn execute(&mut self, sh: &Shared, job: &Job) -> Outcome {
         let t0 = Instant::now();
         let total = job.tests.total();
-        let mut out = match self.execute_inner(sh, job) {
+        let result = self.execute_inner(sh, job);
+        sh.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&job.id);
+        let mut out = match result {
             Ok(o) => o,
             Err(e) => {
                 self.reset_cell();
@@ -440,6 +472,13 @@ impl Slot {
                 .send(b"J", &fds)
                 .map_err(|e2| format!("{e}; after a rebuild: {e2}"))?;
         }
+        sh.running.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            job.id.clone(),
+            Running {
+                cgroups: self.cgroups.dirs(),
+                cancelled: false,
+            },
+        );
         drop(res_w);
         drop(secret_r);
         drop(req_file);
@@ -451,6 +490,19 @@ impl Slot {
             Instant::now() + Duration::from_secs_f64(job_wall),
             &mut ev,
         );
+        let cancelled = sh
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&job.id)
+            .is_some_and(|r| r.cancelled);
+        if cancelled {
+            self.reset_cell();
+            if let Some(t) = secret_writer {
+                let _ = t.join();
+            }
+            return Err("cancelled: the job's isolation cell was killed".into());
+        }
         if finished && ev.is_empty() {
             // A live supervisor always reports first: the cell died with the
             // job still queued (it exits when it cannot vouch for its state

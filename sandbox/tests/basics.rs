@@ -104,3 +104,38 @@ fn work_root_outside_the_scratch_dirs() {
     let left: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().collect();
     assert!(left.is_empty(), "work dirs left behind: {left:?}");
 }
+
+#[test]
+fn a_cancelled_job_is_our_failure_and_the_slot_goes_on() {
+    const WAIT: &str = "import time\ntime.sleep(30)\n";
+    for (mode, sb) in [("warm", sandbox()), ("cold", cold_sandbox())] {
+        let jobs = [
+            stdio(WAIT, &[("", "")]),
+            function(WAIT, "f", "def check(c):\n    assert c(1) == 2\n"),
+        ];
+        for (k, mut job) in jobs.into_iter().enumerate() {
+            job.id = format!("cancel-me-{mode}-{k}");
+            assert!(!sb.cancel(&job.id), "{mode}: nothing runs yet");
+            let id = job.id.clone();
+            let canceller = std::thread::spawn(move || {
+                let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                while !sb.cancel(&id) {
+                    assert!(std::time::Instant::now() < end, "the job never ran");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            });
+            let out = expect_in(sb, job, Verdict::SandboxError);
+            canceller.join().unwrap();
+            assert!(
+                out.detail.as_deref().unwrap_or("").contains("cancelled"),
+                "{out:?}"
+            );
+            // The slot builds a new cell and runs the next job normally.
+            expect_in(
+                sb,
+                stdio("print(input())", &[("ok\n", "ok\n")]),
+                Verdict::Accepted,
+            );
+        }
+    }
+}

@@ -517,21 +517,23 @@ struct Faults {
     learner: Arc<Fault>,
     rewards: Arc<Fault>,
     checkpointer: Arc<Fault>,
+    executor: Arc<Fault>,
 }
 
 impl Faults {
     /// The names, in the order of the fields.
-    const NAMES: [&str; 5] = [
+    const NAMES: [&str; 6] = [
         "curriculum_crash_on_call",
         "grader_panic_on_call",
         "learner_crash_after_batch",
         "rewards_crash_on_call",
         "checkpointer_crash_on_save",
+        "sandbox_kill_on_call",
     ];
 
     fn from_env() -> Self {
         let spec = std::env::var("GRADUS_FAULTS").unwrap_or_default();
-        let mut at = [None; 5];
+        let mut at = [None; Self::NAMES.len()];
         for item in spec.split(',').filter(|s| !s.is_empty()) {
             let parsed = item.split_once('=').and_then(|(name, n)| {
                 let i = Self::NAMES.iter().position(|known| *known == name)?;
@@ -552,6 +554,7 @@ impl Faults {
             learner: fault(2),
             rewards: fault(3),
             checkpointer: fault(4),
+            executor: fault(5),
         }
     }
 }
@@ -585,7 +588,7 @@ fn children(config: &RunConfig, around: &Around, faults: &Faults) -> Vec<(String
     let (rf, rq) = (faults.rewards.clone(), queues.clone());
     let (le, lf) = (around.learner.clone(), faults.learner.clone());
     let ge = around.generator.clone();
-    let sb = around.sandbox.clone();
+    let (sb, ef) = (around.sandbox.clone(), faults.executor.clone());
     let (gc, gf) = (config.grader.clone(), faults.grader.clone());
     vec![
         (
@@ -602,7 +605,7 @@ fn children(config: &RunConfig, around: &Around, faults: &Faults) -> Vec<(String
         ),
         (
             executor::NAME.into(),
-            supervisor::spawner(move |sup| executor::spawn(sb.clone(), sup)),
+            supervisor::spawner(move |sup| executor::spawn(sb.clone(), ef.clone(), sup)),
         ),
         (
             grader::NAME.into(),

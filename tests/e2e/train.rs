@@ -333,11 +333,14 @@ fn crashed_actors_are_restarted_their_work_redone_once_and_nothing_is_learned_tw
     // The learner crashes right after applying batch 4 (before its reply),
     // the grader panics on its 5th batch, the reward assembler dies after
     // grading its 3rd batch, the curriculum actor after applying its 4th
-    // operation (the draw of step 2), the checkpointer halfway through its 2nd save (step 4); all
-    // are restarted and their work redone exactly once.
+    // operation (the draw of step 2), the checkpointer halfway through its
+    // 2nd save (step 4); all are restarted and their work redone exactly
+    // once. The sandbox worker running a program of step 1 is killed mid-job
+    // (the executor's 2nd batch; its 1st is the evaluation at step 0): the
+    // job is our failure, redone once.
     let run = Run::new(|t| t.replace("steps = 200", "steps = 4"));
     let faults = "learner_crash_after_batch=4,grader_panic_on_call=5,rewards_crash_on_call=3,\
-                  curriculum_crash_on_call=4,checkpointer_crash_on_save=2";
+                  curriculum_crash_on_call=4,checkpointer_crash_on_save=2,sandbox_kill_on_call=2";
     let (code, out) = finish(run.spawn(faults));
     assert_eq!(code, 0, "{out}");
     let restarts = run.named("actor_restarted");
@@ -353,6 +356,12 @@ fn crashed_actors_are_restarted_their_work_redone_once_and_nothing_is_learned_tw
     assert!(
         stopped["ledger"]["redone"].as_u64().unwrap() >= 3,
         "{stopped}"
+    );
+    let metrics = read_jsonl(&run.dir.join("metrics.jsonl"));
+    assert_eq!(
+        metrics[0]["redone"], 1,
+        "the killed job of step 1: {}",
+        metrics[0]
     );
     // Nothing lost, nothing twice: the run learned, measured and logged
     // exactly what an uninterrupted run with the same seed does.
