@@ -10,6 +10,11 @@ use std::sync::OnceLock;
 use gradus_sandbox::job::{Compare, Job, JobLimits, Language, StdioCase, Tests};
 use gradus_sandbox::{Mode, Outcome, Sandbox, SandboxConfig, Verdict};
 
+/// Held while a test checks the host, and while a sandbox is built (its
+/// probe job runs): host checks see every job of this binary, so one job at
+/// a time.
+static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Host uids of this test binary's sandbox: a range of its own, so that
 /// sandboxes of other processes on the machine (a training run uses 200000
 /// up) cannot confuse the host checks.
@@ -64,6 +69,8 @@ fn build(mode: Mode) -> Sandbox {
 /// applied to its config.
 pub fn build_with(f: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
     {
+        // `doctor` runs a probe job: not while another test checks the host.
+        let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
         let mut cfg = SandboxConfig {
             workers: WORKERS,
             uid_base: UID_BASE,
@@ -248,8 +255,6 @@ pub fn expect(job: Job, verdict: Verdict) -> Outcome {
 
 /// [`expect`] in a given sandbox of this binary.
 pub fn expect_in(sandbox: &Sandbox, job: Job, verdict: Verdict) -> Outcome {
-    // Host checks see every job of this binary: run one job at a time.
-    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
     let before = HostState::now();
     let out = sandbox.run_blocking(&job);
