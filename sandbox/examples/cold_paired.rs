@@ -5,11 +5,8 @@
 //! rusage) and the wall time per job for each. A diagnostic, not a test:
 //! `cargo run --release -p gradus-sandbox --example cold_paired -- [ROUNDS]`.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use gradus_sandbox::job::Tests;
 use gradus_sandbox::{Mode, Requirement, Sandbox, SandboxConfig, Verdict};
 
 /// CPU of reaped children of this process, ms.
@@ -84,32 +81,11 @@ fn main() {
             assert_eq!(out.verdict, Verdict::Accepted, "{out:?}");
             cpu[k] += out.cases[0].cpu_ms;
         }
-        let Tests::Stdio { cases, .. } = &job.tests else {
-            unreachable!("the bench job is a stdio job")
-        };
         let (t, c0) = (Instant::now(), children_cpu_ms());
-        let mut child = Command::new(&python)
-            .args(&flags)
-            .args(["-c", gradus_sandbox::bench::PROGRAM])
-            .env_clear()
-            .envs([
-                ("PATH", "/usr/local/bin:/usr/bin:/bin"),
-                ("LANG", "C.UTF-8"),
-                ("LC_ALL", "C.UTF-8"),
-                ("HOME", "/tmp"),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn python");
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(cases[0].input.as_bytes())
-            .expect("stdin");
-        let out = child.wait_with_output().expect("wait");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), cases[0].output);
+        assert!(
+            gradus_sandbox::bench::bare(&python, &flags, i),
+            "bare run failed"
+        );
         cpu[columns.len()] += children_cpu_ms() - c0;
         wall[columns.len()] += t.elapsed().as_secs_f64() * 1e3;
     }

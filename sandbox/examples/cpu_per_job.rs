@@ -10,7 +10,7 @@
 //! the slot), the program's from the rusage the supervisor reaped it with, the
 //! Rust side's and bare's from `getrusage`.
 
-use gradus_sandbox::job::{Job, Tests};
+use gradus_sandbox::job::Job;
 use gradus_sandbox::{Mode, Requirement, Sandbox, SandboxConfig, Verdict};
 
 /// utime + stime of `pid`, ms.
@@ -114,26 +114,11 @@ fn main() {
     );
     let start = std::time::Instant::now();
     for i in 0..n {
-        let j = job(i);
-        let Tests::Stdio { cases, .. } = &j.tests else {
-            unreachable!("the job is a stdio job")
-        };
-        let mut child = std::process::Command::new(&python)
-            .args(&SandboxConfig::default().python.flags)
-            .args(["-c", gradus_sandbox::bench::PROGRAM])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn python");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(cases[0].input.as_bytes())
-            .expect("stdin");
-        let out = child.wait_with_output().expect("wait");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), cases[0].output);
+        let flags = &SandboxConfig::default().python.flags;
+        assert!(
+            gradus_sandbox::bench::bare(&python, flags, i),
+            "bare run failed"
+        );
     }
     let wall = start.elapsed().as_secs_f64() * 1e3 / n as f64;
     println!(

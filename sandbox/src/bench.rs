@@ -185,7 +185,9 @@ fn drive(range: std::ops::Range<usize>, workers: usize, f: Runner, tally: &mut T
     tally.failures += failures.load(Ordering::Relaxed);
 }
 
-fn bare(python: &std::path::Path, flags: &[String], i: usize) -> bool {
+/// Runs bench job `i` the bare way: a `python FLAGS -c PROGRAM` subprocess,
+/// no isolation. True when it printed the expected output.
+pub fn bare(python: &std::path::Path, flags: &[String], i: usize) -> bool {
     let j = job(i);
     let Tests::Stdio { cases, .. } = &j.tests else {
         return false;
