@@ -15,7 +15,7 @@
 //! - [`seccomp`]: the deny list, compiled before any fork.
 //! - `cgroup`: per-slot pids and memory cgroups (the cell and its jobs).
 //! - `verdict`: records from the job's supervisor to an [`Outcome`].
-//! - [`bench`]: bare subprocess vs cold vs warm, for `gradus sandbox bench`.
+//! - [`bench`](mod@bench): bare subprocess vs cold vs warm, for `gradus sandbox bench`.
 //!
 //! # Use
 //! ```no_run
