@@ -46,6 +46,8 @@ fn main() -> ExitCode {
     // before argument parsing (the launcher's argument is not ours) and
     // before any thread starts.
     gradus_sandbox::cell::main_if_requested();
+    // Tensor buffers are reused rather than page-faulted in again each step.
+    gradus_policy::device::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sandbox(c) => cmd::sandbox::run(c),

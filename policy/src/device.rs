@@ -57,6 +57,40 @@ pub fn device(cfg: &ComputeConfig) -> Result<Device> {
     }
 }
 
+/// Tunes glibc's allocator for tensor work: freed blocks of up to 32 MiB are
+/// kept for reuse (not returned to the kernel) and the heap is trimmed only
+/// past 256 MiB free.
+///
+/// Every CPU tensor op allocates its output, and a training step frees and
+/// reallocates the same few dozen 1–4 MiB buffers. With glibc's defaults
+/// many of them come from fresh `mmap`s or trimmed heap, so each step
+/// page-faults them in again, both threads contending on the kernel's
+/// memory map: on the benchmark model that costs about a third of a step
+/// (README, "Policy speed"). The cost is memory kept at its peak instead of
+/// returned, which a long-running trainer reaches again every step anyway.
+///
+/// Process-wide, so the binary calls it once at start. Leaves the settings
+/// alone (and returns false) when `GLIBC_TUNABLES` already sets malloc
+/// tunables, or off glibc; returns whether the settings took.
+pub fn tune_allocator() -> bool {
+    if std::env::var("GLIBC_TUNABLES").is_ok_and(|v| v.contains("glibc.malloc.")) {
+        return false;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes allocator parameters; it is called
+        // before the threads that allocate tensors start.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 type Job = Box<dyn FnOnce() + Send>;
 
 /// One OS thread that runs burn work inside its own rayon pool.

@@ -26,6 +26,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod fused;
 pub mod learner;
 pub mod loss;
 pub mod model;

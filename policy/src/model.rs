@@ -9,10 +9,12 @@
 //! and autodiff from the tensors' device, not from a type parameter.
 //!
 //! Speed choices: Q, K and V come from one fused projection and the SwiGLU
-//! gate and up projections from another (one GEMM each instead of three and
-//! two); rotary angles and the attention mask are built on the host (they are
-//! small and depend only on the padding layout) and uploaded once per forward
-//! and shared by all layers; attention runs burn's fused kernel.
+//! gate and up projections from another; rotary angles and the attention
+//! mask are built on the host (they are small and depend only on the padding
+//! layout) once per forward and shared by all layers. On the flex CPU backend
+//! the products, norms, SwiGLU and (without a cache) attention run as the
+//! fused ops of [`crate::fused`], one autodiff node each; on other backends
+//! (CUDA) the same function is composed from burn's tensor ops.
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear, RmsNorm};
@@ -22,10 +24,12 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::sync::Arc;
 
 use crate::cache::{KvCache, layout};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::fused::{self, AttentionLayout};
 
 /// Token rows on the host: `tokens[b * len + t]`, with `valid` false at padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +97,14 @@ struct Context {
     mask: Option<Tensor<4, Bool>>,
     /// Causal masking by the kernel itself (no padding, no past).
     causal: bool,
+    /// Run the fused ops (flex backend).
+    fused: bool,
+    /// Host copies of `cos` and `sin`, `[batch·len·head_dim]`.
+    host_cos: Vec<f32>,
+    host_sin: Vec<f32>,
+    /// Host-side rotary tables and padding for the fused attention; `Some`
+    /// when `fused` and there is no cache.
+    layout: Option<Arc<AttentionLayout>>,
 }
 
 /// The policy network. See the module docs for the architecture.
@@ -269,7 +281,18 @@ impl Transformer {
         let past_len = past_valid.first().map_or(0, Vec::len);
         let (positions, mask, next) = layout(past_valid, next_pos, &batch.valid, b, t);
         let no_padding = batch.valid.iter().all(|&v| v) && past_valid.iter().flatten().all(|&v| v);
-        let ctx = self.context(&positions, mask, no_padding, [b, t, past_len], &device);
+        let mut ctx = self.context(&positions, mask, no_padding, [b, t, past_len], &device);
+        if ctx.fused && cache.is_none() {
+            ctx.layout = Some(Arc::new(AttentionLayout {
+                batch: b,
+                len: t,
+                heads: self.n_heads,
+                head_dim: self.head_dim,
+                valid: batch.valid.clone(),
+                cos: ctx.host_cos.clone(),
+                sin: ctx.host_sin.clone(),
+            }));
+        }
 
         let ids: Vec<i32> = batch.tokens.iter().map(|&i| i as i32).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
@@ -284,7 +307,7 @@ impl Transformer {
             }
             c.next_pos = next;
         }
-        Ok(self.norm.forward(x))
+        Ok(norm(&self.norm, x, ctx.fused))
     }
 
     /// Projects hidden states to vocabulary logits.
@@ -293,8 +316,14 @@ impl Transformer {
     /// - hidden: `[batch, len, d_model]`
     /// - output: `[batch, len, vocab]`
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let fused = fused::enabled(&hidden.device());
         match &self.head {
-            Some(head) => rows(head, hidden),
+            Some(head) => rows(head, hidden, fused),
+            None if fused => {
+                let [b, t, d] = hidden.dims();
+                let w = self.embed.weight.val().transpose();
+                fused::matmul(hidden.reshape([b * t, d]), w).reshape([b, t, self.vocab_size])
+            }
             None => burn::tensor::module::linear(hidden, self.embed.weight.val().transpose(), None),
         }
     }
@@ -395,11 +424,15 @@ impl Transformer {
             _ => (Some(upload(mask)), false),
         };
         Context {
-            cos: Tensor::from_data(TensorData::new(cos, shape), device),
-            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+            cos: Tensor::from_data(TensorData::new(cos.clone(), shape), device),
+            sin: Tensor::from_data(TensorData::new(sin.clone(), shape), device),
             rot: Tensor::from_data(TensorData::new(rot, [hd, hd]), device),
             mask,
             causal,
+            fused: fused::enabled(device),
+            host_cos: cos,
+            host_sin: sin,
+            layout: None,
         }
     }
 }
@@ -413,8 +446,14 @@ impl Block {
         ctx: &Context,
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
     ) -> Tensor<3> {
-        let h = x.clone() + self.attn.forward(self.attn_norm.forward(x), ctx, cache);
-        h.clone() + self.mlp.forward(self.mlp_norm.forward(h))
+        let h = x.clone()
+            + self
+                .attn
+                .forward(norm(&self.attn_norm, x, ctx.fused), ctx, cache);
+        h.clone()
+            + self
+                .mlp
+                .forward(norm(&self.mlp_norm, h, ctx.fused), ctx.fused)
     }
 }
 
@@ -448,15 +487,19 @@ impl Attention {
     ) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let (h, hd) = (self.n_heads, self.head_dim);
+        if let (Some(layout), None) = (&ctx.layout, &cache) {
+            // One product for Q | K | V, then rotary attention in one op.
+            let qkv = fused::matmul(x.reshape([b * t, d]), self.qkv.weight.val());
+            let y = fused::attention(qkv.reshape([b, t, 3 * d]), layout.clone());
+            return rows(&self.out, y, true);
+        }
         // Q, K and V from the column thirds of the fused weight (strided
         // views, no copy), each contiguous: [b·t, d] → [b, t, h, hd], rotated,
         // then viewed as [b, h, t, hd].
         let x = x.reshape([b * t, d]);
         let w = self.qkv.weight.val();
         let project = |i: usize| {
-            x.clone()
-                .matmul(w.clone().narrow(1, i * d, d))
-                .reshape([b, t, h, hd])
+            matmul(x.clone(), w.clone().narrow(1, i * d, d), ctx.fused).reshape([b, t, h, hd])
         };
         let q = rotate(project(0), ctx).swap_dims(1, 2);
         let k = rotate(project(1), ctx).swap_dims(1, 2);
@@ -484,16 +527,25 @@ impl Attention {
             },
         );
         // [b, h, t, hd] → [b, t, h, hd] → [b, t, d]
-        rows(&self.out, y.swap_dims(1, 2).reshape([b, t, d]))
+        rows(&self.out, y.swap_dims(1, 2).reshape([b, t, d]), ctx.fused)
     }
 }
 
 impl Mlp {
     /// # Shapes
     /// - x, output: `[batch, len, d_model]`
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, fused: bool) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let x = x.reshape([b * t, d]);
+        if fused {
+            // One product for gate | up, then SwiGLU in one op.
+            let gu = fused::matmul(x, self.gate_up.weight.val());
+            return rows(
+                &self.down,
+                fused::swiglu(gu).reshape([b, t, self.d_ff]),
+                true,
+            );
+        }
         // Two products against the column halves of the fused weight (strided
         // views, no copy), so gate and up come out contiguous: burn-flex's
         // element-wise kernels take a slow per-element index path on a
@@ -501,7 +553,11 @@ impl Mlp {
         let w = self.gate_up.weight.val();
         let gate = x.clone().matmul(w.clone().narrow(1, 0, self.d_ff));
         let up = x.matmul(w.narrow(1, self.d_ff, self.d_ff));
-        rows(&self.down, (silu(gate) * up).reshape([b, t, self.d_ff]))
+        rows(
+            &self.down,
+            (silu(gate) * up).reshape([b, t, self.d_ff]),
+            false,
+        )
     }
 }
 
@@ -513,11 +569,44 @@ impl Mlp {
 ///
 /// # Shapes
 /// - x: `[batch, len, d_in]`, output: `[batch, len, d_out]`
-fn rows(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
+fn rows(linear: &Linear, x: Tensor<3>, fused: bool) -> Tensor<3> {
     let [b, t, d] = x.dims();
-    let y = linear.forward(x.reshape([b * t, d]));
+    let x = x.reshape([b * t, d]);
+    let y = if fused {
+        let y = fused::matmul(x, linear.weight.val());
+        match &linear.bias {
+            Some(bias) => y + bias.val().unsqueeze(),
+            None => y,
+        }
+    } else {
+        linear.forward(x)
+    };
     let d_out = y.dims()[1];
     y.reshape([b, t, d_out])
+}
+
+/// `x · w`, fused on the flex backend.
+///
+/// # Shapes
+/// - x: `[n, k]`, w: `[k, m]`, output: `[n, m]`
+fn matmul(x: Tensor<2>, w: Tensor<2>, fused: bool) -> Tensor<2> {
+    if fused {
+        fused::matmul(x, w)
+    } else {
+        x.matmul(w)
+    }
+}
+
+/// RMSNorm, fused on the flex backend.
+///
+/// # Shapes
+/// - x, output: `[batch, len, d_model]`
+fn norm(norm: &RmsNorm, x: Tensor<3>, fused: bool) -> Tensor<3> {
+    if fused {
+        fused::rms_norm(x, norm.gamma.val(), norm.epsilon)
+    } else {
+        norm.forward(x)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,372 @@
+//! Fused CPU ops for the transformer, as a burn backend extension: a matrix
+//! product split across the compute pool, RMSNorm, SwiGLU, and causal
+//! attention with rotary positions, each one op in the autodiff graph with a
+//! hand-written backward.
+//!
+//! Why: on the flex backend each of these is a chain of small element-wise
+//! kernels (RMSNorm alone is seven ops forward, more backward), each a pass
+//! over memory and a node in the graph, and burn-flex's own threading of tall,
+//! narrow GEMMs keeps only part of two cores busy. Fused, a training step of
+//! the benchmark model takes about half the time (README, "Policy speed").
+//!
+//! They run on the flex backend only (plain and autodiff): the model calls
+//! them when [`enabled`] holds for its device and composes burn's tensor ops
+//! everywhere else (CUDA), so both paths compute the same function; tests
+//! check that they agree in value and gradient.
+
+pub(crate) mod kernels;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use burn::Tensor;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::tensor::{Device, TensorData};
+
+pub use kernels::AttentionLayout;
+use kernels::{AttentionSaved, Mat};
+
+/// The fused ops. Shapes are documented on the [`Tensor`] wrappers below.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// `x · w` for 2-D `x` and `w`.
+    fn fused_matmul(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// RMSNorm over the last dimension.
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+    /// `silu(gate) ⊙ up` of `[.., gate | up]`.
+    fn fused_swiglu(gate_up: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Rotary causal attention over a fused Q | K | V projection.
+    fn fused_attention(qkv: FloatTensor<Self>, layout: Arc<AttentionLayout>) -> FloatTensor<Self>;
+}
+
+#[cfg(test)]
+thread_local! {
+    static COMPOSITE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the fused ops switched off on this thread, so tests can
+/// compare the two paths.
+#[cfg(test)]
+pub(crate) fn composite<R>(f: impl FnOnce() -> R) -> R {
+    COMPOSITE.with(|c| c.set(true));
+    let r = f();
+    COMPOSITE.with(|c| c.set(false));
+    r
+}
+
+/// Whether the fused ops run for tensors on `device`: true on the flex
+/// backend, with or without autodiff.
+pub fn enabled(device: &Device) -> bool {
+    use burn::backend::DispatchDevice;
+    #[cfg(test)]
+    if COMPOSITE.with(std::cell::Cell::get) {
+        return false;
+    }
+    matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::Flex(_)
+    )
+}
+
+/// `x · w`, split across the compute pool.
+///
+/// # Shapes
+/// - x: `[n, k]`, w: `[k, m]`, output: `[n, m]`
+pub fn matmul(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_matmul(
+        x.into_dispatch(),
+        w.into_dispatch(),
+    ))
+}
+
+/// `x / sqrt(mean(x²) + eps) · gamma` over the last dimension.
+///
+/// # Shapes
+/// - x, output: `[.., d]`; gamma: `[d]`
+pub fn rms_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, eps: f64) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rms_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        eps,
+    ))
+}
+
+/// `silu(gate) ⊙ up` for rows laid out `[gate | up]`.
+///
+/// # Shapes
+/// - gate_up: `[n, 2·f]`, output: `[n, f]`
+pub fn swiglu(gate_up: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_swiglu(
+        gate_up.into_dispatch(),
+    ))
+}
+
+/// Rotary causal self-attention; see [`AttentionLayout`] for the mask.
+///
+/// # Shapes
+/// - qkv: `[batch, len, 3·d]` (Q | K | V, heads contiguous), output: `[batch, len, d]`
+pub fn attention(qkv: Tensor<3>, layout: Arc<AttentionLayout>) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(
+        qkv.into_dispatch(),
+        layout,
+    ))
+}
+
+/// The contiguous `f32` elements of `t` (copied only when `t` is a strided view).
+fn elements(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().unwrap().to_vec()),
+    }
+}
+
+fn tensor(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+fn dims(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().to_vec()
+}
+
+/// A 2-D tensor as a strided matrix (no copy unless its strides are negative).
+fn with_mat<R>(t: &FlexTensor, f: impl FnOnce(Mat) -> R) -> R {
+    let shape = dims(t);
+    assert_eq!(
+        shape.len(),
+        2,
+        "fused matmul takes 2-D tensors, got {shape:?}"
+    );
+    let strides = t.layout().strides();
+    if strides.iter().all(|&s| s >= 0) {
+        f(Mat::strided(
+            t.storage::<f32>(),
+            t.layout().start_offset(),
+            [shape[0], shape[1]],
+            [strides[0], strides[1]],
+        ))
+    } else {
+        let c = t.to_contiguous();
+        f(Mat::new(c.as_slice::<f32>().unwrap(), shape[0], shape[1]))
+    }
+}
+
+fn flex_matmul(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+    let (n, m) = (dims(x)[0], dims(w)[1]);
+    let out = with_mat(x, |x| with_mat(w, |w| kernels::matmul(x, w)));
+    tensor(out, vec![n, m])
+}
+
+/// `a · bᵀ` (for `dx = dy · wᵀ`).
+fn flex_matmul_bt(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
+    let (n, m) = (dims(a)[0], dims(b)[0]);
+    let out = with_mat(a, |a| with_mat(b, |b| kernels::matmul(a, b.t())));
+    tensor(out, vec![n, m])
+}
+
+/// `aᵀ · b` (for `dw = xᵀ · dy`).
+fn flex_matmul_at(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
+    let (n, m) = (dims(a)[1], dims(b)[1]);
+    let out = with_mat(a, |a| with_mat(b, |b| kernels::matmul(a.t(), b)));
+    tensor(out, vec![n, m])
+}
+
+fn flex_rms_norm(x: &FlexTensor, gamma: &FlexTensor, eps: f64) -> (FlexTensor, Vec<f32>) {
+    let (y, inv) = kernels::rms_norm(&elements(x), &elements(gamma), eps);
+    (tensor(y, dims(x)), inv)
+}
+
+fn flex_swiglu(gu: &FlexTensor) -> FlexTensor {
+    let mut shape = dims(gu);
+    let f = shape[shape.len() - 1] / 2;
+    *shape.last_mut().unwrap() = f;
+    tensor(kernels::swiglu(&elements(gu), f), shape)
+}
+
+fn flex_attention(qkv: &FlexTensor, l: &AttentionLayout) -> (FlexTensor, AttentionSaved) {
+    let (out, saved) = kernels::attention(&elements(qkv), l);
+    (
+        tensor(out, vec![l.batch, l.len, l.heads * l.head_dim]),
+        saved,
+    )
+}
+
+impl FusedOps for Flex {
+    fn fused_matmul(x: FlexTensor, w: FlexTensor) -> FlexTensor {
+        flex_matmul(&x, &w)
+    }
+
+    fn fused_rms_norm(x: FlexTensor, gamma: FlexTensor, eps: f64) -> FlexTensor {
+        flex_rms_norm(&x, &gamma, eps).0
+    }
+
+    fn fused_swiglu(gate_up: FlexTensor) -> FlexTensor {
+        flex_swiglu(&gate_up)
+    }
+
+    fn fused_attention(qkv: FlexTensor, layout: Arc<AttentionLayout>) -> FlexTensor {
+        flex_attention(&qkv, &layout).0
+    }
+}
+
+#[derive(Debug)]
+struct MatmulBackward;
+
+impl Backward<Flex, 2> for MatmulBackward {
+    /// `x`, `w`.
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, w) = ops.state;
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, flex_matmul_bt(&dy, &w));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, flex_matmul_at(&x, &dy));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl Backward<Flex, 2> for RmsNormBackward {
+    /// `x`, `gamma`, each row's `1 / rms`.
+    type State = (FlexTensor, FlexTensor, Arc<Vec<f32>>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, gamma, inv) = ops.state;
+        let (dx, dgamma) =
+            kernels::rms_norm_backward(&elements(&x), &elements(&gamma), &inv, &elements(&dy));
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, tensor(dx, dims(&x)));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, tensor(dgamma, dims(&gamma)));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SwigluBackward;
+
+impl Backward<Flex, 1> for SwigluBackward {
+    /// The `[gate | up]` input.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = node {
+            let gu = ops.state;
+            let f = dims(&gu).last().copied().unwrap_or(0) / 2;
+            let dgu = kernels::swiglu_backward(&elements(&gu), &elements(&dy), f);
+            grads.register::<Flex>(node.id, tensor(dgu, dims(&gu)));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 1> for AttentionBackward {
+    /// `qkv`, the layout, and the forward's rotated queries, keys and weights.
+    type State = (FlexTensor, Arc<AttentionLayout>, Arc<AttentionSaved>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = node {
+            let (qkv, layout, saved) = ops.state;
+            let dqkv =
+                kernels::attention_backward(&elements(&qkv), &layout, &saved, &elements(&dy));
+            grads.register::<Flex>(node.id, tensor(dqkv, dims(&qkv)));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_matmul(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        match MatmulBackward
+            .prepare::<C>([x.node(), w.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, w) = (x.into_primitive(), w.into_primitive());
+                let y = flex_matmul(&x, &w);
+                prep.finish((x, w), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(flex_matmul(&x.into_primitive(), &w.into_primitive()))
+            }
+        }
+    }
+
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        match RmsNormBackward
+            .prepare::<C>([x.node(), gamma.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
+                let (y, inv) = flex_rms_norm(&x, &gamma, eps);
+                prep.finish((x, gamma, Arc::new(inv)), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(flex_rms_norm(&x.into_primitive(), &gamma.into_primitive(), eps).0)
+            }
+        }
+    }
+
+    fn fused_swiglu(gate_up: FloatTensor<Self>) -> FloatTensor<Self> {
+        match SwigluBackward
+            .prepare::<C>([gate_up.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let gu = gate_up.into_primitive();
+                let y = flex_swiglu(&gu);
+                prep.finish(gu, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(flex_swiglu(&gate_up.into_primitive())),
+        }
+    }
+
+    fn fused_attention(qkv: FloatTensor<Self>, layout: Arc<AttentionLayout>) -> FloatTensor<Self> {
+        match AttentionBackward
+            .prepare::<C>([qkv.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let qkv = qkv.into_primitive();
+                let (y, saved) = flex_attention(&qkv, &layout);
+                prep.finish((qkv, layout, Arc::new(saved)), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(flex_attention(&qkv.into_primitive(), &layout).0)
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The fused ops against burn's composed tensor ops: the same values and the
+//! same gradients, op by op and through the whole model.
+
+use burn::Tensor;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::RmsNorm;
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, TensorData};
+
+use super::kernels::{self, Mat};
+use super::*;
+use crate::model::{TokenBatch, Transformer};
+use crate::testutil::tiny_config;
+
+fn values(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i + seed) * 37 % 101) as f32 - 50.0) / 40.0)
+        .collect()
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().unwrap()
+}
+
+fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "{what}[{i}]: {x} vs {y}"
+        );
+    }
+}
+
+/// Row-major element access for the naive reference.
+fn at(data: &[f32], cols: usize, transposed: bool) -> impl Fn(Mat, usize, usize) -> f32 + '_ {
+    move |_, i, j| {
+        if transposed {
+            data[j * cols + i]
+        } else {
+            data[i * cols + j]
+        }
+    }
+}
+
+#[test]
+fn split_matmul_equals_the_naive_product_for_tall_wide_tiny_and_transposed_operands() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        // [m, k, n]: tall (split by rows), wide (split by columns), tiny (one call).
+        for [m, k, n] in [[300, 40, 24], [20, 40, 301], [3, 5, 2], [64, 0, 8]] {
+            let (a, b) = (values(m * k, 1), values(k * n, 2));
+            let (at_, bt) = (values(k * m, 3), values(n * k, 4));
+            let reference = |ta: bool, tb: bool| {
+                let (ad, ac) = if ta { (&at_, m) } else { (&a, k) };
+                let (bd, bc) = if tb { (&bt, k) } else { (&b, n) };
+                let fa = at(ad, ac, ta);
+                let fb = at(bd, bc, tb);
+                let dummy = Mat::new(&[], 0, 0);
+                let mut out = vec![0.0f32; m * n];
+                for i in 0..m {
+                    for j in 0..n {
+                        out[i * n + j] = (0..k).map(|p| fa(dummy, i, p) * fb(dummy, p, j)).sum();
+                    }
+                }
+                out
+            };
+            let ma = Mat::new(&a, m, k);
+            let mb = Mat::new(&b, k, n);
+            let mat_ = Mat::new(&at_, k, m).t();
+            let mbt = Mat::new(&bt, n, k).t();
+            assert_close(
+                &kernels::matmul(ma, mb),
+                &reference(false, false),
+                1e-5,
+                "a·b",
+            );
+            assert_close(
+                &kernels::matmul(mat_, mbt),
+                &reference(true, true),
+                1e-5,
+                "aᵀ·bᵀ",
+            );
+            // Accumulating adds the product to what is there.
+            let mut acc = vec![1.0f32; m * n];
+            kernels::matmul_into(ma, mb, &mut acc, true);
+            let want: Vec<f32> = reference(false, false).iter().map(|v| v + 1.0).collect();
+            assert_close(&acc, &want, 1e-5, "1 + a·b");
+        }
+    });
+}
+
+/// Runs `f` on fresh tracked inputs, once fused and once composed, and
+/// returns (output, input gradients) of each, for a fixed upstream gradient.
+fn both<const D: usize, const O: usize>(
+    inputs: &[(Vec<f32>, [usize; D])],
+    f: impl Fn(&[Tensor<D>]) -> Tensor<O>,
+) -> [(Vec<f32>, Vec<Vec<f32>>); 2] {
+    let device = Device::flex().autodiff();
+    let run = || {
+        let xs: Vec<Tensor<D>> = inputs
+            .iter()
+            .map(|(v, s)| {
+                Tensor::<D>::from_data(TensorData::new(v.clone(), *s), &device).require_grad()
+            })
+            .collect();
+        let y = f(&xs);
+        let w = Tensor::<O>::from_data(
+            TensorData::new(values(y.shape().num_elements(), 9), y.dims()),
+            &device,
+        );
+        let grads = (y.clone() * w).sum().backward();
+        let gs = xs.iter().map(|x| host(x.grad(&grads).unwrap())).collect();
+        (host(y), gs)
+    };
+    [run(), composite(run)]
+}
+
+fn assert_same([(y1, g1), (y2, g2)]: [(Vec<f32>, Vec<Vec<f32>>); 2], tol: f32, what: &str) {
+    assert_close(&y1, &y2, tol, &format!("{what} output"));
+    for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+        assert_close(a, b, tol, &format!("{what} gradient {i}"));
+    }
+}
+
+fn product(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+    if enabled(&x.device()) {
+        matmul(x, w)
+    } else {
+        x.matmul(w)
+    }
+}
+
+#[test]
+fn fused_matmul_rms_norm_and_swiglu_match_the_composed_ops_in_value_and_gradient() {
+    let (n, k, m) = (70, 24, 40);
+    assert_same(
+        both(
+            &[(values(n * k, 1), [n, k]), (values(k * m, 2), [k, m])],
+            |x| product(x[0].clone(), x[1].clone()),
+        ),
+        1e-5,
+        "matmul",
+    );
+    assert_same(
+        both(
+            &[(values(n * k, 3), [n, k]), (values(k * m, 4), [m, k])],
+            |x| product(x[0].clone(), x[1].clone().transpose()),
+        ),
+        1e-5,
+        "matmul by a transposed view",
+    );
+    let d = 24;
+    let gamma = values(d, 5);
+    assert_same(
+        both(&[(values(3 * 7 * d, 6), [3, 7, d])], |x| {
+            let device = x[0].device();
+            let norm = RmsNorm {
+                gamma: Param::from_data(TensorData::new(gamma.clone(), [d]), &device),
+                epsilon: 1e-5,
+            };
+            if enabled(&device) {
+                rms_norm(x[0].clone(), norm.gamma.val(), norm.epsilon)
+            } else {
+                norm.forward(x[0].clone())
+            }
+        }),
+        1e-5,
+        "rms_norm",
+    );
+    assert_same(
+        both(&[(values(n * 2 * m, 7), [n, 2 * m])], |x| {
+            if enabled(&x[0].device()) {
+                swiglu(x[0].clone())
+            } else {
+                silu(x[0].clone().narrow(1, 0, m)) * x[0].clone().narrow(1, m, m)
+            }
+        }),
+        1e-5,
+        "swiglu",
+    );
+}
+
+/// Every parameter's gradient, in visiting order.
+fn param_grads(model: &Transformer, grads: &burn::tensor::Gradients) -> Vec<Vec<f32>> {
+    struct G<'a>(&'a burn::tensor::Gradients, Vec<Vec<f32>>);
+    impl ModuleVisitor for G<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.1.push(host(
+                p.val().grad(self.0).expect("every weight gets a gradient"),
+            ));
+        }
+    }
+    let mut v = G(grads, Vec::new());
+    model.visit(&mut v);
+    v.1
+}
+
+#[test]
+fn fused_model_matches_the_composed_model_in_logits_and_every_gradient() {
+    let device = Device::flex().autodiff();
+    let rows = [
+        vec![1u32, 3, 4, 5, 6, 7, 2],
+        vec![1, 6, 3],
+        vec![2, 2, 9, 11, 4],
+    ];
+    for tied in [true, false] {
+        let cfg = crate::config::ModelConfig {
+            tie_embeddings: tied,
+            ..tiny_config()
+        };
+        let model = Transformer::init(&cfg, &device).unwrap();
+        // Right-padded (the learner's layout) and unpadded batches.
+        for batch in [
+            TokenBatch::right_padded(&rows, 0),
+            TokenBatch::right_padded(&rows[..1], 0),
+        ] {
+            let run = || {
+                let logits = model.forward(&batch, None).unwrap();
+                let w = Tensor::<3>::from_data(
+                    TensorData::new(values(logits.shape().num_elements(), 4), logits.dims()),
+                    &device,
+                );
+                let grads = (logits.clone() * w).sum().backward();
+                (host(logits), param_grads(&model, &grads))
+            };
+            let fused = run();
+            let composed = composite(run);
+            assert_same(
+                [fused, composed],
+                2e-4,
+                &format!("model (tied {tied}, {} rows)", batch.batch),
+            );
+        }
+    }
+}
