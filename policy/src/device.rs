@@ -168,6 +168,15 @@ impl Drop for ComputeThread {
 mod tests {
     use super::*;
 
+    /// On glibc the settings take, unless the environment already sets
+    /// malloc tunables (then they are left alone).
+    #[test]
+    fn allocator_tuning_takes_on_glibc() {
+        let user_set = std::env::var("GLIBC_TUNABLES").is_ok_and(|v| v.contains("glibc.malloc."));
+        let glibc = cfg!(all(target_os = "linux", target_env = "gnu"));
+        assert_eq!(tune_allocator(), glibc && !user_set);
+    }
+
     #[test]
     fn parses_device_strings() {
         assert_eq!(parse("cpu").unwrap(), DeviceKind::Cpu);

@@ -44,6 +44,13 @@ fn at(data: &[f32], cols: usize, transposed: bool) -> impl Fn(Mat, usize, usize)
 }
 
 #[test]
+fn fused_ops_run_on_flex_with_and_without_autodiff() {
+    assert!(enabled(&Device::flex()));
+    assert!(enabled(&Device::flex().autodiff()));
+    assert!(!composite(|| enabled(&Device::flex())));
+}
+
+#[test]
 fn split_matmul_equals_the_naive_product_for_tall_wide_tiny_and_transposed_operands() {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(3)
