@@ -229,6 +229,11 @@ fn par_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync 
 /// (Zhang & Sennrich 2019, eq. 4). Returns `y` and each row's `1 / rms`.
 pub(crate) fn rms_norm(x: &[f32], gamma: &[f32], eps: f64) -> (Vec<f32>, Vec<f32>) {
     let d = gamma.len();
+    assert!(
+        d > 0 && x.len() % d == 0,
+        "rms_norm: {} elements in rows of {d}",
+        x.len()
+    );
     let rows = x.len() / d;
     let mut y = vec![0.0f32; x.len()];
     let mut inv = vec![0.0f32; rows];
@@ -307,6 +312,11 @@ fn sigmoid(x: f32) -> f32 {
 /// SwiGLU (Shazeer 2020, eq. 6 without the projections) of rows laid out
 /// `[gate (f) | up (f)]`: `y = silu(gate) ⊙ up`, `f` wide.
 pub(crate) fn swiglu(gu: &[f32], f: usize) -> Vec<f32> {
+    assert!(
+        f > 0 && gu.len() % (2 * f) == 0,
+        "swiglu: {} elements in rows of 2·{f}",
+        gu.len()
+    );
     let mut y = vec![0.0f32; gu.len() / 2];
     par_rows(&mut y, f, |first, y| {
         for (r, y) in y.chunks_mut(f).enumerate() {
@@ -377,14 +387,19 @@ impl AttentionLayout {
         self.heads * self.head_dim
     }
 
-    /// `x ⊙ cos + rotate_half(x) ⊙ sin` for slot `slot` (RoFormer eq. 34).
-    fn rotate(&self, slot: usize, x: &[f32], out: &mut [f32]) {
+    /// The cosines and sines of slot `slot`'s rotary angles.
+    fn tables(&self, slot: usize) -> (&[f32], &[f32]) {
         let hd = self.head_dim;
-        let half = hd / 2;
-        let (c, s) = (
+        (
             &self.cos[slot * hd..(slot + 1) * hd],
             &self.sin[slot * hd..(slot + 1) * hd],
-        );
+        )
+    }
+
+    /// `x ⊙ cos + rotate_half(x) ⊙ sin` for slot `slot` (RoFormer eq. 34).
+    fn rotate(&self, slot: usize, x: &[f32], out: &mut [f32]) {
+        let half = self.head_dim / 2;
+        let (c, s) = self.tables(slot);
         for i in 0..half {
             out[i] = x[i] * c[i] - x[i + half] * s[i];
             out[i + half] = x[i + half] * c[i + half] + x[i] * s[i + half];
@@ -393,12 +408,8 @@ impl AttentionLayout {
 
     /// The transpose of [`AttentionLayout::rotate`], for gradients.
     fn unrotate(&self, slot: usize, g: &[f32], out: &mut [f32]) {
-        let hd = self.head_dim;
-        let half = hd / 2;
-        let (c, s) = (
-            &self.cos[slot * hd..(slot + 1) * hd],
-            &self.sin[slot * hd..(slot + 1) * hd],
-        );
+        let half = self.head_dim / 2;
+        let (c, s) = self.tables(slot);
         for i in 0..half {
             out[i] = g[i] * c[i] + g[i + half] * s[i + half];
             out[i + half] = g[i + half] * c[i + half] - g[i] * s[i];
@@ -420,6 +431,13 @@ impl AttentionLayout {
 pub(crate) fn attention(qkv: &[f32], l: &AttentionLayout) -> (Vec<f32>, AttentionSaved) {
     let (b, t, h, hd, d) = (l.batch, l.len, l.heads, l.head_dim, l.d());
     assert_eq!(qkv.len(), b * t * 3 * d, "qkv of [{b}, {t}, 3·{d}]");
+    assert!(
+        hd % 2 == 0
+            && l.valid.len() == b * t
+            && l.cos.len() == b * t * hd
+            && l.sin.len() == l.cos.len(),
+        "attention layout does not match [{b}, {t}] × {h} heads of {hd}"
+    );
     let scale = 1.0 / (hd as f32).sqrt();
     let mut q = vec![0.0f32; b * h * t * hd];
     let mut k = vec![0.0f32; b * h * t * hd];
