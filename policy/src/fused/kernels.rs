@@ -230,7 +230,7 @@ fn par_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync 
 pub(crate) fn rms_norm(x: &[f32], gamma: &[f32], eps: f64) -> (Vec<f32>, Vec<f32>) {
     let d = gamma.len();
     assert!(
-        d > 0 && x.len() % d == 0,
+        d > 0 && x.len().is_multiple_of(d),
         "rms_norm: {} elements in rows of {d}",
         x.len()
     );
@@ -313,7 +313,7 @@ fn sigmoid(x: f32) -> f32 {
 /// `[gate (f) | up (f)]`: `y = silu(gate) ⊙ up`, `f` wide.
 pub(crate) fn swiglu(gu: &[f32], f: usize) -> Vec<f32> {
     assert!(
-        f > 0 && gu.len() % (2 * f) == 0,
+        f > 0 && gu.len().is_multiple_of(2 * f),
         "swiglu: {} elements in rows of 2·{f}",
         gu.len()
     );
