@@ -442,13 +442,13 @@ pub(crate) fn attention(qkv: &[f32], l: &AttentionLayout) -> (Vec<f32>, Attentio
     let mut q = vec![0.0f32; b * h * t * hd];
     let mut k = vec![0.0f32; b * h * t * hd];
     let mut p = vec![0.0f32; b * h * t * t];
-    let mut heads_out = vec![0.0f32; b * h * t * hd];
+    let mut out = vec![0.0f32; b * t * d];
+    let out_ptr = OutPtr(out.as_mut_ptr());
     q.par_chunks_mut(t * hd)
         .zip(k.par_chunks_mut(t * hd))
         .zip(p.par_chunks_mut(t * t))
-        .zip(heads_out.par_chunks_mut(t * hd))
         .enumerate()
-        .for_each(|(bh, (((q, k), p), o))| {
+        .for_each(|(bh, ((q, k), p))| {
             let (row, head) = (bh / h, bh % h);
             for s in 0..t {
                 let base = (row * t + s) * 3 * d + head * hd;
@@ -501,20 +501,14 @@ pub(crate) fn attention(qkv: &[f32], l: &AttentionLayout) -> (Vec<f32>, Attentio
                 [t, hd],
                 [3 * d as isize, 1],
             );
-            // SAFETY: `o` is t×hd and this task's.
-            unsafe { gemm_serial(Mat::new(p, t, t), v, o.as_mut_ptr(), hd, false) };
+            // P·V straight into this head's columns of `out` ([b, t, h·hd]).
+            // SAFETY: rows `row·t..` at columns `head·hd..+hd` of `out` are
+            // this task's alone, and `out` outlives the parallel loop.
+            unsafe {
+                let dst = out_ptr.get().add(row * t * d + head * hd);
+                gemm_serial(Mat::new(p, t, t), v, dst, d, false)
+            };
         });
-    // [b, h, t, hd] → [b, t, h·hd]
-    let mut out = vec![0.0f32; b * t * d];
-    par_rows(&mut out, d, |first, out| {
-        for (r, out) in out.chunks_mut(d).enumerate() {
-            let (row, s) = ((first + r) / t, (first + r) % t);
-            for head in 0..h {
-                let src = ((row * h + head) * t + s) * hd;
-                out[head * hd..(head + 1) * hd].copy_from_slice(&heads_out[src..src + hd]);
-            }
-        }
-    });
     (out, AttentionSaved { q, k, p })
 }
 
@@ -528,76 +522,65 @@ pub(crate) fn attention_backward(
     let (b, t, h, hd, d) = (l.batch, l.len, l.heads, l.head_dim, l.d());
     assert_eq!(dout.len(), b * t * d, "output gradient of [{b}, {t}, {d}]");
     let scale = 1.0 / (hd as f32).sqrt();
-    // Per (row, head): d q, d k, d v, each t×hd, unrotated.
-    let mut grads = vec![0.0f32; b * h * 3 * t * hd];
-    grads
-        .par_chunks_mut(3 * t * hd)
-        .enumerate()
-        .for_each(|(bh, g)| {
-            let (row, head) = (bh / h, bh % h);
-            let (q, k) = (
-                Mat::new(&saved.q[bh * t * hd..(bh + 1) * t * hd], t, hd),
-                Mat::new(&saved.k[bh * t * hd..(bh + 1) * t * hd], t, hd),
-            );
-            let p = &saved.p[bh * t * t..(bh + 1) * t * t];
-            let v = Mat::strided(
-                qkv,
-                row * t * 3 * d + 2 * d + head * hd,
-                [t, hd],
-                [3 * d as isize, 1],
-            );
-            let dout = Mat::strided(dout, row * t * d + head * hd, [t, hd], [d as isize, 1]);
-            let (dq, rest) = g.split_at_mut(t * hd);
-            let (dk, dv) = rest.split_at_mut(t * hd);
-            // dV = Pᵀ·dO; dP = dO·Vᵀ
-            let mut ds = vec![0.0f32; t * t];
-            // SAFETY: each output buffer is this task's and sized for its product.
-            unsafe {
-                gemm_serial(Mat::new(p, t, t).t(), dout, dv.as_mut_ptr(), hd, false);
-                gemm_serial(dout, v.t(), ds.as_mut_ptr(), t, false);
-            }
-            // dS = P ⊙ (dP − rowsum(dP ⊙ P)), times the score scale.
-            for i in 0..t {
-                let (pr, dr) = (&p[i * t..(i + 1) * t], &mut ds[i * t..(i + 1) * t]);
-                let dot: f32 = pr.iter().zip(dr.iter()).map(|(p, d)| p * d).sum();
-                for (d, p) in dr.iter_mut().zip(pr) {
-                    *d = p * (*d - dot) * scale;
-                }
-            }
-            let ds = Mat::new(&ds, t, t);
-            let mut dqr = vec![0.0f32; t * hd];
-            let mut dkr = vec![0.0f32; t * hd];
-            // SAFETY: as above.
-            unsafe {
-                gemm_serial(ds, k, dqr.as_mut_ptr(), hd, false);
-                gemm_serial(ds.t(), q, dkr.as_mut_ptr(), hd, false);
-            }
-            for s in 0..t {
-                let slot = row * t + s;
-                l.unrotate(
-                    slot,
-                    &dqr[s * hd..(s + 1) * hd],
-                    &mut dq[s * hd..(s + 1) * hd],
-                );
-                l.unrotate(
-                    slot,
-                    &dkr[s * hd..(s + 1) * hd],
-                    &mut dk[s * hd..(s + 1) * hd],
-                );
-            }
-        });
-    // [b, h, (q|k|v), t, hd] → [b, t, (q|k|v), h·hd]
+    // Each (row, head) writes its d q, d k, d v columns of `dqkv`.
     let mut dqkv = vec![0.0f32; b * t * 3 * d];
-    par_rows(&mut dqkv, 3 * d, |first, out| {
-        for (r, out) in out.chunks_mut(3 * d).enumerate() {
-            let (row, s) = ((first + r) / t, (first + r) % t);
-            for part in 0..3 {
-                for head in 0..h {
-                    let src = (((row * h + head) * 3 + part) * t + s) * hd;
-                    let dst = part * d + head * hd;
-                    out[dst..dst + hd].copy_from_slice(&grads[src..src + hd]);
-                }
+    let dst = OutPtr(dqkv.as_mut_ptr());
+    (0..b * h).into_par_iter().for_each(|bh| {
+        let (row, head) = (bh / h, bh % h);
+        let (q, k) = (
+            Mat::new(&saved.q[bh * t * hd..(bh + 1) * t * hd], t, hd),
+            Mat::new(&saved.k[bh * t * hd..(bh + 1) * t * hd], t, hd),
+        );
+        let p = &saved.p[bh * t * t..(bh + 1) * t * t];
+        let v = Mat::strided(
+            qkv,
+            row * t * 3 * d + 2 * d + head * hd,
+            [t, hd],
+            [3 * d as isize, 1],
+        );
+        let dout = Mat::strided(dout, row * t * d + head * hd, [t, hd], [d as isize, 1]);
+        // Slot `s`'s `hd` gradients of part `part` (0 Q, 1 K, 2 V).
+        let at = |part: usize, s: usize| (row * t + s) * 3 * d + part * d + head * hd;
+        // dV = Pᵀ·dO; dP = dO·Vᵀ
+        let mut ds = vec![0.0f32; t * t];
+        // SAFETY: dV goes to this task's columns of `dqkv` (row stride
+        // 3·d), which outlives the loop; `ds` is t×t.
+        unsafe {
+            gemm_serial(
+                Mat::new(p, t, t).t(),
+                dout,
+                dst.get().add(at(2, 0)),
+                3 * d,
+                false,
+            );
+            gemm_serial(dout, v.t(), ds.as_mut_ptr(), t, false);
+        }
+        // dS = P ⊙ (dP − rowsum(dP ⊙ P)), times the score scale.
+        for i in 0..t {
+            let (pr, dr) = (&p[i * t..(i + 1) * t], &mut ds[i * t..(i + 1) * t]);
+            let dot: f32 = pr.iter().zip(dr.iter()).map(|(p, d)| p * d).sum();
+            for (d, p) in dr.iter_mut().zip(pr) {
+                *d = p * (*d - dot) * scale;
             }
+        }
+        let ds = Mat::new(&ds, t, t);
+        let mut dqr = vec![0.0f32; t * hd];
+        let mut dkr = vec![0.0f32; t * hd];
+        // SAFETY: as above.
+        unsafe {
+            gemm_serial(ds, k, dqr.as_mut_ptr(), hd, false);
+            gemm_serial(ds.t(), q, dkr.as_mut_ptr(), hd, false);
+        }
+        for s in 0..t {
+            // SAFETY: `hd` elements of this task's columns of `dqkv`.
+            let (dq, dk) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(dst.get().add(at(0, s)), hd),
+                    std::slice::from_raw_parts_mut(dst.get().add(at(1, s)), hd),
+                )
+            };
+            l.unrotate(row * t + s, &dqr[s * hd..(s + 1) * hd], dq);
+            l.unrotate(row * t + s, &dkr[s * hd..(s + 1) * hd], dk);
         }
     });
     dqkv
