@@ -59,10 +59,16 @@ thread_local! {
 /// compare the two paths.
 #[cfg(test)]
 pub(crate) fn composite<R>(f: impl FnOnce() -> R) -> R {
+    /// Switches the fused ops back on when dropped, even if `f` panics.
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            COMPOSITE.with(|c| c.set(false));
+        }
+    }
     COMPOSITE.with(|c| c.set(true));
-    let r = f();
-    COMPOSITE.with(|c| c.set(false));
-    r
+    let _restore = Restore;
+    f()
 }
 
 /// Whether the fused ops run for tensors on `device`: true on the flex
@@ -162,6 +168,13 @@ fn with_mat<R>(t: &FlexTensor, f: impl FnOnce(Mat) -> R) -> R {
 }
 
 fn flex_matmul(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+    assert_eq!(
+        dims(x).get(1),
+        dims(w).first(),
+        "matmul: {:?} · {:?}",
+        dims(x),
+        dims(w)
+    );
     let (n, m) = (dims(x)[0], dims(w)[1]);
     let out = with_mat(x, |x| with_mat(w, |w| kernels::matmul(x, w)));
     tensor(out, vec![n, m])
@@ -182,6 +195,13 @@ fn flex_matmul_at(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
 }
 
 fn flex_rms_norm(x: &FlexTensor, gamma: &FlexTensor, eps: f64) -> (FlexTensor, Vec<f32>) {
+    assert_eq!(
+        dims(x).last(),
+        dims(gamma).first(),
+        "rms_norm: input {:?}, gamma {:?}",
+        dims(x),
+        dims(gamma)
+    );
     let (y, inv) = kernels::rms_norm(&elements(x), &elements(gamma), eps);
     (tensor(y, dims(x)), inv)
 }
@@ -194,6 +214,11 @@ fn flex_swiglu(gu: &FlexTensor) -> FlexTensor {
 }
 
 fn flex_attention(qkv: &FlexTensor, l: &AttentionLayout) -> (FlexTensor, AttentionSaved) {
+    assert_eq!(
+        dims(qkv),
+        [l.batch, l.len, 3 * l.heads * l.head_dim],
+        "attention: qkv does not match its layout"
+    );
     let (out, saved) = kernels::attention(&elements(qkv), l);
     (
         tensor(out, vec![l.batch, l.len, l.heads * l.head_dim]),
@@ -223,17 +248,18 @@ impl FusedOps for Flex {
 struct MatmulBackward;
 
 impl Backward<Flex, 2> for MatmulBackward {
-    /// `x`, `w`.
-    type State = (FlexTensor, FlexTensor);
+    /// `x` when `w` needs a gradient, `w` when `x` does (as burn's own
+    /// matmul keeps them, so a frozen weight does not keep activations alive).
+    type State = (Option<FlexTensor>, Option<FlexTensor>);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_w] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (x, w) = ops.state;
-        if let Some(node) = node_x {
+        if let (Some(node), Some(w)) = (node_x, w) {
             grads.register::<Flex>(node.id, flex_matmul_bt(&dy, &w));
         }
-        if let Some(node) = node_w {
+        if let (Some(node), Some(x)) = (node_w, x) {
             grads.register::<Flex>(node.id, flex_matmul_at(&x, &dy));
         }
     }
@@ -307,9 +333,10 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
+                let (x_tracked, w_tracked) = (x.is_tracked(), w.is_tracked());
                 let (x, w) = (x.into_primitive(), w.into_primitive());
                 let y = flex_matmul(&x, &w);
-                prep.finish((x, w), y)
+                prep.finish((w_tracked.then_some(x), x_tracked.then_some(w)), y)
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(flex_matmul(&x.into_primitive(), &w.into_primitive()))

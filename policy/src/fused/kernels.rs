@@ -157,7 +157,9 @@ unsafe fn gemm_serial(a: Mat, b: Mat, out: *mut f32, out_rs: usize, accumulate: 
 /// The product is cut into one block per thread of the current rayon pool,
 /// along whichever of the output's dimensions is longer, and each block runs
 /// as one single-threaded GEMM: on 2 cores that is about 1.4× the throughput
-/// of gemm's own splitting of a tall, narrow product.
+/// of gemm's own splitting of a tall, narrow product. Results repeat exactly
+/// for a given thread count; across thread counts the blocks differ, gemm may
+/// take another code path for them, and the last bits may differ.
 pub(crate) fn matmul(a: Mat, b: Mat) -> Vec<f32> {
     let (m, n) = (a.rows, b.cols);
     let mut out = vec![0.0f32; m * n];
@@ -179,6 +181,9 @@ pub(crate) fn matmul_into(a: Mat, b: Mat, out: &mut [f32], accumulate: bool) {
         return;
     }
     let per = long.div_ceil(parts);
+    // Blocks of `per`; fewer than `parts` when `per` rounds up (48 threads
+    // over 1024 columns: blocks of 22, so 47 of them, not 48).
+    let parts = long.div_ceil(per);
     if by_rows {
         out.par_chunks_mut(per * n)
             .enumerate()
@@ -263,6 +268,13 @@ pub(crate) fn rms_norm_backward(
     dy: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
     let d = gamma.len();
+    assert!(
+        x.len() == dy.len() && x.len() == inv.len() * d,
+        "rms_norm backward: {} inputs, {} gradients, {} rows of {d}",
+        x.len(),
+        dy.len(),
+        inv.len()
+    );
     let mut dx = vec![0.0f32; x.len()];
     let partials: Vec<Vec<f32>> = dx
         .par_chunks_mut(ROWS_PER_TASK * d)
@@ -333,6 +345,11 @@ pub(crate) fn swiglu(gu: &[f32], f: usize) -> Vec<f32> {
 /// Backward of [`swiglu`]: `d up = dy ⊙ silu(g)`,
 /// `d gate = dy ⊙ up ⊙ σ(g)·(1 + g·(1 − σ(g)))`.
 pub(crate) fn swiglu_backward(gu: &[f32], dy: &[f32], f: usize) -> Vec<f32> {
+    assert_eq!(
+        gu.len(),
+        2 * dy.len(),
+        "swiglu backward: inputs and gradients"
+    );
     let mut dgu = vec![0.0f32; gu.len()];
     par_rows(&mut dgu, 2 * f, |first, dgu| {
         for (r, dgu) in dgu.chunks_mut(2 * f).enumerate() {
@@ -438,6 +455,14 @@ pub(crate) fn attention(qkv: &[f32], l: &AttentionLayout) -> (Vec<f32>, Attentio
             && l.sin.len() == l.cos.len(),
         "attention layout does not match [{b}, {t}] × {h} heads of {hd}"
     );
+    if b * t * d == 0 {
+        let empty = AttentionSaved {
+            q: Vec::new(),
+            k: Vec::new(),
+            p: Vec::new(),
+        };
+        return (Vec::new(), empty);
+    }
     let scale = 1.0 / (hd as f32).sqrt();
     let mut q = vec![0.0f32; b * h * t * hd];
     let mut k = vec![0.0f32; b * h * t * hd];
@@ -521,6 +546,9 @@ pub(crate) fn attention_backward(
 ) -> Vec<f32> {
     let (b, t, h, hd, d) = (l.batch, l.len, l.heads, l.head_dim, l.d());
     assert_eq!(dout.len(), b * t * d, "output gradient of [{b}, {t}, {d}]");
+    if b * t * d == 0 {
+        return vec![0.0; qkv.len()];
+    }
     let scale = 1.0 / (hd as f32).sqrt();
     // Each (row, head) writes its d q, d k, d v columns of `dqkv`.
     let mut dqkv = vec![0.0f32; b * t * 3 * d];

@@ -3,7 +3,6 @@
 
 use burn::Tensor;
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::nn::RmsNorm;
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, TensorData};
 
@@ -43,6 +42,30 @@ fn at(data: &[f32], cols: usize, transposed: bool) -> impl Fn(Mat, usize, usize)
     }
 }
 
+/// More threads than blocks of at least 16: the split rounds its block size
+/// up and runs fewer blocks (48 threads over 1024 columns once ran a block
+/// past the end).
+#[test]
+fn split_matmul_with_more_threads_than_blocks_covers_each_column_once() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(20)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        for [m, k, n] in [[20, 64, 305], [305, 64, 20]] {
+            let (a, b) = (values(m * k, 1), values(k * n, 2));
+            let mut want = vec![0.0f32; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    want[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+                }
+            }
+            let got = kernels::matmul(Mat::new(&a, m, k), Mat::new(&b, k, n));
+            assert_close(&got, &want, 1e-5, &format!("{m}×{k}×{n} on 20 threads"));
+        }
+    });
+}
+
 #[test]
 fn fused_ops_run_on_flex_with_and_without_autodiff() {
     assert!(enabled(&Device::flex()));
@@ -58,7 +81,9 @@ fn split_matmul_equals_the_naive_product_for_tall_wide_tiny_and_transposed_opera
         .unwrap();
     pool.install(|| {
         // [m, k, n]: tall (split by rows), wide (split by columns), tiny (one call).
-        for [m, k, n] in [[300, 40, 24], [20, 40, 301], [3, 5, 2], [64, 0, 8]] {
+        // [m, k, n]: tall (split by rows, uneven last block), wide (split by
+        // columns, uneven), tiny (one call), empty inner dimension.
+        for [m, k, n] in [[301, 40, 24], [20, 64, 301], [3, 5, 2], [64, 0, 8]] {
             let (a, b) = (values(m * k, 1), values(k * n, 2));
             let (at_, bt) = (values(k * m, 3), values(n * k, 4));
             let reference = |ta: bool, tb: bool| {
@@ -160,21 +185,22 @@ fn fused_matmul_rms_norm_and_swiglu_match_the_composed_ops_in_value_and_gradient
         1e-5,
         "matmul by a transposed view",
     );
+    // x and gamma (as [1, 1, d]) both tracked: dx and dgamma compared.
     let d = 24;
-    let gamma = values(d, 5);
     assert_same(
-        both(&[(values(3 * 7 * d, 6), [3, 7, d])], |x| {
-            let device = x[0].device();
-            let norm = RmsNorm {
-                gamma: Param::from_data(TensorData::new(gamma.clone(), [d]), &device),
-                epsilon: 1e-5,
-            };
-            if enabled(&device) {
-                rms_norm(x[0].clone(), norm.gamma.val(), norm.epsilon)
-            } else {
-                norm.forward(x[0].clone())
-            }
-        }),
+        both(
+            &[(values(3 * 7 * d, 6), [3, 7, d]), (values(d, 5), [1, 1, d])],
+            |x| {
+                let gamma = x[1].clone().reshape([d]);
+                if enabled(&x[0].device()) {
+                    rms_norm(x[0].clone(), gamma, 1e-5)
+                } else {
+                    // burn::nn::RmsNorm's formula, on a gamma that is not a leaf.
+                    let rms = (x[0].clone().square().mean_dim(2) + 1e-5).sqrt();
+                    x[0].clone() / rms * gamma.unsqueeze::<3>()
+                }
+            },
+        ),
         1e-5,
         "rms_norm",
     );
@@ -224,6 +250,7 @@ fn fused_model_matches_the_composed_model_in_logits_and_every_gradient() {
         for batch in [
             TokenBatch::right_padded(&rows, 0),
             TokenBatch::right_padded(&rows[..1], 0),
+            TokenBatch::left_padded(&rows, 0),
         ] {
             let run = || {
                 let logits = model.forward(&batch, None).unwrap();
