@@ -12,14 +12,17 @@
 //! - [`config`]: typed, validated `[model]`, `[optimizer]` and `[compute]` tables.
 //! - [`tokenizer`]: the [`Tokenizer`] trait and the built-in character tokenizer.
 //! - [`model`]: the decoder-only transformer (one struct per block).
+//! - [`fused`]: the transformer's fused CPU ops (a burn backend extension
+//!   with hand-written backward passes) and their kernels.
 //! - [`cache`]: the KV cache and the padding/position bookkeeping.
-//! - [`sample`]: batched KV-cached sampling with behaviour log-probs.
+//! - [`mod@sample`]: batched KV-cached sampling with behaviour log-probs.
 //! - [`loss`]: GRPO advantages and surrogate, SFT cross-entropy.
 //! - [`optim`]: AdamW with warmup and global-norm clipping; weight visitors.
 //! - [`learner`]: GRPO and SFT steps and their statistics.
 //! - [`policy`]: the inference policy and the weights snapshot.
 //! - [`checkpoint`]: exact, atomic checkpoints with a manifest.
-//! - [`device`]: device selection and the dedicated compute thread.
+//! - [`device`]: device selection, the dedicated compute thread and the
+//!   allocator tuning.
 
 pub mod cache;
 pub mod checkpoint;
