@@ -83,8 +83,24 @@ impl TokenBatch {
     }
 }
 
-/// Per-forward inputs shared by all layers: rotary tables and the attention mask.
+/// Per-forward inputs shared by all layers.
 struct Context {
+    /// Run the fused ops (flex backend).
+    fused: bool,
+    /// How attention gets its rotary tables and mask.
+    attn: Attn,
+}
+
+/// Attention's per-forward inputs, for the path it takes.
+enum Attn {
+    /// The fused op (flex backend, no cache): host-side tables and padding.
+    Fused(Arc<AttentionLayout>),
+    /// burn's tensor ops (with a cache, or off the flex backend).
+    Composed(Box<Composed>),
+}
+
+/// Rotary tables and the mask, uploaded for the composed attention.
+struct Composed {
     /// Cosines of the rotary angles, each repeated for both halves of a head:
     /// `[batch, len, 1, head_dim]`
     cos: Tensor<4>,
@@ -97,14 +113,6 @@ struct Context {
     mask: Option<Tensor<4, Bool>>,
     /// Causal masking by the kernel itself (no padding, no past).
     causal: bool,
-    /// Run the fused ops (flex backend).
-    fused: bool,
-    /// Host copies of `cos` and `sin`, `[batch·len·head_dim]`.
-    host_cos: Vec<f32>,
-    host_sin: Vec<f32>,
-    /// Host-side rotary tables and padding for the fused attention; `Some`
-    /// when `fused` and there is no cache.
-    layout: Option<Arc<AttentionLayout>>,
 }
 
 /// The policy network. See the module docs for the architecture.
@@ -281,18 +289,25 @@ impl Transformer {
         let past_len = past_valid.first().map_or(0, Vec::len);
         let (positions, mask, next) = layout(past_valid, next_pos, &batch.valid, b, t);
         let no_padding = batch.valid.iter().all(|&v| v) && past_valid.iter().flatten().all(|&v| v);
-        let mut ctx = self.context(&positions, mask, no_padding, [b, t, past_len], &device);
-        if ctx.fused && cache.is_none() {
-            ctx.layout = Some(Arc::new(AttentionLayout {
+        let fused = fused::enabled(&device);
+        let (cos, sin) = self.rotary_tables(&positions);
+        let attn = if fused && cache.is_none() {
+            Attn::Fused(Arc::new(AttentionLayout {
                 batch: b,
                 len: t,
                 heads: self.n_heads,
                 head_dim: self.head_dim,
                 valid: batch.valid.clone(),
-                cos: ctx.host_cos.clone(),
-                sin: ctx.host_sin.clone(),
-            }));
-        }
+                cos,
+                sin,
+            }))
+        } else {
+            let dims = [b, t, past_len];
+            Attn::Composed(Box::new(
+                self.composed(cos, sin, mask, no_padding, dims, &device),
+            ))
+        };
+        let ctx = Context { fused, attn };
 
         let ids: Vec<i32> = batch.tokens.iter().map(|&i| i as i32).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
@@ -319,12 +334,11 @@ impl Transformer {
         let fused = fused::enabled(&hidden.device());
         match &self.head {
             Some(head) => rows(head, hidden, fused),
-            None if fused => {
+            None => {
                 let [b, t, d] = hidden.dims();
                 let w = self.embed.weight.val().transpose();
-                fused::matmul(hidden.reshape([b * t, d]), w).reshape([b, t, self.vocab_size])
+                matmul(hidden.reshape([b * t, d]), w, fused).reshape([b, t, self.vocab_size])
             }
-            None => burn::tensor::module::linear(hidden, self.embed.weight.val().transpose(), None),
         }
     }
 
@@ -378,15 +392,9 @@ impl Transformer {
         Ok(())
     }
 
-    /// Uploads rotary tables and the mask for one forward.
-    fn context(
-        &self,
-        positions: &[usize],
-        mask: Vec<bool>,
-        no_padding: bool,
-        [b, t, past_len]: [usize; 3],
-        device: &Device,
-    ) -> Context {
+    /// Cosines and sines of each slot's rotary angles, `[slots × head_dim]`,
+    /// each repeated for both halves of a head.
+    fn rotary_tables(&self, positions: &[usize]) -> (Vec<f32>, Vec<f32>) {
         let half = self.head_dim / 2;
         let inv_freq: Vec<f64> = (0..half)
             .map(|i| self.rope_theta.powf(-2.0 * i as f64 / self.head_dim as f64))
@@ -405,6 +413,21 @@ impl Transformer {
             cos.extend(c.iter().chain(&c));
             sin.extend(s.iter().chain(&s));
         }
+        (cos, sin)
+    }
+
+    /// Uploads the rotary tables and the mask for the composed attention.
+    fn composed(
+        &self,
+        cos: Vec<f32>,
+        sin: Vec<f32>,
+        mask: Vec<bool>,
+        no_padding: bool,
+        [b, t, past_len]: [usize; 3],
+        device: &Device,
+    ) -> Composed {
+        let hd = self.head_dim;
+        let half = hd / 2;
         let shape = [b, t, 1, hd];
         let mut rot = vec![0.0f32; hd * hd];
         for j in 0..half {
@@ -423,16 +446,12 @@ impl Transformer {
             (true, _, 0) => (None, true),
             _ => (Some(upload(mask)), false),
         };
-        Context {
-            cos: Tensor::from_data(TensorData::new(cos.clone(), shape), device),
-            sin: Tensor::from_data(TensorData::new(sin.clone(), shape), device),
+        Composed {
+            cos: Tensor::from_data(TensorData::new(cos, shape), device),
+            sin: Tensor::from_data(TensorData::new(sin, shape), device),
             rot: Tensor::from_data(TensorData::new(rot, [hd, hd]), device),
             mask,
             causal,
-            fused: fused::enabled(device),
-            host_cos: cos,
-            host_sin: sin,
-            layout: None,
         }
     }
 }
@@ -465,7 +484,7 @@ impl Block {
 ///
 /// # Shapes
 /// - x, output: `[batch, len, heads, head_dim]`; cos, sin: `[batch, len, 1, head_dim]`
-fn rotate(x: Tensor<4>, ctx: &Context) -> Tensor<4> {
+fn rotate(x: Tensor<4>, ctx: &Composed) -> Tensor<4> {
     let [b, t, h, hd] = x.dims();
     let half = x
         .clone()
@@ -487,12 +506,16 @@ impl Attention {
     ) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let (h, hd) = (self.n_heads, self.head_dim);
-        if let (Some(layout), None) = (&ctx.layout, &cache) {
-            // One product for Q | K | V, then rotary attention in one op.
-            let qkv = fused::matmul(x.reshape([b * t, d]), self.qkv.weight.val());
-            let y = fused::attention(qkv.reshape([b, t, 3 * d]), layout.clone());
-            return rows(&self.out, y, true);
-        }
+        let composed = match &ctx.attn {
+            Attn::Fused(layout) => {
+                debug_assert!(cache.is_none(), "the fused attention keeps no cache");
+                // One product for Q | K | V, then rotary attention in one op.
+                let qkv = fused::matmul(x.reshape([b * t, d]), self.qkv.weight.val());
+                let y = fused::attention(qkv.reshape([b, t, 3 * d]), layout.clone());
+                return rows(&self.out, y, true);
+            }
+            Attn::Composed(c) => c,
+        };
         // Q, K and V from the column thirds of the fused weight (strided
         // views, no copy), each contiguous: [b·t, d] → [b, t, h, hd], rotated,
         // then viewed as [b, h, t, hd].
@@ -501,8 +524,8 @@ impl Attention {
         let project = |i: usize| {
             matmul(x.clone(), w.clone().narrow(1, i * d, d), ctx.fused).reshape([b, t, h, hd])
         };
-        let q = rotate(project(0), ctx).swap_dims(1, 2);
-        let k = rotate(project(1), ctx).swap_dims(1, 2);
+        let q = rotate(project(0), composed).swap_dims(1, 2);
+        let k = rotate(project(1), composed).swap_dims(1, 2);
         let v = project(2).swap_dims(1, 2);
         let (k, v) = match cache {
             Some(slot) => {
@@ -519,10 +542,10 @@ impl Attention {
             q,
             k,
             v,
-            ctx.mask.clone(),
+            composed.mask.clone(),
             None,
             AttentionModuleOptions {
-                is_causal: ctx.causal,
+                is_causal: composed.causal,
                 ..Default::default()
             },
         );
@@ -573,11 +596,9 @@ fn rows(linear: &Linear, x: Tensor<3>, fused: bool) -> Tensor<3> {
     let [b, t, d] = x.dims();
     let x = x.reshape([b * t, d]);
     let y = if fused {
-        let y = fused::matmul(x, linear.weight.val());
-        match &linear.bias {
-            Some(bias) => y + bias.val().unsqueeze(),
-            None => y,
-        }
+        // The model's linear layers have no bias (`Init::linear`).
+        debug_assert!(linear.bias.is_none());
+        fused::matmul(x, linear.weight.val())
     } else {
         linear.forward(x)
     };
@@ -622,7 +643,8 @@ mod tests {
         let device = model.device();
         let (b, t, h, hd) = (2, 3, model.n_heads, model.head_dim);
         let positions: Vec<usize> = vec![0, 1, 2, 5, 6, 7];
-        let ctx = model.context(&positions, Vec::new(), true, [b, t, 0], &device);
+        let (cos, sin) = model.rotary_tables(&positions);
+        let ctx = model.composed(cos, sin, Vec::new(), true, [b, t, 0], &device);
         let x: Vec<f32> = (0..b * t * h * hd)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
             .collect();
