@@ -167,31 +167,21 @@ fn with_mat<R>(t: &FlexTensor, f: impl FnOnce(Mat) -> R) -> R {
     }
 }
 
+/// `a · b`, either side transposed first (`dx = dy · wᵀ`, `dw = xᵀ · dy`).
+fn flex_product(a: &FlexTensor, b: &FlexTensor, [ta, tb]: [bool; 2]) -> FlexTensor {
+    with_mat(a, |a| {
+        with_mat(b, |b| {
+            let a = if ta { a.t() } else { a };
+            let b = if tb { b.t() } else { b };
+            let ([n, k], [k2, m]) = (a.dims(), b.dims());
+            assert_eq!(k, k2, "matmul: [{n}, {k}] · [{k2}, {m}]");
+            tensor(kernels::matmul(a, b), vec![n, m])
+        })
+    })
+}
+
 fn flex_matmul(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
-    assert_eq!(
-        dims(x).get(1),
-        dims(w).first(),
-        "matmul: {:?} · {:?}",
-        dims(x),
-        dims(w)
-    );
-    let (n, m) = (dims(x)[0], dims(w)[1]);
-    let out = with_mat(x, |x| with_mat(w, |w| kernels::matmul(x, w)));
-    tensor(out, vec![n, m])
-}
-
-/// `a · bᵀ` (for `dx = dy · wᵀ`).
-fn flex_matmul_bt(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
-    let (n, m) = (dims(a)[0], dims(b)[0]);
-    let out = with_mat(a, |a| with_mat(b, |b| kernels::matmul(a, b.t())));
-    tensor(out, vec![n, m])
-}
-
-/// `aᵀ · b` (for `dw = xᵀ · dy`).
-fn flex_matmul_at(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
-    let (n, m) = (dims(a)[1], dims(b)[1]);
-    let out = with_mat(a, |a| with_mat(b, |b| kernels::matmul(a.t(), b)));
-    tensor(out, vec![n, m])
+    flex_product(x, w, [false, false])
 }
 
 fn flex_rms_norm(x: &FlexTensor, gamma: &FlexTensor, eps: f64) -> (FlexTensor, Vec<f32>) {
@@ -257,10 +247,10 @@ impl Backward<Flex, 2> for MatmulBackward {
         let dy = grads.consume::<Flex>(&ops.node);
         let (x, w) = ops.state;
         if let (Some(node), Some(w)) = (node_x, w) {
-            grads.register::<Flex>(node.id, flex_matmul_bt(&dy, &w));
+            grads.register::<Flex>(node.id, flex_product(&dy, &w, [false, true]));
         }
         if let (Some(node), Some(x)) = (node_w, x) {
-            grads.register::<Flex>(node.id, flex_matmul_at(&x, &dy));
+            grads.register::<Flex>(node.id, flex_product(&x, &dy, [true, false]));
         }
     }
 }

@@ -56,6 +56,11 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// `[rows, cols]`.
+    pub(crate) fn dims(&self) -> [usize; 2] {
+        [self.rows, self.cols]
+    }
+
     /// The transposed view (no copy).
     pub(crate) fn t(self) -> Self {
         Self {
