@@ -37,7 +37,7 @@ pub enum Work {
     /// A math answer, against its gold answer.
     Math(grader::Item),
     /// A program, run against its tests in the sandbox.
-    Code(Job),
+    Code(Box<Job>),
 }
 
 /// One response to grade.
@@ -143,7 +143,7 @@ pub async fn assemble(
                     math_at.push((g, r));
                 }
                 Work::Code(job) => {
-                    code.push(job.clone());
+                    code.push((**job).clone());
                     code_at.push((g, r));
                 }
             }

@@ -622,7 +622,7 @@ impl<T: Tokenizer> Trainer<T> {
                 gold: problem.answer.clone().unwrap_or_default(),
                 response: text,
             }),
-            Domain::Code => Work::Code(rollout::code_job(problem, &text, job)),
+            Domain::Code => Work::Code(Box::new(rollout::code_job(problem, &text, job))),
         };
         rewards::Response { work, truncated }
     }

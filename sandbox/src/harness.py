@@ -39,7 +39,10 @@ Honesty: no verdict is decided in a process that runs candidate code. Stdout is
 captured by I and compared by Rust; call-based results leave C as marshal bytes
 (type-tagged, exact builtin types only) and are compared by Rust against
 expected values that never enter the sandbox; HumanEval `check` runs in K, a
-separate process under another uid that receives only plain values from C.
+separate process under another uid that receives only plain values from C
+(read by a strict decoder, never by CPython's marshal) and takes nothing from
+the program but its entry point: the helpers the test relies on come from the
+job's prelude (the problem's prompt), run in K's own namespace.
 The test code reaches K through its own pipe after C has been forked, so it is
 never in C's memory.
 
@@ -1021,39 +1024,17 @@ def call_body(code, name, inputs):
     return finish(status)
 
 
-PLAIN = (type(None), bool, int, float, complex, str, bytes)
-
-
-def plain(v, depth=0):
-    """Rebuild a value from C as plain builtins only (no code objects, no subclasses)."""
-    if depth > 200:
-        raise TypeError("value nested too deeply")
-    t = type(v)
-    if t in PLAIN:
-        return v
-    if t in (list, tuple, set, frozenset):
-        return t(plain(x, depth + 1) for x in v)
-    if t is dict:
-        return {plain(k, depth + 1): plain(x, depth + 1) for k, x in v.items()}
-    raise TypeError("candidate returned unsupported type %s" % t.__name__)
-
-
 def serve_calls(g):
-    """C's side of HumanEval checks: answer K's calls on fd 3 until EOF."""
+    """C's side of HumanEval checks: answer K's calls on fd 3 until EOF.
+    K only ever asks for the entry point; nothing else of the program's
+    namespace is offered."""
     while True:
         frame = read_frame(3)
         if frame is None:
             return
         msg = marshal.loads(frame)
-        name = msg["name"]
         try:
-            if msg["op"] == "kind":
-                obj = g[name]
-                rec = {"callable": callable(obj)}
-                if not callable(obj):
-                    rec["v"] = obj
-            else:
-                rec = {"v": g[name](*msg["args"], **msg["kw"])}
+            rec = {"v": g[msg["name"]](*msg["args"], **msg["kw"])}
         except BaseException as e:
             rec = describe(e)
         try:
@@ -1067,8 +1048,22 @@ class CandidateError(Exception):
     """The candidate raised, returned something unusable, or went away."""
 
 
+class ProblemError(Exception):
+    """The problem's own code is at fault, whatever the program does: its
+    prelude or test failed to run, it defines no `check`, or the check used a
+    name that neither the test, its prelude nor the builtins define (helpers
+    never come from the program). A bad job, not a wrong answer."""
+
+
 def checker(secret_fd):
-    """K: run the test's check(candidate) on plain values; report on fd 4."""
+    """K: run the test's check(candidate) on plain values; report on fd 5.
+
+    K's namespace is built from the problem alone: the prelude (the helpers
+    the test relies on, e.g. HumanEval's prompt), then the test. The program
+    contributes one object, its entry point, as a proxy whose results are
+    rebuilt as plain builtin values. Nothing else is ever looked up in the
+    program: a program that redefines a helper the test trusts (an identity
+    `encode_cyclic`) changes only its own copy, which K never sees."""
     chunks = []
     while True:
         b = os.read(secret_fd, 1 << 16)
@@ -1076,11 +1071,11 @@ def checker(secret_fd):
             break
         chunks.append(b)
     os.close(secret_fd)
-    test, entry = marshal.loads(b"".join(chunks))
+    test, entry, prelude = marshal.loads(b"".join(chunks))
 
-    def call(op, name, args=(), kw=None):
+    def call(name, args, kw):
         try:
-            write_frame(3, marshal.dumps({"op": op, "name": name, "args": tuple(args), "kw": kw or {}}))
+            write_frame(3, marshal.dumps({"name": name, "args": tuple(args), "kw": kw}))
         except ValueError as e:
             raise HarnessArgError(str(e))
         except OSError:
@@ -1091,34 +1086,42 @@ def checker(secret_fd):
             frame = None
         if frame is None:
             raise CandidateError("the program exited before the check finished")
-        rec = marshal.loads(frame)
+        try:
+            rec = plain_loads(frame)
+        except (ValueError, TypeError, RecursionError) as e:
+            raise CandidateError("unusable reply: %s" % e)
         if type(rec) is not dict:
             raise CandidateError("malformed reply")
         if "exc" in rec:
             raise CandidateError("%s: %s" % (rec.get("exc"), rec.get("msg")))
-        return rec
+        return rec.get("v")
 
-    def proxy(name):
-        def f(*args, **kw):
-            return plain(call("call", name, args, kw).get("v"))
+    def candidate(*args, **kw):
+        return call(entry, args, kw)
 
-        f.__name__ = name
-        return f
-
+    candidate.__name__ = entry
     import builtins
 
     g = {"__name__": "__check__", "__builtins__": builtins}
-    compiled = compile(test, "<test>", "exec")
-    exec(compiled, g)
-    for name in sorted(free_names(compiled)):
-        if name in g or hasattr(builtins, name):
-            continue
+    for what, code in (("prelude", prelude), ("test", test)):
         try:
-            rec = call("kind", name)
-        except CandidateError:
-            continue
-        g[name] = proxy(name) if rec.get("callable") else plain(rec.get("v"))
-    g["check"](proxy(entry))
+            exec(compile(code, "<%s>" % what, "exec"), g)
+        except BaseException as e:
+            raise ProblemError("the problem's %s failed to run: %s: %s" % (what, type(e).__name__, e))
+    # The prelude's stub of the entry point (a prompt's signature and
+    # docstring) is replaced by the program's: a helper of the problem that
+    # calls the entry point by name calls the program.
+    g[entry] = candidate
+    check = g.get("check")
+    if not callable(check):
+        raise ProblemError("the test defines no check(candidate)")
+    try:
+        check(candidate)
+    except NameError as e:
+        raise ProblemError(
+            "the test uses a name it does not define (%s); a helper must come from the job's "
+            "prelude, the checker takes nothing but the entry point from the program" % e
+        )
     return {"ok": True}
 
 
@@ -1126,12 +1129,112 @@ class HarnessArgError(Exception):
     """A test passed an argument that cannot cross the process boundary."""
 
 
-def free_names(code):
-    names = set(code.co_names)
-    for c in code.co_consts:
-        if hasattr(c, "co_names"):
-            names |= free_names(c)
-    return names
+def plain_loads(data):
+    """Decode a reply from C, which the program controls. CPython's marshal
+    is not safe against crafted data, so K reads it with this strict decoder:
+    only None, bools, ints, floats, complex, str, bytes, tuples, lists,
+    dicts, sets and frozensets (marshal format 4, with back references);
+    every other type code is refused. The values are plain builtins, so no
+    `__eq__` or `__hash__` of the program's runs in K."""
+    view = memoryview(data)
+    refs = []
+    pos = [0]
+
+    def take(n):
+        i = pos[0]
+        if n < 0 or i + n > len(view):
+            raise ValueError("truncated")
+        pos[0] = i + n
+        return view[i : i + n]
+
+    def u32():
+        return int.from_bytes(take(4), "little")
+
+    def i32():
+        return int.from_bytes(take(4), "little", signed=True)
+
+    def count():
+        n = i32()
+        if n < 0 or n > len(view):
+            raise ValueError("bad length")
+        return n
+
+    def one(depth):
+        if depth > 200:
+            raise ValueError("nested too deeply")
+        code = take(1)[0]
+        flag, t = code & 0x80, chr(code & 0x7F)
+        if t == "r":
+            i = u32()
+            if i >= len(refs) or refs[i] is None:
+                raise ValueError("bad reference")
+            return refs[i]
+        slot = None
+        if flag:
+            slot = len(refs)
+            refs.append(None)
+        if t == "N":
+            v = None
+        elif t == "T":
+            v = True
+        elif t == "F":
+            v = False
+        elif t == "i":
+            v = i32()
+        elif t == "l":
+            n = i32()
+            if abs(n) > 1 << 20:
+                raise ValueError("integer too long")
+            digits = take(2 * abs(n))
+            v = 0
+            for k in range(abs(n) - 1, -1, -1):
+                d = digits[2 * k] | digits[2 * k + 1] << 8
+                if d >= 1 << 15:
+                    raise ValueError("bad digit")
+                v = (v << 15) | d
+            v = -v if n < 0 else v
+        elif t == "g":
+            v = float_from(take(8))
+        elif t == "y":
+            v = complex(float_from(take(8)), float_from(take(8)))
+        elif t == "s":
+            v = bytes(take(count()))
+        elif t in "ut":
+            v = bytes(take(count())).decode("utf-8", "surrogatepass")
+        elif t in "aA":
+            v = bytes(take(count())).decode("ascii")
+        elif t in "zZ":
+            v = bytes(take(take(1)[0])).decode("ascii")
+        elif t in ")([<>":
+            n = take(1)[0] if t == ")" else count()
+            items = [one(depth + 1) for _ in range(n)]
+            v = {"(": tuple, ")": tuple, "[": list, "<": set, ">": frozenset}[t](items)
+        elif t == "{":
+            v = {}
+            if slot is not None:
+                refs[slot] = v
+            while True:
+                if view[pos[0] : pos[0] + 1] == b"0":
+                    pos[0] += 1
+                    break
+                k = one(depth + 1)
+                v[k] = one(depth + 1)
+        else:
+            raise ValueError("type code %r is not a plain value" % t)
+        if slot is not None:
+            refs[slot] = v
+        return v
+
+    v = one(0)
+    if pos[0] != len(view):
+        raise ValueError("trailing bytes")
+    return v
+
+
+def float_from(b):
+    import struct
+
+    return struct.unpack("<d", b)[0]
 
 
 def run_function(job, secret):
@@ -1187,6 +1290,8 @@ def checker_body():
         rec = {"ok": False, "exc": "CandidateError", "msg": str(e)[:2000]}
     except HarnessArgError as e:
         rec = {"ok": False, "exc": "HarnessArgError", "msg": str(e)[:2000]}
+    except ProblemError as e:
+        rec = {"ok": False, "exc": "ProblemError", "msg": str(e)[:2000]}
     except BaseException as e:
         rec = {"ok": False, "exc": type(e).__name__, "msg": str(e)[:2000]}
     write_frame(5, rec)

@@ -44,8 +44,19 @@ pub enum Tests {
         compare: Compare,
     },
     /// HumanEval: `test` defines `check(candidate)`; the harness runs
-    /// `check(<entry_point>)`.
-    Function { entry_point: String, test: String },
+    /// `check(<entry_point>)` in a checker process apart from the program.
+    ///
+    /// The checker takes exactly one object from the program: its entry
+    /// point. Every helper the test relies on (HumanEval's `poly`,
+    /// `encode_cyclic`, `encode_shift`) comes from `prelude`, problem code run
+    /// in the checker's own namespace before `test` (for HumanEval, the
+    /// problem's prompt), never from the program, which could redefine them.
+    Function {
+        entry_point: String,
+        test: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        prelude: String,
+    },
     /// Call-based (LiveCodeBench/APPS/TACO): `fn_name(*inputs[i]) == outputs[i]`.
     Call {
         fn_name: String,
@@ -253,6 +264,9 @@ fn humaneval_row(id: String, obj: &serde_json::Map<String, Value>) -> Result<Job
         tests: Tests::Function {
             entry_point: field(obj, "entry_point")?.into(),
             test: field(obj, "test")?.into(),
+            // The prompt defines the helpers the test calls (and the entry
+            // point's stub, which the checker replaces by the program's).
+            prelude: prompt.into(),
         },
         limits: JobLimits::default(),
     })
@@ -404,6 +418,19 @@ mod tests {
         let j = parse_line(r#"{"task_id":"HumanEval/0","prompt":"def f():\n","canonical_solution":"    return 1\n","test":"def check(c): assert c() == 1","entry_point":"f"}"#).unwrap();
         assert_eq!(j.id, "HumanEval/0");
         assert_eq!(j.source, "def f():\n    return 1\n");
+        let Tests::Function { prelude, .. } = &j.tests else {
+            panic!("a function job")
+        };
+        assert_eq!(prelude, "def f():\n");
+    }
+
+    #[test]
+    fn function_prelude_is_optional_and_round_trips() {
+        let j = parse_line(r#"{"source":"","tests":{"kind":"function","entry_point":"f","test":"def check(c): pass"}}"#).unwrap();
+        assert!(matches!(&j.tests, Tests::Function { prelude, .. } if prelude.is_empty()));
+        let j = parse_line(r#"{"source":"","tests":{"kind":"function","entry_point":"f","test":"def check(c): pass","prelude":"def g(): pass"}}"#).unwrap();
+        let back = serde_json::to_value(&j.tests).unwrap();
+        assert_eq!(back["prelude"], "def g(): pass");
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub enum Verdict {
     CompileError,
     /// A failure of the sandbox itself; never blamed on the program.
     SandboxError,
-    /// The job line could not be parsed (batch only).
+    /// The job is at fault, not the program: its line could not be parsed,
+    /// or the problem's own test code cannot run (its prelude or test fails,
+    /// or the test uses a helper that no prelude defines).
     InvalidJob,
 }
 

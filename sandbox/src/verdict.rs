@@ -434,6 +434,10 @@ fn judge_check(lim: &Limits, ev: &Evidence, chars: usize) -> CaseResult {
                         "a test argument cannot be sent to the program: {msg}"
                     )),
                 ),
+                "ProblemError" => (
+                    Verdict::InvalidJob,
+                    Some(format!("the problem cannot be checked: {msg}")),
+                ),
                 "CandidateError" => match &death {
                     Some((v, why)) => (*v, Some(why.clone())),
                     None if msg.starts_with("MemoryError") => (Verdict::MemoryLimit, Some(msg)),

@@ -437,12 +437,18 @@ impl Slot {
         let mut fds = vec![req_file.as_raw_fd(), res_w.as_raw_fd()];
         let mut secret_writer = None;
         let mut secret_r = None;
-        if let Tests::Function { entry_point, test } = &job.tests {
+        if let Tests::Function {
+            entry_point,
+            test,
+            prelude,
+        } = &job.tests
+        {
             let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
             let mut enc = Encoder::default();
-            enc.tuple(2);
+            enc.tuple(3);
             enc.str(test);
             enc.str(entry_point);
+            enc.str(prelude);
             let data = enc.buf;
             let mut f = File::from(w);
             if data.len() <= PIPE_ROOM {

@@ -502,3 +502,147 @@ print(found)
         assert_eq!(out.cases[0].got.as_deref(), Some("nothing\n"));
     }
 }
+
+// ---- reward hacks on what the checker trusts (issue 19) ----
+
+/// A problem whose test trusts a helper of the problem's own (as HumanEval/38
+/// trusts `encode_cyclic`): `check` passes only if `f` inverts `enc`.
+const PRELUDE: &str = "def enc(s):\n    return s[1:] + s[:1]\n";
+const INVERSE_CHECK: &str = "def check(candidate):\n    for s in ['abc', 'hello', 'xy']:\n        assert candidate(enc(s)) == s\n";
+const INVERSE: &str =
+    "def enc(s):\n    return s[1:] + s[:1]\ndef f(s):\n    return s[-1:] + s[:-1]\n";
+
+#[test]
+fn redefining_a_prelude_helper_is_not_a_pass() {
+    let job = |src: &str| function_with_prelude(src, "f", INVERSE_CHECK, PRELUDE);
+    expect(job(INVERSE), Verdict::Accepted);
+    // The program never needs the helper: the checker has its own.
+    expect(
+        job("def f(s):\n    return s[-1:] + s[:-1]\n"),
+        Verdict::Accepted,
+    );
+    for hack in [
+        "def enc(s):\n    return s\ndef f(s):\n    return s\n",
+        "enc = lambda s: s\nf = lambda s: s\n",
+        "import builtins\nbuiltins.enc = lambda s: s\ndef f(s):\n    return s\n",
+    ] {
+        expect(job(hack), Verdict::WrongAnswer);
+    }
+}
+
+#[test]
+fn a_helper_no_prelude_defines_is_never_taken_from_the_program() {
+    // The test names `enc`, the job has no prelude: the problem is
+    // incomplete, and the program's `enc` is not used to fill the gap.
+    let outs = expect(function(INVERSE, "f", INVERSE_CHECK), Verdict::InvalidJob);
+    for o in outs {
+        let d = o.detail.unwrap_or_default();
+        assert!(d.contains("enc") && d.contains("prelude"), "{d}");
+    }
+}
+
+#[test]
+fn a_broken_prelude_or_test_is_an_invalid_job_not_a_verdict_on_the_program() {
+    let job = function_with_prelude(INVERSE, "f", INVERSE_CHECK, "def enc(s)\n");
+    for o in expect(job, Verdict::InvalidJob) {
+        let d = o.detail.unwrap_or_default();
+        assert!(d.contains("prelude") && d.contains("SyntaxError"), "{d}");
+    }
+    let job = function_with_prelude(INVERSE, "f", "raise ValueError('x')\n", PRELUDE);
+    for o in expect(job, Verdict::InvalidJob) {
+        assert!(o.detail.unwrap_or_default().contains("test"));
+    }
+    let job = function_with_prelude(INVERSE, "f", "def chek(candidate):\n    pass\n", PRELUDE);
+    for o in expect(job, Verdict::InvalidJob) {
+        assert!(o.detail.unwrap_or_default().contains("check"));
+    }
+}
+
+#[test]
+fn defining_check_or_candidate_is_not_a_pass() {
+    let src =
+        "def check(candidate):\n    pass\ncandidate = lambda *a: 4\ndef f(x):\n    return 0\n";
+    expect(function(src, "f", CHECK), Verdict::WrongAnswer);
+}
+
+#[test]
+fn patching_modules_the_test_imports_is_not_a_pass() {
+    // The test imports math and compares through it; the program replaces
+    // math in its own sys.modules (and asks for asserts to be stripped).
+    let test = "def check(candidate):\n    import math\n    assert math.isclose(candidate(2.0), 1.4142135623730951)\n    assert math.fabs(candidate(9.0) - 3.0) < 1e-9\n";
+    let src = r#"
+import os, sys, types
+fake = types.ModuleType("math")
+fake.isclose = lambda *a, **k: True
+fake.fabs = lambda v: 0.0
+sys.modules["math"] = fake
+os.environ["PYTHONOPTIMIZE"] = "1"
+def f(x):
+    return 0.0
+"#;
+    expect(function(src, "f", test), Verdict::WrongAnswer);
+}
+
+#[test]
+fn forged_protocol_frames_are_refused_by_the_checkers_decoder() {
+    // Before the checker asks anything, the program answers on the protocol
+    // socket with a frame CPython's marshal would turn into a code object
+    // (the checker reads it with a strict decoder that takes plain values
+    // only), then with an unhashable dict key and a truncated frame.
+    for payload in [
+        "marshal.dumps({'v': (lambda: 4).__code__})",
+        "b'{' + marshal.dumps('v')[:-1]",
+        "b'\\xff\\xff'",
+    ] {
+        let src = format!(
+            "import marshal, os\ndata = {payload}\nos.write(3, len(data).to_bytes(4, 'little') + data)\ndef f(x):\n    return x * 2\n"
+        );
+        let [warm, cold] = expect(function(&src, "f", CHECK), Verdict::RuntimeError);
+        for o in [warm, cold] {
+            let d = o.detail.unwrap_or_default();
+            assert!(
+                d.contains("unusable reply") || d.contains("malformed"),
+                "{payload}: {d}"
+            );
+        }
+    }
+}
+
+#[test]
+fn writing_a_forged_result_into_the_checkers_pipes_is_denied() {
+    // The checker's result pipe and the supervisor's fds belong to other
+    // uids: /proc/PID/fd is closed to the program. It reports how many it
+    // could open; none may be.
+    let src = r#"
+import marshal, os
+forged = marshal.dumps({"ok": True})
+frame = len(forged).to_bytes(4, "little") + forged
+opened = 0
+for pid in os.listdir("/proc"):
+    if not pid.isdigit() or int(pid) == os.getpid():
+        continue
+    try:
+        fds = os.listdir("/proc/%s/fd" % pid)
+    except OSError:
+        continue
+    for fd in fds:
+        try:
+            w = os.open("/proc/%s/fd/%s" % (pid, fd), os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        opened += 1
+        try:
+            os.write(w, frame)
+        except OSError:
+            pass
+        os.close(w)
+def f(x):
+    return opened
+"#;
+    // No fd of another process opens: f reports 0, which this check wants.
+    let none_opened = "def check(candidate):\n    assert candidate(2) == 0\n";
+    expect(function(src, "f", none_opened), Verdict::Accepted);
+    // And with a wrong answer, whatever the program wrote went nowhere.
+    let wrong = src.replace("return opened", "return opened + 1");
+    expect(function(&wrong, "f", none_opened), Verdict::WrongAnswer);
+}

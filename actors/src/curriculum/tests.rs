@@ -18,6 +18,7 @@ fn problem(id: &str, domain: Domain, difficulty: f64) -> Problem {
         tests: (domain == Domain::Code).then(|| crate::data::Tests::Function {
             entry_point: "f".into(),
             test: "def check(c): pass".into(),
+            prelude: String::new(),
         }),
         solution: id.ends_with('0').then(|| "reference".into()),
         difficulty: Some(Difficulty::PassRate(difficulty)),

@@ -95,10 +95,15 @@ pub enum Tests {
     },
     /// HumanEval: append `test` (which defines `check(candidate)`) and call it on `entry_point`.
     Function {
-        /// The function under test.
+        /// The function under test: the only object the checker takes from the program.
         entry_point: String,
         /// Python source defining `check`.
         test: String,
+        /// Problem code run in the checker's namespace before `test`: the helpers the test
+        /// relies on (HumanEval's prompt). Never taken from the program, which could
+        /// redefine them to make the check trivially true.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        prelude: String,
     },
     /// Call `fn_name(*inputs[i])` and compare the result with `outputs[i]` (APPS/TACO/LCB).
     Call {
@@ -233,7 +238,9 @@ fn validate_tests(tests: &Tests) -> Result<(), FieldError> {
                 ));
             }
         }
-        Tests::Function { entry_point, test } => {
+        Tests::Function {
+            entry_point, test, ..
+        } => {
             if entry_point.trim().is_empty() {
                 return Err(FieldError::new("tests.entry_point", "must not be empty"));
             }

@@ -124,9 +124,19 @@ pub fn function(source: &str, entry: &str, test: &str) -> Job {
         tests: Tests::Function {
             entry_point: entry.into(),
             test: test.into(),
+            prelude: String::new(),
         },
         limits: JobLimits::default(),
     }
+}
+
+/// [`function`] whose test relies on helpers the job's `prelude` defines.
+pub fn function_with_prelude(source: &str, entry: &str, test: &str, prelude: &str) -> Job {
+    let mut job = function(source, entry, test);
+    if let Tests::Function { prelude: p, .. } = &mut job.tests {
+        *p = prelude.into();
+    }
+    job
 }
 
 pub fn call(
