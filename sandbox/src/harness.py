@@ -1103,9 +1103,15 @@ def checker(secret_fd):
     import builtins
 
     g = {"__name__": "__check__", "__builtins__": builtins}
-    for what, code in (("prelude", prelude), ("test", test)):
+    # A prompt used as the prelude may end in a bare signature (`def f(x):`)
+    # or be prose: what does not compile is left out, and only matters if the
+    # test then names something it would have defined (said below).
+    prelude_code, prelude_note = compile_prelude(prelude)
+    for what, code in (("prelude", prelude_code), ("test", test)):
+        if code is None:
+            continue
         try:
-            exec(compile(code, "<%s>" % what, "exec"), g)
+            exec(code if what == "prelude" else compile(code, "<test>", "exec"), g)
         except BaseException as e:
             raise ProblemError("the problem's %s failed to run: %s: %s" % (what, type(e).__name__, e))
     # The prelude's stub of the entry point (a prompt's signature and
@@ -1120,9 +1126,29 @@ def checker(secret_fd):
     except NameError as e:
         raise ProblemError(
             "the test uses a name it does not define (%s); a helper must come from the job's "
-            "prelude, the checker takes nothing but the entry point from the program" % e
+            "prelude, the checker takes nothing but the entry point from the program%s" % (e, prelude_note)
         )
     return {"ok": True}
+
+
+def compile_prelude(prelude):
+    """The prelude's code object and a note for error messages. A prelude that
+    ends in a bare signature (a prompt the program completes) gets a `pass`
+    body; one that still does not compile is left out, noted."""
+    if not prelude.strip():
+        return None, ""
+    try:
+        return compile(prelude, "<prelude>", "exec"), ""
+    except SyntaxError as first:
+        lines = prelude.rstrip().split("\n")
+        last = lines[-1]
+        if last.lstrip().startswith(("def ", "async def ", "class ")) and last.rstrip().endswith(":"):
+            indent = last[: len(last) - len(last.lstrip())]
+            try:
+                return compile("\n".join(lines) + "\n" + indent + "    pass\n", "<prelude>", "exec"), ""
+            except SyntaxError:
+                pass
+        return None, " (the prelude was left out: it does not compile: %s)" % first
 
 
 class HarnessArgError(Exception):

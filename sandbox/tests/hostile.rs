@@ -543,10 +543,21 @@ fn a_helper_no_prelude_defines_is_never_taken_from_the_program() {
 
 #[test]
 fn a_broken_prelude_or_test_is_an_invalid_job_not_a_verdict_on_the_program() {
-    let job = function_with_prelude(INVERSE, "f", INVERSE_CHECK, "def enc(s)\n");
+    // A prelude that does not compile is left out; the test then misses its
+    // helper, and the error says both.
+    let job = function_with_prelude(INVERSE, "f", INVERSE_CHECK, "def enc(s)\n    return s\n");
     for o in expect(job, Verdict::InvalidJob) {
         let d = o.detail.unwrap_or_default();
-        assert!(d.contains("prelude") && d.contains("SyntaxError"), "{d}");
+        assert!(d.contains("enc") && d.contains("does not compile"), "{d}");
+    }
+    // One that compiles and raises is the problem's fault as it stands.
+    let job = function_with_prelude(INVERSE, "f", INVERSE_CHECK, "raise KeyError('k')\n");
+    for o in expect(job, Verdict::InvalidJob) {
+        let d = o.detail.unwrap_or_default();
+        assert!(
+            d.contains("prelude failed") && d.contains("KeyError"),
+            "{d}"
+        );
     }
     let job = function_with_prelude(INVERSE, "f", "raise ValueError('x')\n", PRELUDE);
     for o in expect(job, Verdict::InvalidJob) {
@@ -556,6 +567,26 @@ fn a_broken_prelude_or_test_is_an_invalid_job_not_a_verdict_on_the_program() {
     for o in expect(job, Verdict::InvalidJob) {
         assert!(o.detail.unwrap_or_default().contains("check"));
     }
+}
+
+#[test]
+fn a_prompt_ending_in_a_bare_signature_or_prose_still_serves_as_prelude() {
+    // HumanEval-shaped rows of other datasets: the prompt is a signature the
+    // program completes, or prose; the helpers it defines still reach the
+    // checker, and what cannot compile is left out.
+    let prelude = "def enc(s):\n    return s[1:] + s[:1]\n\n\ndef f(s):\n";
+    let job = function_with_prelude(INVERSE, "f", INVERSE_CHECK, prelude);
+    expect(job, Verdict::Accepted);
+    let hack = "def enc(s):\n    return s\ndef f(s):\n    return s\n";
+    expect(
+        function_with_prelude(hack, "f", INVERSE_CHECK, prelude),
+        Verdict::WrongAnswer,
+    );
+    let prose = "Write a function f that doubles its argument.";
+    expect(
+        function_with_prelude("def f(x):\n    return 2 * x\n", "f", CHECK, prose),
+        Verdict::Accepted,
+    );
 }
 
 #[test]
