@@ -18,6 +18,12 @@ use crate::data::problem::{Domain, Problem};
 
 /// Rows longer than this are cut in the rejects file (a TACO row can hold megabytes of tests).
 const MAX_REJECT_ROW_CHARS: usize = 4096;
+/// The longest line read (a TACO or LiveCodeBench row with all its tests runs to tens of
+/// MiB); a longer one is one reject, skipped to its end without being held in memory.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+/// How far past the cap a too-long line is followed to its end before the file is
+/// given up as not line-structured.
+pub const MAX_SKIP_BYTES: u64 = 1 << 30;
 
 /// A malformed row, set aside with the reason.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -56,13 +62,28 @@ pub struct Origin {
 /// Errors that stop a load (as opposed to rejects, which are counted and set aside).
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be read or written (the OS error is the source, so
+    /// `{:#}` prints it once, after the path).
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
+        #[source]
         source: std::io::Error,
+    },
+    /// A line ran on past [`MAX_LINE_BYTES`] and then past [`MAX_SKIP_BYTES`]
+    /// more without ending (a device such as /dev/zero, or not a JSONL file).
+    #[error(
+        "{}:{line}: no end of line in the {} MiB after the line cap; stopped reading the file",
+        path.display(),
+        MAX_SKIP_BYTES >> 20
+    )]
+    Endless {
+        /// The file.
+        path: PathBuf,
+        /// The line that never ended.
+        line: usize,
     },
     /// Too many rows were rejected for the run to be trusted.
     #[error(
@@ -138,6 +159,17 @@ impl Loaded {
         path: &Path,
         choice: FormatChoice,
     ) -> Result<(), DataError> {
+        self.read_limited(reader, path, choice, MAX_LINE_BYTES, MAX_SKIP_BYTES)
+    }
+
+    fn read_limited(
+        &mut self,
+        reader: impl BufRead,
+        path: &Path,
+        choice: FormatChoice,
+        line_cap: usize,
+        skip_cap: u64,
+    ) -> Result<(), DataError> {
         let file = path.display().to_string();
         let source = path
             .file_stem()
@@ -146,12 +178,60 @@ impl Loaded {
             FormatChoice::Auto => None,
             FormatChoice::Fixed(f) => Some(f),
         };
-        for (i, line) in reader.lines().enumerate() {
-            let line = line.map_err(|source| DataError::Io {
+        let mut reader = reader;
+        let mut buf = Vec::new();
+        let mut line_no = 0usize;
+        loop {
+            buf.clear();
+            let io = |source| DataError::Io {
                 path: path.to_path_buf(),
                 source,
-            })?;
-            let line_no = i + 1;
+            };
+            let (n, ended) = read_line_capped(&mut reader, &mut buf, line_cap).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            if !ended {
+                // Over the cap: one reject; the rest of the line is skipped
+                // without being kept.
+                self.rows += 1;
+                let skipped = skip_line(&mut reader, skip_cap).map_err(io)?;
+                self.rejects.push(Reject {
+                    file: file.clone(),
+                    line: line_no,
+                    field: "<line>".into(),
+                    reason: format!(
+                        "line longer than {line_cap} bytes (the cap on one row); skipped"
+                    ),
+                    row: cut(&String::from_utf8_lossy(
+                        &buf[..buf.len().min(MAX_REJECT_ROW_CHARS)],
+                    )),
+                });
+                if skipped.is_none() {
+                    return Err(DataError::Endless {
+                        path: path.to_path_buf(),
+                        line: line_no,
+                    });
+                }
+                continue;
+            }
+            let line = match std::str::from_utf8(&buf) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.rows += 1;
+                    self.rejects.push(Reject {
+                        file: file.clone(),
+                        line: line_no,
+                        field: "<utf8>".into(),
+                        reason: format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
+                        row: cut(&String::from_utf8_lossy(&buf)),
+                    });
+                    continue;
+                }
+            };
+            let line = line.strip_suffix('\n').unwrap_or(line);
+            let line = line.strip_suffix('\r').unwrap_or(line);
             if line.trim().is_empty() {
                 continue;
             }
@@ -161,9 +241,9 @@ impl Loaded {
                 line: line_no,
                 field: field.to_string(),
                 reason,
-                row: cut(&line),
+                row: cut(line),
             };
-            let row = match serde_json::from_str::<Value>(&line) {
+            let row = match serde_json::from_str::<Value>(line) {
                 Ok(Value::Object(row)) => row,
                 Ok(_) => {
                     self.rejects
@@ -279,10 +359,144 @@ fn cut(line: &str) -> String {
     }
 }
 
+/// Reads one line (with its newline) into `buf`, at most `cap` bytes of it.
+/// Returns the bytes read and whether the line ended (newline or end of
+/// file) within the cap; `(0, true)` at the end of the input.
+fn read_line_capped(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<(usize, bool)> {
+    let mut total = 0;
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            return Ok((total, true));
+        }
+        let room = cap - buf.len();
+        let window = &avail[..avail.len().min(room)];
+        if let Some(i) = window.iter().position(|&b| b == b'\n') {
+            buf.extend_from_slice(&window[..=i]);
+            r.consume(i + 1);
+            return Ok((total + i + 1, true));
+        }
+        let n = window.len();
+        buf.extend_from_slice(window);
+        r.consume(n);
+        total += n;
+        if buf.len() >= cap {
+            return Ok((total, false));
+        }
+    }
+}
+
+/// Skips to just past the next newline, reading at most `limit` bytes;
+/// `Some(skipped)`, or `None` when no newline came within the limit.
+fn skip_line(r: &mut impl BufRead, limit: u64) -> std::io::Result<Option<u64>> {
+    let mut skipped = 0u64;
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            return Ok(Some(skipped));
+        }
+        if let Some(i) = avail.iter().position(|&b| b == b'\n') {
+            r.consume(i + 1);
+            return Ok(Some(skipped + i as u64 + 1));
+        }
+        let n = avail.len();
+        r.consume(n);
+        skipped += n as u64;
+        if skipped >= limit {
+            return Ok(None);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::import::Format;
+
+    const ROW: &str = r#"{"question": "1+1?", "answer": "so #### 2"}"#;
+
+    /// Issue 18: `gradus data check /dev/zero` grew to 11 GB; one invalid UTF-8 byte
+    /// aborted the whole file.
+    #[test]
+    fn issue_18_long_lines_and_invalid_utf8_are_one_reject_each() {
+        let mut text = Vec::new();
+        text.extend_from_slice(ROW.as_bytes());
+        text.push(b'\n');
+        text.extend_from_slice(&vec![b'x'; 5000]);
+        text.push(b'\n');
+        text.extend_from_slice(b"{\"question\": \"\xff\", \"answer\": \"#### 1\"}\n");
+        text.extend_from_slice(ROW.replace("1+1", "2+2").as_bytes());
+        text.extend_from_slice(b"\r\n");
+        let mut l = Loaded::default();
+        l.read_limited(
+            &text[..],
+            Path::new("g.jsonl"),
+            FormatChoice::Auto,
+            1000,
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(l.problems.len(), 2, "{:?}", l.rejects);
+        let got: Vec<String> = l.rejects.iter().map(ToString::to_string).collect();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got[0].starts_with("g.jsonl:2: <line>: line longer than 1000 bytes"),
+            "{got:?}"
+        );
+        assert!(
+            got[1].starts_with("g.jsonl:3: <utf8>: invalid UTF-8"),
+            "{got:?}"
+        );
+        assert_eq!(l.rows, 4);
+        // A "line" with no end (a device): bounded memory, then a clear stop.
+        use std::io::Read;
+        let endless = std::io::repeat(0).take(10 << 20);
+        let mut l = Loaded::default();
+        let err = l
+            .read_limited(
+                std::io::BufReader::new(endless),
+                Path::new("/dev/zero"),
+                FormatChoice::Auto,
+                1000,
+                1 << 20,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/dev/zero:1: no end of line"), "{err}");
+        assert_eq!(l.rejects.len(), 1);
+    }
+
+    #[test]
+    fn an_io_error_names_the_file_and_its_cause_once() {
+        let e =
+            Loaded::read_files(&[PathBuf::from("/no/such.jsonl")], FormatChoice::Auto).unwrap_err();
+        let chain = format!("{:#}", anyhow_like(&e));
+        assert_eq!(chain.matches("No such file").count(), 1, "{chain}");
+    }
+
+    /// `{:#}` as anyhow prints it: the error, then each source after ": ".
+    fn anyhow_like(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            src = s.source();
+        }
+        out
+    }
 
     #[test]
     fn rejects_name_line_and_field_and_blank_lines_count_for_lines_only() {
