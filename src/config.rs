@@ -41,6 +41,10 @@ pub struct RunSection {
     pub checkpoint_every: u64,
     /// Checkpoints kept (older ones are deleted). Default 3.
     pub keep_checkpoints: usize,
+    /// Consecutive failed checkpoint writes (a full disk, an I/O error, a
+    /// read-only directory) after which the run stops; each failure before
+    /// that is logged, counted and retried at the next interval. Default 3.
+    pub max_checkpoint_failures: u32,
     /// Address of /metrics, /healthz and /status; port 0 picks a free port. Default 127.0.0.1:9464.
     pub http: SocketAddr,
     /// Reward code by the fraction of tests passed instead of all-or-nothing. Default false.
@@ -78,6 +82,7 @@ impl Default for RunSection {
             batch_prompts: 8,
             checkpoint_every: 25,
             keep_checkpoints: 3,
+            max_checkpoint_failures: 3,
             http: SocketAddr::from(([127, 0, 0, 1], 9464)),
             partial_credit: false,
             call_timeout_s: 600.0,
@@ -211,7 +216,7 @@ impl RunConfig {
     pub fn from_toml_str(src: &str, origin: Option<&Path>) -> Result<Self, ConfigErrors> {
         let name = origin.map_or_else(|| "<config>".to_string(), |p| p.display().to_string());
         let mut errors = Vec::new();
-        let curriculum = match CurriculumConfig::from_toml_str(src, origin) {
+        let curriculum = match CurriculumConfig::from_run_toml_str(src, origin) {
             Ok(c) => Some(c),
             Err(e) => {
                 errors.extend(e.to_string().lines().map(str::to_string));
@@ -240,10 +245,21 @@ impl RunConfig {
         let (Some(raw), Some(curriculum)) = (raw, curriculum) else {
             return Err(ConfigErrors(errors));
         };
+        // Each problem at the line of the key it names (`batch_prompts must
+        // be ≥ 1`, or serde's "... in `d_model`"), else at the table's header.
         let mut check = |table: &str, r: Result<(), String>| {
             if let Err(msg) = r {
-                let line = find_table_line(src, table);
-                errors.push(located(&name, line, table, &msg));
+                for part in msg.split("; ") {
+                    let (key, text) = key_of(part);
+                    match key.and_then(|k| find_key_line(src, table, k).map(|l| (k, l))) {
+                        Some((k, line)) => {
+                            errors.push(located(&name, Some(line), &format!("{table}.{k}"), &text))
+                        }
+                        None => {
+                            errors.push(located(&name, find_table_line(src, table), table, &text))
+                        }
+                    }
+                }
             }
         };
         let tokenizer = gradus_policy::CharTokenizer::new(&raw.tokenizer);
@@ -307,6 +323,9 @@ fn validate_run(r: &RunSection) -> Result<(), String> {
     }
     if r.keep_checkpoints == 0 {
         bad.push("keep_checkpoints must be ≥ 1".into());
+    }
+    if r.max_checkpoint_failures == 0 {
+        bad.push("max_checkpoint_failures must be ≥ 1".into());
     }
     if r.call_timeout_s.is_nan() || r.call_timeout_s <= 0.0 {
         bad.push(format!(
@@ -393,6 +412,45 @@ fn table_path(src: &str, offset: Option<usize>) -> String {
         .unwrap_or_else(|| "(top level)".into())
 }
 
+/// The key a validation message names, and the message on one line: serde's
+/// "invalid type: ..., expected usize\nin `d_model`", or ours, "d_model must be ≥ 1".
+fn key_of(msg: &str) -> (Option<&str>, String) {
+    let one_line = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some((_, rest)) = msg.rsplit_once("in `")
+        && let Some(key) = rest.strip_suffix('`')
+    {
+        let text = one_line
+            .rsplit_once(" in `")
+            .map_or(one_line.clone(), |(t, _)| t.to_string());
+        return (Some(key), text);
+    }
+    let first = msg.split_whitespace().next().unwrap_or("");
+    let is_key = !first.is_empty()
+        && first
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    (is_key.then_some(first), one_line)
+}
+
+/// Line of `key = ...` inside `[table]`, if the file has it there.
+fn find_key_line(src: &str, table: &str, key: &str) -> Option<usize> {
+    let mut inside = false;
+    for (i, l) in src.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            inside = t == format!("[{table}]");
+            continue;
+        }
+        if inside
+            && let Some(rest) = t.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 /// Line of the `[table]` header, if the file has one.
 fn find_table_line(src: &str, table: &str) -> Option<usize> {
     src.lines()
@@ -412,6 +470,60 @@ mod tests {
         assert!(c.curriculum.stages.len() >= 4);
     }
 
+    /// Issue 18: config errors that misled. A wrong type under `[run]` in a file
+    /// without `[curriculum]` was an unknown field `run` with the curriculum's field
+    /// list; "at least one [[stages]]" did not say `[[curriculum.stages]]`; a bad value
+    /// was reported at its table's header line.
+    #[test]
+    fn issue_18_config_errors_point_at_what_is_wrong() {
+        let e = RunConfig::from_toml_str("[run]\nseed = \"three\"\n", Some(Path::new("c.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml:2: run: invalid type"), "{e}");
+        assert!(e.contains("missing field `curriculum`"), "{e}");
+        assert!(
+            !e.contains("unknown field `run`") && !e.contains("retire"),
+            "{e}"
+        );
+
+        let e = RunConfig::from_toml_str("[curriculum]\nseed = 1\n", Some(Path::new("c.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least one [[curriculum.stages]]"), "{e}");
+        assert!(e.contains("at least one [[curriculum.buckets]]"), "{e}");
+
+        let bad = DEMO.replacen("[model]\n", "[model]\n\n# the width\n", 1);
+        let bad = bad.replacen("d_model = ", "d_model = \"x\" # ", 1);
+        let e = RunConfig::from_toml_str(&bad, Some(Path::new("demo.toml")))
+            .unwrap_err()
+            .to_string();
+        let line = bad.lines().position(|l| l.starts_with("d_model")).unwrap() + 1;
+        assert!(
+            e.contains(&format!("demo.toml:{line}: model.d_model: invalid type")),
+            "{e}"
+        );
+        assert!(
+            !e.contains('\n') || e.lines().all(|l| l.starts_with("demo.toml:")),
+            "{e}"
+        );
+
+        let bad = DEMO.replacen("checkpoint_every = ", "checkpoint_every = 0 # ", 1);
+        let e = RunConfig::from_toml_str(&bad, Some(Path::new("demo.toml")))
+            .unwrap_err()
+            .to_string();
+        let line = bad
+            .lines()
+            .position(|l| l.starts_with("checkpoint_every"))
+            .unwrap()
+            + 1;
+        assert!(
+            e.contains(&format!(
+                "demo.toml:{line}: run.checkpoint_every: checkpoint_every must be ≥ 1"
+            )),
+            "{e}"
+        );
+    }
+
     #[test]
     fn errors_name_file_line_and_field() {
         let bad = DEMO.replacen("batch_prompts =", "batch_promts =", 1);
@@ -424,6 +536,9 @@ mod tests {
         let e = RunConfig::from_toml_str(&bad, Some(Path::new("demo.toml")))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("run: checkpoint_every must be ≥ 1"), "{e}");
+        assert!(
+            e.contains("run.checkpoint_every: checkpoint_every must be ≥ 1"),
+            "{e}"
+        );
     }
 }

@@ -56,6 +56,15 @@ impl Locator {
         Some(self.at(span.start))
     }
 
+    /// `[[name]]` as written in this document: `[[curriculum.stages]]` when the
+    /// curriculum is the `[curriculum]` table of a run config, `[[stages]]` in a
+    /// curriculum file of its own.
+    pub fn array_table(&self, name: &str) -> String {
+        let mut path = self.root.clone();
+        path.push(name.to_string());
+        format!("[[{}]]", path.join("."))
+    }
+
     /// `file:line` for a byte offset.
     pub fn at(&self, offset: usize) -> String {
         let line = self.src[..offset.min(self.src.len())].matches('\n').count() + 1;

@@ -350,14 +350,25 @@ impl CurriculumConfig {
     /// tables are left to their owners), or a file that is the curriculum table itself.
     /// `origin` names the file in error locations.
     pub fn from_toml_str(src: &str, origin: Option<&Path>) -> Result<Self, ConfigError> {
-        #[derive(Deserialize)]
-        struct Doc {
-            curriculum: RawCurriculum,
-        }
         let nested = src
             .parse::<toml::Table>()
             .map(|t| t.contains_key("curriculum"))
             .unwrap_or(true);
+        Self::from_toml_in(src, origin, nested)
+    }
+
+    /// The `[curriculum]` table of a run config: the document is never read as a
+    /// curriculum of its own (a run config without the table is told so, not
+    /// reported against the curriculum's fields).
+    pub fn from_run_toml_str(src: &str, origin: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_toml_in(src, origin, true)
+    }
+
+    fn from_toml_in(src: &str, origin: Option<&Path>, nested: bool) -> Result<Self, ConfigError> {
+        #[derive(Deserialize)]
+        struct Doc {
+            curriculum: RawCurriculum,
+        }
         let root: &[&str] = if nested { &["curriculum"] } else { &[] };
         let locator = Locator::new(src, origin, root);
         let parsed = if nested {

@@ -77,7 +77,8 @@ pub fn validate(raw: &RawCurriculum, locator: &Locator) -> Result<CurriculumConf
         }
     }
     if raw.stages.is_empty() {
-        is.push("stages", "at least one [[stages]] is needed");
+        let table = is.locator.array_table("stages");
+        is.push("stages", format!("at least one {table} is needed"));
     }
     let mut stages: Vec<Stage> = Vec::new();
     for (i, rs) in raw.stages.iter().enumerate() {
@@ -106,7 +107,8 @@ pub fn validate(raw: &RawCurriculum, locator: &Locator) -> Result<CurriculumConf
 
 fn buckets(raw: &RawCurriculum, is: &mut Issues<'_>) -> Vec<Bucket> {
     if raw.buckets.is_empty() {
-        is.push("buckets", "at least one [[buckets]] is needed");
+        let table = is.locator.array_table("buckets");
+        is.push("buckets", format!("at least one {table} is needed"));
     }
     let mut out: Vec<Bucket> = Vec::new();
     let mut labels_seen: Vec<(String, usize)> = Vec::new();
