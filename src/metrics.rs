@@ -57,6 +57,10 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     /// Unix time of the last finished learner step, for "trainer stuck" alerts.
     pub last_step_timestamp: Gauge,
+    /// Checkpoint writes that failed (the previous checkpoint stayed in force).
+    pub checkpoint_failures: IntCounter,
+    /// Lines that could not be appended to a run log, by file.
+    pub log_write_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -183,6 +187,19 @@ impl Metrics {
                 "Unix time of the last finished learner step.",
             )
             .expect("valid metric"),
+            checkpoint_failures: IntCounter::new(
+                "gradus_checkpoint_failures_total",
+                "Checkpoint writes that failed; the previous checkpoint stayed in force.",
+            )
+            .expect("valid metric"),
+            log_write_failures: IntCounterVec::new(
+                Opts::new(
+                    "gradus_log_write_failures_total",
+                    "Lines that could not be appended to a run log, by file.",
+                ),
+                &["file"],
+            )
+            .expect("valid metric"),
             registry,
         };
         m.register_all();
@@ -190,6 +207,14 @@ impl Metrics {
         // (and alerts on them work) before the first event.
         for result in ["applied", "invalid", "unchanged"] {
             m.config_reloads.with_label_values(&[result]);
+        }
+        for file in [
+            "events.jsonl",
+            "metrics.jsonl",
+            "rollouts.jsonl",
+            "eval.jsonl",
+        ] {
+            m.log_write_failures.with_label_values(&[file]);
         }
         for actor in ["learner", "generator", "executor", "grader"] {
             m.actor_restarts.with_label_values(&[actor]);
@@ -199,7 +224,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
             Box::new(self.stage_index.clone()),
             Box::new(self.stage_transitions.clone()),
             Box::new(self.pass_rate.clone()),
@@ -217,6 +242,8 @@ impl Metrics {
             Box::new(self.config_reloads.clone()),
             Box::new(self.queue_depth.clone()),
             Box::new(self.last_step_timestamp.clone()),
+            Box::new(self.checkpoint_failures.clone()),
+            Box::new(self.log_write_failures.clone()),
         ];
         for c in collectors {
             self.registry.register(c).expect("metric names are unique");

@@ -101,9 +101,25 @@ impl RunObserver {
         }
     }
 
+    /// A failed append (a full disk, an I/O error): said on the display and
+    /// counted in `gradus_log_write_failures_total{file}`, never dropped silently.
     fn warn(&mut self, what: &str, e: anyhow::Error) {
+        self.metrics
+            .log_write_failures
+            .with_label_values(&[what])
+            .inc();
         self.progress
             .line(&format!("gradus: warning: cannot write {what}: {e:#}"));
+    }
+
+    /// The length of each run log now, for a checkpoint.
+    pub fn log_lengths(&mut self) -> std::collections::BTreeMap<String, u64> {
+        self.run_dir.lengths()
+    }
+
+    /// A line for the operator, through the progress display.
+    pub fn warn_line(&mut self, text: &str) {
+        self.progress.line(text);
     }
 }
 

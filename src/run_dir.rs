@@ -9,6 +9,7 @@
 //!   eval.jsonl         held-out pass rate of every bucket, at the start, every
 //!                      [eval].every steps, at stage boundaries and at the end
 //!   http.addr          the address the HTTP endpoint is bound to
+//!   lock               held (flock) by the one process writing the run: its pid and start time
 //!   checkpoints/       step-NNNNNNNN/ directories, written atomically
 //! ```
 //!
@@ -24,6 +25,108 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 
+/// The exclusive right to write a run directory: an `flock` on `RUN_DIR/lock`,
+/// taken before anything else is written and held for the life of the process.
+/// The kernel drops it when the process dies, however it dies, so a `kill -9`
+/// never leaves a stale lock; the file only says who holds it. Readers
+/// (`gradus report`, the dashboards) never take it and never block.
+pub struct RunLock {
+    _held: nix::fcntl::Flock<File>,
+}
+
+impl RunLock {
+    /// The lock file's name under the run directory.
+    pub const FILE: &'static str = "lock";
+
+    /// Takes the lock on `root` (creating the directory for a new run), or fails
+    /// at once, naming the holder's pid and start time, if another process has it.
+    pub fn acquire(root: &Path) -> anyhow::Result<Self> {
+        use nix::fcntl::{Flock, FlockArg};
+        fs::create_dir_all(root)
+            .with_context(|| format!("creating run directory {}", root.display()))?;
+        let path = root.join(Self::FILE);
+        // Opened without truncating: a refused process must not erase the
+        // holder's details. Rust opens files close-on-exec, so the programs the
+        // sandbox starts never inherit the lock.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut held = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(held) => held,
+            Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut text = String::new();
+                let _ = std::io::Read::read_to_string(&mut &file, &mut text);
+                anyhow::bail!(
+                    "{} is in use: another gradus process holds its lock ({}); one process \
+                     writes a run directory at a time. Stop that process first (SIGTERM \
+                     checkpoints and exits), then `gradus train --resume {}`",
+                    root.display(),
+                    describe_holder(&text),
+                    root.display()
+                );
+            }
+            Err((_, e)) => {
+                return Err(std::io::Error::from(e))
+                    .with_context(|| format!("locking {}", path.display()));
+            }
+        };
+        let now = unix_time();
+        let line = json!({"pid": std::process::id(), "started": now, "started_utc": utc(now)});
+        held.set_len(0)
+            .and_then(|()| {
+                use std::io::Seek;
+                held.seek(std::io::SeekFrom::Start(0))?;
+                writeln!(&mut *held, "{line}")?;
+                held.sync_data()
+            })
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(Self { _held: held })
+    }
+}
+
+/// "pid N, started 2026-12-02 18:55:01 UTC, 42 s ago", from the lock file's line.
+fn describe_holder(text: &str) -> String {
+    let Ok(v) = serde_json::from_str::<Value>(text.trim()) else {
+        return "its pid is not recorded yet".into();
+    };
+    let pid = v["pid"]
+        .as_u64()
+        .map_or("unknown".into(), |p| p.to_string());
+    match v["started"].as_f64() {
+        Some(t) => format!(
+            "pid {pid}, started {}, {:.0} s ago",
+            utc(t),
+            (unix_time() - t).max(0.0)
+        ),
+        None => format!("pid {pid}"),
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (the civil-from-days algorithm).
+fn utc(t: f64) -> String {
+    let secs = t.max(0.0) as u64;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 /// Handle on a run directory.
 pub struct RunDir {
     root: PathBuf,
@@ -33,11 +136,60 @@ pub struct RunDir {
     eval: BufWriter<File>,
 }
 
+/// The append-only logs, which a resume cuts back to the checkpoint's lengths.
+pub const LOGS: [&str; 4] = [
+    "events.jsonl",
+    "metrics.jsonl",
+    "rollouts.jsonl",
+    "eval.jsonl",
+];
+
 impl RunDir {
     /// Opens (creating if needed) the run directory at `root`.
     pub fn open(root: &Path) -> anyhow::Result<Self> {
+        Self::open_at(root, None).map(|(dir, _)| dir)
+    }
+
+    /// Opens the run directory of a resume: each log is first cut back to
+    /// the length it had when the checkpoint was taken (`lengths`), so the
+    /// steps between that checkpoint and the crash are not logged twice and a
+    /// torn last line is not glued to the next one. Returns the bytes cut per
+    /// log (only those that had any).
+    pub fn open_at(
+        root: &Path,
+        lengths: Option<&std::collections::BTreeMap<String, u64>>,
+    ) -> anyhow::Result<(Self, Map<String, Value>)> {
         fs::create_dir_all(root.join("checkpoints"))
             .with_context(|| format!("creating run directory {}", root.display()))?;
+        let mut cut = Map::new();
+        for name in LOGS {
+            let path = root.join(name);
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            // A log the checkpoint does not know (an older checkpoint) is only
+            // rid of a torn tail.
+            let keep = match lengths.and_then(|l| l.get(name)) {
+                Some(&n) => n.min(meta.len()),
+                None => complete_prefix(&path)?,
+            };
+            if keep < meta.len() {
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| {
+                        f.set_len(keep)?;
+                        f.sync_all()
+                    })
+                    .with_context(|| format!("cutting {} back to {keep} bytes", path.display()))?;
+                cut.insert(name.into(), json!(meta.len() - keep));
+            }
+        }
+        let dir = Self::append_all(root)?;
+        Ok((dir, cut))
+    }
+
+    fn append_all(root: &Path) -> anyhow::Result<Self> {
         let append = |name: &str| -> anyhow::Result<BufWriter<File>> {
             let path = root.join(name);
             let f = OpenOptions::new()
@@ -58,6 +210,23 @@ impl RunDir {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The length of each log now (every line flushed), for a checkpoint.
+    pub fn lengths(&mut self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for (name, w) in [
+            ("events.jsonl", &mut self.events),
+            ("metrics.jsonl", &mut self.metrics),
+            ("rollouts.jsonl", &mut self.rollouts),
+            ("eval.jsonl", &mut self.eval),
+        ] {
+            let _ = w.flush();
+            if let Ok(m) = w.get_ref().metadata() {
+                out.insert(name.to_string(), m.len());
+            }
+        }
+        out
     }
 
     pub fn checkpoints(&self) -> PathBuf {
@@ -119,6 +288,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Bytes of `path` up to and including its last newline (a torn last line
+/// left out).
+fn complete_prefix(path: &Path) -> anyhow::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let len = f.metadata()?.len();
+    let mut end = len;
+    let mut buf = vec![0u8; 64 << 10];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
 /// Reads a JSONL file written by [`RunDir`], skipping a torn last line.
 pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<Value>> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -151,6 +341,36 @@ mod tests {
         assert_eq!(events[0]["step"], 12);
         assert_eq!(events[0]["to"], "b");
         assert!(events[0]["time"].as_f64().unwrap() > 1.0e9);
+    }
+
+    #[test]
+    fn utc_dates_are_civil_dates() {
+        assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_796_232_901.5), "2026-12-02 17:35:01 UTC");
+    }
+
+    #[test]
+    fn a_second_lock_on_a_run_dir_is_refused_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run");
+        let held = RunLock::acquire(&root).unwrap();
+        // flock locks belong to the open file: a second open in this process
+        // conflicts exactly as another process's would.
+        let err = format!("{:#}", RunLock::acquire(&root).err().unwrap());
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        assert!(err.contains("UTC") && err.contains("in use"), "{err}");
+        // The refusal did not touch the holder's record.
+        let text = fs::read_to_string(root.join(RunLock::FILE)).unwrap();
+        assert!(
+            text.contains(&format!("\"pid\":{}", std::process::id())),
+            "{text}"
+        );
+        drop(held);
+        RunLock::acquire(&root).unwrap();
     }
 
     #[test]

@@ -8,13 +8,20 @@
 //!   step-00000050/
 //!     runtime.bin          curriculum state, ledger, generator RNG, counters (bincode)
 //!     learner/             model, optimizer, step, RNG, version + manifest (gradus-policy)
+//!     checksums.json       size and CRC-32 of every file above (written last)
 //! ```
 //!
 //! A checkpoint is assembled in `.tmp-step-N/` ([`begin`]), the learner
-//! writes its part there, then [`commit`] fsyncs, renames it into place and
-//! only then names it in `latest`. A `kill -9` or a crash of the actor
-//! mid-write leaves a `.tmp-*` directory that the next write removes; `latest`
-//! still names the old one. A save is idempotent, so the caller redoes a save
+//! writes its part there, then [`commit`] records every file's checksum,
+//! fsyncs the files and every directory, moves it into place and only then
+//! names it in `latest`. A `kill -9` or a crash of the actor mid-write leaves
+//! a `.tmp-*` directory that the next write removes; `latest` still names the
+//! old one. Re-saving a step that exists swaps the two directories in one
+//! `renameat2(RENAME_EXCHANGE)`, so what `latest` names is never missing.
+//!
+//! [`latest_intact`] is what a resume reads: the checkpoint `latest` names if
+//! its checksums hold, else the newest one that does, with every checkpoint
+//! it skipped and why (a flipped byte, a truncated file, a missing manifest). A save is idempotent, so the caller redoes a save
 //! whose actor crashed exactly once, like any other call ([`crate::call`]).
 //!
 //! The actor does the file work on blocking threads and asks the learner
@@ -53,6 +60,12 @@ pub struct RuntimeState {
     pub generator_rng: ChaCha8Rng,
     /// Responses generated and graded so far (the sample budget's count).
     pub samples: u64,
+    /// The windows behind the displayed pass rates (metrics.jsonl's
+    /// `pass_rates` and their gauges), by `domain/bucket`.
+    pub display: std::collections::BTreeMap<String, crate::curriculum::stats::Window>,
+    /// Bytes of each run log (`metrics.jsonl`, ...) when the checkpoint was
+    /// taken: a resume cuts each log back to them, so no line is repeated.
+    pub logs: std::collections::BTreeMap<String, u64>,
 }
 
 /// Why a checkpoint could not be read or written.
@@ -71,6 +84,8 @@ pub enum CheckpointError {
     Encode(String),
     #[error("{} names {}, which is missing", latest.display(), dir.display())]
     Missing { latest: PathBuf, dir: PathBuf },
+    #[error("no intact checkpoint to resume from; each was skipped:{0}")]
+    NoneIntact(String),
     #[error("the learner could not write its part: {0}")]
     Learner(String),
     #[error(transparent)]
@@ -84,6 +99,175 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Checkpo
 
 const RUNTIME: &str = "runtime.bin";
 const LATEST: &str = "latest";
+/// The checkpoint's own manifest: every file's size and CRC-32.
+pub const CHECKSUMS: &str = "checksums.json";
+
+/// One file of a checkpoint as [`CHECKSUMS`] records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct FileSum {
+    bytes: u64,
+    crc32: u32,
+}
+
+/// The content of [`CHECKSUMS`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Checksums {
+    step: u64,
+    /// Path relative to the checkpoint directory → size and checksum.
+    files: std::collections::BTreeMap<String, FileSum>,
+}
+
+/// A checkpoint that [`latest_intact`] passed over, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    pub dir: PathBuf,
+    pub why: String,
+}
+
+fn sum_file(path: &Path) -> std::io::Result<FileSum> {
+    use std::io::Read;
+    let mut f = File::open(path)?;
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok(FileSum {
+        bytes,
+        crc32: h.finalize(),
+    })
+}
+
+/// Every regular file under `dir`, relative to it, sorted; and every
+/// directory (`dir` itself first), for fsync.
+fn walk(dir: &Path) -> std::io::Result<(Vec<String>, Vec<PathBuf>)> {
+    let (mut files, mut dirs) = (Vec::new(), vec![dir.to_path_buf()]);
+    let mut i = 0;
+    while i < dirs.len() {
+        let d = dirs[i].clone();
+        for e in fs::read_dir(&d)? {
+            let e = e?;
+            let t = e.file_type()?;
+            if t.is_dir() {
+                dirs.push(e.path());
+            } else if t.is_file() {
+                let rel = e.path().strip_prefix(dir).expect("under dir").to_path_buf();
+                files.push(rel.to_string_lossy().into_owned());
+            }
+        }
+        i += 1;
+    }
+    files.sort();
+    Ok((files, dirs))
+}
+
+/// Checks checkpoint `dir` against its [`CHECKSUMS`]: every listed file present
+/// with its size and CRC-32, nothing else present, the runtime state and the
+/// learner's manifest among them. The reason it fails, if it does.
+pub fn verify(dir: &Path) -> Result<(), String> {
+    let path = dir.join(CHECKSUMS);
+    let text = match fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{CHECKSUMS} is missing"));
+        }
+        Err(e) => return Err(format!("reading {CHECKSUMS}: {e}")),
+    };
+    let sums: Checksums =
+        serde_json::from_slice(&text).map_err(|e| format!("{CHECKSUMS} is unreadable: {e}"))?;
+    for needed in [RUNTIME.to_string(), format!("{LEARNER_DIR}/manifest.json")] {
+        if !sums.files.contains_key(&needed) {
+            return Err(format!("{CHECKSUMS} does not list {needed}"));
+        }
+    }
+    let (present, _) = walk(dir).map_err(|e| format!("listing: {e}"))?;
+    for rel in &present {
+        if rel != CHECKSUMS && !sums.files.contains_key(rel) {
+            return Err(format!("{rel} is not in {CHECKSUMS}"));
+        }
+    }
+    for (rel, want) in &sums.files {
+        let got = sum_file(&dir.join(rel)).map_err(|e| format!("{rel}: {e}"))?;
+        if got.bytes != want.bytes {
+            return Err(format!(
+                "{rel} has {} bytes, {CHECKSUMS} says {} (truncated or torn)",
+                got.bytes, want.bytes
+            ));
+        }
+        if got.crc32 != want.crc32 {
+            return Err(format!(
+                "{rel}: CRC-32 {:08x}, {CHECKSUMS} says {:08x} (corrupted)",
+                got.crc32, want.crc32
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The checkpoint a resume should use: the one `latest` names if it is intact,
+/// else the newest intact `step-*` directory; with every checkpoint passed over
+/// and why, newest first. `Ok((None, []))` when there is no checkpoint at all;
+/// an error naming each one and its fault when none is intact.
+pub fn latest_intact(root: &Path) -> Result<(Option<PathBuf>, Vec<Skipped>), CheckpointError> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    let mut skipped = Vec::new();
+    match fs::read_to_string(root.join(LATEST)) {
+        Ok(name) => {
+            let dir = root.join(name.trim());
+            if dir.is_dir() {
+                candidates.push(dir);
+            } else {
+                skipped.push(Skipped {
+                    why: format!("{LATEST} names it, but it is missing"),
+                    dir,
+                });
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("reading", &root.join(LATEST))(e)),
+    }
+    let mut steps = Vec::new();
+    match fs::read_dir(root) {
+        Ok(rd) => {
+            for e in rd {
+                let path = e.map_err(io("listing", root))?.path();
+                let is_step = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("step-"));
+                if is_step && path.is_dir() && !candidates.contains(&path) {
+                    steps.push(path);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("listing", root)(e)),
+    }
+    steps.sort();
+    candidates.extend(steps.into_iter().rev());
+    for dir in candidates {
+        match verify(&dir) {
+            Ok(()) => return Ok((Some(dir), skipped)),
+            Err(why) => skipped.push(Skipped { dir, why }),
+        }
+    }
+    if skipped.is_empty() {
+        Ok((None, skipped))
+    } else {
+        Err(CheckpointError::NoneIntact(
+            skipped
+                .iter()
+                .map(|s| format!("\n  {}: {}", s.dir.display(), s.why))
+                .collect(),
+        ))
+    }
+}
 /// Where the learner writes its part inside a checkpoint.
 pub const LEARNER_DIR: &str = "learner";
 
@@ -157,19 +341,54 @@ pub fn begin(root: &Path, step: u64, state: &RuntimeState) -> Result<PathBuf, Ch
 /// names it in `latest`, and keeps the newest `keep` checkpoints.
 pub fn commit(root: &Path, step: u64, keep: usize) -> Result<PathBuf, CheckpointError> {
     let name = name(step);
-    let tmp = root.join(format!(".tmp-{name}"));
+    let tmp_name = format!(".tmp-{name}");
+    let tmp = root.join(&tmp_name);
     let dest = root.join(&name);
-    if dest.exists() {
-        fs::remove_dir_all(&dest).map_err(io("removing", &dest))?;
+    // Checksums of everything written, then every file and directory synced
+    // (the learner's subdirectory and the checkpoint's own included), so that
+    // what is renamed into place is on disk whole.
+    let (files, dirs) = walk(&tmp).map_err(io("listing", &tmp))?;
+    let mut sums = Checksums {
+        step,
+        files: Default::default(),
+    };
+    for rel in files.iter().filter(|r| *r != CHECKSUMS) {
+        let path = tmp.join(rel);
+        let sum = sum_file(&path).map_err(io("reading", &path))?;
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(io("syncing", &path))?;
+        sums.files.insert(rel.clone(), sum);
     }
-    fs::rename(&tmp, &dest).map_err(io("renaming into place", &tmp))?;
-    File::open(root)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing", root))?;
+    let manifest = tmp.join(CHECKSUMS);
+    let json = serde_json::to_vec_pretty(&sums).expect("checksums serialise");
+    write_atomic(&manifest, &json).map_err(io("writing", &manifest))?;
+    for d in dirs.iter().rev() {
+        File::open(d)
+            .and_then(|f| f.sync_all())
+            .map_err(io("syncing", d))?;
+    }
+    let root_dir = File::open(root).map_err(io("opening", root))?;
+    if dest.exists() {
+        // A step saved again (the final save after a periodic one, a redone
+        // save): swap the two in one step, so `latest` never names a missing
+        // directory; the old one is then at the temp name, and removed.
+        exchange(&root_dir, &tmp_name, &name).map_err(io("swapping into place", &tmp))?;
+        fs::remove_dir_all(&tmp).map_err(io("removing", &tmp))?;
+    } else {
+        fs::rename(&tmp, &dest).map_err(io("renaming into place", &tmp))?;
+    }
+    root_dir.sync_all().map_err(io("syncing", root))?;
     let latest = root.join(LATEST);
     write_atomic(&latest, name.as_bytes()).map_err(io("writing", &latest))?;
     prune(root, keep)?;
     Ok(dest)
+}
+
+/// Atomically exchanges `a` and `b` under `dir` (both must exist).
+fn exchange(dir: &File, a: &str, b: &str) -> std::io::Result<()> {
+    use nix::fcntl::{RenameFlags, renameat2};
+    renameat2(dir, a, dir, b, RenameFlags::RENAME_EXCHANGE).map_err(std::io::Error::from)
 }
 
 /// Deletes all but the newest `keep` checkpoints, and stale temp dirs.
@@ -227,6 +446,9 @@ pub struct Checkpointer {
     /// Crashes the actor once, in its N-th save, after writing the runtime
     /// state and before the learner's part.
     fault: Arc<Fault>,
+    /// Fails saves with ENOSPC when it fires (a full disk), after the whole
+    /// checkpoint was written to its temp dir and before it is committed.
+    disk_full: Arc<Fault>,
 }
 
 /// Spawns the checkpointer linked to `supervisor`.
@@ -234,12 +456,14 @@ pub async fn spawn(
     settings: Settings,
     queues: Option<QueueHook>,
     fault: Arc<Fault>,
+    disk_full: Arc<Fault>,
     supervisor: ActorCell,
 ) -> Result<ActorCell, SpawnErr> {
     let actor = Checkpointer {
         settings,
         queues,
         fault,
+        disk_full,
     };
     let (r, _) = Actor::spawn_linked(Some(NAME.into()), actor, (), supervisor).await?;
     Ok(r.get_cell())
@@ -277,6 +501,15 @@ impl Checkpointer {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Ok(Err(CheckpointError::Learner(e))),
             Err(e) => return Ok(Err(e.into())),
+        }
+        if self.disk_full.count() {
+            // As a full disk fails the manifest's write: the temp dir stays
+            // behind, never taken as a checkpoint, and is removed next time.
+            return Ok(Err(CheckpointError::Io {
+                what: "writing",
+                path: tmp.join(CHECKSUMS),
+                source: std::io::Error::from_raw_os_error(28), // ENOSPC (injected)
+            }));
         }
         let (root, keep) = (self.settings.root.clone(), self.settings.keep);
         Ok(tokio::task::spawn_blocking(move || commit(&root, step, keep)).await?)
@@ -326,7 +559,22 @@ mod tests {
             curriculum: vec![1, 2, 3],
             ledger: Ledger::new(),
             generator_rng: ChaCha8Rng::seed_from_u64(step),
+            display: Default::default(),
+            logs: Default::default(),
         }
+    }
+
+    /// A whole checkpoint of `step`: runtime state and a stand-in learner part.
+    fn save(root: &Path, step: u64, keep: usize) -> PathBuf {
+        let tmp = begin(root, step, &state(step)).unwrap();
+        fs::create_dir(tmp.join(LEARNER_DIR)).unwrap();
+        fs::write(tmp.join(LEARNER_DIR).join("manifest.json"), b"{}").unwrap();
+        fs::write(
+            tmp.join(LEARNER_DIR).join("state-1.bin"),
+            vec![step as u8; 4096],
+        )
+        .unwrap();
+        commit(root, step, keep).unwrap()
     }
 
     #[test]
@@ -385,5 +633,131 @@ mod tests {
         fs::write(dir.join(RUNTIME), b"\xff\xff").unwrap();
         let err = RuntimeState::read(&dir).unwrap_err().to_string();
         assert!(err.contains("runtime.bin"), "{err}");
+    }
+
+    fn skipped_after(root: &Path, why: &str) -> PathBuf {
+        let (dir, skipped) = latest_intact(root).unwrap();
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(skipped[0].dir.ends_with("step-00000003"), "{skipped:?}");
+        assert!(skipped[0].why.contains(why), "{skipped:?}");
+        dir.unwrap()
+    }
+
+    #[test]
+    fn every_checkpoint_carries_checksums_that_a_resume_verifies() {
+        let root = tempfile::tempdir().unwrap();
+        assert_eq!(latest_intact(root.path()).unwrap(), (None, vec![]));
+        for step in 1..=3 {
+            save(root.path(), step, 3);
+        }
+        let newest = root.path().join("step-00000003");
+        assert_eq!(verify(&newest), Ok(()));
+        let text = fs::read_to_string(newest.join(CHECKSUMS)).unwrap();
+        for f in [
+            "runtime.bin",
+            "learner/manifest.json",
+            "learner/state-1.bin",
+        ] {
+            assert!(text.contains(f), "{text}");
+        }
+        assert_eq!(latest_intact(root.path()).unwrap(), (Some(newest), vec![]));
+    }
+
+    #[test]
+    fn a_flipped_byte_falls_back_to_the_previous_checkpoint() {
+        let root = tempfile::tempdir().unwrap();
+        for step in 1..=3 {
+            save(root.path(), step, 3);
+        }
+        let state = root.path().join("step-00000003/learner/state-1.bin");
+        let mut bytes = fs::read(&state).unwrap();
+        bytes[100] ^= 0x01;
+        fs::write(&state, bytes).unwrap();
+        let dir = skipped_after(root.path(), "corrupted");
+        assert!(dir.ends_with("step-00000002"));
+    }
+
+    #[test]
+    fn a_truncated_file_falls_back_to_the_previous_checkpoint() {
+        let root = tempfile::tempdir().unwrap();
+        for step in 1..=3 {
+            save(root.path(), step, 3);
+        }
+        let runtime = root.path().join("step-00000003").join(RUNTIME);
+        let len = fs::metadata(&runtime).unwrap().len();
+        File::options()
+            .write(true)
+            .open(&runtime)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+        assert!(skipped_after(root.path(), "truncated").ends_with("step-00000002"));
+    }
+
+    #[test]
+    fn a_deleted_manifest_falls_back_to_the_previous_checkpoint() {
+        let root = tempfile::tempdir().unwrap();
+        for step in 1..=3 {
+            save(root.path(), step, 3);
+        }
+        fs::remove_file(root.path().join("step-00000003").join(CHECKSUMS)).unwrap();
+        assert!(skipped_after(root.path(), "missing").ends_with("step-00000002"));
+    }
+
+    #[test]
+    fn latest_naming_a_missing_directory_falls_back_too() {
+        let root = tempfile::tempdir().unwrap();
+        for step in 1..=2 {
+            save(root.path(), step, 3);
+        }
+        fs::write(root.path().join(LATEST), "step-00000003").unwrap();
+        let (dir, skipped) = latest_intact(root.path()).unwrap();
+        assert!(dir.unwrap().ends_with("step-00000002"));
+        assert!(skipped[0].why.contains("missing"), "{skipped:?}");
+    }
+
+    #[test]
+    fn no_intact_checkpoint_is_a_clear_error_naming_each_fault() {
+        let root = tempfile::tempdir().unwrap();
+        for step in 1..=2 {
+            save(root.path(), step, 3);
+        }
+        fs::remove_file(root.path().join("step-00000002").join(CHECKSUMS)).unwrap();
+        fs::write(root.path().join("step-00000001/learner/extra.bin"), b"x").unwrap();
+        let err = latest_intact(root.path()).unwrap_err().to_string();
+        assert!(err.contains("no intact checkpoint"), "{err}");
+        assert!(
+            err.contains("step-00000002") && err.contains("missing"),
+            "{err}"
+        );
+        assert!(
+            err.contains("step-00000001") && err.contains("extra.bin"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn saving_a_step_again_swaps_it_in_and_latest_never_names_a_missing_dir() {
+        let root = tempfile::tempdir().unwrap();
+        save(root.path(), 4, 2);
+        // The same step again (the final save after a periodic one).
+        let tmp = begin(root.path(), 4, &state(4)).unwrap();
+        fs::create_dir(tmp.join(LEARNER_DIR)).unwrap();
+        fs::write(
+            tmp.join(LEARNER_DIR).join("manifest.json"),
+            b"{\"again\":1}",
+        )
+        .unwrap();
+        // Until the commit, the old one is in force and whole.
+        assert_eq!(verify(&root.path().join("step-00000004")), Ok(()));
+        commit(root.path(), 4, 2).unwrap();
+        let dir = latest(root.path()).unwrap().unwrap();
+        assert_eq!(verify(&dir), Ok(()));
+        assert_eq!(
+            fs::read_to_string(dir.join("learner/manifest.json")).unwrap(),
+            "{\"again\":1}"
+        );
+        assert!(!dir.join("learner/state-1.bin").exists());
+        assert!(!root.path().join(".tmp-step-00000004").exists());
     }
 }

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub struct Fault {
     at: Option<u64>,
+    /// Fires at every event from the `at`-th on, not once.
+    sticky: bool,
     count: AtomicU64,
     fired: AtomicBool,
 }
@@ -24,9 +26,23 @@ impl Fault {
         }
     }
 
-    /// Counts one event (from 1); true exactly once, at the `at`-th.
+    /// Fires at the `at`-th event counted by [`Fault::count`] and at every one after it
+    /// (a disk that stays full).
+    pub fn from(at: Option<u64>) -> Self {
+        Self {
+            at,
+            sticky: true,
+            ..Default::default()
+        }
+    }
+
+    /// Counts one event (from 1); true exactly once, at the `at`-th (or, for
+    /// [`Fault::from`], at it and every later one).
     pub fn count(&self) -> bool {
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.sticky {
+            return self.at.is_some_and(|at| n >= at);
+        }
         self.matches(n)
     }
 
@@ -51,5 +67,9 @@ mod tests {
         assert!(g.matches(7));
         assert!(!g.matches(7));
         assert!(!Fault::default().count());
+        let h = Fault::from(Some(2));
+        let fired: Vec<bool> = (0..4).map(|_| h.count()).collect();
+        assert_eq!(fired, [false, true, true, true]);
+        assert!(!Fault::from(None).count());
     }
 }

@@ -886,6 +886,17 @@ impl<T: Tokenizer> Trainer<T> {
             .collect()
     }
 
+    /// The windows behind the displayed pass rates, for a checkpoint.
+    pub fn display_windows(&self) -> &BTreeMap<String, Window> {
+        &self.display
+    }
+
+    /// Puts back the windows of a checkpoint, so a resumed run displays (and
+    /// logs) the pass rates an uninterrupted one does.
+    pub fn restore_display(&mut self, display: BTreeMap<String, Window>) {
+        self.display = display;
+    }
+
     fn note_display(&mut self, draw: &Draw, graded: &[Graded]) {
         let key = format!("{}/{}", draw.domain.as_str(), draw.bucket);
         let cap = self.settings.display_window;

@@ -236,8 +236,15 @@ fn load_policy(
         )?);
     };
     let dir = if path.join("checkpoints").is_dir() {
-        checkpointer::latest(&path.join("checkpoints"))?
-            .with_context(|| format!("{} has no checkpoint yet", path.display()))?
+        let (dir, skipped) = checkpointer::latest_intact(&path.join("checkpoints"))?;
+        for s in &skipped {
+            eprintln!(
+                "gradus curate: warning: skipping checkpoint {}: {}",
+                s.dir.display(),
+                s.why
+            );
+        }
+        dir.with_context(|| format!("{} has no checkpoint yet", path.display()))?
     } else if path.join("learner").is_dir() {
         path.to_path_buf()
     } else {

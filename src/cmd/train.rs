@@ -23,7 +23,7 @@ use gradus::config::RunConfig;
 use gradus::http::{Server, StatusBoard};
 use gradus::metrics::Metrics;
 use gradus::observer::RunObserver;
-use gradus::run_dir::RunDir;
+use gradus::run_dir::{RunDir, RunLock};
 use gradus_actors::call::call_with_retry;
 use gradus_actors::checkpointer::{self, RuntimeState};
 use gradus_actors::curriculum::actor::{self as curriculum_actor, Shared};
@@ -61,6 +61,11 @@ pub struct Args {
     /// Sample budget: stop after this many responses (overrides [run].max_samples; kept on resume).
     #[arg(long, conflicts_with = "resume")]
     max_samples: Option<u64>,
+    /// Fault injection, for tests only: a comma-separated list of NAME=N (the
+    /// README's fault table). Without this flag no fault is ever injected, and
+    /// the GRADUS_FAULTS variable of earlier versions is ignored.
+    #[arg(long, value_name = "SPEC", hide = true)]
+    faults: Option<String>,
 }
 
 /// Command-line overrides of the config, saved in the run directory so that
@@ -124,6 +129,9 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         config.run.http = addr;
     }
     let resuming = args.resume.is_some();
+    // One writer per run directory, before anything is written: a second
+    // `train` or `train --resume` on a live run is refused here.
+    let _lock = RunLock::acquire(&run_path)?;
     let overrides = if resuming {
         match std::fs::read(run_path.join(Overrides::FILE)) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -146,7 +154,23 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let problems = load_problems(&config)?;
-    let run_dir = RunDir::open(&run_path)?;
+    // The newest checkpoint whose checksums hold: a corrupted or torn one is
+    // skipped (said here and logged as `checkpoint_skipped` once the run's
+    // log is open) and the one before it used.
+    let (latest, skipped_checkpoints) = checkpointer::latest_intact(&run_path.join("checkpoints"))?;
+    for s in &skipped_checkpoints {
+        eprintln!(
+            "gradus: warning: skipping checkpoint {}: {}",
+            s.dir.display(),
+            s.why
+        );
+    }
+    let resumed_state = match &latest {
+        Some(dir) => Some(RuntimeState::read(dir)?),
+        None => None,
+    };
+    // A resume cuts every log back to where the checkpoint left it.
+    let (run_dir, logs_cut) = RunDir::open_at(&run_path, resumed_state.as_ref().map(|s| &s.logs))?;
     // The resolved config: what the run actually uses (a reload rewrites it).
     let watched_config = if resuming {
         run_path.join("config.toml")
@@ -163,15 +187,16 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
 
     let tokenizer = CharTokenizer::new(&config.tokenizer).context("[tokenizer]")?;
     let device = gradus_policy::device::device(&config.compute).context("[compute]")?;
-    let latest = checkpointer::latest(&run_dir.checkpoints())?;
     if resuming && latest.is_none() {
         bail!("{} has no checkpoint to resume from", run_path.display());
     }
 
     // Curriculum, ledger, learner and generator state: fresh or from the checkpoint.
+    let mut display = Default::default();
     let (curriculum, ledger, next_batch, learner, gen_rng, start_step, samples) = match &latest {
         Some(dir) => {
-            let state = RuntimeState::read(dir)?;
+            let state = resumed_state.expect("read with latest");
+            display = state.display;
             let curriculum =
                 Curriculum::restore(config.curriculum.clone(), problems, &state.curriculum)
                     .context("restoring the curriculum from the checkpoint")?;
@@ -227,7 +252,15 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
             "[sandbox] (run `gradus sandbox doctor` to see which protections this machine lacks)",
         )?,
     );
-    let faults = Faults::from_env();
+    if args.faults.is_none() && std::env::var_os("GRADUS_FAULTS").is_some() {
+        eprintln!(
+            "gradus: warning: GRADUS_FAULTS is ignored: fault injection is for tests and needs --faults SPEC"
+        );
+    }
+    let faults = Faults::parse(args.faults.as_deref().unwrap_or(""));
+    if args.faults.is_some() {
+        eprintln!("gradus: fault injection is on (--faults); this run is a test");
+    }
     let shared = Shared::new(curriculum);
     // Queue depths: items handed to each actor and not yet answered.
     let (queue_metrics, queue_status) = (metrics.clone(), status.clone());
@@ -273,6 +306,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut trainer = Trainer::new(shared, ledger, next_batch, tokenizer, settings);
     trainer.samples = samples;
+    trainer.restore_display(display);
     trainer.set_policy_version(snapshot.version);
     trainer.set_queue_hook(queues.clone());
     let eval = eval_settings(&config);
@@ -283,11 +317,19 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         trainer.curriculum().config().stages.len(),
     );
     observer.watch_actors(actor_names);
+    for s in &skipped_checkpoints {
+        observer.event(
+            "checkpoint_skipped",
+            start_step,
+            serde_json::json!({"checkpoint": s.dir.display().to_string(), "why": s.why}),
+        );
+    }
     observer.event(
         if resuming { "resumed" } else { "started" },
         start_step,
         serde_json::json!({"config": config_path.display().to_string(), "http": addr.to_string(),
-                           "checkpoint": latest.as_ref().map(|p| p.display().to_string())}),
+                           "checkpoint": latest.as_ref().map(|p| p.display().to_string()),
+                           "logs_cut_bytes": logs_cut}),
     );
 
     let signals = Arc::new(Signals::default());
@@ -295,6 +337,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
     let mut watcher = ConfigWatcher::new(&watched_config);
     let started = Instant::now();
     let mut last_checkpoint = start_step;
+    let mut checkpoint_failures = 0u32;
     let mut stage_before = trainer.curriculum().state().stage;
     let mut last_eval = None;
     if start_step == 0 {
@@ -367,17 +410,57 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
                 let due_eval = eval.per_bucket > 0
                     && ((eval.every > 0 && step.is_multiple_of(eval.every)) || advanced);
                 let due_save = step - last_checkpoint >= config.run.checkpoint_every;
-                if due_eval || due_save {
+                // Every way out of the loop goes through the one shutdown
+                // below (error event, final checkpoint, supervisor stop):
+                // a failure here breaks, it never returns.
+                if (due_eval || due_save)
+                    && let Err(e) = trainer.drain().await
+                {
                     // Async mode: finish the update in flight first.
-                    trainer.drain().await?;
+                    break Err(anyhow::Error::new(e).context("finishing the update in flight"));
                 }
                 if due_eval {
-                    evaluate(&mut trainer, &eval, &mut observer).await?;
+                    if let Err(e) = evaluate(&mut trainer, &eval, &mut observer).await {
+                        break Err(e.context(format!("the evaluation at step {step}")));
+                    }
                     last_eval = Some(step);
                 }
                 if due_save {
-                    save(&trainer, &generator_engine, &config, step).await?;
+                    // The next try is at the next interval either way.
                     last_checkpoint = step;
+                    match save(
+                        &trainer,
+                        &generator_engine,
+                        &config,
+                        step,
+                        observer.log_lengths(),
+                    )
+                    .await
+                    {
+                        Ok(()) => checkpoint_failures = 0,
+                        Err(e) => {
+                            checkpoint_failures += 1;
+                            metrics.checkpoint_failures.inc();
+                            let max = config.run.max_checkpoint_failures;
+                            observer.warn_line(&format!(
+                                "gradus: warning: {e:#} ({checkpoint_failures} in a row of at most {max}); \
+                                 the previous checkpoint stays in force, retrying at step {}",
+                                step + config.run.checkpoint_every
+                            ));
+                            observer.event(
+                                "checkpoint_failed",
+                                step,
+                                serde_json::json!({"error": format!("{e:#}"), "consecutive": checkpoint_failures}),
+                            );
+                            if checkpoint_failures >= max {
+                                break Err(e.context(format!(
+                                    "{checkpoint_failures} checkpoint writes in a row failed \
+                                     ([run].max_checkpoint_failures = {max}); stopping the run, \
+                                     whose last good checkpoint stays in force"
+                                )));
+                            }
+                        }
+                    }
                 }
                 if config.run.max_steps > 0 && step >= config.run.max_steps {
                     break Ok("max_steps");
@@ -403,7 +486,14 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("gradus: warning: the final evaluation failed: {e:#}");
     }
     // The final checkpoint, with restarts still on; then stop restarting.
-    let saved = save(&trainer, &generator_engine, &config, step).await;
+    let saved = save(
+        &trainer,
+        &generator_engine,
+        &config,
+        step,
+        observer.log_lengths(),
+    )
+    .await;
     sup.cast(supervisor::Msg::Quiesce).ok();
     match &outcome {
         Ok(why) => observer.event(
@@ -508,9 +598,10 @@ fn load_problems(config: &RunConfig) -> anyhow::Result<Vec<gradus_actors::data::
     Ok(loaded.problems)
 }
 
-/// Fault injection for the end-to-end tests, from `GRADUS_FAULTS`: a comma
+/// Fault injection for the end-to-end tests, from `--faults`: a comma
 /// separated list of `name=N`, each crashing one actor once at its N-th
-/// event (the README's fault table). Unset in real runs.
+/// event, or failing checkpoint writes from the N-th on (the README's fault
+/// table). Never on in real runs: only the (hidden) flag turns it on.
 struct Faults {
     curriculum: Arc<Fault>,
     grader: Arc<Fault>,
@@ -518,21 +609,22 @@ struct Faults {
     rewards: Arc<Fault>,
     checkpointer: Arc<Fault>,
     executor: Arc<Fault>,
+    disk_full: Arc<Fault>,
 }
 
 impl Faults {
     /// The names, in the order of the fields.
-    const NAMES: [&str; 6] = [
+    const NAMES: [&str; 7] = [
         "curriculum_crash_on_call",
         "grader_panic_on_call",
         "learner_crash_after_batch",
         "rewards_crash_on_call",
         "checkpointer_crash_on_save",
         "sandbox_kill_on_call",
+        "disk_full_from_save",
     ];
 
-    fn from_env() -> Self {
-        let spec = std::env::var("GRADUS_FAULTS").unwrap_or_default();
+    fn parse(spec: &str) -> Self {
         let mut at = [None; Self::NAMES.len()];
         for item in spec.split(',').filter(|s| !s.is_empty()) {
             let parsed = item.split_once('=').and_then(|(name, n)| {
@@ -542,7 +634,7 @@ impl Faults {
             match parsed {
                 Some((i, n)) => at[i] = Some(n),
                 None => eprintln!(
-                    "gradus: warning: GRADUS_FAULTS: '{item}' ignored (expected NAME=N, NAME one of {})",
+                    "gradus: warning: --faults: '{item}' ignored (expected NAME=N, NAME one of {})",
                     Self::NAMES.join(", ")
                 ),
             }
@@ -555,6 +647,7 @@ impl Faults {
             rewards: fault(3),
             checkpointer: fault(4),
             executor: fault(5),
+            disk_full: Arc::new(Fault::from(at[6])),
         }
     }
 }
@@ -580,6 +673,7 @@ fn children(config: &RunConfig, around: &Around, faults: &Faults) -> Vec<(String
         call_timeout: Duration::from_secs_f64(config.run.call_timeout_s),
     };
     let (cf, cq) = (faults.checkpointer.clone(), queues.clone());
+    let df = faults.disk_full.clone();
     let rewards_settings = rewards::Settings {
         partial_credit: config.run.partial_credit,
         normalize_std: GrpoConfig::default().normalize_std,
@@ -621,7 +715,7 @@ fn children(config: &RunConfig, around: &Around, faults: &Faults) -> Vec<(String
             checkpointer::NAME.into(),
             supervisor::spawner(move |sup| {
                 let settings = checkpoint_settings.clone();
-                checkpointer::spawn(settings, Some(cq.clone()), cf.clone(), sup)
+                checkpointer::spawn(settings, Some(cq.clone()), cf.clone(), df.clone(), sup)
             }),
         ),
     ]
@@ -747,8 +841,11 @@ async fn save<T: Tokenizer>(
     generator_engine: &generator::Engine,
     config: &RunConfig,
     step: u64,
+    logs: std::collections::BTreeMap<String, u64>,
 ) -> anyhow::Result<()> {
     let state = Box::new(RuntimeState {
+        display: trainer.display_windows().clone(),
+        logs,
         step,
         next_batch: trainer.next_batch,
         curriculum: trainer.curriculum().save(),
