@@ -162,6 +162,19 @@ impl Ledger {
         self.open.get(&id).or_else(|| self.closed.get(&id))
     }
 
+    /// Every group still held (open and closed, not compacted), by id.
+    pub fn entries(&self) -> impl Iterator<Item = (GroupId, &Entry)> {
+        self.open
+            .iter()
+            .chain(self.closed.iter())
+            .map(|(id, e)| (*id, e))
+    }
+
+    /// The next id [`Ledger::dispatch`] hands out (every id below it was handed out once).
+    pub fn next_id(&self) -> GroupId {
+        self.next_id
+    }
+
     /// Counts per phase, compacted groups included.
     pub fn totals(&self) -> Totals {
         let mut t = self.compacted.clone();

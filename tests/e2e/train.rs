@@ -132,8 +132,56 @@ fn untimed(path: &Path) -> Vec<Value> {
     rows
 }
 
-/// Every group learned at most once, and none left half-done after a clean stop.
+/// Every group learned at most once, and none left half-done after a clean stop:
+/// read from the ledger of the final checkpoint. Every id handed out is there,
+/// terminal; each learned group names the one learner step that learned it, and
+/// the groups the ledger puts at each step are exactly those metrics.jsonl says
+/// that step learned (a group applied twice would be counted twice there).
 fn assert_ledger_clean(run: &Run) {
+    let checkpoints = run.dir.join("checkpoints");
+    let latest = std::fs::read_to_string(checkpoints.join("latest")).unwrap();
+    let dir = checkpoints.join(latest.trim());
+    gradus_actors::checkpointer::verify(&dir).unwrap();
+    let state = gradus_actors::checkpointer::RuntimeState::read(&dir).unwrap();
+    let ledger = &state.ledger;
+    let ids: Vec<u64> = ledger.entries().map(|(id, _)| id).collect();
+    assert_eq!(
+        ids,
+        (0..ledger.next_id()).collect::<Vec<_>>(),
+        "every id handed out is in the ledger, once"
+    );
+    let mut learned_per_step = std::collections::BTreeMap::<u64, u64>::new();
+    for (id, e) in ledger.entries() {
+        use gradus_actors::ledger::Phase;
+        match e.phase {
+            Phase::Learned => {
+                let at = e
+                    .learned_at
+                    .unwrap_or_else(|| panic!("group {id} learned at no step"));
+                *learned_per_step.entry(at).or_default() += 1;
+            }
+            Phase::Dropped => assert!(e.learned_at.is_none(), "group {id}: {e:?}"),
+            other => panic!("group {id} left {other:?} after a clean stop"),
+        }
+    }
+    let mut kept_per_step = std::collections::BTreeMap::<u64, u64>::new();
+    for m in read_jsonl(&run.dir.join("metrics.jsonl")) {
+        let kept = m["groups_kept"].as_u64().unwrap();
+        if kept > 0 {
+            *kept_per_step
+                .entry(m["step"].as_u64().unwrap())
+                .or_default() += kept;
+        }
+    }
+    assert_eq!(
+        learned_per_step, kept_per_step,
+        "groups learned per step: ledger vs metrics.jsonl"
+    );
+    assert_ledger_totals(run);
+}
+
+/// The `stopped` event's totals add up.
+fn assert_ledger_totals(run: &Run) {
     let stopped = run.named("stopped");
     let ledger = &stopped.last().expect("a stopped event")["ledger"];
     let dispatched = ledger["dispatched"].as_u64().unwrap();
@@ -393,7 +441,10 @@ fn crashed_actors_are_restarted_their_work_redone_once_and_nothing_is_learned_tw
     // once. The sandbox worker running a program of step 1 is killed mid-job
     // (the executor's 2nd batch; its 1st is the evaluation at step 0): the
     // job is our failure, redone once.
-    let run = Run::new(|t| t.replace("steps = 200", "steps = 4"));
+    let run = Run::new(|t| {
+        t.replace("steps = 200", "steps = 4")
+            .replace("keep_checkpoints = 2", "keep_checkpoints = 20")
+    });
     let faults = "learner_crash_after_batch=4,grader_panic_on_call=5,rewards_crash_on_call=3,\
                   curriculum_crash_on_call=4,checkpointer_crash_on_save=2,sandbox_kill_on_call=2";
     let (code, out) = finish(run.spawn(faults));
@@ -420,7 +471,10 @@ fn crashed_actors_are_restarted_their_work_redone_once_and_nothing_is_learned_tw
     );
     // Nothing lost, nothing twice: the run learned, measured and logged
     // exactly what an uninterrupted run with the same seed does.
-    let clean = Run::new(|t| t.replace("steps = 200", "steps = 4"));
+    let clean = Run::new(|t| {
+        t.replace("steps = 200", "steps = 4")
+            .replace("keep_checkpoints = 2", "keep_checkpoints = 20")
+    });
     let (code, out) = finish(clean.spawn(""));
     assert_eq!(code, 0, "{out}");
     for file in ["metrics.jsonl", "rollouts.jsonl", "eval.jsonl"] {
@@ -432,7 +486,9 @@ fn crashed_actors_are_restarted_their_work_redone_once_and_nothing_is_learned_tw
             "{file} differs from an uninterrupted run's"
         );
     }
-    // The interrupted save was redone: complete checkpoints, no leftovers.
+    // The interrupted save (the 2nd: step 4) was redone: it exists, is
+    // complete (every file its checksums name, intact) and holds step 4; no
+    // half-written temp dir is left.
     let checkpoints = run.dir.join("checkpoints");
     let mut names: Vec<String> = std::fs::read_dir(&checkpoints)
         .unwrap()
@@ -440,13 +496,21 @@ fn crashed_actors_are_restarted_their_work_redone_once_and_nothing_is_learned_tw
         .collect();
     names.sort();
     assert!(!names.iter().any(|n| n.starts_with(".tmp")), "{names:?}");
-    let latest = std::fs::read_to_string(checkpoints.join("latest")).unwrap();
-    for part in ["runtime.bin", "learner"] {
-        assert!(
-            checkpoints.join(latest.trim()).join(part).exists(),
-            "{names:?}"
-        );
-    }
+    let redone = checkpoints.join("step-00000004");
+    assert_eq!(
+        gradus_actors::checkpointer::verify(&redone),
+        Ok(()),
+        "{names:?}"
+    );
+    let state = gradus_actors::checkpointer::RuntimeState::read(&redone).unwrap();
+    assert_eq!(state.step, 4);
+    assert!(redone.join("learner/manifest.json").exists());
+    assert!(
+        restarts
+            .iter()
+            .any(|r| r["actor"] == "checkpointer" && r["step"].as_u64().unwrap() == 4),
+        "the checkpointer crashed in the save of step 4: {restarts:#?}"
+    );
 }
 
 #[test]
