@@ -53,18 +53,50 @@ pub struct Server {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// What clients may hold of the endpoint: a daemon that runs for days must
+/// survive malformed requests, slow clients and connection floods.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; one past it is closed at accept.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; a slow client is cut off.
+    pub header_read_timeout: std::time::Duration,
+    /// Largest request head, bytes (a longer one is refused).
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            max_header_bytes: 16 << 10,
+        }
+    }
+}
+
 impl Server {
-    /// Binds `addr` and serves until dropped.
+    /// Binds `addr` and serves until dropped, with the default [`Limits`].
     pub async fn start(
         addr: SocketAddr,
         metrics: Arc<Metrics>,
         status: StatusBoard,
     ) -> anyhow::Result<Self> {
+        Self::start_with(addr, metrics, status, Limits::default()).await
+    }
+
+    /// [`Server::start`] with explicit limits.
+    pub async fn start_with(
+        addr: SocketAddr,
+        metrics: Arc<Metrics>,
+        status: StatusBoard,
+        limits: Limits,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the HTTP endpoint on {addr}"))?;
         let local_addr = listener.local_addr()?;
-        let task = tokio::spawn(accept_loop(listener, metrics, status));
+        let task = tokio::spawn(accept_loop(listener, metrics, status, limits));
         Ok(Self { local_addr, task })
     }
 
@@ -80,20 +112,41 @@ impl Drop for Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>, status: StatusBoard) {
+async fn accept_loop(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    status: StatusBoard,
+    limits: Limits,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
-        let Ok((stream, _peer)) = listener.accept().await else {
+        let stream = match listener.accept().await {
+            Ok((stream, _peer)) => stream,
+            Err(_) => {
+                // Out of fds (EMFILE) and the like: back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // At the cap the newcomer is closed at once; held connections time
+        // out on their own, so the endpoint frees up.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
             continue;
         };
         let metrics = metrics.clone();
         let status = status.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| {
                 let response = respond(&req, &metrics, &status);
                 async move { Ok::<_, Infallible>(response) }
             });
             // A client that hangs up mid-request is its own problem, not the run's.
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(limits.max_header_bytes.max(8192))
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
@@ -120,7 +173,7 @@ fn respond(
         ),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
         "/status" => {
-            let snapshot = status.read().expect("status lock poisoned").clone();
+            let snapshot = status.read().unwrap_or_else(|p| p.into_inner()).clone();
             let body = serde_json::to_string_pretty(&snapshot).expect("status serialises");
             reply(StatusCode::OK, "application/json", body)
         }
@@ -152,6 +205,108 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
+    }
+
+    /// Reads what the server sends until it closes, or `None` after `secs`.
+    async fn read_all(s: &mut tokio::net::TcpStream, secs: f64) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let wait = std::time::Duration::from_secs_f64(secs);
+        match tokio::time::timeout(wait, s.read_to_end(&mut out)).await {
+            Ok(_) => Some(out),
+            Err(_) => None,
+        }
+    }
+
+    /// Issue 18: malformed requests, a slow client and a flood of connections;
+    /// the endpoint answers each with a status or closes it, within bounds, and
+    /// goes on serving scrapes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn malformed_slow_and_flooding_clients_are_bounded_and_scrapes_go_on() {
+        use rand::{Rng, SeedableRng};
+        let limits = Limits {
+            max_connections: 256,
+            header_read_timeout: std::time::Duration::from_millis(300),
+            max_header_bytes: 8 << 10,
+        };
+        let server = Server::start_with(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Metrics::new()),
+            StatusBoard::default(),
+            limits,
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(18);
+        let mut inputs: Vec<Vec<u8>> = (0..200)
+            .map(|_| {
+                (0..rng.random_range(1..400))
+                    .map(|_| rng.random::<u8>())
+                    .collect()
+            })
+            .collect();
+        inputs.push(b"GET\r\n\r\n".to_vec());
+        inputs.push(b"GET / HTTP/9.9\r\n\r\n".to_vec());
+        inputs.push(
+            b"POST /metrics HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n".to_vec(),
+        );
+        inputs.push(
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(64 << 10)).into_bytes(),
+        );
+        inputs.push(format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "b".repeat(64 << 10)).into_bytes());
+        let mut answered = 0;
+        for mut bytes in inputs {
+            bytes.extend_from_slice(b"\r\n\r\n");
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let _ = s.write_all(&bytes).await;
+            // Each gets a status line or a close, never a hang.
+            let out = read_all(&mut s, 5.0)
+                .await
+                .expect("the server neither answered nor closed");
+            if out.starts_with(b"HTTP/1.1 ") {
+                answered += 1;
+            }
+        }
+        assert!(answered > 0, "no malformed request got a status");
+        assert!(get(addr, "/healthz").await.ends_with("ok\n"));
+        // A slow client (a header byte every 50 ms) is cut off.
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = std::time::Instant::now();
+        for b in b"GET /metrics HTTP/1.1\r\nHost: x".iter().cycle().take(40) {
+            if slow.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let out = read_all(&mut slow, 5.0)
+            .await
+            .expect("the slow client was never cut off");
+        assert!(
+            out.is_empty() || out.starts_with(b"HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // A flood of 2,000 idle connections, past the cap of 256: the held
+        // ones time out, the rest are closed at accept, and scrapes go on.
+        let mut flood = Vec::new();
+        for _ in 0..2000 {
+            if let Ok(s) = tokio::net::TcpStream::connect(addr).await {
+                flood.push(s);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let m = get(addr, "/metrics").await;
+        assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+        let mut closed = 0;
+        for s in &mut flood {
+            if let Some(out) = read_all(s, 0.05).await
+                && (out.is_empty() || out.starts_with(b"HTTP/1.1 408"))
+            {
+                closed += 1;
+            }
+        }
+        assert_eq!(closed, flood.len(), "idle connections still open");
     }
 
     #[tokio::test]

@@ -8,8 +8,10 @@
 //! - [`run_dir`]: the run directory (events, metrics history, rollouts, checkpoints).
 //! - [`progress`]: the terminal progress display.
 //! - [`synthetic`]: the built-in synthetic math and code curriculum.
+//! - [`fuzz`]: fuzzers of the config (load and reload) and of the data loaders.
 
 pub mod config;
+pub mod fuzz;
 pub mod http;
 pub mod metrics;
 pub mod observer;

@@ -12,11 +12,53 @@ pub enum Command {
     Math(math::Args),
     /// Train and sample the policy with burn and with PyTorch; print tokens/s and ratios.
     Policy(policy::Args),
+    /// Fuzz where bad input enters (the config and its reload, the data loaders):
+    /// run N mutated inputs each and print what happened, findings first.
+    Fuzz(FuzzArgs),
+}
+
+#[derive(clap::Args)]
+pub struct FuzzArgs {
+    /// Inputs per fuzzer.
+    #[arg(long, default_value_t = 100_000)]
+    inputs: u64,
+    /// Seed of the mutations.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn fuzz(a: FuzzArgs) -> anyhow::Result<ExitCode> {
+    let mut clean = true;
+    for (name, run) in [
+        (
+            "config",
+            gradus::fuzz::fuzz_config as fn(u64, u64) -> gradus::fuzz::Report,
+        ),
+        ("data", gradus::fuzz::fuzz_data),
+    ] {
+        let started = std::time::Instant::now();
+        let r = run(a.inputs, a.seed);
+        for f in r.findings.iter().take(10) {
+            println!("finding ({name}): {f}");
+        }
+        clean &= r.findings.is_empty();
+        let mut line = serde_json::to_value(&r)?;
+        line["fuzzer"] = name.into();
+        line["findings"] = r.findings.len().into();
+        line["seconds"] = started.elapsed().as_secs_f64().into();
+        println!("{line}");
+    }
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     match c {
         Command::Math(a) => math::run(a),
         Command::Policy(a) => policy::run(a),
+        Command::Fuzz(a) => fuzz(a),
     }
 }
