@@ -3,6 +3,7 @@
 
 mod math;
 mod policy;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -15,6 +16,9 @@ pub enum Command {
     /// Fuzz where bad input enters (the config and its reload, the data loaders):
     /// run N mutated inputs each and print what happened, findings first.
     Fuzz(FuzzArgs),
+    /// Run the demo daemon for M minutes under scrapes and reloads; sample RSS,
+    /// fds, threads, run-dir size and step time each minute, with slopes per hour.
+    Soak(soak::Args),
 }
 
 #[derive(clap::Args)]
@@ -60,5 +64,6 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
         Command::Math(a) => math::run(a),
         Command::Policy(a) => policy::run(a),
         Command::Fuzz(a) => fuzz(a),
+        Command::Soak(a) => soak::run(a),
     }
 }

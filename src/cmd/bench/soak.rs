@@ -1,0 +1,331 @@
+//! `gradus bench soak --minutes M`: does a daemon that runs for days grow?
+//!
+//! Runs `gradus train` on the demo curriculum in async mode, with a last stage
+//! that mixes every math and code bucket and never ends (so the sandbox and the
+//! grader stay busy for the whole soak), while a client scrapes `/metrics` and
+//! `/status` 20 times a second and the config is reloaded every minute (the
+//! last stage's temperature toggled, so each reload is applied). Each minute it
+//! samples the daemon's RSS, open fds and threads, the run directory's size
+//! and the step time, and prints them; at the end, each series' least-squares
+//! slope per hour over the minutes after warm-up, and whether it is flat.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// How long to soak, minutes.
+    #[arg(long, default_value_t = 60.0)]
+    minutes: f64,
+    /// Sampling interval, seconds (60: once a minute).
+    #[arg(long, default_value_t = 60.0)]
+    every_s: f64,
+    /// Where the run directory goes (default: a temp dir, removed afterwards).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+}
+
+const DEMO: &str = include_str!("../../../configs/demo.toml");
+
+/// The demo config, in async mode on a free port, with a last stage that
+/// samples every bucket and never advances; `temperature` is what reloads toggle.
+fn soak_config(temperature: &str) -> String {
+    let mut c = DEMO
+        .replacen("http = \"127.0.0.1:9464\"", "http = \"127.0.0.1:0\"", 1)
+        .replacen("[run]\n", "[run]\nmode = \"async\"\n", 1);
+    c.push_str(&format!(
+        "\n# The soak: every bucket, math and code, for as long as the soak lasts.\n\
+         [[curriculum.stages]]\n\
+         name = \"soak\"\n\
+         domains = {{ math = 0.5, code = 0.5 }}\n\
+         buckets = {{ add1 = 1.0, add2 = 1.0, add3 = 1.0, lin = 1.0, affine = 1.0 }}\n\
+         generation = {{ max_response_tokens = 40, group_size = 8, temperature = {temperature} }}\n\
+         learner = {{ lr = 1e-4 }}\n\
+         [curriculum.stages.advance]\n\
+         combine = \"any\"\n\
+         rules = [ {{ kind = \"max_steps\", steps = 100000000 }} ]\n"
+    ));
+    c
+}
+
+/// One minute's sample.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Sample {
+    minute: f64,
+    rss_mb: f64,
+    fds: f64,
+    threads: f64,
+    run_dir_mb: f64,
+    step_seconds: f64,
+    steps: u64,
+    scrapes_ok: u64,
+    scrapes_failed: u64,
+    reloads: u64,
+}
+
+fn proc_status(pid: u32, key: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn get(addr: &str, path: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).is_ok() && out.starts_with(b"HTTP/1.1 200")
+}
+
+/// Least-squares slope of `ys` over `xs` (per unit of x) and the residuals' SD.
+fn fit(xs: &[f64], ys: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    if xs.len() < 2 {
+        return (0.0, 0.0);
+    }
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    let sd = (xs
+        .iter()
+        .zip(ys)
+        .map(|(x, y)| (y - (my + slope * (x - mx))).powi(2))
+        .sum::<f64>()
+        / (n - 1.0).max(1.0))
+    .sqrt();
+    (slope, sd)
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    if a.minutes <= 0.0 || a.every_s <= 0.0 {
+        bail!("--minutes and --every-s must be positive");
+    }
+    let tmp = tempfile::tempdir()?;
+    let run_dir = a.run_dir.clone().unwrap_or_else(|| tmp.path().join("run"));
+    let config = tmp.path().join("soak.toml");
+    std::fs::write(&config, soak_config("1.0"))?;
+    let exe = std::env::current_exe()?;
+    let mut child: Child = Command::new(&exe)
+        .args(["train", "--config"])
+        .arg(&config)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting gradus train")?;
+    let pid = child.id();
+    // The first line names the HTTP address; the rest is drained.
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .context("gradus train exited before serving HTTP")??;
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    println!(
+        "soak: gradus train (pid {pid}) on http://{addr}, run dir {}",
+        run_dir.display()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let scraper = {
+        let (stop, ok, failed, addr) = (stop.clone(), ok.clone(), failed.clone(), addr.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let path = if i.is_multiple_of(2) {
+                    "/metrics"
+                } else {
+                    "/status"
+                };
+                if get(&addr, path) { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+
+    let started = Instant::now();
+    let total = Duration::from_secs_f64(a.minutes * 60.0);
+    let every = Duration::from_secs_f64(a.every_s);
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut reloads = 0u64;
+    let mut last_reload = Instant::now();
+    let mut metrics_seen = 0usize;
+    let mut next = started + every;
+    println!(
+        "{:>7} {:>9} {:>5} {:>8} {:>11} {:>9} {:>6} {:>9} {:>7}",
+        "minute", "rss_mb", "fds", "threads", "run_dir_mb", "step_s", "steps", "scrapes", "reloads"
+    );
+    while started.elapsed() < total {
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some(status) = child.try_wait()? {
+            stop.store(true, Ordering::Relaxed);
+            bail!("gradus train exited during the soak: {status}");
+        }
+        if last_reload.elapsed() >= Duration::from_secs(60) {
+            let t = if reloads.is_multiple_of(2) {
+                "0.9"
+            } else {
+                "1.0"
+            };
+            gradus::run_dir::write_atomic(&config, soak_config(t).as_bytes())?;
+            reloads += 1;
+            last_reload = Instant::now();
+        }
+        if Instant::now() < next {
+            continue;
+        }
+        next += every;
+        let metrics: Vec<serde_json::Value> =
+            gradus::run_dir::read_jsonl(&run_dir.join("metrics.jsonl")).unwrap_or_default();
+        let fresh = &metrics[metrics_seen.min(metrics.len())..];
+        metrics_seen = metrics.len();
+        let step_seconds = if fresh.is_empty() {
+            f64::NAN
+        } else {
+            fresh
+                .iter()
+                .filter_map(|m| m["step_seconds"].as_f64())
+                .sum::<f64>()
+                / fresh.len() as f64
+        };
+        let s = Sample {
+            minute: started.elapsed().as_secs_f64() / 60.0,
+            rss_mb: proc_status(pid, "VmRSS:").unwrap_or(f64::NAN) / 1024.0,
+            fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|d| d.count() as f64)
+                .unwrap_or(f64::NAN),
+            threads: proc_status(pid, "Threads:").unwrap_or(f64::NAN),
+            run_dir_mb: dir_bytes(&run_dir) as f64 / 1e6,
+            step_seconds,
+            steps: fresh.len() as u64,
+            scrapes_ok: ok.load(Ordering::Relaxed),
+            scrapes_failed: failed.load(Ordering::Relaxed),
+            reloads,
+        };
+        println!(
+            "{:>7.1} {:>9.1} {:>5} {:>8} {:>11.2} {:>9.3} {:>6} {:>9} {:>7}",
+            s.minute,
+            s.rss_mb,
+            s.fds,
+            s.threads,
+            s.run_dir_mb,
+            s.step_seconds,
+            s.steps,
+            format!("{}/{}", s.scrapes_ok, s.scrapes_failed),
+            s.reloads
+        );
+        samples.push(s);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = scraper.join();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let exit = child.wait()?;
+    let events = gradus::run_dir::read_jsonl(&run_dir.join("events.jsonl")).unwrap_or_default();
+    let applied = events
+        .iter()
+        .filter(|e| e["event"] == "config_reloaded")
+        .count();
+
+    // Slopes over the samples after warm-up (the first fifth, or the first
+    // sample): a series is flat when its fitted change over the soak stays
+    // within 2 SD of its minute-to-minute residuals or within 5% of its mean.
+    let warm = (samples.len() / 5)
+        .max(1)
+        .min(samples.len().saturating_sub(2));
+    let kept = &samples[warm..];
+    let xs: Vec<f64> = kept.iter().map(|s| s.minute / 60.0).collect();
+    let span_h = xs.last().zip(xs.first()).map_or(0.0, |(l, f)| l - f);
+    let mut verdicts = serde_json::Map::new();
+    let mut all_flat = true;
+    type Field = fn(&Sample) -> f64;
+    let series: [(&str, Field); 5] = [
+        ("rss_mb", |s| s.rss_mb),
+        ("fds", |s| s.fds),
+        ("threads", |s| s.threads),
+        ("step_seconds", |s| s.step_seconds),
+        ("run_dir_mb", |s| s.run_dir_mb),
+    ];
+    for (name, f) in series {
+        let pts: Vec<(f64, f64)> = xs
+            .iter()
+            .zip(kept)
+            .map(|(x, s)| (*x, f(s)))
+            .filter(|(_, y)| y.is_finite())
+            .collect();
+        let (px, py): (Vec<f64>, Vec<f64>) = pts.into_iter().unzip();
+        let (slope, sd) = fit(&px, &py);
+        let mean = py.iter().sum::<f64>() / py.len().max(1) as f64;
+        let change = slope * span_h;
+        let flat = change.abs() <= (2.0 * sd).max(0.05 * mean.abs());
+        // The run dir grows by the logs by design; it is reported, not judged.
+        if name != "run_dir_mb" {
+            all_flat &= flat;
+        }
+        verdicts.insert(
+            name.into(),
+            serde_json::json!({"slope_per_hour": slope, "mean": mean, "residual_sd": sd,
+                               "change_over_soak": change, "flat": flat}),
+        );
+    }
+    let last = samples.last().cloned();
+    let failed_scrapes = last.as_ref().map_or(0, |s| s.scrapes_failed);
+    let summary = serde_json::json!({
+        "minutes": a.minutes,
+        "samples": samples.len(),
+        "warm_up_samples": warm,
+        "series": verdicts,
+        "scrapes_ok": last.as_ref().map_or(0, |s| s.scrapes_ok),
+        "scrapes_failed": failed_scrapes,
+        "reloads_sent": reloads,
+        "reloads_applied": applied,
+        "train_exit": exit.code(),
+        "flat": all_flat,
+    });
+    println!("{summary}");
+    Ok(if all_flat && failed_scrapes == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
