@@ -287,10 +287,10 @@ mod tests {
             String::from_utf8_lossy(&out)
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
-        // A flood of 2,000 idle connections, past the cap of 256: the held
+        // A flood of 10,000 idle connections, past the cap of 256: the held
         // ones time out, the rest are closed at accept, and scrapes go on.
         let mut flood = Vec::new();
-        for _ in 0..2000 {
+        for _ in 0..10_000 {
             if let Ok(s) = tokio::net::TcpStream::connect(addr).await {
                 flood.push(s);
             }
@@ -307,6 +307,7 @@ mod tests {
             }
         }
         assert_eq!(closed, flood.len(), "idle connections still open");
+        eprintln!("flood: {} of 10000 connected, all closed", flood.len());
     }
 
     #[tokio::test]

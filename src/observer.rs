@@ -246,3 +246,31 @@ impl Observer for RunObserver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 18: a failed append (here a full disk: the log is /dev/full) is
+    /// said and counted per file, never dropped silently; the run goes on.
+    #[test]
+    fn a_failed_log_append_is_reported_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("rollouts.jsonl")).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let run_dir = RunDir::open(dir.path()).unwrap();
+        let mut obs = RunObserver::new(run_dir, metrics.clone(), StatusBoard::default(), 1);
+        obs.rollout(json!({"step": 1, "reward": 0.0}));
+        obs.rollout(json!({"step": 2, "reward": 1.0}));
+        let count = |file: &str| metrics.log_write_failures.with_label_values(&[file]).get();
+        assert_eq!(count("rollouts.jsonl"), 2);
+        assert_eq!(count("events.jsonl"), 0);
+        obs.event("started", 0, json!({}));
+        assert_eq!(count("events.jsonl"), 0, "the other logs still write");
+        assert!(
+            metrics
+                .render()
+                .contains("gradus_log_write_failures_total{file=\"rollouts.jsonl\"} 2")
+        );
+    }
+}

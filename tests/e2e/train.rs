@@ -197,8 +197,26 @@ fn assert_ledger_totals(run: &Run) {
 #[test]
 fn a_short_run_advances_stages_by_its_rules_and_stops_cleanly() {
     let run = Run::new(|t| t.replace("steps = 200", "steps = 2"));
-    let (code, out) = finish(run.spawn(""));
+    // Issue 18: a GRADUS_FAULTS left in the environment does nothing without
+    // --faults (the learner would crash after its first batch).
+    let child = gradus()
+        .args(["train", "--config"])
+        .arg(&run.config)
+        .arg("--run-dir")
+        .arg(&run.dir)
+        .env("GRADUS_FAULTS", "learner_crash_after_batch=1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, out) = finish(child);
     assert_eq!(code, 0, "{out}");
+    assert!(out.contains("GRADUS_FAULTS is ignored"), "{out}");
+    assert!(
+        run.named("actor_restarted").is_empty(),
+        "{:#?}",
+        run.events()
+    );
     let advanced = run.named("stage_advanced");
     assert_eq!(advanced.len(), 3, "{:#?}", run.events());
     assert_eq!(advanced[0]["from"], "warmup");

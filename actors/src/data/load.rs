@@ -23,7 +23,7 @@ const MAX_REJECT_ROW_CHARS: usize = 4096;
 pub const MAX_LINE_BYTES: usize = 64 << 20;
 /// How far past the cap a too-long line is followed to its end before the file is
 /// given up as not line-structured.
-pub const MAX_SKIP_BYTES: u64 = 1 << 30;
+pub const MAX_SKIP_BYTES: u64 = 256 << 20;
 
 /// A malformed row, set aside with the reason.
 #[derive(Clone, Debug, PartialEq, Serialize)]
