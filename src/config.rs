@@ -45,6 +45,11 @@ pub struct RunSection {
     /// read-only directory) after which the run stops; each failure before
     /// that is logged, counted and retried at the next interval. Default 3.
     pub max_checkpoint_failures: u32,
+    /// Rotate a log (`metrics.jsonl` → `metrics.jsonl.N`) once it is larger
+    /// than this many MiB, checked at each checkpoint (0: never). Default 0.
+    pub rotate_logs_mb: f64,
+    /// Rotated files kept per log (the oldest are deleted). Default 5.
+    pub rotated_logs_kept: usize,
     /// Address of /metrics, /healthz and /status; port 0 picks a free port. Default 127.0.0.1:9464.
     pub http: SocketAddr,
     /// Reward code by the fraction of tests passed instead of all-or-nothing. Default false.
@@ -83,6 +88,8 @@ impl Default for RunSection {
             checkpoint_every: 25,
             keep_checkpoints: 3,
             max_checkpoint_failures: 3,
+            rotate_logs_mb: 0.0,
+            rotated_logs_kept: 5,
             http: SocketAddr::from(([127, 0, 0, 1], 9464)),
             partial_credit: false,
             call_timeout_s: 600.0,
@@ -323,6 +330,15 @@ fn validate_run(r: &RunSection) -> Result<(), String> {
     }
     if r.keep_checkpoints == 0 {
         bad.push("keep_checkpoints must be ≥ 1".into());
+    }
+    if !(r.rotate_logs_mb >= 0.0 && r.rotate_logs_mb.is_finite()) {
+        bad.push(format!(
+            "rotate_logs_mb must be ≥ 0 (0: never), got {}",
+            r.rotate_logs_mb
+        ));
+    }
+    if r.rotate_logs_mb > 0.0 && r.rotated_logs_kept == 0 {
+        bad.push("rotated_logs_kept must be ≥ 1 when rotate_logs_mb is set".into());
     }
     if r.max_checkpoint_failures == 0 {
         bad.push("max_checkpoint_failures must be ≥ 1".into());

@@ -112,8 +112,23 @@ impl RunObserver {
             .line(&format!("gradus: warning: cannot write {what}: {e:#}"));
     }
 
-    /// The length of each run log now, for a checkpoint.
-    pub fn log_lengths(&mut self) -> std::collections::BTreeMap<String, u64> {
+    /// The length of each run log now, for a checkpoint; first, with
+    /// `rotate_mb` set, each log over it is rotated (said on the display).
+    pub fn log_lengths(
+        &mut self,
+        rotate_mb: f64,
+        keep: usize,
+    ) -> std::collections::BTreeMap<String, u64> {
+        if rotate_mb > 0.0 {
+            match self.run_dir.rotate((rotate_mb * 1_048_576.0) as u64, keep) {
+                Ok(files) => {
+                    for f in files {
+                        self.progress.line(&format!("gradus: log rotated to {f}"));
+                    }
+                }
+                Err(e) => self.warn("a rotated log", e),
+            }
+        }
         self.run_dir.lengths()
     }
 

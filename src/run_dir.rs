@@ -212,6 +212,49 @@ impl RunDir {
         &self.root
     }
 
+    /// Rotates each log longer than `max_bytes`: `metrics.jsonl` becomes
+    /// `metrics.jsonl.N` (N one past the newest rotated file) and a fresh
+    /// `metrics.jsonl` is started; only the newest `keep` rotated files of each
+    /// log are kept. Called just before a checkpoint records the logs' lengths,
+    /// so a rotated file holds only lines from before that checkpoint and a
+    /// resume never has to touch one. Returns the files written.
+    pub fn rotate(&mut self, max_bytes: u64, keep: usize) -> anyhow::Result<Vec<String>> {
+        let mut rotated = Vec::new();
+        let root = self.root.clone();
+        for (name, w) in [
+            ("events.jsonl", &mut self.events),
+            ("metrics.jsonl", &mut self.metrics),
+            ("rollouts.jsonl", &mut self.rollouts),
+            ("eval.jsonl", &mut self.eval),
+        ] {
+            w.flush()?;
+            if w.get_ref().metadata()?.len() <= max_bytes {
+                continue;
+            }
+            let mut old = rotated_files(&root, name);
+            let next = old.last().map_or(1, |(n, _)| n + 1);
+            let to = root.join(format!("{name}.{next}"));
+            fs::rename(root.join(name), &to)
+                .with_context(|| format!("rotating {name} to {}", to.display()))?;
+            let fresh = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(root.join(name))
+                .with_context(|| format!("opening {name}"))?;
+            *w = BufWriter::new(fresh);
+            old.push((next, to.clone()));
+            let excess = old.len().saturating_sub(keep);
+            for (_, path) in &old[..excess] {
+                fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+            }
+            File::open(&root)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("syncing {}", root.display()))?;
+            rotated.push(to.display().to_string());
+        }
+        Ok(rotated)
+    }
+
     /// The length of each log now (every line flushed), for a checkpoint.
     pub fn lengths(&mut self) -> std::collections::BTreeMap<String, u64> {
         let mut out = std::collections::BTreeMap::new();
@@ -286,6 +329,22 @@ pub fn unix_time() -> f64 {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     gradus_actors::checkpointer::write_atomic(path, bytes)
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The rotated files of log `name` under `root` (`name.1`, `name.2`, ...), oldest first.
+pub fn rotated_files(root: &Path, name: &str) -> Vec<(u64, PathBuf)> {
+    let mut out: Vec<(u64, PathBuf)> = fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let n = file.strip_prefix(name)?.strip_prefix('.')?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Bytes of `path` up to and including its last newline (a torn last line
@@ -371,6 +430,37 @@ mod tests {
         );
         drop(held);
         RunLock::acquire(&root).unwrap();
+    }
+
+    #[test]
+    fn logs_over_the_size_rotate_and_only_the_newest_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(dir.path()).unwrap();
+        for step in 0..12u64 {
+            for _ in 0..10 {
+                run.metrics(&json!({"step": step, "pad": "x".repeat(100)}))
+                    .unwrap();
+            }
+            run.rotate(1000, 3).unwrap();
+        }
+        let rotated = rotated_files(dir.path(), "metrics.jsonl");
+        let numbers: Vec<u64> = rotated.iter().map(|(n, _)| *n).collect();
+        assert_eq!(numbers, [10, 11, 12]);
+        // Each rotated file is whole lines; the live one starts fresh.
+        for (_, p) in &rotated {
+            assert_eq!(read_jsonl(p).unwrap().len(), 10);
+        }
+        assert_eq!(
+            fs::metadata(dir.path().join("metrics.jsonl"))
+                .unwrap()
+                .len(),
+            0
+        );
+        // Small logs are left alone.
+        assert!(rotated_files(dir.path(), "events.jsonl").is_empty());
+        // The lengths a checkpoint records are the fresh files'.
+        run.metrics(&json!({"step": 12})).unwrap();
+        assert_eq!(run.lengths()["metrics.jsonl"], 12);
     }
 
     #[test]

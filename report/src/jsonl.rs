@@ -34,6 +34,45 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Result<Option<Rows<T>>> {
     Ok(Some(parse(path, &bytes)))
 }
 
+/// Reads log `name` of run directory `dir` whole: its rotated files
+/// (`name.1`, `name.2`, ..., oldest first, which gradus writes with
+/// `[run].rotate_logs_mb`) and then the live file. Line numbers are those of
+/// each file; a torn tail counts only in the live file. `Ok(None)` when
+/// neither exists.
+pub fn read_log<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<Rows<T>>> {
+    let mut rotated: Vec<(u64, std::path::PathBuf)> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .flatten()
+            .filter_map(|e| {
+                let file = e.file_name().to_string_lossy().into_owned();
+                let n = file.strip_prefix(name)?.strip_prefix('.')?.parse().ok()?;
+                Some((n, e.path()))
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    rotated.sort();
+    let mut out: Option<Rows<T>> = None;
+    for path in rotated
+        .into_iter()
+        .map(|(_, p)| p)
+        .chain(std::iter::once(dir.join(name)))
+    {
+        let Some(rows) = read::<T>(&path)? else {
+            continue;
+        };
+        let acc = out.get_or_insert_with(|| Rows {
+            rows: Vec::new(),
+            warnings: Vec::new(),
+            torn_tail: false,
+        });
+        acc.rows.extend(rows.rows);
+        acc.warnings.extend(rows.warnings);
+        acc.torn_tail = rows.torn_tail;
+    }
+    Ok(out)
+}
+
 /// Parses JSONL `bytes` read from `path` (named in warnings only).
 pub fn parse<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Rows<T> {
     let text = String::from_utf8_lossy(bytes);
@@ -71,6 +110,20 @@ mod tests {
     #[derive(Deserialize, Debug)]
     struct Row {
         step: u64,
+    }
+
+    #[test]
+    fn a_rotated_log_is_read_oldest_first_then_the_live_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.jsonl.2"), "{\"step\":3}\n").unwrap();
+        std::fs::write(dir.path().join("m.jsonl.10"), "{\"step\":4}\n").unwrap();
+        std::fs::write(dir.path().join("m.jsonl.1"), "{\"step\":1}\n{\"step\":2}\n").unwrap();
+        std::fs::write(dir.path().join("m.jsonl"), "{\"step\":5}\n{\"st").unwrap();
+        let rows: Rows<Row> = read_log(dir.path(), "m.jsonl").unwrap().unwrap();
+        let steps: Vec<u64> = rows.rows.iter().map(|(_, r)| r.step).collect();
+        assert_eq!(steps, [1, 2, 3, 4, 5]);
+        assert!(rows.torn_tail && rows.warnings.is_empty());
+        assert!(read_log::<Row>(dir.path(), "none.jsonl").unwrap().is_none());
     }
 
     #[test]

@@ -175,12 +175,12 @@ impl Status {
 impl Run {
     /// Loads the run directory at `dir`.
     pub fn load(dir: &Path) -> Result<Run> {
-        let events = jsonl::read::<Value>(&dir.join("events.jsonl"))?;
-        let metrics = jsonl::read::<StepRow>(&dir.join("metrics.jsonl"))?;
+        let events = jsonl::read_log::<Value>(dir, "events.jsonl")?;
+        let metrics = jsonl::read_log::<StepRow>(dir, "metrics.jsonl")?;
         if events.is_none() && metrics.is_none() {
             return Err(Error::NotARunDir(dir.to_path_buf()));
         }
-        let evals = jsonl::read::<EvalRow>(&dir.join("eval.jsonl"))?;
+        let evals = jsonl::read_log::<EvalRow>(dir, "eval.jsonl")?;
         let mut run = Run {
             dir: dir.to_path_buf(),
             events: Vec::new(),

@@ -433,7 +433,8 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
                         &generator_engine,
                         &config,
                         step,
-                        observer.log_lengths(),
+                        observer
+                            .log_lengths(config.run.rotate_logs_mb, config.run.rotated_logs_kept),
                     )
                     .await
                     {
@@ -491,7 +492,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         &generator_engine,
         &config,
         step,
-        observer.log_lengths(),
+        observer.log_lengths(config.run.rotate_logs_mb, config.run.rotated_logs_kept),
     )
     .await;
     sup.cast(supervisor::Msg::Quiesce).ok();

@@ -770,3 +770,33 @@ fn resume_after_kill_9_is_exact_in_every_run_file() {
     }
     assert_ledger_clean(&run);
 }
+
+#[test]
+fn logs_rotate_by_size_at_checkpoints_and_readers_see_them_whole() {
+    // 1 KiB logs, 50 rotated files kept: the tiny run rotates at most checkpoints.
+    let edit = |t: String| t.replace("steps = 200", "steps = 4");
+    let run = Run::new(|t| {
+        edit(t).replace(
+            "keep_checkpoints = 2",
+            "keep_checkpoints = 2\nrotate_logs_mb = 0.001\nrotated_logs_kept = 50",
+        )
+    });
+    let (code, out) = finish(run.spawn(""));
+    assert_eq!(code, 0, "{out}");
+    let rotated = gradus::run_dir::rotated_files(&run.dir, "metrics.jsonl");
+    assert!(rotated.len() >= 2, "{rotated:?}");
+    // Rotated files, oldest first, then the live one: the whole log, as an
+    // undisturbed run without rotation writes it.
+    let mut whole = Vec::new();
+    for (_, p) in &rotated {
+        whole.extend(untimed(p));
+    }
+    whole.extend(untimed(&run.dir.join("metrics.jsonl")));
+    let clean = Run::new(edit);
+    let (code, out) = finish(clean.spawn(""));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(whole, untimed(&clean.dir.join("metrics.jsonl")));
+    // `gradus report` reads the rotated files too.
+    let report = gradus_report::run::Run::load(&run.dir).unwrap();
+    assert_eq!(report.steps.len(), whole.len());
+}
