@@ -10,6 +10,7 @@
 //!                      [eval].every steps, at stage boundaries and at the end
 //!   http.addr          the address the HTTP endpoint is bound to
 //!   lock               held (flock) by the one process writing the run: its pid and start time
+//!   *.jsonl.superseded what a resume cut from a log (lines after the checkpoint it resumed from)
 //!   checkpoints/       step-NNNNNNNN/ directories, written atomically
 //! ```
 //!
@@ -174,6 +175,31 @@ impl RunDir {
                 None => complete_prefix(&path)?,
             };
             if keep < meta.len() {
+                // Nothing is lost: what is cut (the steps a resume redoes, a
+                // torn line, the events of an attempt since superseded) is
+                // kept, appended to NAME.superseded, which readers ignore.
+                let tail = {
+                    use std::io::{Read, Seek, SeekFrom};
+                    let mut f =
+                        File::open(&path).with_context(|| format!("reading {}", path.display()))?;
+                    f.seek(SeekFrom::Start(keep))?;
+                    let mut b = Vec::new();
+                    f.read_to_end(&mut b)?;
+                    b
+                };
+                let aside = root.join(format!("{name}.superseded"));
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&aside)
+                    .and_then(|mut f| {
+                        f.write_all(&tail)?;
+                        if !tail.ends_with(b"\n") {
+                            f.write_all(b"\n")?;
+                        }
+                        f.sync_all()
+                    })
+                    .with_context(|| format!("writing {}", aside.display()))?;
                 OpenOptions::new()
                     .write(true)
                     .open(&path)

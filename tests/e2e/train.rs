@@ -421,9 +421,20 @@ fn kill_9_then_resume_continues_from_the_last_checkpoint() {
     bytes[0] ^= 0x40;
     std::fs::write(&runtime, bytes).unwrap();
     let child = run.resume();
+    // The resume goes back to a checkpoint from before the first resume, so
+    // the events since (the first `resumed` among them) are cut from
+    // events.jsonl into events.jsonl.superseded: nothing is lost.
     run.wait_for(120, "the second resume", |e| {
-        e.iter().filter(|e| e["event"] == "resumed").count() == 2
+        let at = |name: &str| e.iter().rposition(|e| e["event"] == name);
+        matches!((at("checkpoint_skipped"), at("resumed")), (Some(s), Some(r)) if s < r)
     });
+    let superseded = read_jsonl(&run.dir.join("events.jsonl.superseded"));
+    let resumes = |rows: &[Value]| rows.iter().filter(|e| e["event"] == "resumed").count();
+    assert_eq!(
+        resumes(&run.events()) + resumes(&superseded),
+        2,
+        "both resumes are on record: {superseded:#?}"
+    );
     let skipped = run.named("checkpoint_skipped");
     assert_eq!(skipped.len(), 1, "{:#?}", run.events());
     assert!(
@@ -435,7 +446,7 @@ fn kill_9_then_resume_continues_from_the_last_checkpoint() {
         "{}",
         skipped[0]
     );
-    let resumed = &run.named("resumed")[1];
+    let resumed = run.named("resumed").last().cloned().unwrap();
     let previous_step: u64 = previous.trim_start_matches("step-").parse().unwrap();
     assert_eq!(
         resumed["step"].as_u64().unwrap(),
@@ -607,18 +618,7 @@ fn a_second_writer_on_a_live_run_dir_is_refused_and_changes_nothing() {
     let clean = Run::new(|t| t.replace("steps = 200", "steps = 4"));
     let (code, out) = finish(clean.spawn(""));
     assert_eq!(code, 0, "{out}");
-    for file in [
-        "metrics.jsonl",
-        "rollouts.jsonl",
-        "eval.jsonl",
-        "events.jsonl",
-    ] {
-        assert_eq!(
-            comparable(&run.dir, file),
-            comparable(&clean.dir, file),
-            "{file} differs from an undisturbed run's"
-        );
-    }
+    assert_same_logs(&run, &clean, "an undisturbed run's");
 }
 
 #[test]
@@ -693,6 +693,20 @@ fn comparable(dir: &Path, file: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The four logs of `run` equal those of `other` (see [`comparable`]).
+fn assert_same_logs(run: &Run, other: &Run, what: &str) {
+    for file in [
+        "metrics.jsonl",
+        "rollouts.jsonl",
+        "eval.jsonl",
+        "events.jsonl",
+    ] {
+        let (a, b) = (comparable(&run.dir, file), comparable(&other.dir, file));
+        assert!(!a.is_empty(), "{file} is empty");
+        assert_eq!(a, b, "{file} differs from {what}");
+    }
+}
+
 /// Issue 18: after a resume, metrics.jsonl (and the other logs) repeated the
 /// steps between the checkpoint and the crash, a torn last line was glued to
 /// the next one, and the pass-rate window was not in the checkpoint. Now
@@ -755,19 +769,7 @@ fn resume_after_kill_9_is_exact_in_every_run_file() {
     let clean = Run::new(edit);
     let (code, out) = finish(clean.spawn(""));
     assert_eq!(code, 0, "{out}");
-    for file in [
-        "metrics.jsonl",
-        "rollouts.jsonl",
-        "eval.jsonl",
-        "events.jsonl",
-    ] {
-        let (resumed, uninterrupted) = (comparable(&run.dir, file), comparable(&clean.dir, file));
-        assert!(!resumed.is_empty(), "{file} is empty");
-        assert_eq!(
-            resumed, uninterrupted,
-            "{file} differs from an uninterrupted run's"
-        );
-    }
+    assert_same_logs(&run, &clean, "an uninterrupted run's");
     assert_ledger_clean(&run);
 }
 

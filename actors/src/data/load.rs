@@ -187,7 +187,7 @@ impl Loaded {
                 path: path.to_path_buf(),
                 source,
             };
-            let (n, ended) = read_line_capped(&mut reader, &mut buf, line_cap).map_err(io)?;
+            let (n, ended) = take_line(&mut reader, Some(&mut buf), line_cap as u64).map_err(io)?;
             if n == 0 {
                 break;
             }
@@ -196,7 +196,7 @@ impl Loaded {
                 // Over the cap: one reject; the rest of the line is skipped
                 // without being kept.
                 self.rows += 1;
-                let skipped = skip_line(&mut reader, skip_cap).map_err(io)?;
+                let (_, skipped) = take_line(&mut reader, None, skip_cap).map_err(io)?;
                 self.rejects.push(Reject {
                     file: file.clone(),
                     line: line_no,
@@ -208,7 +208,7 @@ impl Loaded {
                         &buf[..buf.len().min(MAX_REJECT_ROW_CHARS)],
                     )),
                 });
-                if skipped.is_none() {
+                if !skipped {
                     return Err(DataError::Endless {
                         path: path.to_path_buf(),
                         line: line_no,
@@ -359,15 +359,16 @@ fn cut(line: &str) -> String {
     }
 }
 
-/// Reads one line (with its newline) into `buf`, at most `cap` bytes of it.
-/// Returns the bytes read and whether the line ended (newline or end of
-/// file) within the cap; `(0, true)` at the end of the input.
-fn read_line_capped(
+/// Reads one line (with its newline), at most `limit` bytes of it, keeping
+/// the bytes in `keep` when given. Returns the bytes read and whether the
+/// line ended (newline or end of input) within the limit; `(0, true)` at the
+/// end of the input.
+fn take_line(
     r: &mut impl BufRead,
-    buf: &mut Vec<u8>,
-    cap: usize,
-) -> std::io::Result<(usize, bool)> {
-    let mut total = 0;
+    mut keep: Option<&mut Vec<u8>>,
+    limit: u64,
+) -> std::io::Result<(u64, bool)> {
+    let mut taken = 0u64;
     loop {
         let avail = match r.fill_buf() {
             Ok(a) => a,
@@ -375,47 +376,24 @@ fn read_line_capped(
             Err(e) => return Err(e),
         };
         if avail.is_empty() {
-            return Ok((total, true));
+            return Ok((taken, true));
         }
-        let room = cap - buf.len();
-        let window = &avail[..avail.len().min(room)];
-        if let Some(i) = window.iter().position(|&b| b == b'\n') {
-            buf.extend_from_slice(&window[..=i]);
-            r.consume(i + 1);
-            return Ok((total + i + 1, true));
-        }
-        let n = window.len();
-        buf.extend_from_slice(window);
-        r.consume(n);
-        total += n;
-        if buf.len() >= cap {
-            return Ok((total, false));
-        }
-    }
-}
-
-/// Skips to just past the next newline, reading at most `limit` bytes;
-/// `Some(skipped)`, or `None` when no newline came within the limit.
-fn skip_line(r: &mut impl BufRead, limit: u64) -> std::io::Result<Option<u64>> {
-    let mut skipped = 0u64;
-    loop {
-        let avail = match r.fill_buf() {
-            Ok(a) => a,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        let room = (limit - taken).min(avail.len() as u64) as usize;
+        let window = &avail[..room];
+        let (n, ended) = match window.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (window.len(), false),
         };
-        if avail.is_empty() {
-            return Ok(Some(skipped));
+        if let Some(k) = keep.as_deref_mut() {
+            k.extend_from_slice(&window[..n]);
         }
-        if let Some(i) = avail.iter().position(|&b| b == b'\n') {
-            r.consume(i + 1);
-            return Ok(Some(skipped + i as u64 + 1));
-        }
-        let n = avail.len();
         r.consume(n);
-        skipped += n as u64;
-        if skipped >= limit {
-            return Ok(None);
+        taken += n as u64;
+        if ended {
+            return Ok((taken, true));
+        }
+        if taken >= limit {
+            return Ok((taken, false));
         }
     }
 }
