@@ -208,6 +208,22 @@ impl Ledger {
         }
     }
 
+    /// Keeps the newest `keep` closed groups one by one and folds the older
+    /// ones into the totals ([`Ledger::compact`]), so the ledger (and every
+    /// checkpoint, which holds it) stays bounded however long a run lasts.
+    /// Open groups are never folded.
+    pub fn compact_keeping(&mut self, keep: usize) {
+        if self.closed.len() <= keep {
+            return;
+        }
+        let before = *self
+            .closed
+            .keys()
+            .nth(self.closed.len() - keep)
+            .expect("more than `keep` closed groups");
+        self.compact(before);
+    }
+
     fn advance(&mut self, id: GroupId, from: Phase, to: Phase) -> Result<(), LedgerError> {
         if !self.open.contains_key(&id) {
             return Err(self.unknown_or_closed(id, to));
@@ -316,5 +332,29 @@ mod tests {
         l.compact(6);
         assert_eq!(l.totals(), before);
         assert!(l.get(2).is_none() && l.get(8).is_some());
+    }
+
+    /// Found by the soak (issue 18): every group stayed in the ledger, so RSS and
+    /// each checkpoint's runtime.bin grew with every step of a long run.
+    #[test]
+    fn compaction_keeping_the_newest_bounds_the_ledger_and_spares_open_groups() {
+        let mut l = Ledger::new();
+        let open = l.dispatch("open");
+        for i in 0..1000u64 {
+            let g = l.dispatch(format!("p{i}"));
+            l.generated(g).unwrap();
+            l.graded(g).unwrap();
+            l.learned(g, i).unwrap();
+            l.compact_keeping(100);
+        }
+        let t = l.totals();
+        assert_eq!((t.dispatched, t.learned), (1001, 1000));
+        assert_eq!(l.entries().count(), 101, "100 closed and the open one");
+        assert!(l.get(open).is_some() && l.get(1000).is_some() && l.get(900).is_none());
+        assert!(matches!(
+            l.learned(1000, 5),
+            Err(LedgerError::AlreadyLearned { .. })
+        ));
+        l.generated(open).unwrap();
     }
 }

@@ -400,6 +400,9 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         match trainer.step(&mut observer).await {
             Ok(Some(_)) => {
                 let step = trainer.curriculum().state().step;
+                // Bounded for runs of days: the newest groups are kept one by
+                // one (the exactly-once proof of recent work), older ones as totals.
+                trainer.ledger.compact_keeping(LEDGER_KEPT_GROUPS);
                 // Evaluate every `every` steps and at every stage boundary (the
                 // before/after figures of each stage). Before the checkpoint:
                 // evaluation draws from the generator's RNG, so a resumed run
@@ -521,6 +524,9 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     })
 }
+
+/// Closed groups the ledger keeps one by one; older ones are folded into its totals.
+const LEDGER_KEPT_GROUPS: usize = 8192;
 
 /// The `[eval]` settings in the trainer's terms.
 fn eval_settings(config: &RunConfig) -> EvalSettings {
