@@ -68,7 +68,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: 1024,
+            // Well under the usual soft fd limit (1,024), so a flood cannot
+            // starve the daemon's checkpoints, logs and sandbox pipes of fds.
+            max_connections: 256,
             header_read_timeout: std::time::Duration::from_secs(10),
             max_header_bytes: 16 << 10,
         }

@@ -171,7 +171,8 @@ impl RunDir {
             // A log the checkpoint does not know (an older checkpoint) is only
             // rid of a torn tail.
             let keep = match lengths.and_then(|l| l.get(name)) {
-                Some(&n) => n.min(meta.len()),
+                // Never past the last whole line: a torn tail goes too.
+                Some(&n) => n.min(complete_prefix(&path)?),
                 None => complete_prefix(&path)?,
             };
             if keep < meta.len() {

@@ -1209,7 +1209,9 @@ def plain_loads(data):
             v = i32()
         elif t == "l":
             n = i32()
-            if abs(n) > 1 << 20:
+            if abs(n) > 1 << 12:
+                # 4,096 15-bit digits (about 18,000 decimal digits); the
+                # digit-by-digit rebuild is quadratic past that.
                 raise ValueError("integer too long")
             digits = take(2 * abs(n))
             v = 0
@@ -1258,9 +1260,29 @@ def plain_loads(data):
 
 
 def float_from(b):
-    import struct
+    # No import: K must not import anything after the program could have
+    # written files (see `seal_imports`). Marshal floats are little-endian
+    # IEEE doubles, as the hosts the sandbox runs on are.
+    return memoryview(bytes(b)).cast("d")[0]
 
-    return struct.unpack("<d", b)[0]
+
+def seal_imports():
+    """K imports only the interpreter's own modules: the program shares K's
+    work dir (mode 1777) and a private /tmp, so a `struct.py` or `typing.py`
+    it wrote there must never be found by an import the prelude or test makes
+    (`-c` puts the current directory first on sys.path). K leaves the work
+    dir, and sys.path keeps only the interpreter's own read-only dirs."""
+    roots = tuple(
+        {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    )
+    sys.path[:] = [
+        p
+        for p in sys.path
+        if p and os.path.isabs(p) and os.path.realpath(p).startswith(roots)
+        and not os.path.realpath(p).startswith(("/tmp", "/var/tmp", "/dev/shm"))
+    ]
+    sys.path_importer_cache.clear()
+    os.chdir("/")
 
 
 def run_function(job, secret):
@@ -1309,6 +1331,7 @@ def candidate_body(code):
 def checker_body():
     """K: run check(candidate) and report on fd 5."""
     try:
+        seal_imports()
         rec = checker(4)
     except AssertionError as e:
         rec = {"ok": False, "exc": "AssertionError", "msg": str(e)[:2000]}

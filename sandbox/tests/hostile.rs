@@ -677,3 +677,30 @@ def f(x):
     let wrong = src.replace("return opened", "return opened + 1");
     expect(function(&wrong, "f", none_opened), Verdict::WrongAnswer);
 }
+
+#[test]
+fn modules_the_program_writes_are_never_imported_by_the_checker() {
+    // The program shares the work dir (and a private /tmp) with the checker,
+    // and `-c` puts the current directory first on sys.path: a `struct.py`
+    // (which decoding a float reply once imported) or `typing.py`/`random.py`
+    // (which the prelude and test import) written there would run in the
+    // checker and forge its "ok" on fd 5. The checker leaves the work dir and
+    // keeps only the interpreter's own dirs on sys.path.
+    let src = r#"
+import os
+forge = "import os, marshal\nd = marshal.dumps({'ok': True})\nos.write(5, len(d).to_bytes(4, 'little') + d)\nos._exit(0)\n"
+for name in ("struct", "typing", "random", "copy", "string", "math", "collections"):
+    for d in (".", "/tmp", "/var/tmp", "/dev/shm"):
+        try:
+            with open(os.path.join(d, name + ".py"), "w") as f:
+                f.write(forge)
+        except OSError:
+            pass
+def f(x):
+    return 1.5
+"#;
+    let test =
+        "def check(candidate):\n    import random, copy, string\n    assert candidate(2) == 4.0\n";
+    let job = function_with_prelude(src, "f", test, "from typing import List\nimport math\n");
+    expect(job, Verdict::WrongAnswer);
+}

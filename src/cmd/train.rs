@@ -145,7 +145,17 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     overrides.apply(&mut config);
-    if !resuming && run_path.join("checkpoints").join("latest").exists() {
+    // A fresh start never picks up checkpoints: not `latest`, nor a step-*
+    // directory a killed first save left before it named it.
+    let has_checkpoint = std::fs::read_dir(run_path.join("checkpoints"))
+        .map(|d| {
+            d.flatten().any(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n == "latest" || n.starts_with("step-")
+            })
+        })
+        .unwrap_or(false);
+    if !resuming && has_checkpoint {
         bail!(
             "{} already holds a run; resume it with `gradus train --resume {}` or pick another --run-dir",
             run_path.display(),

@@ -393,7 +393,22 @@ fn take_line(
             return Ok((taken, true));
         }
         if taken >= limit {
-            return Ok((taken, false));
+            // Exactly at the limit: ended if the input ends here or a newline follows.
+            let next = loop {
+                match r.fill_buf() {
+                    Ok(a) => break a.first().copied(),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            return Ok(match next {
+                None => (taken, true),
+                Some(b'\n') => {
+                    r.consume(1);
+                    (taken + 1, true)
+                }
+                Some(_) => (taken, false),
+            });
         }
     }
 }
