@@ -1124,6 +1124,10 @@ def checker(secret_fd):
     try:
         check(candidate)
     except NameError as e:
+        if type(e) is not NameError:
+            # An UnboundLocalError depends on what the program returned (an
+            # empty loop left a variable unset): the program's failure.
+            raise
         raise ProblemError(
             "the test uses a name it does not define (%s); a helper must come from the job's "
             "prelude, the checker takes nothing but the entry point from the program%s" % (e, prelude_note)

@@ -590,6 +590,20 @@ fn a_prompt_ending_in_a_bare_signature_or_prose_still_serves_as_prelude() {
 }
 
 #[test]
+fn an_unbound_local_the_programs_answer_causes_is_a_wrong_answer_not_a_bad_job() {
+    let test =
+        "def check(candidate):\n    for i in candidate(3):\n        pass\n    assert i == 2\n";
+    let job = function("def f(n):\n    return []\n", "f", test);
+    for o in expect(job, Verdict::WrongAnswer) {
+        assert!(o.detail.unwrap_or_default().contains("UnboundLocalError"));
+    }
+    expect(
+        function("def f(n):\n    return list(range(n))\n", "f", test),
+        Verdict::Accepted,
+    );
+}
+
+#[test]
 fn defining_check_or_candidate_is_not_a_pass() {
     let src =
         "def check(candidate):\n    pass\ncandidate = lambda *a: 4\ndef f(x):\n    return 0\n";
