@@ -358,21 +358,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The rotated files of log `name` under `root` (`name.1`, `name.2`, ...), oldest first.
-pub fn rotated_files(root: &Path, name: &str) -> Vec<(u64, PathBuf)> {
-    let mut out: Vec<(u64, PathBuf)> = fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let file = e.file_name().to_string_lossy().into_owned();
-            let n = file.strip_prefix(name)?.strip_prefix('.')?.parse().ok()?;
-            Some((n, e.path()))
-        })
-        .collect();
-    out.sort();
-    out
-}
+/// The rotated files of log `name` under `root` (`name.1`, `name.2`, ...), oldest
+/// first: the reader's own listing, so writer and reader agree on the names.
+pub use gradus_report::jsonl::rotated_files;
 
 /// Bytes of `path` up to and including its last newline (a torn last line
 /// left out).

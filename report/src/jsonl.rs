@@ -40,18 +40,7 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Result<Option<Rows<T>>> {
 /// each file; a torn tail counts only in the live file. `Ok(None)` when
 /// neither exists.
 pub fn read_log<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<Rows<T>>> {
-    let mut rotated: Vec<(u64, std::path::PathBuf)> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .flatten()
-            .filter_map(|e| {
-                let file = e.file_name().to_string_lossy().into_owned();
-                let n = file.strip_prefix(name)?.strip_prefix('.')?.parse().ok()?;
-                Some((n, e.path()))
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    rotated.sort();
+    let rotated = rotated_files(dir, name);
     let mut out: Option<Rows<T>> = None;
     for path in rotated
         .into_iter()
@@ -71,6 +60,22 @@ pub fn read_log<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<Ro
         acc.torn_tail = rows.torn_tail;
     }
     Ok(out)
+}
+
+/// The rotated files of log `name` in `dir` (`name.1`, `name.2`, ...), oldest first.
+pub fn rotated_files(dir: &Path, name: &str) -> Vec<(u64, std::path::PathBuf)> {
+    let mut out: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let n = file.strip_prefix(name)?.strip_prefix('.')?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Parses JSONL `bytes` read from `path` (named in warnings only).
