@@ -63,6 +63,10 @@ pub struct Limits {
     pub header_read_timeout: std::time::Duration,
     /// Largest request head, bytes (a longer one is refused).
     pub max_header_bytes: usize,
+    /// Longest a connection is served: then it is closed after its request
+    /// in flight (a keep-alive scraper reconnects), and dropped if that does
+    /// not finish within `header_read_timeout` (a client that stopped reading).
+    pub max_connection_age: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -73,6 +77,7 @@ impl Default for Limits {
             max_connections: 256,
             header_read_timeout: std::time::Duration::from_secs(10),
             max_header_bytes: 16 << 10,
+            max_connection_age: std::time::Duration::from_secs(120),
         }
     }
 }
@@ -145,12 +150,20 @@ async fn accept_loop(
                 async move { Ok::<_, Infallible>(response) }
             });
             // A client that hangs up mid-request is its own problem, not the run's.
-            let _ = hyper::server::conn::http1::Builder::new()
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
-                .max_buf_size(limits.max_header_bytes.max(8192))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .max_buf_size(limits.max_header_bytes.max(8192));
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = tokio::time::sleep(limits.max_connection_age) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(limits.header_read_timeout, conn).await;
+                }
+            }
         });
     }
 }
@@ -229,6 +242,7 @@ mod tests {
             max_connections: 256,
             header_read_timeout: std::time::Duration::from_millis(300),
             max_header_bytes: 8 << 10,
+            max_connection_age: std::time::Duration::from_secs(60),
         };
         let server = Server::start_with(
             "127.0.0.1:0".parse().unwrap(),
@@ -310,6 +324,87 @@ mod tests {
         }
         assert_eq!(closed, flood.len(), "idle connections still open");
         eprintln!("flood: {} of 10000 connected, all closed", flood.len());
+    }
+
+    /// Issue 18: a keep-alive client is served for at most the connection
+    /// age, every response whole, then closed; a client that never reads
+    /// what it asked for is dropped too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_are_closed_at_their_age_after_whole_responses() {
+        let limits = Limits {
+            max_connections: 8,
+            header_read_timeout: std::time::Duration::from_millis(500),
+            max_header_bytes: 8 << 10,
+            max_connection_age: std::time::Duration::from_millis(700),
+        };
+        let status = StatusBoard::default();
+        // A /status big enough that a client that never reads fills the
+        // socket buffers and the server's write stalls.
+        status.write().unwrap().stage = "s".repeat(8 << 20);
+        let server = Server::start_with(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Metrics::new()),
+            status,
+            limits,
+        )
+        .await
+        .unwrap();
+        let addr = server.local_addr();
+        let started = std::time::Instant::now();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut answered = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .is_err()
+            {
+                break;
+            }
+            let n = match tokio::time::timeout(std::time::Duration::from_secs(3), s.read(&mut buf))
+                .await
+            {
+                Ok(Ok(n)) => n,
+                Ok(Err(_)) => 0,
+                Err(_) => panic!("no answer and no close"),
+            };
+            if n == 0 {
+                break;
+            }
+            let text = String::from_utf8_lossy(&buf[..n]);
+            assert!(
+                text.starts_with("HTTP/1.1 200") && text.ends_with("ok\n"),
+                "{text}"
+            );
+            answered += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let lived = started.elapsed();
+        assert!(answered >= 5, "{answered} answers");
+        assert!(
+            lived >= std::time::Duration::from_millis(650)
+                && lived < std::time::Duration::from_secs(3),
+            "{lived:?}"
+        );
+        // Ask for 8 MB and never read it: dropped within age + drain.
+        let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let mut total = 0usize;
+        let drained = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+            loop {
+                match stalled.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        })
+        .await;
+        assert!(drained.is_ok(), "the stalled connection was never closed");
+        assert!(total < 8 << 20, "the whole body arrived: {total} bytes");
     }
 
     #[tokio::test]

@@ -41,6 +41,18 @@ enum Command {
     Bench(cmd::bench::Command),
 }
 
+/// A daemon holds checkpoints, logs, sandbox pipes and HTTP connections at
+/// once: the soft limit on open files (often 1,024) goes up to the hard one,
+/// as servers do; where that is refused the soft limit stays.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(1 << 20), hard);
+    }
+}
+
 fn main() -> ExitCode {
     // Cold-mode sandboxes re-execute this binary as their cell supervisor;
     // before argument parsing (the launcher's argument is not ours) and
@@ -48,6 +60,7 @@ fn main() -> ExitCode {
     gradus_sandbox::cell::main_if_requested();
     // Tensor buffers are reused rather than page-faulted in again each step.
     gradus_policy::device::tune_allocator();
+    raise_fd_limit();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sandbox(c) => cmd::sandbox::run(c),

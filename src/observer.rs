@@ -129,7 +129,11 @@ impl RunObserver {
                 Err(e) => self.warn("a rotated log", e),
             }
         }
-        self.run_dir.lengths()
+        let (lengths, errors) = self.run_dir.lengths();
+        for (file, e) in errors {
+            self.warn(&file, e);
+        }
+        lengths
     }
 
     /// A line for the operator, through the progress display.

@@ -137,6 +137,35 @@ pub struct RunDir {
     eval: BufWriter<File>,
 }
 
+/// Suffix of the key under which a checkpoint's log lengths record the
+/// number of a log's newest rotated file.
+pub const ROTATED_KEY: &str = "#rotated";
+
+/// Appends `from[start..]` to `to`, ending it with a newline.
+fn append_tail(from: &Path, start: u64, to: &Path) -> anyhow::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut src = File::open(from).with_context(|| format!("reading {}", from.display()))?;
+    src.seek(SeekFrom::Start(start))?;
+    let mut dst = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(to)
+        .with_context(|| format!("opening {}", to.display()))?;
+    let copied = std::io::copy(&mut src, &mut dst)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    if copied > 0 {
+        use std::io::Read;
+        let mut last = [0u8];
+        src.seek(SeekFrom::End(-1))?;
+        src.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            dst.write_all(b"\n")?;
+        }
+    }
+    dst.sync_all()
+        .with_context(|| format!("syncing {}", to.display()))
+}
+
 /// The append-only logs, which a resume cuts back to the checkpoint's lengths.
 pub const LOGS: [&str; 4] = [
     "events.jsonl",
@@ -165,6 +194,49 @@ impl RunDir {
         let mut cut = Map::new();
         for name in LOGS {
             let path = root.join(name);
+            // A rotation after the checkpoint (its save then failed, or the
+            // process was killed): the first file rotated since holds the
+            // live log as the checkpoint knew it, and is the live log again;
+            // everything after it goes to NAME.superseded.
+            let rotated_then = lengths.and_then(|l| l.get(&format!("{name}{ROTATED_KEY}")));
+            if let Some(&then) = rotated_then {
+                let since: Vec<(u64, PathBuf)> = rotated_files(root, name)
+                    .into_iter()
+                    .filter(|(n, _)| *n > then)
+                    .collect();
+                if let Some(((_, first), later)) = since.split_first() {
+                    let aside = root.join(format!("{name}.superseded"));
+                    let keep = lengths.and_then(|l| l.get(name)).copied().unwrap_or(0);
+                    let first_len = fs::metadata(first)?.len();
+                    let mut moved = first_len.saturating_sub(keep);
+                    append_tail(first, keep.min(first_len), &aside)?;
+                    for (_, p) in later {
+                        moved += fs::metadata(p)?.len();
+                        append_tail(p, 0, &aside)?;
+                        fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+                    }
+                    if path.exists() {
+                        moved += fs::metadata(&path)?.len();
+                        append_tail(&path, 0, &aside)?;
+                    }
+                    OpenOptions::new()
+                        .write(true)
+                        .open(first)
+                        .and_then(|f| {
+                            f.set_len(keep.min(first_len))?;
+                            f.sync_all()
+                        })
+                        .with_context(|| format!("cutting {}", first.display()))?;
+                    fs::rename(first, &path).with_context(|| {
+                        format!("restoring {} to {}", first.display(), path.display())
+                    })?;
+                    File::open(root)
+                        .and_then(|d| d.sync_all())
+                        .with_context(|| format!("syncing {}", root.display()))?;
+                    cut.insert(name.into(), json!(moved));
+                    continue;
+                }
+            }
             let Ok(meta) = fs::metadata(&path) else {
                 continue;
             };
@@ -282,21 +354,39 @@ impl RunDir {
         Ok(rotated)
     }
 
-    /// The length of each log now (every line flushed), for a checkpoint.
-    pub fn lengths(&mut self) -> std::collections::BTreeMap<String, u64> {
+    /// The length of each log now (every line flushed), for a checkpoint,
+    /// and with it, under `NAME#rotated`, the number of its newest rotated
+    /// file (0 for none), so that a resume from this checkpoint can undo a
+    /// rotation that happened after it. A log whose flush fails is recorded at
+    /// its length on disk (whole lines only reach it) and named in the errors.
+    pub fn lengths(
+        &mut self,
+    ) -> (
+        std::collections::BTreeMap<String, u64>,
+        Vec<(String, anyhow::Error)>,
+    ) {
         let mut out = std::collections::BTreeMap::new();
+        let mut errors = Vec::new();
+        let root = self.root.clone();
         for (name, w) in [
             ("events.jsonl", &mut self.events),
             ("metrics.jsonl", &mut self.metrics),
             ("rollouts.jsonl", &mut self.rollouts),
             ("eval.jsonl", &mut self.eval),
         ] {
-            let _ = w.flush();
-            if let Ok(m) = w.get_ref().metadata() {
-                out.insert(name.to_string(), m.len());
+            if let Err(e) = w.flush() {
+                errors.push((name.to_string(), anyhow::Error::from(e)));
             }
+            match w.get_ref().metadata() {
+                Ok(m) => {
+                    out.insert(name.to_string(), m.len());
+                }
+                Err(e) => errors.push((name.to_string(), e.into())),
+            }
+            let newest = rotated_files(&root, name).last().map_or(0, |(n, _)| *n);
+            out.insert(format!("{name}{ROTATED_KEY}"), newest);
         }
-        out
+        (out, errors)
     }
 
     pub fn checkpoints(&self) -> PathBuf {
@@ -475,7 +565,47 @@ mod tests {
         assert!(rotated_files(dir.path(), "events.jsonl").is_empty());
         // The lengths a checkpoint records are the fresh files'.
         run.metrics(&json!({"step": 12})).unwrap();
-        assert_eq!(run.lengths()["metrics.jsonl"], 12);
+        let (lengths, errors) = run.lengths();
+        assert!(errors.is_empty());
+        assert_eq!(lengths["metrics.jsonl"], 12);
+        assert_eq!(lengths["metrics.jsonl#rotated"], 12);
+    }
+
+    #[test]
+    fn a_resume_undoes_a_rotation_made_after_its_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(dir.path()).unwrap();
+        for step in 0..5u64 {
+            run.metrics(&json!({"step": step, "pad": "x".repeat(100)}))
+                .unwrap();
+        }
+        // The checkpoint at step 4 records the lengths (no rotation yet).
+        let (at_checkpoint, _) = run.lengths();
+        for step in 5..12u64 {
+            run.metrics(&json!({"step": step, "pad": "x".repeat(100)}))
+                .unwrap();
+        }
+        // The next save rotates the log, then fails (or is killed) ...
+        assert_eq!(run.rotate(1000, 3).unwrap().len(), 1);
+        run.metrics(&json!({"step": 12})).unwrap();
+        drop(run);
+        // ... so the resume goes back to step 4: the rotated file is the live
+        // log again, cut to the checkpoint, and steps 5..12 are set aside.
+        let (_run, cut) = RunDir::open_at(dir.path(), Some(&at_checkpoint)).unwrap();
+        assert!(rotated_files(dir.path(), "metrics.jsonl").is_empty());
+        let steps: Vec<u64> = read_jsonl(&dir.path().join("metrics.jsonl"))
+            .unwrap()
+            .iter()
+            .map(|v| v["step"].as_u64().unwrap())
+            .collect();
+        assert_eq!(steps, [0, 1, 2, 3, 4]);
+        let aside: Vec<u64> = read_jsonl(&dir.path().join("metrics.jsonl.superseded"))
+            .unwrap()
+            .iter()
+            .map(|v| v["step"].as_u64().unwrap())
+            .collect();
+        assert_eq!(aside, [5, 6, 7, 8, 9, 10, 11, 12]);
+        assert!(cut["metrics.jsonl"].as_u64().unwrap() > 0);
     }
 
     #[test]

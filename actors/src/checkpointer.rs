@@ -268,6 +268,37 @@ pub fn latest_intact(root: &Path) -> Result<(Option<PathBuf>, Vec<Skipped>), Che
         ))
     }
 }
+/// Moves each skipped `step-*` directory out of the checkpoint rotation, to
+/// `skipped-step-*` beside it (kept for inspection, never pruned or resumed
+/// from), so that a run resumed from an older checkpoint does not keep a newer
+/// broken one as its newest and prune the checkpoints it writes itself.
+/// Returns where each one went.
+pub fn set_aside(root: &Path, skipped: &[Skipped]) -> Result<Vec<PathBuf>, CheckpointError> {
+    let mut moved = Vec::new();
+    for s in skipped {
+        let Some(name) = s.dir.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !name.starts_with("step-") || !s.dir.is_dir() || s.dir.parent() != Some(root) {
+            continue;
+        }
+        let mut dest = root.join(format!("skipped-{name}"));
+        let mut n = 1;
+        while dest.exists() {
+            dest = root.join(format!("skipped-{name}.{n}"));
+            n += 1;
+        }
+        fs::rename(&s.dir, &dest).map_err(io("setting aside", &s.dir))?;
+        moved.push(dest);
+    }
+    if !moved.is_empty() {
+        File::open(root)
+            .and_then(|d| d.sync_all())
+            .map_err(io("syncing", root))?;
+    }
+    Ok(moved)
+}
+
 /// Where the learner writes its part inside a checkpoint.
 pub const LEARNER_DIR: &str = "learner";
 
@@ -381,7 +412,7 @@ pub fn commit(root: &Path, step: u64, keep: usize) -> Result<PathBuf, Checkpoint
     root_dir.sync_all().map_err(io("syncing", root))?;
     let latest = root.join(LATEST);
     write_atomic(&latest, name.as_bytes()).map_err(io("writing", &latest))?;
-    prune(root, keep)?;
+    prune(root, keep, &name)?;
     Ok(dest)
 }
 
@@ -391,8 +422,10 @@ fn exchange(dir: &File, a: &str, b: &str) -> std::io::Result<()> {
     renameat2(dir, a, dir, b, RenameFlags::RENAME_EXCHANGE).map_err(std::io::Error::from)
 }
 
-/// Deletes all but the newest `keep` checkpoints, and stale temp dirs.
-fn prune(root: &Path, keep: usize) -> Result<(), CheckpointError> {
+/// Deletes all but the newest `keep` checkpoints, and stale temp dirs; never
+/// `current`, the one just committed (a newer `step-*` left behind by an
+/// earlier life of the run must not push it out).
+fn prune(root: &Path, keep: usize, current: &str) -> Result<(), CheckpointError> {
     let mut steps: Vec<PathBuf> = Vec::new();
     for entry in fs::read_dir(root).map_err(io("listing", root))? {
         let path = entry.map_err(io("listing", root))?.path();
@@ -403,11 +436,12 @@ fn prune(root: &Path, keep: usize) -> Result<(), CheckpointError> {
             .to_string();
         if name.starts_with(".tmp-") {
             fs::remove_dir_all(&path).map_err(io("removing", &path))?;
-        } else if name.starts_with("step-") {
+        } else if name.starts_with("step-") && name != current {
             steps.push(path);
         }
     }
     steps.sort();
+    let keep = keep.saturating_sub(1);
     let excess = steps.len().saturating_sub(keep);
     for old in &steps[..excess] {
         fs::remove_dir_all(old).map_err(io("removing", old))?;
@@ -675,6 +709,43 @@ mod tests {
         fs::write(&state, bytes).unwrap();
         let dir = skipped_after(root.path(), "corrupted");
         assert!(dir.ends_with("step-00000002"));
+    }
+
+    #[test]
+    fn a_resume_past_a_broken_newer_checkpoint_sets_it_aside_and_prune_keeps_what_it_writes() {
+        let root = tempfile::tempdir().unwrap();
+        for step in [10, 20] {
+            save(root.path(), step, 2);
+        }
+        let state = root.path().join("step-00000020/learner/state-1.bin");
+        let mut bytes = fs::read(&state).unwrap();
+        bytes[7] ^= 0x40;
+        fs::write(&state, bytes).unwrap();
+        let (dir, skipped) = latest_intact(root.path()).unwrap();
+        assert!(dir.unwrap().ends_with("step-00000010"));
+        let moved = set_aside(root.path(), &skipped).unwrap();
+        assert_eq!(moved, vec![root.path().join("skipped-step-00000020")]);
+        // The resumed run saves at 15 (a reload changed the interval), keeping 1.
+        save(root.path(), 15, 1);
+        let steps: Vec<String> = fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("step-"))
+            .collect();
+        assert_eq!(steps, vec!["step-00000015".to_string()]);
+        assert!(
+            latest(root.path())
+                .unwrap()
+                .unwrap()
+                .ends_with("step-00000015")
+        );
+        assert!(root.path().join("skipped-step-00000020").is_dir());
+        // Even a newer step-* that nobody set aside never pushes out the
+        // checkpoint just written.
+        fs::create_dir(root.path().join("step-00000099")).unwrap();
+        save(root.path(), 16, 1);
+        assert!(root.path().join("step-00000016").is_dir());
+        assert!(!root.path().join("step-00000015").exists());
     }
 
     #[test]

@@ -151,7 +151,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         .map(|d| {
             d.flatten().any(|e| {
                 let n = e.file_name().to_string_lossy().into_owned();
-                n == "latest" || n.starts_with("step-")
+                n == "latest" || n.starts_with("step-") || n.starts_with("skipped-step-")
             })
         })
         .unwrap_or(false);
@@ -173,6 +173,15 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
             "gradus: warning: skipping checkpoint {}: {}",
             s.dir.display(),
             s.why
+        );
+    }
+    // A broken checkpoint newer than the one used leaves the rotation, so
+    // that the resumed run's own checkpoints are the newest (and not pruned).
+    let set_aside = checkpointer::set_aside(&run_path.join("checkpoints"), &skipped_checkpoints)?;
+    for p in &set_aside {
+        eprintln!(
+            "gradus: warning: moved the skipped checkpoint to {}",
+            p.display()
         );
     }
     let resumed_state = match &latest {

@@ -107,24 +107,39 @@ fn get(addr: &str, path: &str) -> bool {
     s.read_to_end(&mut out).is_ok() && out.starts_with(b"HTTP/1.1 200")
 }
 
-/// Least-squares slope of `ys` over `xs` (per unit of x) and the residuals' SD.
-fn fit(xs: &[f64], ys: &[f64]) -> (f64, f64) {
+/// Least-squares slope of `ys` over `xs` (per unit of x), the residuals' SD,
+/// and the slope's standard error.
+fn fit(xs: &[f64], ys: &[f64]) -> (f64, f64, f64) {
     let n = xs.len() as f64;
-    if xs.len() < 2 {
-        return (0.0, 0.0);
+    if xs.len() < 3 {
+        return (0.0, 0.0, f64::INFINITY);
     }
     let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
     let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
     let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
     let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-    let sd = (xs
+    let ss: f64 = xs
         .iter()
         .zip(ys)
         .map(|(x, y)| (y - (my + slope * (x - mx))).powi(2))
-        .sum::<f64>()
-        / (n - 1.0).max(1.0))
-    .sqrt();
-    (slope, sd)
+        .sum();
+    let sd = (ss / (n - 1.0)).sqrt();
+    let se = if sxx > 0.0 {
+        (ss / (n - 2.0) / sxx).sqrt()
+    } else {
+        f64::INFINITY
+    };
+    (slope, sd, se)
+}
+
+/// Whether a series is flat: its fitted change over the soak is within two
+/// standard errors of zero (no trend the noise cannot explain), or within the
+/// series' resolution `floor` (what the measurement cannot tell apart: the
+/// allocator's page-sized steps, one fd or thread opened for a moment).
+/// A steady leak has small residuals, hence a small standard error, and
+/// fails as soon as it passes the floor.
+fn is_flat(slope: f64, se: f64, span_h: f64, floor: f64) -> bool {
+    (slope * span_h).abs() <= (2.0 * se * span_h).max(floor)
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -268,8 +283,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .count();
 
     // Slopes over the samples after warm-up (the first fifth, or the first
-    // sample): a series is flat when its fitted change over the soak stays
-    // within 2 SD of its minute-to-minute residuals or within 5% of its mean.
+    // sample), judged by `is_flat`; the floors are each series' resolution.
     let warm = (samples.len() / 5)
         .max(1)
         .min(samples.len().saturating_sub(2));
@@ -279,14 +293,24 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut verdicts = serde_json::Map::new();
     let mut all_flat = true;
     type Field = fn(&Sample) -> f64;
-    let series: [(&str, Field); 5] = [
-        ("rss_mb", |s| s.rss_mb),
-        ("fds", |s| s.fds),
-        ("threads", |s| s.threads),
-        ("step_seconds", |s| s.step_seconds),
-        ("run_dir_mb", |s| s.run_dir_mb),
+    let mean_step = {
+        let v: Vec<f64> = kept
+            .iter()
+            .map(|s| s.step_seconds)
+            .filter(|v| v.is_finite())
+            .collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
+    // (name, value, floor: the change over the soak too small to tell)
+    let series: [(&str, Field, f64); 5] = [
+        ("rss_mb", |s| s.rss_mb, 2.0),
+        ("fds", |s| s.fds, 2.0),
+        ("threads", |s| s.threads, 1.0),
+        // Step time on a shared machine: 10% of its mean.
+        ("step_seconds", |s| s.step_seconds, 0.1 * mean_step),
+        ("run_dir_mb", |s| s.run_dir_mb, 0.0),
     ];
-    for (name, f) in series {
+    for (name, f, floor) in series {
         let pts: Vec<(f64, f64)> = xs
             .iter()
             .zip(kept)
@@ -294,18 +318,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .filter(|(_, y)| y.is_finite())
             .collect();
         let (px, py): (Vec<f64>, Vec<f64>) = pts.into_iter().unzip();
-        let (slope, sd) = fit(&px, &py);
+        let (slope, sd, se) = fit(&px, &py);
         let mean = py.iter().sum::<f64>() / py.len().max(1) as f64;
         let change = slope * span_h;
-        let flat = change.abs() <= (2.0 * sd).max(0.05 * mean.abs());
+        let flat = is_flat(slope, se, span_h, floor);
         // The run dir grows by the logs by design; it is reported, not judged.
         if name != "run_dir_mb" {
             all_flat &= flat;
         }
         verdicts.insert(
             name.into(),
-            serde_json::json!({"slope_per_hour": slope, "mean": mean, "residual_sd": sd,
-                               "change_over_soak": change, "flat": flat}),
+            serde_json::json!({"slope_per_hour": slope, "slope_se": se, "per_day": slope * 24.0,
+                               "mean": mean, "residual_sd": sd, "change_over_soak": change,
+                               "floor": floor, "flat": flat}),
         );
     }
     let last = samples.last().cloned();
@@ -328,4 +353,39 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(f: impl Fn(f64) -> f64) -> (Vec<f64>, Vec<f64>) {
+        let xs: Vec<f64> = (12..=60).map(|m| m as f64 / 60.0).collect();
+        let ys = xs.iter().map(|&x| f(x)).collect();
+        (xs, ys)
+    }
+
+    #[test]
+    fn a_steady_leak_is_not_flat_and_noise_is() {
+        let span = 48.0 / 60.0;
+        // +6.6 MB/h on 340 MB with 0.1 MB of jitter: 5% of the mean would
+        // call it flat; it is a leak of 158 MB a day.
+        let (xs, ys) = series(|x| 340.0 + 6.6 * x + 0.1 * (x * 977.0).sin());
+        let (slope, _, se) = fit(&xs, &ys);
+        assert!((slope - 6.6).abs() < 0.5, "{slope}");
+        assert!(!is_flat(slope, se, span, 2.0));
+        // Jitter of +-1.5 MB with no trend, and a level step of 1 MB (the
+        // allocator keeping a new arena): flat.
+        let (xs, ys) =
+            series(|x| 340.0 + 1.5 * (x * 977.0).sin() + if x > 0.5 { 1.0 } else { 0.0 });
+        let (slope, _, se) = fit(&xs, &ys);
+        assert!(is_flat(slope, se, span, 2.0), "{slope} {se}");
+        // A constant fd count is flat; one more fd every ten minutes is not.
+        let (xs, ys) = series(|_| 40.0);
+        let (slope, _, se) = fit(&xs, &ys);
+        assert!(is_flat(slope, se, span, 2.0));
+        let (xs, ys) = series(|x| 40.0 + (x * 6.0).floor());
+        let (slope, _, se) = fit(&xs, &ys);
+        assert!(!is_flat(slope, se, span, 2.0), "{slope} {se}");
+    }
 }
