@@ -30,16 +30,24 @@ pub struct Args {
     /// Where the run directory goes (default: a temp dir, removed afterwards).
     #[arg(long)]
     run_dir: Option<PathBuf>,
+    /// Rotate the run's logs past this size (`[run].rotate_logs_mb`; 0: never).
+    /// With rotation the run directory is bounded, and judged flat too.
+    #[arg(long, default_value_t = 0.0)]
+    rotate_logs_mb: f64,
 }
 
 const DEMO: &str = include_str!("../../../configs/demo.toml");
 
 /// The demo config, in async mode on a free port, with a last stage that
 /// samples every bucket and never advances; `temperature` is what reloads toggle.
-fn soak_config(temperature: &str) -> String {
+fn soak_config(temperature: &str, rotate_logs_mb: f64) -> String {
     let mut c = DEMO
         .replacen("http = \"127.0.0.1:9464\"", "http = \"127.0.0.1:0\"", 1)
-        .replacen("[run]\n", "[run]\nmode = \"async\"\n", 1);
+        .replacen(
+            "[run]\n",
+            &format!("[run]\nmode = \"async\"\nrotate_logs_mb = {rotate_logs_mb:?}\n"),
+            1,
+        );
     c.push_str(&format!(
         "\n# The soak: every bucket, math and code, for as long as the soak lasts.\n\
          [[curriculum.stages]]\n\
@@ -149,7 +157,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let tmp = tempfile::tempdir()?;
     let run_dir = a.run_dir.clone().unwrap_or_else(|| tmp.path().join("run"));
     let config = tmp.path().join("soak.toml");
-    std::fs::write(&config, soak_config("1.0"))?;
+    std::fs::write(&config, soak_config("1.0", a.rotate_logs_mb))?;
     let exe = std::env::current_exe()?;
     let mut child: Child = Command::new(&exe)
         .args(["train", "--config"])
@@ -220,7 +228,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             } else {
                 "1.0"
             };
-            gradus::run_dir::write_atomic(&config, soak_config(t).as_bytes())?;
+            gradus::run_dir::write_atomic(&config, soak_config(t, a.rotate_logs_mb).as_bytes())?;
             reloads += 1;
             last_reload = Instant::now();
         }
@@ -322,7 +330,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         let mean = py.iter().sum::<f64>() / py.len().max(1) as f64;
         let change = slope * span_h;
         let flat = is_flat(slope, se, span_h, floor);
-        // The run dir grows by the logs by design; it is reported, not judged.
+        // The run dir grows by the logs by design: its slope is reported, not
+        // judged; with rotation its bound is judged below.
         if name != "run_dir_mb" {
             all_flat &= flat;
         }
@@ -332,6 +341,19 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                                "mean": mean, "residual_sd": sd, "change_over_soak": change,
                                "floor": floor, "flat": flat}),
         );
+    }
+    // With rotation the run dir is bounded: the checkpoints kept, plus per
+    // log the live file and its kept rotated files (each about the size),
+    // plus a megabyte for the small files. Judged on the largest sample.
+    let run_dir_bound = (a.rotate_logs_mb > 0.0).then(|| {
+        let ckpt = dir_bytes(&run_dir.join("checkpoints")) as f64 / 1e6;
+        let kept = 5.0; // [run].rotated_logs_kept's default, which the soak keeps
+        let bound = ckpt + 4.0 * (kept + 1.0) * a.rotate_logs_mb * 1.048_576 * 1.1 + 1.0;
+        let max = samples.iter().map(|s| s.run_dir_mb).fold(0.0, f64::max);
+        (bound, max, max <= bound)
+    });
+    if let Some((_, _, within)) = run_dir_bound {
+        all_flat &= within;
     }
     let last = samples.last().cloned();
     let failed_scrapes = last.as_ref().map_or(0, |s| s.scrapes_failed);
@@ -345,6 +367,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         "reloads_sent": reloads,
         "reloads_applied": applied,
         "train_exit": exit.code(),
+        "run_dir_bound_mb": run_dir_bound.map(|b| b.0),
+        "run_dir_max_mb": run_dir_bound.map(|b| b.1),
+        "run_dir_within_bound": run_dir_bound.map(|b| b.2),
         "flat": all_flat,
     });
     println!("{summary}");
