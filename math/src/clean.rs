@@ -122,6 +122,9 @@ pub fn clean(s: &str) -> String {
             s = s.replace(from, to);
         }
     }
+    if s.contains("\\ ") {
+        s = control_spaces(&s);
+    }
     s = text_groups(&s);
     s = s.replace('\n', " ");
     s = unit_words(&s);
@@ -153,6 +156,31 @@ fn collapse_double_escapes(s: &str) -> String {
             i += ch.len_utf8();
         }
     }
+    out
+}
+
+/// `\ ` (a control space) becomes a space; `\\ ` (a row break) stays.
+fn control_spaces(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut run = 0usize;
+    for c in s.chars() {
+        if c == '\\' {
+            run += 1;
+            continue;
+        }
+        if run > 0 {
+            if c == ' ' && run % 2 == 1 {
+                out.extend(std::iter::repeat_n('\\', run - 1));
+                out.push(' ');
+                run = 0;
+                continue;
+            }
+            out.extend(std::iter::repeat_n('\\', run));
+            run = 0;
+        }
+        out.push(c);
+    }
+    out.extend(std::iter::repeat_n('\\', run));
     out
 }
 
@@ -192,8 +220,18 @@ fn text_groups(s: &str) -> String {
         let inner = rest[open + 1..close].trim();
         let is_mathrm = rest[at..].starts_with("\\mathrm");
         let before = out.trim_end();
-        let after_number =
-            before.ends_with(|c: char| c.is_ascii_digit() || c == '}' || c == ')' || c == '.');
+        // Words after a value are its unit: after a number or a group, or
+        // after any math when nothing but a power follows them
+        // (`12\pi \text{ inches per second}`).
+        let trailing = {
+            let t = rest[close + 1..].trim();
+            t.is_empty() || ["^2", "^3", "^{2}", "^{3}"].contains(&t)
+        };
+        let after_number = before
+            .ends_with(|c: char| c.is_ascii_digit() || c == '}' || c == ')' || c == '.')
+            || (trailing
+                && !before.is_empty()
+                && !before.ends_with(['=', '<', '>', ',', '(', '[', '{']));
         if inner == "and" || inner == "or" || inner == "," {
             out.push(' ');
             out.push_str(inner);

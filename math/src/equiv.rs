@@ -67,6 +67,45 @@ impl<'a> Cmp<'a> {
                 return self.eq(ge.as_ref().unwrap_or(g), pe.as_ref().unwrap_or(p));
             }
         }
+        // A solution region written as a disjunction (`x < 3 \text{ or } x > 4`,
+        // `x \neq 2`) is the union of its intervals.
+        if let Some(r) = region(g, self)? {
+            return self.eq(&r, p);
+        }
+        if let Some(r) = region(p, self)? {
+            return self.eq(g, &r);
+        }
+        // `c \begin{pmatrix}..\end{pmatrix}`: the matrix of the products.
+        if let Some(m) = scaled_matrix(g) {
+            return self.eq(&m, p);
+        }
+        if let Some(m) = scaled_matrix(p) {
+            return self.eq(g, &m);
+        }
+        // `x \in [-2, 7]` and `-2 \le x \le 7`: the set and the inequality.
+        if let Some(set) = membership(g)
+            && is_inequality(p)
+        {
+            return self.eq(set, p);
+        }
+        if let Some(set) = membership(p)
+            && is_inequality(g)
+        {
+            return self.eq(g, set);
+        }
+        // Set braces around a single value: `\{5\}` and `5` are one answer.
+        if let Expr::Set(v) = g
+            && v.len() == 1
+            && !matches!(p, Expr::Set(_) | Expr::List(_))
+        {
+            return self.eq(&v[0], p);
+        }
+        if let Expr::Set(v) = p
+            && v.len() == 1
+            && !matches!(g, Expr::Set(_) | Expr::List(_))
+        {
+            return self.eq(g, &v[0]);
+        }
         let (g_rel, p_rel) = (matches!(g, Expr::Rel { .. }), matches!(p, Expr::Rel { .. }));
         if g_rel && p_rel {
             return self.relations(g, p);
@@ -107,6 +146,11 @@ impl<'a> Cmp<'a> {
             (Expr::Interval { .. }, Expr::Interval { .. } | Expr::Tuple { paren: true, .. })
             | (Expr::Tuple { paren: true, .. }, Expr::Interval { .. }) => self.intervals(g, p),
             (Expr::Union(a), Expr::Union(b)) => self.unordered(a, b),
+            (Expr::Union(a), x) | (x, Expr::Union(a))
+                if a.len() == 1 && matches!(x, Expr::Interval { .. } | Expr::Tuple { .. }) =>
+            {
+                self.eq(&a[0], x)
+            }
             (Expr::Tuple { items: a, .. }, Expr::Tuple { items: b, .. })
             | (Expr::Ratio(a), Expr::Ratio(b))
             | (Expr::Tuple { items: a, .. }, Expr::List(b))
@@ -407,14 +451,30 @@ pub fn is_label(e: &Expr) -> bool {
     match e {
         Expr::Var { .. } => true,
         Expr::Mul(v) => {
-            matches!(v.first(), Some(Expr::Var { .. }))
-                && v.iter().all(|x| is_label(x) || is_plain_arg(x))
+            // `f(x)`, and an inverse `h^{-1}(x)`.
+            let head = match v.first() {
+                Some(Expr::Var { .. }) => true,
+                Some(Expr::Pow(b, e)) => {
+                    matches!(&**b, Expr::Var { .. })
+                        && v.len() >= 2
+                        && match &**e {
+                            Expr::Neg(one) => lit_is(one, 1),
+                            x => lit_is(x, -1),
+                        }
+                }
+                _ => false,
+            };
+            head && v[1..].iter().all(|x| is_label(x) || is_plain_arg(x))
         }
         Expr::Div(a, b) => is_label(a) && is_label(b),
         Expr::Ratio(v) => v.iter().all(is_label),
         Expr::Tuple { items, .. } => items.iter().all(is_label),
         _ => false,
     }
+}
+
+fn lit_is(e: &Expr, v: i64) -> bool {
+    matches!(e, Expr::Num { value, .. } if *value == Q::from_integer(v.into()))
 }
 
 /// Arguments in `f(2)`: numbers and labels.
@@ -433,6 +493,155 @@ fn assignment_value(e: &Expr) -> Option<&Expr> {
     };
     let ok = ops.iter().all(|o| *o == RelOp::Eq) || (ops.len() == 1 && ops[0] == RelOp::In);
     (ok && is_label(&terms[0])).then(|| &terms[terms.len() - 1])
+}
+
+/// `S` of `x \in S` (a label on the left).
+fn membership(e: &Expr) -> Option<&Expr> {
+    match e {
+        Expr::Rel { terms, ops }
+            if ops.len() == 1 && ops[0] == RelOp::In && is_label(&terms[0]) =>
+        {
+            Some(&terms[1])
+        }
+        _ => None,
+    }
+}
+
+fn is_inequality(e: &Expr) -> bool {
+    matches!(e, Expr::Rel { ops, .. } if ops.iter().all(|o| o.is_inequality()))
+}
+
+/// `c M` or `-M` for a matrix `M` and scalars `c`: the matrix of products.
+fn scaled_matrix(e: &Expr) -> Option<Expr> {
+    let scale = |m: &[Vec<Expr>], f: &dyn Fn(Expr) -> Expr| {
+        Expr::Matrix(
+            m.iter()
+                .map(|row| row.iter().map(|x| f(x.clone())).collect())
+                .collect(),
+        )
+    };
+    match e {
+        Expr::Neg(inner) => match &**inner {
+            Expr::Matrix(m) => Some(scale(m, &|x| Expr::Neg(Box::new(x)))),
+            _ => None,
+        },
+        Expr::Mul(v) => {
+            let mut mats = v.iter().filter(|x| matches!(x, Expr::Matrix(_)));
+            let Some(Expr::Matrix(m)) = mats.next() else {
+                return None;
+            };
+            if mats.next().is_some()
+                || v.iter()
+                    .any(|x| !matches!(x, Expr::Matrix(_)) && !x.is_scalar())
+            {
+                return None;
+            }
+            let factors: Vec<Expr> = v
+                .iter()
+                .filter(|x| !matches!(x, Expr::Matrix(_)))
+                .cloned()
+                .collect();
+            Some(scale(m, &|x| {
+                let mut f = factors.clone();
+                f.push(x);
+                Expr::Mul(f)
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// A region that only a union of intervals writes: `x \neq 2` (the line
+/// without 2), or a list of inequalities and intervals joined by "or"
+/// (`x < 3 \text{ or } x > 4`, `x \le -1, x \ge 1`). `None` for anything
+/// else, a single inequality included (that is an interval, compared as one).
+fn region(e: &Expr, c: &mut Cmp) -> Result<Option<Expr>, Limit> {
+    let open = |lo: Expr, hi: Expr, closed: bool| Expr::Interval {
+        lo: Box::new(lo),
+        hi: Box::new(hi),
+        lo_closed: closed,
+        hi_closed: closed,
+    };
+    match e {
+        // `|x| > a`, `|x| \le a`, `a < |x|`.
+        Expr::Rel { terms, ops } if ops.len() == 1 && ops[0].is_inequality() => {
+            let flip = |o: RelOp| match o {
+                RelOp::Lt => RelOp::Gt,
+                RelOp::Gt => RelOp::Lt,
+                RelOp::Le => RelOp::Ge,
+                RelOp::Ge => RelOp::Le,
+                o => o,
+            };
+            let (inner, bound, op) = match (&terms[0], &terms[1]) {
+                (Expr::Abs(x), b) if !b.has_vars() => (&**x, b, ops[0]),
+                (b, Expr::Abs(x)) if !b.has_vars() => (&**x, b, flip(ops[0])),
+                _ => return Ok(None),
+            };
+            if !is_label(inner) {
+                return Ok(None);
+            }
+            let neg = |x: &Expr| Expr::Neg(Box::new(x.clone()));
+            let inf = || Expr::Inf;
+            Ok(Some(match op {
+                RelOp::Lt | RelOp::Le => open(neg(bound), bound.clone(), op == RelOp::Le),
+                _ => {
+                    let c = op == RelOp::Ge;
+                    Expr::Union(vec![
+                        Expr::Interval {
+                            lo: Box::new(neg(&inf())),
+                            hi: Box::new(neg(bound)),
+                            lo_closed: false,
+                            hi_closed: c,
+                        },
+                        Expr::Interval {
+                            lo: Box::new(bound.clone()),
+                            hi: Box::new(inf()),
+                            lo_closed: c,
+                            hi_closed: false,
+                        },
+                    ])
+                }
+            }))
+        }
+        Expr::Rel { terms, ops } if ops.len() == 1 && ops[0] == RelOp::Ne => {
+            let bound = if is_label(&terms[0]) && !terms[1].has_vars() {
+                &terms[1]
+            } else if is_label(&terms[1]) && !terms[0].has_vars() {
+                &terms[0]
+            } else {
+                return Ok(None);
+            };
+            let piece = |lo: Expr, hi: Expr| Expr::Interval {
+                lo: Box::new(lo),
+                hi: Box::new(hi),
+                lo_closed: false,
+                hi_closed: false,
+            };
+            Ok(Some(Expr::Union(vec![
+                piece(Expr::Neg(Box::new(Expr::Inf)), bound.clone()),
+                piece(bound.clone(), Expr::Inf),
+            ])))
+        }
+        Expr::List(items) if items.len() >= 2 => {
+            let mut pieces = Vec::with_capacity(items.len());
+            let mut any_rel = false;
+            for it in items {
+                match it {
+                    Expr::Rel { ops, .. } if ops.iter().all(|o| o.is_inequality()) => {
+                        match ineq_interval(it, c)? {
+                            Some(i) => pieces.push(i),
+                            None => return Ok(None),
+                        }
+                        any_rel = true;
+                    }
+                    Expr::Interval { .. } => pieces.push(it.clone()),
+                    _ => return Ok(None),
+                }
+            }
+            Ok(any_rel.then_some(Expr::Union(pieces)))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// `x > 2`, `2 < x`, `-x > -1`, `0 < f(x) < 1`, `x \ge 3` as intervals.

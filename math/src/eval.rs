@@ -285,7 +285,10 @@ impl C {
         C::new(m * self.im.cos(), m * self.im.sin())
     }
     fn ln(self) -> C {
-        C::new(self.abs().ln(), self.im.atan2(self.re))
+        // `+ 0.0` turns a negative zero (from `-4`, negated) into a positive
+        // one, so a negative real gets the principal branch (`\sqrt{-4} = 2i`,
+        // not `-2i`).
+        C::new(self.abs().ln(), (self.im + 0.0).atan2(self.re))
     }
     fn is_real(self) -> bool {
         self.im.abs() <= 1e-12 * self.re.abs().max(1.0)

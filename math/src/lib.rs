@@ -115,7 +115,7 @@ pub fn parse_answer(raw: &str, cfg: &GradeConfig) -> Result<Parsed, ParseError> 
             key,
         });
     }
-    let text = norm_text(&key);
+    let text = norm_text(strip_article(&cleaned));
     if matches!(
         text.as_str(),
         "allrealnumbers" | "allreals" | "realnumbers" | "allrealx"
@@ -154,6 +154,35 @@ fn norm_text(s: &str) -> String {
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// A leading article of a worded answer ("a parabola", "the circle") is not
+/// part of it; only when words follow it.
+fn strip_article(s: &str) -> &str {
+    let t = s.trim_start();
+    for a in ["a ", "an ", "the ", "A ", "An ", "The "] {
+        if let Some(rest) = t.strip_prefix(a)
+            && rest.trim_start().starts_with(|c: char| c.is_alphabetic())
+        {
+            return rest;
+        }
+    }
+    t
+}
+
+/// The key two unparseable answers are compared by: braces that only group
+/// one token (`0.0011_{2}` and `0.0011_2`) are left out.
+fn loose_key(key: &str) -> String {
+    key.chars().filter(|c| *c != '{' && *c != '}').collect()
+}
+
+/// What a worded answer is compared by: its normalised words (articles
+/// dropped), or the letters and digits of its key.
+fn text_of(p: &Parsed) -> String {
+    match &p.expr {
+        Expr::Text(t) => t.clone(),
+        _ => norm_text(&p.key),
+    }
 }
 
 fn is_textual(e: &Expr) -> bool {
@@ -211,12 +240,26 @@ pub fn grade(gold: &str, response: &str, cfg: &GradeConfig) -> Grade {
         }
     }
     let Some(gold) = gold_parsed else {
+        // A gold answer the parser cannot read (a notation it does not know)
+        // still equals a response that writes it the same way.
+        let same = extract::gold_candidates(gold)
+            .into_iter()
+            .any(|(g_raw, _)| {
+                let g: String = clean::clean(&g_raw)
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect();
+                !g.is_empty() && loose_key(&g) == loose_key(&pred.key)
+            });
+        if same {
+            return verdict(true, Some(raw), Reason::Equivalent);
+        }
         return verdict(false, Some(raw), Reason::GoldUnparseable);
     };
     let correct = if gold.key == pred.key {
         Ok(true)
     } else if is_textual(&gold.expr) || is_textual(&pred.expr) {
-        Ok(norm_text(&gold.key) == norm_text(&pred.key))
+        Ok(text_of(&gold) == text_of(&pred))
     } else {
         equiv::Cmp::new(cfg).eq(&gold.expr, &pred.expr)
     };

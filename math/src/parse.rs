@@ -252,6 +252,11 @@ impl Parser<'_> {
 
     fn union(&mut self) -> R<Expr> {
         let first = self.sum()?;
+        if matches!(first, Expr::Reals) && cmd_is(self.peek(), &["setminus", "backslash"]) {
+            self.pos += 1;
+            let removed = self.sum()?;
+            return complement(removed);
+        }
         if !cmd_is(self.peek(), &["cup"]) {
             return Ok(first);
         }
@@ -311,6 +316,8 @@ impl Parser<'_> {
                     | "ne"
                     | "in"
                     | "cup"
+                    | "setminus"
+                    | "backslash"
                     | "to"
                     | "gets"
                     | "approx"
@@ -732,6 +739,14 @@ fn var(name: String, sub: Option<Box<Expr>>) -> Expr {
     }
 }
 
+/// A literal, or a negated one.
+fn signed_lit(e: &Expr) -> Option<BigRational> {
+    match e {
+        Expr::Neg(x) => lit(x).map(|v| -v),
+        e => lit(e),
+    }
+}
+
 fn lit(e: &Expr) -> Option<BigRational> {
     match e {
         Expr::Num { value, .. } => Some(value.clone()),
@@ -787,6 +802,59 @@ fn bracketed(mut items: Vec<Expr>, open_round: bool, close_square: bool) -> R<Ex
     }
 }
 
+/// `\mathbb{R} \setminus S` for a finite set of numbers or one interval with
+/// numeric ends: the union of the open (or half-open) pieces left.
+fn complement(removed: Expr) -> R<Expr> {
+    let bad = || ParseError::Unexpected("setminus".into());
+    let neg_inf = || Expr::Neg(Box::new(Expr::Inf));
+    let piece = |lo: Expr, hi: Expr, lc: bool, hc: bool| Expr::Interval {
+        lo: Box::new(lo),
+        hi: Box::new(hi),
+        lo_closed: lc,
+        hi_closed: hc,
+    };
+    let (lo, hi, lc, hc) = match removed {
+        Expr::Set(items) => {
+            let mut pts: Vec<(BigRational, Expr)> = items
+                .into_iter()
+                .map(|e| signed_lit(&e).map(|v| (v, e)).ok_or_else(bad))
+                .collect::<R<_>>()?;
+            if pts.is_empty() {
+                return Ok(Expr::Reals);
+            }
+            pts.sort_by(|a, b| a.0.cmp(&b.0));
+            pts.dedup_by(|a, b| a.0 == b.0);
+            let mut parts = Vec::with_capacity(pts.len() + 1);
+            let mut prev = neg_inf();
+            for (_, e) in pts {
+                parts.push(piece(prev, e.clone(), false, false));
+                prev = e;
+            }
+            parts.push(piece(prev, Expr::Inf, false, false));
+            return Ok(Expr::Union(parts));
+        }
+        Expr::Interval {
+            lo,
+            hi,
+            lo_closed,
+            hi_closed,
+        } => (*lo, *hi, lo_closed, hi_closed),
+        Expr::Tuple { items, paren: true } if items.len() == 2 => {
+            let mut it = items.into_iter();
+            let (a, b) = (it.next().ok_or_else(bad)?, it.next().ok_or_else(bad)?);
+            (a, b, false, false)
+        }
+        _ => return Err(bad()),
+    };
+    match (signed_lit(&lo), signed_lit(&hi)) {
+        (Some(a), Some(b)) if a < b => Ok(Expr::Union(vec![
+            piece(neg_inf(), lo, false, !lc),
+            piece(hi, Expr::Inf, !hc, false),
+        ])),
+        _ => Err(bad()),
+    }
+}
+
 /// `204_5`: digits in base 2..=36.
 fn to_base(n: &Expr, base: &Expr) -> R<Expr> {
     let (Some(v), Some(b)) = (lit(n), lit(base)) else {
@@ -797,14 +865,27 @@ fn to_base(n: &Expr, base: &Expr) -> R<Expr> {
         .to_u32()
         .filter(|b| (2..=36).contains(b))
         .ok_or(ParseError::Unexpected("base".into()))?;
-    if !v.is_integer() {
+    if v.is_negative() {
         return Err(ParseError::Unexpected("base".into()));
     }
-    let digits = v.to_integer().to_string();
+    // The digits as written: `0.0011_2` was read as 11/10000; k digits after
+    // the point make it (all digits in base b) / b^k.
+    let ten = BigInt::from(10u32);
+    let mut scaled = v.clone();
+    let mut k = 0usize;
+    while !scaled.is_integer() {
+        if k == 64 {
+            return Err(ParseError::Unexpected("base".into()));
+        }
+        scaled *= BigRational::from_integer(ten.clone());
+        k += 1;
+    }
+    let digits = scaled.to_integer().to_string();
     let parsed = BigInt::parse_bytes(digits.as_bytes(), b)
         .ok_or(ParseError::Unexpected("digit for base".into()))?;
+    let den = num_traits::pow(BigInt::from(b), k);
     Ok(Expr::Num {
-        value: BigRational::from_integer(parsed),
+        value: BigRational::new(parsed, den),
         decimal: false,
     })
 }

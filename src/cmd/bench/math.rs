@@ -1,7 +1,14 @@
-//! `gradus bench math`: grade the same labelled cases with gradus and with HF
-//! Math-Verify 0.9.0 (`benches/math_verify.py`, its `parse` + `verify`) in one
-//! run, each on one core, and print throughput, agreement with the labels and
-//! the throughput ratio.
+//! `gradus bench math`: grade the same labelled cases with gradus (strict and
+//! lenient) and with HF Math-Verify 0.9.0 (`benches/math_verify.py`, its
+//! `parse` + `verify`) in one run, each on one core, and print agreement with
+//! the labels, throughput and the throughput ratio.
+//!
+//! Without `--cases` it runs the three standard sets: the grader corpus's
+//! development split (`math/corpus/dev.jsonl`, what rules may be tuned on), its
+//! held-out split (`math/corpus/heldout.jsonl`, never tuned on), and the older
+//! `../shared/data/math_dev.jsonl`. Strict mode is judged on all rows and on
+//! the rows whose response has a `\boxed{}`/`\fbox{}` (strict mode's whole
+//! point is to refuse the others).
 //!
 //! Throughput is reported per CPU-second of the grading thread (gradus) or
 //! process (Python), and per wall-second: the CPU figure is the fair one on a
@@ -21,19 +28,16 @@ use crate::cmd::grade::Case;
 #[derive(clap::Args)]
 pub struct Args {
     /// Labelled cases, JSONL with gold, pred (or response) and expected.
-    /// Default: ../shared/data/math_dev.jsonl beside the repository.
+    /// Default: the corpus's two splits and ../shared/data/math_dev.jsonl.
     #[arg(long)]
     pub cases: Option<PathBuf>,
-    /// Minimum seconds of timing per grader (whole passes over the cases).
+    /// Minimum seconds of timing per grader and set (whole passes over the cases).
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
-    /// Python interpreter that has math-verify==0.9.0 installed.
-    #[arg(long, default_value = "python3")]
-    pub python: String,
-    /// Grade strictly (\boxed{} only) instead of with all extraction fallbacks.
-    /// Math-Verify always extracts leniently, so the default compares like with like.
+    /// Python interpreter that has math-verify==0.9.0 installed
+    /// (default: the project venv's, `.venv/bin/python`, else python3).
     #[arg(long)]
-    pub strict: bool,
+    pub python: Option<String>,
     /// Skip Math-Verify and report gradus alone.
     #[arg(long)]
     pub gradus_only: bool,
@@ -61,54 +65,156 @@ struct Figures {
     disagreements: Vec<usize>,
 }
 
+/// One set's agreements, for the summary.
+struct SetResult {
+    name: String,
+    cases: usize,
+    boxed: usize,
+    strict_boxed: usize,
+    strict: usize,
+    lenient: usize,
+    peer: Option<(String, usize)>,
+    ratio_cpu: Option<f64>,
+}
+
+/// Whether the response commits to a boxed answer.
+fn has_box(response: &str) -> bool {
+    response.contains("\\boxed") || response.contains("\\fbox")
+}
+
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let path = a
-        .cases
-        .clone()
-        .unwrap_or_else(|| root.join("../shared/data/math_dev.jsonl"));
-    let cases = load(&path)?;
-    let cfg = if a.strict {
-        GradeConfig::strict()
-    } else {
-        GradeConfig::lenient()
+    let python = a.python.clone().unwrap_or_else(|| {
+        let venv = root.join(".venv/bin/python");
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
+    });
+    let sets: Vec<(String, PathBuf)> = match &a.cases {
+        Some(p) => vec![(p.display().to_string(), p.clone())],
+        None => vec![
+            ("corpus dev".into(), root.join("math/corpus/dev.jsonl")),
+            (
+                "corpus held-out".into(),
+                root.join("math/corpus/heldout.jsonl"),
+            ),
+            (
+                "math_dev.jsonl".into(),
+                root.join("../shared/data/math_dev.jsonl"),
+            ),
+        ],
     };
-    let ours = bench_gradus(&cases, &cfg, a.seconds);
-    let mode = if a.strict { "strict" } else { "lenient" };
+    let mut results = Vec::new();
+    let mut peer_missing = false;
+    for (name, path) in &sets {
+        if a.cases.is_none() && !path.exists() {
+            println!("{name}: {} not found, skipped", path.display());
+            continue;
+        }
+        let r = bench_set(&a, &root, &python, name, path, &mut peer_missing)?;
+        results.push(r);
+    }
+    if results.len() > 1 {
+        println!("\nsummary (agreement with labels)");
+        println!(
+            "{:<18}{:>7}{:>22}{:>16}{:>16}{:>22}{:>10}",
+            "set", "cases", "strict, boxed rows", "strict, all", "lenient", "math-verify", "speed"
+        );
+        let pct = |n: usize, d: usize| format!("{:.2}%", 100.0 * n as f64 / d.max(1) as f64);
+        for r in &results {
+            println!(
+                "{:<18}{:>7}{:>22}{:>16}{:>16}{:>22}{:>10}",
+                r.name,
+                r.cases,
+                format!("{} of {}", pct(r.strict_boxed, r.boxed), r.boxed),
+                pct(r.strict, r.cases),
+                pct(r.lenient, r.cases),
+                r.peer
+                    .as_ref()
+                    .map_or("-".into(), |(v, n)| format!("{} ({v})", pct(*n, r.cases))),
+                r.ratio_cpu.map_or("-".into(), |x| format!("{x:.0}x")),
+            );
+        }
+        println!("(speed: gradus lenient cases per CPU-second over Math-Verify's, same cases)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_set(
+    a: &Args,
+    root: &Path,
+    python: &str,
+    name: &str,
+    path: &Path,
+    peer_missing: &mut bool,
+) -> anyhow::Result<SetResult> {
+    let cases = load(path)?;
+    let boxed: Vec<usize> = (0..cases.len())
+        .filter(|&i| has_box(&cases[i].response))
+        .collect();
+    let strict = bench_gradus(&cases, &GradeConfig::strict(), a.seconds);
+    let lenient = bench_gradus(&cases, &GradeConfig::lenient(), a.seconds);
+    let strict_boxed = boxed
+        .iter()
+        .filter(|i| !strict.disagreements.contains(i))
+        .count();
     println!(
-        "gradus bench math: {} labelled cases from {} ({mode} extraction)",
+        "\n{name}: {} labelled cases from {} ({} with a boxed answer)",
         cases.len(),
-        path.display()
+        path.display(),
+        boxed.len()
     );
     println!(
-        "{:<22}{:>16}{:>16}{:>26}",
+        "{:<26}{:>14}{:>14}{:>26}",
         "grader", "cases/CPU-s", "cases/wall-s", "agreement with labels"
     );
-    let pct = |n: usize| 100.0 * n as f64 / cases.len().max(1) as f64;
-    println!(
-        "{:<22}{:>16.0}{:>16.0}{:>17}/{} ({:.2}%)",
-        "gradus",
-        ours.per_cpu_s,
-        ours.per_wall_s,
-        ours.agree,
-        cases.len(),
-        pct(ours.agree)
-    );
+    let line = |label: &str, f: Option<&Figures>, agree: usize, of: usize| {
+        let (cpu, wall) = f.map_or((String::new(), String::new()), |f| {
+            (
+                format!("{:.1}", f.per_cpu_s),
+                format!("{:.1}", f.per_wall_s),
+            )
+        });
+        println!(
+            "{label:<26}{cpu:>14}{wall:>14}{:>17}/{of} ({:.2}%)",
+            agree,
+            100.0 * agree as f64 / of.max(1) as f64
+        );
+    };
+    line("gradus strict, boxed rows", None, strict_boxed, boxed.len());
+    line("gradus strict", Some(&strict), strict.agree, cases.len());
+    line("gradus lenient", Some(&lenient), lenient.agree, cases.len());
     if a.show_disagreements {
-        show(&cases, "gradus", &ours.disagreements);
+        let boxed_wrong: Vec<usize> = strict
+            .disagreements
+            .iter()
+            .copied()
+            .filter(|i| boxed.contains(i))
+            .collect();
+        show(&cases, "gradus strict (boxed)", &boxed_wrong);
+        show(&cases, "gradus lenient", &lenient.disagreements);
     }
-    if a.gradus_only {
-        return Ok(ExitCode::SUCCESS);
+    let mut result = SetResult {
+        name: name.into(),
+        cases: cases.len(),
+        boxed: boxed.len(),
+        strict_boxed,
+        strict: strict.agree,
+        lenient: lenient.agree,
+        peer: None,
+        ratio_cpu: None,
+    };
+    if a.gradus_only || *peer_missing {
+        return Ok(result);
     }
-    let peer = match bench_peer(&root, &a.python, &path, a.seconds)? {
-        Some(p) => p,
-        None => {
-            println!(
-                "math-verify: not importable with `{}`; install it with `{} -m pip install math-verify==0.9.0` (gradus figures above)",
-                a.python, a.python
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
+    let Some(peer) = bench_peer(root, python, path, a.seconds)? else {
+        println!(
+            "math-verify: not importable with `{python}`; install it with `python3 -m venv .venv && .venv/bin/pip install math-verify==0.9.0` (gradus figures above)"
+        );
+        *peer_missing = true;
+        return Ok(result);
     };
     if peer.cases != cases.len() {
         bail!(
@@ -124,25 +230,23 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         agree: peer.agree,
         disagreements: peer.disagreements,
     };
-    println!(
-        "{:<22}{:>16.1}{:>16.1}{:>17}/{} ({:.2}%)",
-        format!("math-verify {}", peer.version),
-        theirs.per_cpu_s,
-        theirs.per_wall_s,
+    line(
+        &format!("math-verify {}", peer.version),
+        Some(&theirs),
         theirs.agree,
         cases.len(),
-        pct(theirs.agree)
     );
+    let ratio = lenient.per_cpu_s / theirs.per_cpu_s;
     println!(
-        "ratio gradus / math-verify: {:.0}x per CPU-second, {:.0}x per wall-second; agreement {:+.2} points",
-        ours.per_cpu_s / theirs.per_cpu_s,
-        ours.per_wall_s / theirs.per_wall_s,
-        pct(ours.agree) - pct(theirs.agree)
+        "ratio gradus lenient / math-verify: {ratio:.0}x per CPU-second, {:.0}x per wall-second",
+        lenient.per_wall_s / theirs.per_wall_s,
     );
     if a.show_disagreements {
         show(&cases, "math-verify", &theirs.disagreements);
     }
-    Ok(ExitCode::SUCCESS)
+    result.peer = Some((peer.version, theirs.agree));
+    result.ratio_cpu = Some(ratio);
+    Ok(result)
 }
 
 fn load(path: &Path) -> anyhow::Result<Vec<Case>> {
