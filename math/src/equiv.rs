@@ -342,6 +342,23 @@ impl<'a> Cmp<'a> {
             };
             return Ok(!terminates(other) && self.close(to_c(x), to_c(y)));
         }
+        // A bare decimal against a value no decimal writes exactly (`\pi`,
+        // `\sqrt 2`) must be written finely enough to pin it within the
+        // tolerance: `6366.2` is not `20000/\pi` (6366.1977...) even though
+        // it happens to lie within 1e-6 of it; `3.14159265` is `\pi`.
+        for (side, other) in [(a, &eb), (b, &ea)] {
+            if other.is_none()
+                && let Some(v) = bare_decimal(side)
+                && !v.is_zero()
+            {
+                let digits = decimal_places(&v);
+                let half_ulp = 0.5 * 10f64.powi(-(digits as i32));
+                let mag = num_traits::ToPrimitive::to_f64(&v).map_or(f64::INFINITY, f64::abs);
+                if half_ulp / mag > self.cfg.rel_tol {
+                    return Ok(false);
+                }
+            }
+        }
         let vars = a.has_vars() || b.has_vars();
         let mut agree = 0;
         for pt in points(self.cfg) {
@@ -369,6 +386,30 @@ impl<'a> Cmp<'a> {
         }
         Ok(agree > 0)
     }
+}
+
+/// The value of a literal written with a decimal point (or its negation).
+fn bare_decimal(e: &Expr) -> Option<Q> {
+    match e {
+        Expr::Num {
+            value,
+            decimal: true,
+        } => Some(value.clone()),
+        Expr::Neg(x) => bare_decimal(x).map(|v| -v),
+        _ => None,
+    }
+}
+
+/// Digits after the point of a terminating decimal (at most 40).
+fn decimal_places(q: &Q) -> u32 {
+    let ten = Q::from_integer(10.into());
+    let mut x = q.clone();
+    let mut k = 0;
+    while !x.is_integer() && k < 40 {
+        x *= &ten;
+        k += 1;
+    }
+    k
 }
 
 /// Whether `q` has a finite decimal expansion (its denominator is 2^a 5^b).
