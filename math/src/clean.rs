@@ -232,7 +232,10 @@ fn text_groups(s: &str) -> String {
             || (trailing
                 && !before.is_empty()
                 && !before.ends_with(['=', '<', '>', ',', '(', '[', '{']));
-        if inner == "and" || inner == "or" || inner == "," {
+        if let Some(pow) = scale_word(inner).filter(|_| after_number) {
+            // `3\text{ million}`: a number word, not a unit.
+            out.push_str(&format!("\\times 10^{{{pow}}}"));
+        } else if inner == "and" || inner == "or" || inner == "," {
             out.push(' ');
             out.push_str(inner);
             out.push(' ');
@@ -304,7 +307,22 @@ fn unit_words(s: &str) -> String {
     if PERCENT_WORDS.contains(&tail) {
         return format!("{}%", &t[..cut]);
     }
+    // `2.5 billion`, `3 million people`: the scale is part of the number.
+    if let Some(pow) = scale_word(first) {
+        return format!("{}\\times 10^{{{pow}}}", &t[..cut]);
+    }
     t[..cut].to_string()
+}
+
+/// The power of ten a scale word stands for (`million`: 6).
+pub fn scale_word(w: &str) -> Option<u32> {
+    match w.trim().to_ascii_lowercase().as_str() {
+        "thousand" => Some(3),
+        "million" => Some(6),
+        "billion" => Some(9),
+        "trillion" => Some(12),
+        _ => None,
+    }
 }
 
 fn trim_punct(s: &str) -> &str {
@@ -319,6 +337,97 @@ fn trim_punct(s: &str) -> &str {
             return t;
         }
     }
+}
+
+/// The physical unit an answer ends with, canonical (`5\text{ cm}^2` and
+/// `5 square centimeters` give `cm^2`), or `None` when it has none or its
+/// words are not a unit this knows (`divisors`, `units`, `apples`): two
+/// answers whose units are both known and differ (`5 m` and `5 m^2`,
+/// `3 hours` and `3 minutes`) are different answers.
+pub fn physical_unit(raw: &str) -> Option<String> {
+    let t = raw
+        .trim()
+        .trim_end_matches(['.', '$', ' ', ',', ')'])
+        .trim_end_matches("\\]")
+        .trim();
+    let (mut words, mut power) = (String::new(), 1u32);
+    let mut body = t;
+    for (p, n) in [("^2", 2), ("^{2}", 2), ("^3", 3), ("^{3}", 3)] {
+        if let Some(b) = body.strip_suffix(p) {
+            body = b;
+            power = n;
+            break;
+        }
+    }
+    if body.ends_with('}') {
+        let open = TEXT_CMDS
+            .iter()
+            .filter_map(|c| body.rfind(c).map(|i| (i, c.len())))
+            .max()?;
+        let inner = &body[open.0 + open.1..body.len() - 1];
+        if crate::extract::brace_end(body, open.0 + open.1 - 1) != Some(body.len() - 1) {
+            return None;
+        }
+        words.push_str(inner);
+    } else {
+        let start = body
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphabetic() || *c == ' '))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        if start == 0 {
+            return None;
+        }
+        words.push_str(&body[start..]);
+    }
+    let lower = words.trim().to_ascii_lowercase();
+    let mut ws: Vec<&str> = lower.split_whitespace().collect();
+    match ws.first() {
+        Some(&"square") | Some(&"sq") => {
+            power = 2;
+            ws.remove(0);
+        }
+        Some(&"cubic") => {
+            power = 3;
+            ws.remove(0);
+        }
+        _ => {}
+    }
+    if ws.len() != 1 {
+        return None;
+    }
+    let w = ws[0];
+    let unit = match w {
+        "mm" | "millimeter" | "millimeters" | "millimetre" | "millimetres" => "mm",
+        "cm" | "centimeter" | "centimeters" | "centimetre" | "centimetres" => "cm",
+        "m" | "meter" | "meters" | "metre" | "metres" => "m",
+        "km" | "kilometer" | "kilometers" | "kilometre" | "kilometres" => "km",
+        "in" | "inch" | "inches" => "in",
+        "ft" | "foot" | "feet" => "ft",
+        "yd" | "yard" | "yards" => "yd",
+        "mi" | "mile" | "miles" => "mi",
+        "s" | "sec" | "secs" | "second" | "seconds" => "s",
+        "min" | "mins" | "minute" | "minutes" => "min",
+        "h" | "hr" | "hrs" | "hour" | "hours" => "h",
+        "day" | "days" => "day",
+        "week" | "weeks" => "week",
+        "month" | "months" => "month",
+        "year" | "years" => "year",
+        "g" | "gram" | "grams" => "g",
+        "kg" | "kilogram" | "kilograms" => "kg",
+        "lb" | "lbs" | "pound" | "pounds" => "lb",
+        "oz" | "ounce" | "ounces" => "oz",
+        "l" | "liter" | "liters" | "litre" | "litres" => "l",
+        "ml" | "milliliter" | "milliliters" | "millilitre" | "millilitres" => "ml",
+        "dollar" | "dollars" => "dollar",
+        "cent" | "cents" => "cent",
+        _ => return None,
+    };
+    Some(if power == 1 {
+        unit.to_string()
+    } else {
+        format!("{unit}^{power}")
+    })
 }
 
 #[cfg(test)]

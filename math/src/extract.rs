@@ -315,9 +315,25 @@ fn phrase_capture(text: &str, mut at: usize) -> Option<String> {
     let rest = &text[at..];
     let end = sentence_end(rest);
     let mut cap = rest[..end].trim().trim_end_matches('*').trim();
-    // "The answer is not 5; it is 6": the last "is" wins.
-    if let Some(i) = cap.rfind(" is ") {
-        cap = &cap[i + 4..];
+    // "The answer is not 5; it is 6": the last "is" wins; "$x$ equals $5$"
+    // gives what it equals.
+    for link in [" is ", " equals "] {
+        if let Some(i) = cap.rfind(link) {
+            cap = &cap[i + link.len()..];
+        }
+    }
+    // "5, because 2 + 3 = 5": the reason that follows is not the answer.
+    for reason in [
+        ", because ",
+        ", since ",
+        " because ",
+        " since ",
+        ", as ",
+        ", so ",
+    ] {
+        if let Some(i) = cap.find(reason) {
+            cap = &cap[..i];
+        }
     }
     let cap = cap.trim().trim_start_matches(':').trim();
     if cap.is_empty() {

@@ -127,9 +127,16 @@ pub fn parse_answer(raw: &str, cfg: &GradeConfig) -> Result<Parsed, ParseError> 
     }
     match parse::parse(&cleaned, &cfg.limits) {
         Ok(expr) => Ok(Parsed { expr, key }),
-        Err(ParseError::TextLike) if !text.is_empty() => Ok(Parsed {
-            expr: Expr::Text(text),
-            key,
+        Err(ParseError::TextLike) if !text.is_empty() => Ok(match number_words(&cleaned) {
+            // "five", "twenty-one", "one hundred and five": the number.
+            Some(v) => Parsed {
+                expr: Expr::int(v),
+                key,
+            },
+            None => Parsed {
+                expr: Expr::Text(text),
+                key,
+            },
         }),
         Err(e) => Err(e),
     }
@@ -154,6 +161,78 @@ fn norm_text(s: &str) -> String {
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// An English cardinal written in words (`five`, `twenty-one`, `one hundred
+/// and five`, `two thousand twenty`), below a trillion; `None` for any other
+/// text, and for a lone "a" or "and".
+fn number_words(s: &str) -> Option<i64> {
+    const ONES: [&str; 20] = [
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+    ];
+    const TENS: [&str; 8] = [
+        "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+    ];
+    let lower = strip_article(s).to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| c.is_whitespace() || c == '-')
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() || words.len() > 12 {
+        return None;
+    }
+    let (mut total, mut group, mut any) = (0i64, 0i64, false);
+    for w in words {
+        if let Some(v) = ONES.iter().position(|x| *x == w) {
+            group += v as i64;
+        } else if let Some(t) = TENS.iter().position(|x| *x == w) {
+            group += 20 + 10 * t as i64;
+        } else if w == "hundred" {
+            group = group.max(1) * 100;
+        } else if let Some(p) = clean::scale_word(w) {
+            total += group.max(1) * 10i64.pow(p);
+            group = 0;
+        } else if w == "and" {
+            continue;
+        } else {
+            return None;
+        }
+        any = true;
+    }
+    any.then_some(total + group)
+}
+
+/// The digits of a base-n numeral `D_b` / `D_{b}` (b in 2..=36, not 10).
+fn base_digits(key: &str) -> Option<&str> {
+    let (digits, base) = key.rsplit_once('_')?;
+    let base = base.trim_start_matches('{').trim_end_matches('}');
+    let b: u32 = base.parse().ok()?;
+    let ok = (2..=36).contains(&b)
+        && b != 10
+        && !digits.is_empty()
+        && digits
+            .chars()
+            .all(|c| c == '.' || c.to_digit(36).is_some_and(|d| d < b));
+    ok.then_some(digits)
 }
 
 /// A leading article of a worded answer ("a parabola", "the circle") is not
@@ -234,12 +313,12 @@ pub fn grade(gold: &str, response: &str, cfg: &GradeConfig) -> Grade {
         if let Ok(g) = parse_answer(&g_raw, cfg) {
             // Prose is a gold answer only when short ("Evelyn"), not a whole solution.
             if !(src == Source::WholeResponse && is_textual(&g.expr) && g_raw.len() > 40) {
-                gold_parsed = Some(g);
+                gold_parsed = Some((g, g_raw));
                 break;
             }
         }
     }
-    let Some(gold) = gold_parsed else {
+    let Some((gold, gold_raw)) = gold_parsed else {
         // A gold answer the parser cannot read (a notation it does not know)
         // still equals a response that writes it the same way.
         let same = extract::gold_candidates(gold)
@@ -256,6 +335,25 @@ pub fn grade(gold: &str, response: &str, cfg: &GradeConfig) -> Grade {
         }
         return verdict(false, Some(raw), Reason::GoldUnparseable);
     };
+    // Both carry a unit this knows, and they differ: `5 m` is not `5 m^2`.
+    if let (Some(gu), Some(pu)) = (clean::physical_unit(&gold_raw), clean::physical_unit(raw))
+        && gu != pu
+    {
+        return verdict(false, Some(raw), Reason::NotEquivalent);
+    }
+    // `(C) 7` for gold `C`: the letter is the answer, the value its label.
+    if let Expr::Choice(c) = gold.expr
+        && pred.key.starts_with(&format!("({c})"))
+        && pred.key.len() > 3
+    {
+        return verdict(true, Some(raw), Reason::Equivalent);
+    }
+    // `52` for gold `52_8`: the digits asked for, the base left implicit.
+    if let Some(digits) = base_digits(&gold.key)
+        && pred.key == digits
+    {
+        return verdict(true, Some(raw), Reason::Equivalent);
+    }
     let correct = if gold.key == pred.key {
         Ok(true)
     } else if is_textual(&gold.expr) || is_textual(&pred.expr) {
