@@ -67,6 +67,14 @@ const DROP: &[(&str, &str)] = &[
     ("\\circ", ""),
     ("\\degree", ""),
     ("**", ""),
+    // Ordinal suffixes: the 5^{th} term is 5.
+    ("^{\\mathrm{th}}", ""),
+    ("^{\\text{th}}", ""),
+    ("^\\text{th}", ""),
+    ("^{th}", ""),
+    ("^{\\mathrm{st}}", ""),
+    ("^{\\mathrm{nd}}", ""),
+    ("^{\\mathrm{rd}}", ""),
 ];
 
 const UNICODE: &[(char, &str)] = &[

@@ -340,7 +340,25 @@ impl<'a> Cmp<'a> {
                 (false, true) => x,
                 _ => return Ok(false),
             };
-            return Ok(!terminates(other) && self.close(to_c(x), to_c(y)));
+            return Ok(!terminates(other) && (self.close(to_c(x), to_c(y)) || rounded_gold(a, y)));
+        }
+        // A gold answer that is itself a rounded decimal (`3.14`, three or
+        // more significant digits) accepts the exact value it rounds (`\pi`).
+        if ea.is_some()
+            && eb.is_none()
+            && let Some(g) = bare_decimal(a)
+            && !b.has_vars()
+            && let Ok(v) = self.value(
+                b,
+                Point {
+                    seed: 0,
+                    integer: false,
+                },
+            )
+            && v.is_real()
+            && rounds_to(&g, v.re)
+        {
+            return Ok(true);
         }
         // A bare decimal against a value no decimal writes exactly (`\pi`,
         // `\sqrt 2`) must be written finely enough to pin it within the
@@ -386,6 +404,37 @@ impl<'a> Cmp<'a> {
         }
         Ok(agree > 0)
     }
+}
+
+/// Whether the gold side `g` is a rounded decimal of at least three
+/// significant digits that the exact value `v` rounds to (`33.3` and
+/// `\frac{100}{3}`); the gold is always the first side.
+fn rounded_gold(g: &Expr, v: &Q) -> bool {
+    match (bare_decimal(g), num_traits::ToPrimitive::to_f64(v)) {
+        (Some(d), Some(f)) => rounds_to(&d, f),
+        _ => false,
+    }
+}
+
+fn rounds_to(d: &Q, v: f64) -> bool {
+    let places = decimal_places(d);
+    let Some(df) = num_traits::ToPrimitive::to_f64(d) else {
+        return false;
+    };
+    let scaled = d * Q::from_integer(num_traits::pow(
+        num_bigint::BigInt::from(10),
+        places as usize,
+    ));
+    let digits = scaled
+        .to_integer()
+        .to_string()
+        .trim_start_matches('-')
+        .len();
+    if places == 0 || digits < 3 || !v.is_finite() {
+        return false;
+    }
+    let scale = 10f64.powi(places as i32);
+    ((v * scale).round() - df * scale).abs() < 0.5
 }
 
 /// The value of a literal written with a decimal point (or its negation).

@@ -290,7 +290,7 @@ impl C {
         // not `-2i`).
         C::new(self.abs().ln(), (self.im + 0.0).atan2(self.re))
     }
-    fn is_real(self) -> bool {
+    pub(crate) fn is_real(self) -> bool {
         self.im.abs() <= 1e-12 * self.re.abs().max(1.0)
     }
     fn powi(self, mut n: u64) -> C {

@@ -335,7 +335,15 @@ fn phrase_capture(text: &str, mut at: usize) -> Option<String> {
             cap = &cap[..i];
         }
     }
-    let cap = cap.trim().trim_start_matches(':').trim();
+    let mut cap = cap.trim().trim_start_matches(':').trim();
+    // "the $5^{th}$ term": an article before the value is not part of it.
+    for article in ["the ", "a ", "an "] {
+        if let Some(rest) = cap.strip_prefix(article)
+            && rest.starts_with(|c: char| c.is_ascii_digit() || c == '$' || c == '\\')
+        {
+            cap = rest;
+        }
+    }
     if cap.is_empty() {
         None
     } else {

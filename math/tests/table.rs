@@ -586,6 +586,11 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("52_8", "52", true),
     ("52_8", "42", true),
     ("52_8", "53", false),
+    ("33.3", "\\frac{100}{3}", true),
+    ("3.14", "\\pi", true),
+    ("0.3", "\\frac{1}{3}", false),
+    ("33.3", "\\frac{101}{3}", false),
+    ("5", "5^{\\mathrm{th}}", true),
 ];
 
 const EXTRACT: &[(&str, &str, bool, bool)] = &[
@@ -745,6 +750,14 @@ const EXTRACT: &[(&str, &str, bool, bool)] = &[
         true,
     ),
     ("\\\\boxed{004}", "\\boxed{4}", true, true),
+    ("5", "Answer: the $5^{\\mathrm{th}}$ term", false, true),
+    (
+        "5",
+        "The answer is 5, because 2 + 3 = 5 and 5 > 4",
+        false,
+        true,
+    ),
+    ("5", "Answer: $x$ equals $5$", false, true),
 ];
 
 fn check(
