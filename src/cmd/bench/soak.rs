@@ -140,14 +140,17 @@ fn fit(xs: &[f64], ys: &[f64]) -> (f64, f64, f64) {
     (slope, sd, se)
 }
 
-/// Whether a series is flat: its fitted change over the soak is within two
+/// Whether a series is flat: its fitted growth over the soak is within two
 /// standard errors of zero (no trend the noise cannot explain), or within the
 /// series' resolution `floor` (what the measurement cannot tell apart: the
 /// allocator's page-sized steps, one fd or thread opened for a moment).
 /// A steady leak has small residuals, hence a small standard error, and
 /// fails as soon as it passes the floor.
+///
+/// One-sided: a leak is growth, so a series that falls (step time on a
+/// machine whose other load went down, fds closed after a burst) is flat.
 fn is_flat(slope: f64, se: f64, span_h: f64, floor: f64) -> bool {
-    (slope * span_h).abs() <= (2.0 * se * span_h).max(floor)
+    slope * span_h <= (2.0 * se * span_h).max(floor)
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -409,6 +412,10 @@ mod tests {
         let (xs, ys) = series(|_| 40.0);
         let (slope, _, se) = fit(&xs, &ys);
         assert!(is_flat(slope, se, span, 2.0));
+        // Falling is not growing.
+        let (xs, ys) = series(|x| 0.34 - 0.08 * x + 0.01 * (x * 977.0).sin());
+        let (slope, _, se) = fit(&xs, &ys);
+        assert!(is_flat(slope, se, span, 0.03), "{slope} {se}");
         let (xs, ys) = series(|x| 40.0 + (x * 6.0).floor());
         let (slope, _, se) = fit(&xs, &ys);
         assert!(!is_flat(slope, se, span, 2.0), "{slope} {se}");
