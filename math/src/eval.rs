@@ -239,7 +239,14 @@ fn pow_exact(x: &Q, y: &Q, cx: &mut Ctx) -> Result<Option<Q>, Limit> {
         return Err(Limit);
     }
     cx.fuel.spend(bits(&base).saturating_mul(pn) / 64)?;
-    let r = num_traits::pow(base, pn as usize);
+    // Numerator and denominator apart: powers of coprime integers stay
+    // coprime, so no gcd is needed (a rational's own pow reduces at every
+    // multiplication, milliseconds for a 50,000-bit `1000^{5040}`).
+    let (n, d) = base.into_raw();
+    let r = Q::new_raw(
+        num_traits::pow(n, pn as usize),
+        num_traits::pow(d, pn as usize),
+    );
     Ok(Some(if p.is_negative() { r.recip() } else { r }))
 }
 
