@@ -49,6 +49,17 @@ pub enum RelOp {
 }
 
 impl RelOp {
+    /// The operator with its sides swapped (`<` becomes `>`).
+    pub fn flipped(self) -> RelOp {
+        match self {
+            RelOp::Lt => RelOp::Gt,
+            RelOp::Gt => RelOp::Lt,
+            RelOp::Le => RelOp::Ge,
+            RelOp::Ge => RelOp::Le,
+            o => o,
+        }
+    }
+
     pub fn is_inequality(self) -> bool {
         matches!(self, RelOp::Lt | RelOp::Le | RelOp::Gt | RelOp::Ge)
     }
@@ -130,6 +141,16 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// An interval from `lo` to `hi` with the given closedness of each end.
+    pub fn interval(lo: Expr, hi: Expr, lo_closed: bool, hi_closed: bool) -> Expr {
+        Expr::Interval {
+            lo: Box::new(lo),
+            hi: Box::new(hi),
+            lo_closed,
+            hi_closed,
+        }
+    }
+
     pub fn int(v: i64) -> Expr {
         Expr::Num {
             value: BigRational::from_integer(v.into()),

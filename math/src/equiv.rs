@@ -646,25 +646,13 @@ fn scaled_matrix(e: &Expr) -> Option<Expr> {
 /// (`x < 3 \text{ or } x > 4`, `x \le -1, x \ge 1`). `None` for anything
 /// else, a single inequality included (that is an interval, compared as one).
 fn region(e: &Expr, c: &mut Cmp) -> Result<Option<Expr>, Limit> {
-    let open = |lo: Expr, hi: Expr, closed: bool| Expr::Interval {
-        lo: Box::new(lo),
-        hi: Box::new(hi),
-        lo_closed: closed,
-        hi_closed: closed,
-    };
+    let open = |lo: Expr, hi: Expr, closed: bool| Expr::interval(lo, hi, closed, closed);
     match e {
         // `|x| > a`, `|x| \le a`, `a < |x|`.
         Expr::Rel { terms, ops } if ops.len() == 1 && ops[0].is_inequality() => {
-            let flip = |o: RelOp| match o {
-                RelOp::Lt => RelOp::Gt,
-                RelOp::Gt => RelOp::Lt,
-                RelOp::Le => RelOp::Ge,
-                RelOp::Ge => RelOp::Le,
-                o => o,
-            };
             let (inner, bound, op) = match (&terms[0], &terms[1]) {
                 (Expr::Abs(x), b) if !b.has_vars() => (&**x, b, ops[0]),
-                (b, Expr::Abs(x)) if !b.has_vars() => (&**x, b, flip(ops[0])),
+                (b, Expr::Abs(x)) if !b.has_vars() => (&**x, b, ops[0].flipped()),
                 _ => return Ok(None),
             };
             if !is_label(inner) {
@@ -701,12 +689,7 @@ fn region(e: &Expr, c: &mut Cmp) -> Result<Option<Expr>, Limit> {
             } else {
                 return Ok(None);
             };
-            let piece = |lo: Expr, hi: Expr| Expr::Interval {
-                lo: Box::new(lo),
-                hi: Box::new(hi),
-                lo_closed: false,
-                hi_closed: false,
-            };
+            let piece = |lo: Expr, hi: Expr| Expr::interval(lo, hi, false, false);
             Ok(Some(Expr::Union(vec![
                 piece(Expr::Neg(Box::new(Expr::Inf)), bound.clone()),
                 piece(bound.clone(), Expr::Inf),
@@ -743,12 +726,7 @@ fn ineq_interval(e: &Expr, c: &mut Cmp) -> Result<Option<Expr>, Limit> {
         return Ok(None);
     }
     let neg_inf = || Expr::Neg(Box::new(Expr::Inf));
-    let mk = |lo: Expr, hi: Expr, lc: bool, hc: bool| Expr::Interval {
-        lo: Box::new(lo),
-        hi: Box::new(hi),
-        lo_closed: lc,
-        hi_closed: hc,
-    };
+    let mk = Expr::interval;
     if terms.len() == 3 {
         let (a, m, b) = (&terms[0], &terms[1], &terms[2]);
         if a.has_vars() || b.has_vars() || !m.has_vars() {
@@ -777,17 +755,10 @@ fn ineq_interval(e: &Expr, c: &mut Cmp) -> Result<Option<Expr>, Limit> {
         return Ok(None);
     }
     let (l, r, op) = (&terms[0], &terms[1], ops[0]);
-    let flip = |o: RelOp| match o {
-        RelOp::Lt => RelOp::Gt,
-        RelOp::Gt => RelOp::Lt,
-        RelOp::Le => RelOp::Ge,
-        RelOp::Ge => RelOp::Le,
-        o => o,
-    };
     let (bound, op) = if is_label(l) && !r.has_vars() {
         (r.clone(), op)
     } else if is_label(r) && !l.has_vars() {
-        (l.clone(), flip(op))
+        (l.clone(), op.flipped())
     } else {
         match linear_root(l, r, c)? {
             Some((root, slope_pos)) => (
@@ -795,7 +766,7 @@ fn ineq_interval(e: &Expr, c: &mut Cmp) -> Result<Option<Expr>, Limit> {
                     value: root,
                     decimal: false,
                 },
-                if slope_pos { op } else { flip(op) },
+                if slope_pos { op } else { op.flipped() },
             ),
             None => return Ok(None),
         }

@@ -807,12 +807,7 @@ fn bracketed(mut items: Vec<Expr>, open_round: bool, close_square: bool) -> R<Ex
 fn complement(removed: Expr) -> R<Expr> {
     let bad = || ParseError::Unexpected("setminus".into());
     let neg_inf = || Expr::Neg(Box::new(Expr::Inf));
-    let piece = |lo: Expr, hi: Expr, lc: bool, hc: bool| Expr::Interval {
-        lo: Box::new(lo),
-        hi: Box::new(hi),
-        lo_closed: lc,
-        hi_closed: hc,
-    };
+    let piece = Expr::interval;
     let (lo, hi, lc, hc) = match removed {
         Expr::Set(items) => {
             let mut pts: Vec<(BigRational, Expr)> = items
