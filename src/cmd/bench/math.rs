@@ -364,9 +364,19 @@ fn show(cases: &[Case], who: &str, rows: &[usize]) {
             .into_iter()
             .rev()
             .collect();
+        let row = match &c.id {
+            Some(serde_json::Value::String(id)) => format!("row {id}"),
+            Some(id) => format!("row {id}"),
+            None => format!("case {}", i + 1),
+        };
+        let label = match c.expected {
+            Some(true) => "correct",
+            Some(false) => "wrong",
+            None => "none",
+        };
         println!(
-            "  {who} disagrees on row {i} (label {:?}): gold {:?}, response …{tail:?}",
-            c.expected, c.gold
+            "  {who} disagrees on {row} (labelled {label}): gold {:?}, response …{tail:?}",
+            c.gold
         );
     }
 }
