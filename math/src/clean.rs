@@ -114,6 +114,9 @@ pub const MATH_WORDS: &[&str] = &[
 /// Applies every clean-up pass.
 pub fn clean(s: &str) -> String {
     let mut s = collapse_double_escapes(s);
+    if s.contains("phantom") || s.contains("\\\\[") {
+        s = layout_only(&s);
+    }
     if !s.is_ascii() {
         s = s
             .chars()
@@ -133,6 +136,9 @@ pub fn clean(s: &str) -> String {
     if s.contains("\\ ") {
         s = control_spaces(&s);
     }
+    if s.contains('\'') || s.contains("\\prime") {
+        s = number_primes(&s);
+    }
     s = text_groups(&s);
     s = s.replace('\n', " ");
     s = unit_words(&s);
@@ -141,7 +147,7 @@ pub fn clean(s: &str) -> String {
 
 /// `\\frac` (a backslash escaped twice) becomes `\frac`; `\\` before a
 /// single letter or a non-letter stays a matrix row separator.
-fn collapse_double_escapes(s: &str) -> String {
+pub(crate) fn collapse_double_escapes(s: &str) -> String {
     if !s.contains("\\\\") {
         return s.to_string();
     }
@@ -163,6 +169,94 @@ fn collapse_double_escapes(s: &str) -> String {
             out.push(ch);
             i += ch.len_utf8();
         }
+    }
+    out
+}
+
+/// Typesetting that draws nothing: `\phantom{-}` (and `\hphantom`,
+/// `\vphantom`, or one token after them: `\phantom -1` is 1) and the
+/// extra row space in `\\[2pt]`.
+fn layout_only(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    loop {
+        let phantom = ["\\hphantom", "\\vphantom", "\\phantom"]
+            .iter()
+            .filter_map(|p| rest.find(p).map(|i| (i, p.len())))
+            .min();
+        let row = rest.find("\\\\[").map(|i| (i, 2));
+        let Some((at, len)) = [phantom, row].into_iter().flatten().min() else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..at]);
+        let after = &rest[at + len..];
+        if rest[at..].starts_with("\\\\[") {
+            // `\\[2pt]`: keep the row break, drop a bracketed length.
+            out.push_str("\\\\");
+            let dim = after[1..].find(']').map(|e| &after[1..1 + e]);
+            match dim {
+                Some(d)
+                    if !d.is_empty()
+                        && d.len() <= 8
+                        && d.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+                        && d.starts_with(|c: char| c.is_ascii_digit() || c == '.') =>
+                {
+                    rest = &after[d.len() + 2..];
+                }
+                _ => rest = after,
+            }
+            continue;
+        }
+        let t = after.trim_start();
+        rest = if t.starts_with('{') {
+            match crate::extract::brace_end(t, 0) {
+                Some(close) => &t[close + 1..],
+                None => t,
+            }
+        } else {
+            // One token: a character, or a command name.
+            let mut it = t.char_indices();
+            match it.next() {
+                Some((_, '\\')) => {
+                    let n = t[1..]
+                        .bytes()
+                        .take_while(|c| c.is_ascii_alphabetic())
+                        .count();
+                    &t[1 + n.max(1).min(t.len() - 1)..]
+                }
+                Some((_, c)) => &t[c.len_utf8()..],
+                None => t,
+            }
+        };
+    }
+}
+
+/// Primes after a number are a unit (arcseconds, arcminutes, feet, inches):
+/// `0.003''`, `5'`, `0.003^{\prime\prime}`. Primes after a letter stay (`f'`).
+fn number_primes(s: &str) -> String {
+    const PRIMES: &[&str] = &[
+        "^{\\prime\\prime}",
+        "^{\\prime \\prime}",
+        "^{\\prime}",
+        "^\\prime",
+        "''",
+        "'",
+    ];
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    'scan: while !rest.is_empty() {
+        if out.ends_with(|c: char| c.is_ascii_digit()) {
+            for p in PRIMES {
+                if let Some(r) = rest.strip_prefix(p) {
+                    rest = r;
+                    continue 'scan;
+                }
+            }
+        }
+        let c = rest.chars().next().unwrap_or(' ');
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
     }
     out
 }
@@ -255,7 +349,9 @@ fn text_groups(s: &str) -> String {
         } else if after_number && inner.starts_with(|c: char| c.is_ascii_alphabetic()) {
             // A unit: drop it and a power right after it (`\mbox{ cm}^2`).
             let mut tail = &rest[close + 1..];
-            for p in ["^2", "^3", "^{2}", "^{3}"] {
+            for p in [
+                "^2", "^3", "^{2}", "^{3}", "^{-1}", "^{-2}", "^{-3}", "^-1", "^-2", "^-3",
+            ] {
                 if let Some(t) = tail.strip_prefix(p) {
                     tail = t;
                     break;

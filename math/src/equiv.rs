@@ -106,7 +106,28 @@ impl<'a> Cmp<'a> {
         {
             return self.eq(g, &v[0]);
         }
+        // `b = 1, a = -2` for gold `(-2, 1)`: named values in the order of their names.
+        if let (Expr::Tuple { items, .. }, Expr::List(v)) = (g, p)
+            && items.len() == v.len()
+            && let Some(values) = sorted_assignments(v)
+        {
+            return self.ordered(items, &values);
+        }
         let (g_rel, p_rel) = (matches!(g, Expr::Rel { .. }), matches!(p, Expr::Rel { .. }));
+        // `x \in \{5\}` and `x = 5`: the same label, a set against a value.
+        for (a, b, flip) in [(g, p, false), (p, g, true)] {
+            if let (Some(v), Some(set @ (Expr::Set(_) | Expr::List(_)))) =
+                (assignment_value(a), membership(b))
+                && let (Expr::Rel { terms: ta, .. }, Expr::Rel { terms: tb, .. }) = (a, b)
+                && label_key(&ta[0]) == label_key(&tb[0])
+            {
+                return if flip {
+                    self.eq(set, v)
+                } else {
+                    self.eq(v, set)
+                };
+            }
+        }
         if g_rel && p_rel {
             return self.relations(g, p);
         }
@@ -119,6 +140,19 @@ impl<'a> Cmp<'a> {
             && !g_rel
         {
             return self.eq(g, v);
+        }
+        // `m + n = 33` for gold `33`: a chain of equalities ending in the
+        // value, naming a quantity of two or more unknowns (`-x = 3` or
+        // `2x = 6` is an equation still to solve, not an answer).
+        if let Expr::Rel { terms, ops } = p
+            && !g_rel
+            && !g.has_vars()
+            && ops.iter().all(|o| *o == RelOp::Eq)
+            && var_names(&terms[0]).len() >= 2
+            && let Some(last) = terms.last()
+            && !last.has_vars()
+        {
+            return self.eq(g, last);
         }
         match (g, p) {
             (Expr::Rel { .. }, _) => match ineq_interval(g, self)? {
@@ -194,6 +228,23 @@ impl<'a> Cmp<'a> {
     /// Multiset equality by greedy matching (equivalence is an equivalence relation
     /// on exact values; with tolerances greedy is the usual approximation).
     fn unordered(&mut self, a: &[Expr], b: &[Expr]) -> R {
+        if b.len() > a.len() {
+            // The same solution written twice (`(3,17,3,7)` and `(3, 17, 3, 7)`)
+            // is one solution; only the response's repeats are merged, so a
+            // gold that lists a double root twice still needs both.
+            let mut seen: Vec<String> = Vec::with_capacity(b.len());
+            let mut distinct: Vec<Expr> = Vec::with_capacity(b.len());
+            for y in b {
+                let k = format!("{y:?}");
+                if !seen.contains(&k) {
+                    seen.push(k);
+                    distinct.push(y.clone());
+                }
+            }
+            if distinct.len() == a.len() {
+                return self.unordered(a, &distinct);
+            }
+        }
         if a.len() != b.len() {
             return Ok(false);
         }
@@ -557,6 +608,10 @@ pub fn is_label(e: &Expr) -> bool {
             head && v[1..].iter().all(|x| is_label(x) || is_plain_arg(x))
         }
         Expr::Div(a, b) => is_label(a) && is_label(b),
+        // `|AB|`: the length of a segment between two named points.
+        Expr::Abs(x) => {
+            matches!(&**x, Expr::Mul(v) if v.len() >= 2 && v.iter().all(|p| matches!(p, Expr::Var { name, sub: None } if name.len() == 1 && name.chars().all(|c| c.is_ascii_uppercase()))))
+        }
         Expr::Ratio(v) => v.iter().all(is_label),
         Expr::Tuple { items, .. } => items.iter().all(is_label),
         _ => false,
@@ -583,6 +638,42 @@ fn assignment_value(e: &Expr) -> Option<&Expr> {
     };
     let ok = ops.iter().all(|o| *o == RelOp::Eq) || (ops.len() == 1 && ops[0] == RelOp::In);
     (ok && is_label(&terms[0])).then(|| &terms[terms.len() - 1])
+}
+
+/// The distinct variable names in an expression.
+fn var_names(e: &Expr) -> Vec<String> {
+    let mut names: Vec<String> = vec![];
+    e.visit(&mut |x| {
+        if let Expr::Var { name, .. } = x
+            && !names.contains(name)
+        {
+            names.push(name.clone());
+        }
+    });
+    names
+}
+
+/// The values of `b = 1, a = -2` ordered by their one-letter names (`-2, 1`);
+/// `None` unless every item assigns a constant to a distinct plain letter.
+fn sorted_assignments(v: &[Expr]) -> Option<Vec<Expr>> {
+    let mut named = Vec::with_capacity(v.len());
+    for it in v {
+        let Expr::Rel { terms, ops } = it else {
+            return None;
+        };
+        let (Expr::Var { name, sub: None }, [RelOp::Eq]) = (&terms[0], ops.as_slice()) else {
+            return None;
+        };
+        if name.chars().count() != 1 || terms[1].has_vars() {
+            return None;
+        }
+        named.push((name.clone(), terms[1].clone()));
+    }
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    if named.windows(2).any(|w| w[0].0 == w[1].0) {
+        return None;
+    }
+    Some(named.into_iter().map(|(_, e)| e).collect())
 }
 
 /// `S` of `x \in S` (a label on the left).
@@ -695,10 +786,42 @@ fn region(e: &Expr, c: &mut Cmp) -> Result<Option<Expr>, Limit> {
                 piece(bound.clone(), Expr::Inf),
             ])))
         }
+        // `1 \le |z| \le \frac32`: two intervals mirrored about 0.
+        Expr::Rel { terms, ops }
+            if ops.len() == 2
+                && ops.iter().all(|o| matches!(o, RelOp::Lt | RelOp::Le))
+                && matches!(&terms[1], Expr::Abs(x) if is_label(x))
+                && !terms[0].has_vars()
+                && !terms[2].has_vars() =>
+        {
+            let zero = Q::from_integer(0.into());
+            match exact(&terms[0], &mut c.cx, &[])? {
+                Some(lo) if lo > zero => {}
+                _ => return Ok(None),
+            }
+            let (lo, hi) = (&terms[0], &terms[2]);
+            let (lc, hc) = (ops[0] == RelOp::Le, ops[1] == RelOp::Le);
+            let neg = |x: &Expr| Expr::Neg(Box::new(x.clone()));
+            Ok(Some(Expr::Union(vec![
+                Expr::interval(neg(hi), neg(lo), hc, lc),
+                Expr::interval(lo.clone(), hi.clone(), lc, hc),
+            ])))
+        }
         Expr::List(items) if items.len() >= 2 => {
             let mut pieces = Vec::with_capacity(items.len());
             let mut any_rel = false;
+            // `0 < x < 36, x \neq 9`: the points a region leaves out.
+            let mut holes = vec![];
             for it in items {
+                if let Expr::Rel { terms, ops } = it
+                    && ops.len() == 1
+                    && ops[0] == RelOp::Ne
+                    && is_label(&terms[0])
+                    && !terms[1].has_vars()
+                {
+                    holes.push(&terms[1]);
+                    continue;
+                }
                 match it {
                     Expr::Rel { ops, .. } if ops.iter().all(|o| o.is_inequality()) => {
                         match ineq_interval(it, c)? {
@@ -711,10 +834,55 @@ fn region(e: &Expr, c: &mut Cmp) -> Result<Option<Expr>, Limit> {
                     _ => return Ok(None),
                 }
             }
-            Ok(any_rel.then_some(Expr::Union(pieces)))
+            if !any_rel {
+                return Ok(None);
+            }
+            for h in holes {
+                let Some(hv) = exact(h, &mut c.cx, &[])? else {
+                    return Ok(None);
+                };
+                let mut next = Vec::with_capacity(pieces.len() + 1);
+                for piece in pieces {
+                    match punch(piece, h, &hv, c)? {
+                        Some(parts) => next.extend(parts),
+                        None => return Ok(None),
+                    }
+                }
+                pieces = next;
+            }
+            Ok(Some(Expr::Union(pieces)))
         }
         _ => Ok(None),
     }
+}
+
+/// An interval without the point `h` (value `hv`): split in two when `h` is
+/// inside, opened when it is a closed end. `None` when a bound is not exact.
+fn punch(piece: Expr, h: &Expr, hv: &Q, c: &mut Cmp) -> Result<Option<Vec<Expr>>, Limit> {
+    let Some((lo, hi, lc, hc)) = interval_parts(&piece) else {
+        return Ok(None);
+    };
+    let bound = |e: &Expr, c: &mut Cmp| -> Result<Option<std::cmp::Ordering>, Limit> {
+        Ok(match infinity_sign(e) {
+            Some(s) if s < 0 => Some(std::cmp::Ordering::Less),
+            Some(_) => Some(std::cmp::Ordering::Greater),
+            None => exact(e, &mut c.cx, &[])?.map(|v| v.cmp(hv)),
+        })
+    };
+    let (Some(lo_vs), Some(hi_vs)) = (bound(lo, c)?, bound(hi, c)?) else {
+        return Ok(None);
+    };
+    use std::cmp::Ordering::*;
+    let (lo, hi) = (lo.clone(), hi.clone());
+    Ok(Some(match (lo_vs, hi_vs) {
+        (Less, Greater) => vec![
+            Expr::interval(lo, h.clone(), lc, false),
+            Expr::interval(h.clone(), hi, false, hc),
+        ],
+        (Equal, _) => vec![Expr::interval(lo, hi, false, hc)],
+        (_, Equal) => vec![Expr::interval(lo, hi, lc, false)],
+        _ => vec![piece],
+    }))
 }
 
 /// `x > 2`, `2 < x`, `-x > -1`, `0 < f(x) < 1`, `x \ge 3` as intervals.
@@ -845,6 +1013,38 @@ fn expand_pm(e: &Expr) -> Option<Expr> {
                             terms: t,
                             ops: ops.clone(),
                         }
+                    })
+                    .collect(),
+            ))
+        }
+        // `(\pm 3, \pm 2)`: every sign choice, one tuple each.
+        Expr::Tuple { items, paren } if items.iter().all(Expr::is_scalar) => {
+            let mut out = vec![Vec::with_capacity(items.len())];
+            for it in items {
+                let opts = if it.has_pm() {
+                    branches(it)
+                } else {
+                    vec![it.clone()]
+                };
+                if out.len() * opts.len() > MAX_PM_VARIANTS {
+                    return None;
+                }
+                out = out
+                    .into_iter()
+                    .flat_map(|pre| {
+                        opts.iter().map(move |o| {
+                            let mut t = pre.clone();
+                            t.push(o.clone());
+                            t
+                        })
+                    })
+                    .collect();
+            }
+            Some(Expr::List(
+                out.into_iter()
+                    .map(|items| Expr::Tuple {
+                        items,
+                        paren: *paren,
                     })
                     .collect(),
             ))

@@ -23,6 +23,58 @@ pub enum Source {
     LastNumber,
 }
 
+/// Tokens that end the model's turn (or start another). Text after the
+/// first one that follows some content is a turn the model was never asked
+/// for (a hallucinated user turn and its answer), not this response.
+const END_OF_TURN: &[&str] = &[
+    "<|im_end|>",
+    "<|im_start|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|endoftext|>",
+    "<|start_header_id|>",
+    "<|end|>",
+    "<|user|>",
+    "<end_of_turn>",
+    "<start_of_turn>",
+    "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
+    "<\u{ff5c}User\u{ff5c}>",
+    "</s>",
+];
+
+/// The response up to the first end-of-turn token that follows content;
+/// tokens before any content (a template's `<|im_start|>assistant`) stay.
+pub fn cut_turn(s: &str) -> &str {
+    let mut from = 0;
+    // End of the last end-of-turn token seen before any content.
+    let mut seg = 0;
+    while let Some(off) = s[from..].find('<') {
+        let at = from + off;
+        if let Some(tok) = END_OF_TURN.iter().find(|t| s[at..].starts_with(**t)) {
+            // `<|im_start|>assistant` before any content: a role name is not content.
+            let piece = s[seg..at].trim();
+            let piece = ["assistant", "user", "system"]
+                .iter()
+                .find_map(|r| piece.strip_prefix(r))
+                .unwrap_or(piece);
+            if !piece.trim().is_empty() {
+                return &s[..at];
+            }
+            from = at + tok.len();
+            seg = from;
+        } else {
+            from = at + 1;
+        }
+    }
+    s
+}
+
+/// The part of a response that answers: this turn only ([`cut_turn`]), after
+/// the last `</think>`.
+pub fn answer_text(s: &str) -> &str {
+    strip_think(cut_turn(s))
+}
+
 /// The part of a response after reasoning: after the last `</think>`. A
 /// response that opens `<think>` and never closes it has no answer yet.
 pub fn strip_think(s: &str) -> &str {
@@ -207,14 +259,41 @@ pub fn last_boxed(s: &str) -> Option<String> {
     Some(parts.join(", "))
 }
 
+/// The last `k` boxes of a response's answer text, joined as one list: the
+/// parts of a `k`-part gold answer boxed one by one with words between
+/// ("$\\boxed{7}$ goats and $\\boxed{4}$ helicopters"). None with fewer boxes.
+pub fn last_boxes(response: &str, k: usize) -> Option<String> {
+    let text = answer_text(response);
+    let spans = boxes(text);
+    if k < 2 || spans.len() < k || k > MAX_JOINED {
+        return None;
+    }
+    let parts: Vec<&str> = spans[spans.len() - k..]
+        .iter()
+        .map(|b| text[b.inner.0..b.inner.1].trim())
+        .collect();
+    Some(parts.join(", "))
+}
+
 /// The answer candidates in a response, best first.
 pub fn candidates(response: &str, fb: &Fallbacks) -> Vec<(String, Source)> {
-    let text = strip_think(response);
+    let text = answer_text(response);
     let mut out = Vec::new();
     if let Some(b) = last_boxed(text) {
+        // "... \boxed{255} So he has $10,455. Final Answer: The final answer
+        // is $10,455$.": a final-answer statement after the last box is the
+        // later commitment (evaluation only; training reads the box).
+        if fb.answer_phrase
+            && let Some(end) = boxes(text).last().map(|b| b.end)
+            && text[end..].to_ascii_lowercase().contains("final answer")
+            && let Some(a) = answer_phrase(drop_sign_off(&text[end..]))
+        {
+            out.push((a, Source::AnswerPhrase));
+        }
         out.push((b, Source::Boxed));
         return out;
     }
+    let text = drop_sign_off(text);
     if fb.answer_phrase
         && let Some(a) = answer_phrase(text)
     {
@@ -230,8 +309,14 @@ pub fn candidates(response: &str, fb: &Fallbacks) -> Vec<(String, Source)> {
         }
         out.push((a, Source::AnswerPhrase));
     }
-    if fb.whole_response && text.trim().len() <= 200 && !text.trim().is_empty() {
-        out.push((text.trim().to_string(), Source::WholeResponse));
+    // The whole response is the answer when it is short; when it also
+    // writes math (`So $m = 25$ ... \[m + n = 33\]`), its math comes first.
+    let whole = (fb.whole_response && text.trim().len() <= 200 && !text.trim().is_empty())
+        .then(|| (text.trim().to_string(), Source::WholeResponse));
+    let has_math = text.contains('$') || text.contains("\\(") || text.contains("\\[");
+    let whole_late = whole.is_some() && has_math;
+    if !whole_late {
+        out.extend(whole.clone());
     }
     let math = if fb.last_latex {
         last_math_span(text)
@@ -257,7 +342,35 @@ pub fn candidates(response: &str, fb: &Fallbacks) -> Vec<(String, Source)> {
         out.extend(math);
         out.extend(number);
     }
+    if whole_late {
+        out.extend(whole);
+    }
     out
+}
+
+/// Closing formulas some prompts teach ("Final Answer: The final answer is
+/// 5. I hope it is correct."): not part of the answer's clause.
+const SIGN_OFFS: &[&str] = &[
+    "i hope it is correct",
+    "i hope this is correct",
+    "i hope it helps",
+    "i hope this helps",
+];
+
+/// The text without trailing sign-off sentences.
+fn drop_sign_off(text: &str) -> &str {
+    let mut t = text.trim_end();
+    loop {
+        let body = t.trim_end_matches(['.', '!']).trim_end();
+        let lower_tail = body
+            .get(body.len().saturating_sub(24)..)
+            .unwrap_or(body)
+            .to_ascii_lowercase();
+        match SIGN_OFFS.iter().find(|p| lower_tail.ends_with(*p)) {
+            Some(p) => t = body[..body.len() - p.len()].trim_end(),
+            None => return t,
+        }
+    }
 }
 
 /// Gold answer candidates: the (joined) last box of a full solution; else the
@@ -447,6 +560,20 @@ fn last_number(text: &str) -> Option<(String, usize)> {
             break;
         } else {
             break;
+        }
+    }
+    // "2/3": a plain fraction is one number.
+    if start >= 2
+        && b[start - 1] == b'/'
+        && b[start - 2].is_ascii_digit()
+        && !text[start..end].contains(['.', ','])
+    {
+        let mut s = start - 1;
+        while s > 0 && b[s - 1].is_ascii_digit() {
+            s -= 1;
+        }
+        if s == 0 || !(b[s - 1].is_ascii_alphanumeric() || b[s - 1] == b'.' || b[s - 1] == b'/') {
+            start = s;
         }
     }
     if start > 0 && b[start - 1] == b'-' && (start == 1 || !b[start - 2].is_ascii_alphanumeric()) {

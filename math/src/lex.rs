@@ -133,9 +133,10 @@ pub fn lex(s: &str) -> Result<Vec<Token>, ParseError> {
                     Tok::Sym('^')
                 }
                 _ => {
+                    // Group braces (`\frac{1}{29,322,216}`) never hold a list.
                     match c {
-                        '(' | '[' | '{' => depth += 1,
-                        ')' | ']' | '}' => depth -= 1,
+                        '(' | '[' => depth += 1,
+                        ')' | ']' => depth -= 1,
                         _ => {}
                     }
                     if c.is_alphabetic() {

@@ -93,7 +93,7 @@ impl std::fmt::Display for Reason {
 
 /// A parsed answer and its whitespace-free cleaned text (for the identical-text
 /// shortcut and for plain-text comparison).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Parsed {
     pub expr: Expr,
     pub key: String,
@@ -144,6 +144,11 @@ pub fn parse_answer(raw: &str, cfg: &GradeConfig) -> Result<Parsed, ParseError> 
 
 /// `A`, `(B)`: a multiple-choice letter.
 fn choice(key: &str) -> Option<char> {
+    // `\mathrm{E}`, `\mathbf{(B)}`: a letter set upright or bold.
+    let key = ["\\mathrm{", "\\mathbf{", "\\textsf{"]
+        .iter()
+        .find_map(|w| key.strip_prefix(w).and_then(|k| k.strip_suffix('}')))
+        .unwrap_or(key);
     let inner = key
         .strip_prefix('(')
         .and_then(|k| k.strip_suffix(')'))
@@ -153,6 +158,55 @@ fn choice(key: &str) -> Option<char> {
         (Some(l @ 'A'..='J'), None) => Some(l),
         _ => None,
     }
+}
+
+/// `1000,99`, `1,22`, `0,111` with the comma read as a decimal point: one
+/// comma between digits, and not a thousands group (three digits after a
+/// leading digit other than 0).
+fn decimal_comma(raw: &str) -> Option<String> {
+    let c = clean::clean(raw);
+    let t = c.trim();
+    let body = t.strip_prefix('-').unwrap_or(t);
+    let (int, frac) = body.split_once(',')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || !digits(frac) || (frac.len() == 3 && !int.starts_with('0')) {
+        return None;
+    }
+    Some(t.replacen(',', ".", 1))
+}
+
+fn is_decimal(e: &Expr) -> bool {
+    match e {
+        Expr::Num { decimal, .. } => *decimal,
+        Expr::Neg(x) => is_decimal(x),
+        _ => false,
+    }
+}
+
+/// The answer up to its first top-level `\approx`, when something precedes it.
+fn before_approx(raw: &str) -> Option<&str> {
+    let at = raw.find("\\approx")?;
+    let head = &raw[..at];
+    let depth = head.bytes().fold(0i32, |d, c| match c {
+        b'{' => d + 1,
+        b'}' => d - 1,
+        _ => d,
+    });
+    let t = head.trim().trim_end_matches('$').trim();
+    (depth == 0 && !t.is_empty()).then_some(t)
+}
+
+/// `(C) 27`: the value after a multiple-choice label, for a gold that is
+/// the value rather than the letter.
+fn after_choice_label(raw: &str) -> Option<String> {
+    let c = clean::clean(raw);
+    let t = c.trim_start();
+    let b = t.as_bytes();
+    if b.len() > 3 && b[0] == b'(' && (b'A'..=b'J').contains(&b[1]) && b[2] == b')' {
+        let rest = t[3..].trim();
+        return (!rest.is_empty()).then(|| rest.to_string());
+    }
+    None
 }
 
 /// Lower-case letters and digits only: the plain-text comparison form.
@@ -268,6 +322,27 @@ fn is_textual(e: &Expr) -> bool {
     matches!(e, Expr::Text(_) | Expr::Choice(_))
 }
 
+/// How many parts an answer has: a list's items, else one.
+fn parts_of(e: &Expr) -> usize {
+    match e {
+        Expr::List(v) => v.len(),
+        _ => 1,
+    }
+}
+
+/// Whether two parsed answers are the same answer.
+fn same_answer(gold: &Parsed, pred: &Parsed, cfg: &GradeConfig) -> Result<bool, eval::Limit> {
+    if gold.key == pred.key {
+        Ok(true)
+    } else if let (Expr::Choice(a), Expr::Choice(b)) = (&gold.expr, &pred.expr) {
+        Ok(a == b)
+    } else if is_textual(&gold.expr) || is_textual(&pred.expr) {
+        Ok(text_of(gold) == text_of(pred))
+    } else {
+        equiv::Cmp::new(cfg).eq(&gold.expr, &pred.expr)
+    }
+}
+
 /// Grades `response` against `gold`. Never panics; bounded time for any input.
 pub fn grade(gold: &str, response: &str, cfg: &GradeConfig) -> Grade {
     let lim = &cfg.limits;
@@ -279,6 +354,14 @@ pub fn grade(gold: &str, response: &str, cfg: &GradeConfig) -> Grade {
     if response.len() > lim.max_response_bytes {
         return verdict(false, None, Reason::Unparseable);
     }
+    // A response escaped twice (`\\\\boxed{5}`, as JSON inside JSON leaves it).
+    let unescaped;
+    let response = if response.contains("\\\\boxed") || response.contains("\\\\fbox") {
+        unescaped = clean::collapse_double_escapes(response);
+        unescaped.as_str()
+    } else {
+        response
+    };
     let cands = extract::candidates(response, &cfg.fallbacks);
     let Some(first) = cands.first() else {
         return verdict(false, None, Reason::NoAnswer);
@@ -294,15 +377,16 @@ pub fn grade(gold: &str, response: &str, cfg: &GradeConfig) -> Grade {
                 Source::WholeResponse | Source::LastNumber | Source::LastLatex
             );
             if weak && is_textual(&p.expr) {
-                text_fallback = text_fallback.or(Some((raw.as_str(), p)));
+                text_fallback = text_fallback.or(Some((raw.as_str(), p, *src)));
             } else {
-                chosen = Some((raw.as_str(), p));
+                chosen = Some((raw.as_str(), p, *src));
                 break;
             }
         }
     }
     let chosen = chosen.or(text_fallback);
-    let Some((raw, pred)) = chosen else {
+    let chosen_src = chosen.as_ref().map(|c| c.2);
+    let Some((raw, pred, _)) = chosen else {
         return verdict(false, Some(first.0.as_str()), Reason::Unparseable);
     };
     if gold.len() > lim.max_response_bytes {
@@ -354,13 +438,62 @@ pub fn grade(gold: &str, response: &str, cfg: &GradeConfig) -> Grade {
     {
         return verdict(true, Some(raw), Reason::Equivalent);
     }
-    let correct = if gold.key == pred.key {
-        Ok(true)
-    } else if is_textual(&gold.expr) || is_textual(&pred.expr) {
-        Ok(text_of(&gold) == text_of(&pred))
-    } else {
-        equiv::Cmp::new(cfg).eq(&gold.expr, &pred.expr)
-    };
+    let mut correct = same_answer(&gold, &pred, cfg);
+    // `x = \frac13 \approx 0.33`: the exact value before the approximation.
+    if matches!(correct, Ok(false))
+        && let Some(exact) = before_approx(raw)
+        && let Ok(p) = parse_answer(exact, cfg)
+        && matches!(same_answer(&gold, &p, cfg), Ok(true))
+    {
+        correct = Ok(true);
+    }
+    // `1000,99` against `1000.99`: a decimal comma, read as one when the
+    // other side is a decimal (a comma before 3 digits groups thousands).
+    if matches!(correct, Ok(false)) {
+        let swapped = match (decimal_comma(&gold_raw), decimal_comma(raw)) {
+            (Some(g), None) if is_decimal(&pred.expr) => {
+                parse_answer(&g, cfg).map(|g| (g, pred.clone()))
+            }
+            (None, Some(p)) if is_decimal(&gold.expr) => {
+                parse_answer(&p, cfg).map(|p| (gold.clone(), p))
+            }
+            _ => Err(ParseError::Empty),
+        };
+        if let Ok((g, p)) = swapped
+            && matches!(same_answer(&g, &p, cfg), Ok(true))
+        {
+            correct = Ok(true);
+        }
+    }
+    if matches!(correct, Ok(false))
+        && !matches!(gold.expr, Expr::Choice(_))
+        && let Some(value) = after_choice_label(raw)
+        && let Ok(p) = parse_answer(&value, cfg)
+        && matches!(same_answer(&gold, &p, cfg), Ok(true))
+    {
+        correct = Ok(true);
+    }
+    // A gold of k parts, boxed one part at a time with words between the
+    // boxes: the last k boxes together are the answer.
+    if matches!(correct, Ok(false))
+        && chosen_src == Some(Source::Boxed)
+        && let Expr::List(parts) = &gold.expr
+        && parts_of(&pred.expr) < parts.len()
+        && let Some(joined) = extract::last_boxes(response, parts.len())
+        && let Ok(p) = parse_answer(&joined, cfg)
+        && let Expr::List(pp) = &p.expr
+        && pp.len() == parts.len()
+    {
+        // In the order the response gives them: `\boxed{4}` goats and
+        // `\boxed{7}` helicopters is not gold `7, 4`.
+        let tuple = |v: &[Expr]| Expr::Tuple {
+            items: v.to_vec(),
+            paren: false,
+        };
+        if matches!(equiv::Cmp::new(cfg).eq(&tuple(parts), &tuple(pp)), Ok(true)) {
+            correct = Ok(true);
+        }
+    }
     match correct {
         Ok(true) => verdict(true, Some(raw), Reason::Equivalent),
         Ok(false) => verdict(false, Some(raw), Reason::NotEquivalent),

@@ -591,6 +591,89 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("0.3", "\\frac{1}{3}", false),
     ("33.3", "\\frac{101}{3}", false),
     ("5", "5^{\\mathrm{th}}", true),
+    // Thousands separators inside a fraction's braces.
+    ("\\frac{1}{29322216}", "\\dfrac{1}{29,\\!322,\\!216}", true),
+    ("\\frac{1}{29322216}", "\\frac{1}{29,322,217}", false),
+    // Membership in a one-element set is the assignment.
+    ("x=5", "x \\in \\{5\\}", true),
+    ("x=5", "x \\in \\{5, 6\\}", false),
+    ("x=5", "y \\in \\{5\\}", false),
+    // A region with points left out.
+    ("(0,9) \\cup (9,36)", "0 < x < 36,\\ x \\neq 9", true),
+    ("(0,9) \\cup (9,36)", "0 < x < 36", false),
+    ("(0,36)", "0 < x < 36, x \\ne 9", false),
+    ("(0,36)", "0 < x \\le 36, x \\ne 36", true),
+    ("(0,36]", "0 < x \\le 36, x \\ne 40", true),
+    // A two-sided bound on an absolute value.
+    (
+        "1\\leq|z|\\leq \\frac{3}{2}",
+        "[-\\frac32,-1] \\cup [1,\\frac32]",
+        true,
+    ),
+    (
+        "1\\leq|z|\\leq \\frac{3}{2}",
+        "(-\\frac32,-1] \\cup [1,\\frac32]",
+        false,
+    ),
+    // A solution written twice is one solution; a gold's repeat still counts.
+    ("(1,2),(3,4)", "(1,2),(3,4),(1, 2)", true),
+    ("(1,2),(3,4)", "(1,2),(1,2)", false),
+    ("2, 2", "2", false),
+    // Named values against an ordered pair: in the order of their names.
+    ("(-2,1)", "b=1,\\ a=-2", true),
+    ("(-2,1)", "a=1,\\ b=-2", false),
+    // Sign choices in a tuple.
+    ("(3,2),(-3,2),(3,-2),(-3,-2)", "(\\pm 3, \\pm 2)", true),
+    ("(3,2),(-3,2)", "(\\pm 3, \\pm 2)", false),
+    // Units with negative powers, primes after a number.
+    ("15000 \\text{ kcal m}^{-2} \\text{yr}^{-1}", "15000", true),
+    ("15000 \\text{ kcal m}^{-2} \\text{yr}^{-1}", "15001", false),
+    ("0.003^{\\prime \\prime}", "0.003''", true),
+    ("0.003^{\\prime \\prime}", "0.003 \\text{ arcsec}", true),
+    ("0.003^{\\prime\\prime}", "0.004''", false),
+    // Matrix layout that draws nothing.
+    (
+        "\\begin{pmatrix} 16/49 \\\\ 48/49 \\end{pmatrix}",
+        "\\begin{pmatrix} \\dfrac{16}{49} \\\\[2pt] \\dfrac{48}{49} \\end{pmatrix}",
+        true,
+    ),
+    (
+        "\\begin{pmatrix} 16/49 \\\\ 48/49 \\end{pmatrix}",
+        "\\begin{pmatrix} \\dfrac{16}{49} \\\\[2pt] \\dfrac{47}{49} \\end{pmatrix}",
+        false,
+    ),
+    (
+        "\\begin{pmatrix} 1 & -1 \\\\ 1 & \\phantom -1 \\end{pmatrix}",
+        "\\begin{pmatrix} 1 & -1 \\\\ 1 & 1 \\end{pmatrix}",
+        true,
+    ),
+    (
+        "\\begin{pmatrix} 1 & -1 \\\\ 1 & \\phantom{-}1 \\end{pmatrix}",
+        "\\begin{pmatrix} 1 & -1 \\\\ 1 & -1 \\end{pmatrix}",
+        false,
+    ),
+    // Choice letters set upright; a value after its choice label.
+    ("\\text{(E)}", "\\mathrm{E}", true),
+    ("\\text{(E)}", "\\mathrm{D}", false),
+    ("27", "\\textbf{(C) } 27", true),
+    ("27", "\\textbf{(C) } 28", false),
+    // A decimal comma against a decimal point; a thousands comma is not one.
+    ("1000.99", "1000,99", true),
+    ("1,22", "1.22", true),
+    ("0,111", "0.111", true),
+    ("12.345", "12,345", false),
+    ("1.22", "1,23", false),
+    // A segment length as the gold's label.
+    ("|AB| = 1", "1", true),
+    ("|AB| = 1", "2", false),
+    // The exact value before an approximation.
+    ("\\frac13", "x = \\frac13 \\approx 0.33", true),
+    ("\\frac13", "x = \\frac14 \\approx 0.33", false),
+    // A quantity of several unknowns set equal to the value; not an equation to solve.
+    ("33", "m + n = 33", true),
+    ("33", "m + n = 34", false),
+    ("3", "-x = 3", false),
+    ("6", "2x = 6", false),
 ];
 
 const EXTRACT: &[(&str, &str, bool, bool)] = &[
@@ -758,6 +841,90 @@ const EXTRACT: &[(&str, &str, bool, bool)] = &[
         true,
     ),
     ("5", "Answer: $x$ equals $5$", false, true),
+    // The turn ends at an end-of-turn token; what follows is another turn.
+    (
+        "70",
+        "The sum is $\\boxed{70}$.<|im_end|>\n<|im_start|>user\nNow 98_b?<|im_start|>assistant\nIt is $\\boxed{48}$.",
+        true,
+        true,
+    ),
+    (
+        "48",
+        "The sum is $\\boxed{70}$.<|im_end|>\n<|im_start|>user\nNow 98_b?<|im_start|>assistant\nIt is $\\boxed{48}$.",
+        false,
+        false,
+    ),
+    (
+        "5",
+        "<|im_start|>assistant\nSo $\\boxed{5}$.<|im_end|>",
+        true,
+        true,
+    ),
+    (
+        "5",
+        "So the answer is 5.<|eot_id|><|start_header_id|>user: and 6?",
+        false,
+        true,
+    ),
+    // A sign-off sentence after the answer, and a fraction as the last number.
+    (
+        "12",
+        "Therefore, there are 12 distinct sequences. I hope it is correct.",
+        false,
+        true,
+    ),
+    (
+        "2/3",
+        "So the probability that Alice wins is 2/3.",
+        false,
+        true,
+    ),
+    (
+        "2/3",
+        "So the probability that Alice wins is 1/3.",
+        false,
+        false,
+    ),
+    // A final-answer statement after an intermediate box (evaluation only).
+    (
+        "10455",
+        "interest is $\\boxed{255}$. So he has $10,455. Final Answer: The final answer is $10,455$. I hope it is correct.",
+        false,
+        true,
+    ),
+    // The parts of a multi-part gold boxed one by one, in the gold's order.
+    (
+        "7,4",
+        "So she bought $\\boxed{7}$ stuffed goats and $\\boxed{4}$ toy helicopters.",
+        true,
+        true,
+    ),
+    (
+        "7,4",
+        "So she bought $\\boxed{4}$ stuffed goats and $\\boxed{7}$ toy helicopters.",
+        false,
+        false,
+    ),
+    (
+        "7",
+        "Maybe $\\boxed{4}$ goats, so $\\boxed{7}$ in all.",
+        true,
+        true,
+    ),
+    // A response escaped twice.
+    (
+        "(1,2),(2,1)",
+        "solutions:\\n\\\\[\\\\boxed{(1, 2)}, \\\\boxed{(2, 1)}\\\\]",
+        true,
+        true,
+    ),
+    // Short prose with math: the math span, not the whole text.
+    (
+        "33",
+        "So $m = 25$, $n = 8$, and\n\\[\nm + n = 33.\n\\]",
+        false,
+        true,
+    ),
 ];
 
 fn check(
