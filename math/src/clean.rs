@@ -114,6 +114,9 @@ pub const MATH_WORDS: &[&str] = &[
 /// Applies every clean-up pass.
 pub fn clean(s: &str) -> String {
     let mut s = collapse_double_escapes(s);
+    if s.len() <= 4096 && SYMPY_HEADS.iter().any(|h| s.contains(h)) {
+        s = sympy_repr(&s, 0);
+    }
     if s.contains("phantom") || s.contains("\\\\[") {
         s = layout_only(&s);
     }
@@ -170,6 +173,178 @@ pub(crate) fn collapse_double_escapes(s: &str) -> String {
             i += ch.len_utf8();
         }
     }
+    out
+}
+
+/// How sympy prints values (a program-of-thought answer, a grader's gold).
+const SYMPY_HEADS: &[&str] = &[
+    "Interval",
+    "Point2D(",
+    "Point3D(",
+    "Point(",
+    "Matrix(",
+    "FiniteSet(",
+    "Rational(",
+    "Union(",
+];
+
+/// Deepest sympy call rewritten; anything deeper is left as written.
+const MAX_SYMPY_DEPTH: usize = 8;
+
+/// `Interval(1, 3)`, `Interval.open(0, oo)`, `Point2D(1, 2)`,
+/// `Matrix([[1], [2]])`, `FiniteSet(1, 2)`, `Rational(1, 2)`,
+/// `Union(A, B)` in LaTeX: `[1, 3]`, `(0, \infty)`, `(1, 2)`, a pmatrix,
+/// `\{1, 2\}`, `\frac{1}{2}`, `A \cup B`.
+fn sympy_repr(s: &str, depth: usize) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some((at, head)) = SYMPY_HEADS
+        .iter()
+        .filter_map(|h| rest.find(h).map(|i| (i, *h)))
+        .min()
+    {
+        let word_before = rest[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+        let after_head = &rest[at + head.len()..];
+        // `Interval` may carry `.open`, `.Lopen`, `.Ropen`.
+        let (kind, args_at) = if head == "Interval" {
+            let k = ["(", ".open(", ".Lopen(", ".Ropen("]
+                .iter()
+                .find(|k| after_head.starts_with(**k));
+            match k {
+                Some(k) => (*k, at + head.len() + k.len() - 1),
+                None => ("", usize::MAX),
+            }
+        } else {
+            ("", at + head.len() - 1)
+        };
+        let args = (args_at != usize::MAX && !word_before && depth < MAX_SYMPY_DEPTH)
+            .then(|| call_args(rest, args_at))
+            .flatten();
+        let Some((args, close)) = args else {
+            out.push_str(&rest[..at + head.len()]);
+            rest = &rest[at + head.len()..];
+            continue;
+        };
+        out.push_str(&rest[..at]);
+        let a: Vec<String> = args
+            .iter()
+            .map(|x| sympy_repr(x.trim(), depth + 1))
+            .collect();
+        let is_true = |i: usize| a.get(i).is_some_and(|x| x == "True");
+        let written = match head {
+            "Interval" if a.len() >= 2 => {
+                let (lo_open, hi_open) = match kind {
+                    ".open(" => (true, true),
+                    ".Lopen(" => (true, false),
+                    ".Ropen(" => (false, true),
+                    _ => (is_true(2), is_true(3)),
+                };
+                let lo = if lo_open || a[0].contains("oo") {
+                    '('
+                } else {
+                    '['
+                };
+                let hi = if hi_open || a[1].contains("oo") {
+                    ')'
+                } else {
+                    ']'
+                };
+                Some(format!("{lo}{}, {}{hi}", a[0], a[1]))
+            }
+            "Point2D(" | "Point3D(" | "Point(" => Some(format!("({})", a.join(", "))),
+            "FiniteSet(" => Some(format!("\\{{{}\\}}", a.join(", "))),
+            "Rational(" if a.len() == 2 => Some(format!("\\frac{{{}}}{{{}}}", a[0], a[1])),
+            "Union(" => Some(a.join(" \\cup ")),
+            "Matrix(" if a.len() == 1 => matrix_rows(&a[0]),
+            _ => None,
+        };
+        match written {
+            Some(w) => out.push_str(&w),
+            None => out.push_str(&rest[at..=close]),
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    // sympy's infinity.
+    if out.contains("oo") {
+        out = replace_word(&out, "oo", "\\infty");
+    }
+    out
+}
+
+/// The arguments of the call whose `(` is at byte `open`, split at top-level
+/// commas, and the byte of its `)`.
+fn call_args(s: &str, open: usize) -> Option<(Vec<&str>, usize)> {
+    let b = s.as_bytes();
+    let mut depth = 0usize;
+    let mut start = open + 1;
+    let mut args = vec![];
+    for (i, &c) in b.iter().enumerate().skip(open) {
+        match c {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    if c != b')' {
+                        return None;
+                    }
+                    args.push(&s[start..i]);
+                    return Some((args, i));
+                }
+            }
+            b',' if depth == 1 => {
+                args.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `[[1, 2], [3, 4]]` as a pmatrix.
+fn matrix_rows(a: &str) -> Option<String> {
+    let inner = a.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let mut rows = vec![];
+    let mut rest = inner.trim();
+    while !rest.is_empty() {
+        let r = rest.strip_prefix('[')?;
+        let end = r.find(']')?;
+        rows.push(
+            r[..end]
+                .split(',')
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" & "),
+        );
+        rest = r[end + 1..]
+            .trim_start()
+            .trim_start_matches(',')
+            .trim_start();
+    }
+    Some(format!(
+        "\\begin{{pmatrix}}{}\\end{{pmatrix}}",
+        rows.join(" \\\\ ")
+    ))
+}
+
+/// `word` replaced where it stands alone (not inside a longer name).
+fn replace_word(s: &str, word: &str, by: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(word) {
+        let before = rest[..i].chars().next_back();
+        let after = rest[i + word.len()..].chars().next();
+        let alone = !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '\\')
+            && !after.is_some_and(|c| c.is_ascii_alphanumeric());
+        out.push_str(&rest[..i]);
+        out.push_str(if alone { by } else { word });
+        rest = &rest[i + word.len()..];
+    }
+    out.push_str(rest);
     out
 }
 

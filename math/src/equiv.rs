@@ -692,44 +692,112 @@ fn is_inequality(e: &Expr) -> bool {
     matches!(e, Expr::Rel { ops, .. } if ops.iter().all(|o| o.is_inequality()))
 }
 
-/// `c M` or `-M` for a matrix `M` and scalars `c`: the matrix of products.
+/// Largest matrix side multiplied out (`n^3` entry products).
+const MAX_MATRIX_PRODUCT: usize = 16;
+
+/// Matrix arithmetic written out: `c \begin{pmatrix}..\end{pmatrix}`,
+/// `-M`, `A + B`, `A B` with explicit matrices, as the matrix of entries.
+/// `None` for a lone matrix (nothing to do) and for anything without one.
 fn scaled_matrix(e: &Expr) -> Option<Expr> {
-    let scale = |m: &[Vec<Expr>], f: &dyn Fn(Expr) -> Expr| {
-        Expr::Matrix(
-            m.iter()
-                .map(|row| row.iter().map(|x| f(x.clone())).collect())
-                .collect(),
-        )
+    if matches!(e, Expr::Matrix(_)) {
+        return None;
+    }
+    matrix_value(e, 0).map(Expr::Matrix)
+}
+
+fn matrix_value(e: &Expr, depth: usize) -> Option<Vec<Vec<Expr>>> {
+    if depth > 8 {
+        return None;
+    }
+    let map = |m: Vec<Vec<Expr>>, f: &dyn Fn(Expr) -> Expr| -> Vec<Vec<Expr>> {
+        m.into_iter()
+            .map(|row| row.into_iter().map(f).collect())
+            .collect()
     };
     match e {
-        Expr::Neg(inner) => match &**inner {
-            Expr::Matrix(m) => Some(scale(m, &|x| Expr::Neg(Box::new(x)))),
-            _ => None,
-        },
-        Expr::Mul(v) => {
-            let mut mats = v.iter().filter(|x| matches!(x, Expr::Matrix(_)));
-            let Some(Expr::Matrix(m)) = mats.next() else {
-                return None;
-            };
-            if mats.next().is_some()
-                || v.iter()
-                    .any(|x| !matches!(x, Expr::Matrix(_)) && !x.is_scalar())
+        Expr::Matrix(m) => Some(m.clone()),
+        Expr::Neg(inner) => Some(map(matrix_value(inner, depth + 1)?, &|x| {
+            Expr::Neg(Box::new(x))
+        })),
+        Expr::Add(v) => {
+            let ms: Vec<Vec<Vec<Expr>>> = v
+                .iter()
+                .map(|x| matrix_value(x, depth + 1))
+                .collect::<Option<_>>()?;
+            let first = ms.first()?;
+            let dims = |m: &Vec<Vec<Expr>>| (m.len(), m.first().map_or(0, Vec::len));
+            if ms
+                .iter()
+                .any(|m| dims(m) != dims(first) || m.iter().any(|r| r.len() != dims(first).1))
             {
                 return None;
             }
-            let factors: Vec<Expr> = v
-                .iter()
-                .filter(|x| !matches!(x, Expr::Matrix(_)))
-                .cloned()
-                .collect();
-            Some(scale(m, &|x| {
-                let mut f = factors.clone();
+            let (rows, cols) = dims(first);
+            Some(
+                (0..rows)
+                    .map(|i| {
+                        (0..cols)
+                            .map(|j| Expr::Add(ms.iter().map(|m| m[i][j].clone()).collect()))
+                            .collect()
+                    })
+                    .collect(),
+            )
+        }
+        Expr::Mul(v) => {
+            let mut scalars = vec![];
+            let mut acc: Option<Vec<Vec<Expr>>> = None;
+            for x in v {
+                let mut has_matrix = false;
+                x.visit(&mut |y| has_matrix |= matches!(y, Expr::Matrix(_)));
+                if !has_matrix {
+                    scalars.push(x.clone());
+                    continue;
+                }
+                let m = matrix_value(x, depth + 1)?;
+                acc = Some(match acc {
+                    None => m,
+                    Some(a) => mat_mul(&a, &m)?,
+                });
+            }
+            let m = acc?;
+            if scalars.is_empty() {
+                return Some(m);
+            }
+            Some(map(m, &|x| {
+                let mut f = scalars.clone();
                 f.push(x);
                 Expr::Mul(f)
             }))
         }
         _ => None,
     }
+}
+
+fn mat_mul(a: &[Vec<Expr>], b: &[Vec<Expr>]) -> Option<Vec<Vec<Expr>>> {
+    let (n, k) = (a.len(), a.first()?.len());
+    let m = b.first()?.len();
+    if b.len() != k
+        || a.iter().any(|r| r.len() != k)
+        || b.iter().any(|r| r.len() != m)
+        || n.max(k).max(m) > MAX_MATRIX_PRODUCT
+    {
+        return None;
+    }
+    Some(
+        (0..n)
+            .map(|i| {
+                (0..m)
+                    .map(|j| {
+                        Expr::Add(
+                            (0..k)
+                                .map(|t| Expr::Mul(vec![a[i][t].clone(), b[t][j].clone()]))
+                                .collect(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect(),
+    )
 }
 
 /// A region that only a union of intervals writes: `x \neq 2` (the line

@@ -275,6 +275,44 @@ pub fn last_boxes(response: &str, k: usize) -> Option<String> {
     Some(parts.join(", "))
 }
 
+/// Phrases that replace an answer already given.
+const RETRACTIONS: &[&str] = &[
+    "should be",
+    "should have been",
+    "is actually",
+    "correct answer is",
+    "answer is actually",
+];
+
+/// After the last box, a retraction with a new value ("\boxed{3159}. Hmm,
+/// I double counted, so it should be $3158$."): that value, as written.
+pub fn retraction(response: &str) -> Option<String> {
+    let text = answer_text(response);
+    let end = boxes(text).last()?.end;
+    let tail = &text[end..];
+    let lower = tail.to_ascii_lowercase();
+    let (at, cue) = RETRACTIONS
+        .iter()
+        .filter_map(|c| lower.rfind(c).map(|i| (i, c.len())))
+        .max()?;
+    let after = drop_sign_off(&tail[at + cue..]);
+    // The new value follows the cue at once ("should be $3158$"), not
+    // words ("this should be right since $2+3=5$").
+    let lead = after.trim_start_matches([' ', ':', ',']);
+    if !lead.starts_with(|c: char| c.is_ascii_digit() || "$\\(-".contains(c)) {
+        return None;
+    }
+    let after = &after[..sentence_end(after)];
+    let math = last_math_span(after).map(|(m, e)| (m.to_string(), e));
+    let number = last_number(after);
+    match (math, number) {
+        (Some((m, me)), Some((n, ne))) => Some(if ne > me { n } else { m }),
+        (Some((m, _)), None) => Some(m),
+        (None, Some((n, _))) => Some(n),
+        (None, None) => None,
+    }
+}
+
 /// The answer candidates in a response, best first.
 pub fn candidates(response: &str, fb: &Fallbacks) -> Vec<(String, Source)> {
     let text = answer_text(response);
@@ -580,6 +618,13 @@ fn last_number(text: &str) -> Option<(String, usize)> {
         start -= 1;
     }
     if continues_after(&text[end..]) {
+        return None;
+    }
+    // `AZYUK2A`, `H2O`: digits inside a word are not a number.
+    if start > 0
+        && b[start - 1].is_ascii_alphabetic()
+        && b.get(end).is_some_and(|c| c.is_ascii_alphabetic())
+    {
         return None;
     }
     let num = &text[start..end];

@@ -45,6 +45,9 @@ pub fn lex(s: &str) -> Result<Vec<Token>, ParseError> {
     let mut i = 0;
     let mut depth: i32 = 0;
     let mut space = false;
+    // `(1,000, 2)`: where list items are set apart by ", ", a comma with no
+    // space before three digits groups thousands, inside brackets too.
+    let spaced_lists = s.contains(", ");
     while i < chars.len() {
         let c = chars[i];
         if c.is_whitespace() {
@@ -55,7 +58,7 @@ pub fn lex(s: &str) -> Result<Vec<Token>, ParseError> {
         let tok = if c.is_ascii_digit()
             || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
         {
-            let (tok, next) = number(&chars, i, depth == 0)?;
+            let (tok, next) = number(&chars, i, depth == 0, spaced_lists)?;
             i = next;
             tok
         } else if c.is_ascii_alphabetic() {
@@ -168,14 +171,21 @@ fn group3(chars: &[char], i: usize) -> bool {
     digits(chars, i) == i + 3
 }
 
-fn number(chars: &[char], start: usize, top: bool) -> Result<(Tok, usize), ParseError> {
+fn number(
+    chars: &[char],
+    start: usize,
+    top: bool,
+    spaced_lists: bool,
+) -> Result<(Tok, usize), ParseError> {
     let mut int = String::new();
     let mut i = digits(chars, start);
     int.extend(&chars[start..i]);
-    // Thousands separators: "7,425,000" and "1 000", outside brackets only.
-    if top && (1..=3).contains(&int.len()) && int != "0" {
+    // Thousands separators: "7,425,000" and "1 000", outside brackets; inside
+    // them only commas, where the list itself is spaced (`(1,000, 2)`).
+    if (top || spaced_lists) && (1..=3).contains(&int.len()) && int != "0" {
         let sep_ok = |sep: char, i: usize| chars.get(i) == Some(&sep) && group3(chars, i + 1);
-        for sep in [',', ' '] {
+        let seps: &[char] = if top { &[',', ' '] } else { &[','] };
+        for &sep in seps {
             if sep_ok(sep, i) {
                 let after_groups = |mut j: usize| {
                     while sep_ok(sep, j) {

@@ -183,6 +183,48 @@ fn is_decimal(e: &Expr) -> bool {
     }
 }
 
+/// The identity (`\mathbf{I}`, `I_n`) or zero matrix (`\mathbf{0}`,
+/// `\mathbf{O}`), with a sign, as the `n`-by-`n` matrix it names; a size
+/// written as a subscript must be `n`.
+fn named_matrix(key: &str, n: usize) -> Option<Expr> {
+    let (neg, k) = match key.strip_prefix('-') {
+        Some(k) => (true, k),
+        None => (false, key),
+    };
+    let (name, sub) = match k.split_once('_') {
+        Some((a, b)) => (a, Some(b.trim_start_matches('{').trim_end_matches('}'))),
+        None => (k, None),
+    };
+    if sub.is_some_and(|s| s.parse::<usize>().ok() != Some(n)) {
+        return None;
+    }
+    let one = match name {
+        "\\mathbf{I}" | "\\mathbb{I}" | "\\mathrm{I}" => true,
+        "I" if sub.is_some() => true,
+        "\\mathbf{0}" | "\\mathbf{O}" | "\\mathbb{0}" => false,
+        _ => return None,
+    };
+    if n == 0 || n > 16 {
+        return None;
+    }
+    let diag = Expr::int(if !one {
+        0
+    } else if neg {
+        -1
+    } else {
+        1
+    });
+    Some(Expr::Matrix(
+        (0..n)
+            .map(|i| {
+                (0..n)
+                    .map(|j| if i == j { diag.clone() } else { Expr::int(0) })
+                    .collect()
+            })
+            .collect(),
+    ))
+}
+
 /// The answer up to its first top-level `\approx`, when something precedes it.
 fn before_approx(raw: &str) -> Option<&str> {
     let at = raw.find("\\approx")?;
@@ -312,10 +354,39 @@ fn loose_key(key: &str) -> String {
 /// What a worded answer is compared by: its normalised words (articles
 /// dropped), or the letters and digits of its key.
 fn text_of(p: &Parsed) -> String {
-    match &p.expr {
+    let t = match &p.expr {
         Expr::Text(t) => t.clone(),
         _ => norm_text(&p.key),
-    }
+    };
+    full_name(&t).map_or(t, str::to_string)
+}
+
+/// Day and month names written short (`Tues`, `Sept`): the full name.
+fn full_name(t: &str) -> Option<&'static str> {
+    const SHORT: &[(&[&str], &str)] = &[
+        (&["mon"], "monday"),
+        (&["tue", "tues"], "tuesday"),
+        (&["wed"], "wednesday"),
+        (&["thu", "thur", "thurs"], "thursday"),
+        (&["fri"], "friday"),
+        (&["sat"], "saturday"),
+        (&["sun"], "sunday"),
+        (&["jan"], "january"),
+        (&["feb"], "february"),
+        (&["mar"], "march"),
+        (&["apr"], "april"),
+        (&["jun"], "june"),
+        (&["jul"], "july"),
+        (&["aug"], "august"),
+        (&["sep", "sept"], "september"),
+        (&["oct"], "october"),
+        (&["nov"], "november"),
+        (&["dec"], "december"),
+    ];
+    SHORT
+        .iter()
+        .find(|(short, _)| short.contains(&t))
+        .map(|(_, full)| *full)
 }
 
 fn is_textual(e: &Expr) -> bool {
@@ -389,6 +460,24 @@ pub fn grade(gold: &str, response: &str, cfg: &GradeConfig) -> Grade {
     let Some((raw, pred, _)) = chosen else {
         return verdict(false, Some(first.0.as_str()), Reason::Unparseable);
     };
+    // A box taken back after it ("so it should be $3158$"): training has no
+    // committed answer left; evaluation reads the replacement.
+    let retracted = (chosen_src == Some(Source::Boxed))
+        .then(|| extract::retraction(response))
+        .flatten()
+        .and_then(|v| parse_answer(&v, cfg).ok().map(|p| (v, p)))
+        .filter(|(_, p)| !matches!(same_answer(&pred, p, cfg), Ok(true)));
+    let replaced;
+    let (raw, pred) = match retracted {
+        Some(_) if !cfg.fallbacks.answer_phrase => {
+            return verdict(false, Some(raw), Reason::NotEquivalent);
+        }
+        Some((v, p)) => {
+            replaced = v;
+            (replaced.as_str(), p)
+        }
+        None => (raw, pred),
+    };
     if gold.len() > lim.max_response_bytes {
         return verdict(false, Some(raw), Reason::GoldUnparseable);
     }
@@ -439,6 +528,16 @@ pub fn grade(gold: &str, response: &str, cfg: &GradeConfig) -> Grade {
         return verdict(true, Some(raw), Reason::Equivalent);
     }
     let mut correct = same_answer(&gold, &pred, cfg);
+    // `-\mathbf{I}`, `\mathbf{0}`, `I_3` for a square gold matrix: that
+    // multiple of the identity at the gold's size.
+    if matches!(correct, Ok(false))
+        && let Expr::Matrix(m) = &gold.expr
+        && let Some(named) = named_matrix(&pred.key, m.len())
+        && m.iter().all(|r| r.len() == m.len())
+        && matches!(equiv::Cmp::new(cfg).eq(&gold.expr, &named), Ok(true))
+    {
+        correct = Ok(true);
+    }
     // `x = \frac13 \approx 0.33`: the exact value before the approximation.
     if matches!(correct, Ok(false))
         && let Some(exact) = before_approx(raw)

@@ -674,6 +674,83 @@ const EQUIV: &[(&str, &str, bool)] = &[
     ("33", "m + n = 34", false),
     ("3", "-x = 3", false),
     ("6", "2x = 6", false),
+    // How sympy prints values.
+    ("[1,3]", "Interval(1, 3)", true),
+    ("(1,3]", "Interval(1, 3, True, False)", true),
+    ("[1,3]", "Interval(1, 3, True, False)", false),
+    ("(0,\\infty)", "Interval.open(0, oo)", true),
+    (
+        "(-\\infty,1)\\cup(2,\\infty)",
+        "Union(Interval.open(-oo, 1), Interval.open(2, oo))",
+        true,
+    ),
+    ("(1, 2)", "Point2D(1, 2)", true),
+    ("(1, 2)", "Point2D(2, 1)", false),
+    (
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+        "Matrix([[1, 2], [3, 4]])",
+        true,
+    ),
+    (
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+        "Matrix([[1, 2], [4, 3]])",
+        false,
+    ),
+    ("\\{1,2\\}", "FiniteSet(1, 2)", true),
+    ("\\frac12", "Rational(1, 2)", true),
+    ("\\frac12", "Rational(1, 3)", false),
+    // Day and month names written short.
+    ("\\text{Tuesday}", "\\text{Tues}", true),
+    ("\\text{Tuesday}", "\\text{Wed}", false),
+    // Thousands in a pair whose items are spaced.
+    ("(1000, 2)", "(1,000, 2)", true),
+    ("(1000, 2)", "(1,001, 2)", false),
+    // Matrix arithmetic written out, and the identity and zero matrices by name.
+    (
+        "\\begin{pmatrix}6 & 8 \\\\ 10 & 12\\end{pmatrix}",
+        "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} + \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}",
+        true,
+    ),
+    (
+        "\\begin{pmatrix}6 & 8 \\\\ 10 & 13\\end{pmatrix}",
+        "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} + \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}",
+        false,
+    ),
+    (
+        "\\begin{pmatrix}19 & 22 \\\\ 43 & 50\\end{pmatrix}",
+        "\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}",
+        true,
+    ),
+    (
+        "\\begin{pmatrix}19 & 22 \\\\ 43 & 50\\end{pmatrix}",
+        "\\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix} \\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix}",
+        false,
+    ),
+    (
+        "\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}",
+        "-\\mathbf{I}",
+        true,
+    ),
+    (
+        "\\begin{pmatrix} 1 & 0 \\\\ 0 & 1 \\end{pmatrix}",
+        "-\\mathbf{I}",
+        false,
+    ),
+    (
+        "\\begin{pmatrix} 1 & 0 \\\\ 0 & 1 \\end{pmatrix}",
+        "I_2",
+        true,
+    ),
+    (
+        "\\begin{pmatrix} 1 & 0 \\\\ 0 & 1 \\end{pmatrix}",
+        "I_3",
+        false,
+    ),
+    (
+        "\\begin{pmatrix} 0 & 0 \\\\ 0 & 0 \\end{pmatrix}",
+        "\\mathbf{0}",
+        true,
+    ),
 ];
 
 const EXTRACT: &[(&str, &str, bool, bool)] = &[
@@ -925,6 +1002,27 @@ const EXTRACT: &[(&str, &str, bool, bool)] = &[
         false,
         true,
     ),
+    // A box taken back: no committed answer (strict), the replacement (lenient).
+    (
+        "3158",
+        "The sum is $\\boxed{3159}$. Hmm, I double counted, so it should be $3158$.",
+        false,
+        true,
+    ),
+    (
+        "3159",
+        "The sum is $\\boxed{3159}$. Hmm, I double counted, so it should be $3158$.",
+        false,
+        false,
+    ),
+    (
+        "5",
+        "So $\\boxed{5}$. This should be right since $2+3=5$.",
+        true,
+        true,
+    ),
+    // Digits inside a word are not a number.
+    ("2", "AZYUK2A", false, false),
 ];
 
 fn check(
