@@ -332,6 +332,11 @@ pub fn candidates(response: &str, fb: &Fallbacks) -> Vec<(String, Source)> {
         return out;
     }
     let text = drop_sign_off(text);
+    // `<answer>...</answer>` (R1-Zero-style prompts): the tagged text is the answer.
+    let text = match answer_tag(text) {
+        Some(inner) if fb.answer_phrase => inner,
+        _ => text,
+    };
     if fb.answer_phrase
         && let Some(a) = answer_phrase(text)
     {
@@ -340,28 +345,34 @@ pub fn candidates(response: &str, fb: &Fallbacks) -> Vec<(String, Source)> {
             .split_whitespace()
             .filter(|w| w.len() > 1 && w.chars().all(|c| c.is_ascii_alphabetic()))
             .count();
-        if words >= 3
+        if words >= 2
             && let Some((n, _)) = last_number(&a)
         {
             out.push((n, Source::AnswerPhrase));
         }
         out.push((a, Source::AnswerPhrase));
     }
+    // A response cut off inside a display formula never reached its answer:
+    // its earlier math is working, not the result.
+    let cut_off = [("\\[", "\\]"), ("\\(", "\\)")]
+        .iter()
+        .any(|(open, close)| text.rfind(open).is_some_and(|o| !text[o..].contains(close)));
     // The whole response is the answer when it is short; when it also
     // writes math (`So $m = 25$ ... \[m + n = 33\]`), its math comes first.
-    let whole = (fb.whole_response && text.trim().len() <= 200 && !text.trim().is_empty())
-        .then(|| (text.trim().to_string(), Source::WholeResponse));
+    let whole =
+        (fb.whole_response && !cut_off && text.trim().len() <= 200 && !text.trim().is_empty())
+            .then(|| (text.trim().to_string(), Source::WholeResponse));
     let has_math = text.contains('$') || text.contains("\\(") || text.contains("\\[");
     let whole_late = whole.is_some() && has_math;
     if !whole_late {
         out.extend(whole.clone());
     }
-    let math = if fb.last_latex {
+    let math = if fb.last_latex && !cut_off {
         last_math_span(text)
     } else {
         None
     };
-    let number = if fb.last_number {
+    let number = if fb.last_number && !cut_off {
         last_number(text)
     } else {
         None
@@ -383,7 +394,28 @@ pub fn candidates(response: &str, fb: &Fallbacks) -> Vec<(String, Source)> {
     if whole_late {
         out.extend(whole);
     }
+    // Nothing after `</think>` (the summary cut off by the length limit): in
+    // evaluation, the last box the reasoning reached.
+    if out.is_empty()
+        && fb.answer_phrase
+        && let Some(turn) = Some(cut_turn(response))
+        && let Some(end) = turn.rfind("</think>")
+        && let Some(b) = last_boxed(&turn[..end])
+    {
+        out.push((b, Source::AnswerPhrase));
+    }
     out
+}
+
+/// The text inside the last `<answer>...</answer>`, when it is not empty.
+fn answer_tag(text: &str) -> Option<&str> {
+    let open = text.rfind("<answer>")?;
+    let inner = &text[open + "<answer>".len()..];
+    let inner = inner
+        .find("</answer>")
+        .map_or(inner, |e| &inner[..e])
+        .trim();
+    (!inner.is_empty()).then_some(inner)
 }
 
 /// Closing formulas some prompts teach ("Final Answer: The final answer is

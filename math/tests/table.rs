@@ -1023,6 +1023,29 @@ const EXTRACT: &[(&str, &str, bool, bool)] = &[
     ),
     // Digits inside a word are not a number.
     ("2", "AZYUK2A", false, false),
+    // `<answer>` tags; the reasoning's box when the summary after it was cut off.
+    ("12", "<think>so 12</think><answer>12</answer>", false, true),
+    (
+        "12",
+        "<think>so 12</think><answer>13</answer>",
+        false,
+        false,
+    ),
+    (
+        "540",
+        "<think>so the maximum is $\\boxed{540}$.</think>\nThe maximum is \\[ \\sqrt{324^2 + (-432)^2}",
+        false,
+        true,
+    ),
+    (
+        "540",
+        "<think>so the maximum is $\\boxed{541}$.</think>\nThe maximum is \\[ \\sqrt{324^2 + (-432)^2}",
+        false,
+        false,
+    ),
+    // Prose after "Answer:" with a number in it.
+    ("625", "### Answer: John spent **$625**.", false, true),
+    ("625", "### Answer: John spent **$626**.", false, false),
 ];
 
 fn check(
