@@ -146,6 +146,10 @@ pub struct DataSection {
     /// Refuse to start when more than this fraction of rows is rejected. Default 0.05.
     #[serde(default = "default_reject_fraction")]
     pub max_reject_fraction: f64,
+    /// Keep at most this many test cases per code problem, those with the longest
+    /// inputs (as rllm does for DeepCoder). None: every test.
+    #[serde(default)]
+    pub max_tests_per_problem: Option<usize>,
 }
 
 fn default_reject_fraction() -> f64 {
@@ -389,6 +393,9 @@ fn validate_data(d: &DataSection) -> Result<(), String> {
             "max_reject_fraction must lie in [0, 1], got {}",
             d.max_reject_fraction
         )),
+        _ if d.max_tests_per_problem == Some(0) => {
+            Err("max_tests_per_problem must be ≥ 1 (leave it out to keep every test)".into())
+        }
         _ => Ok(()),
     }
 }

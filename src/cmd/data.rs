@@ -32,6 +32,10 @@ pub struct CheckArgs {
     /// Fail when more than this fraction of rows is rejected (0 fails on any reject).
     #[arg(long, default_value_t = 0.0)]
     max_reject_fraction: f64,
+    /// Keep at most N test cases per code problem, those with the longest inputs
+    /// (`[data].max_tests_per_problem` in a run config); the summary counts what is cut.
+    #[arg(long, value_name = "N")]
+    max_tests: Option<usize>,
 }
 
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
@@ -46,7 +50,12 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         "--max-reject-fraction must be in [0, 1], got {}",
         args.max_reject_fraction
     );
-    let loaded = Loaded::read_files(&args.files, args.format).context("reading the data")?;
+    anyhow::ensure!(args.max_tests != Some(0), "--max-tests must be at least 1");
+    let mut loaded = Loaded::read_files(&args.files, args.format).context("reading the data")?;
+    let (capped, tests_dropped) = match args.max_tests {
+        Some(n) => loaded.cap_tests(n),
+        None => (0, 0),
+    };
     for r in &loaded.rejects {
         println!("{r}");
     }
@@ -68,6 +77,8 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         "rejected": loaded.rejects.len(),
         "by_domain": by_domain,
         "duplicates": loaded.duplicates,
+        "problems_capped": capped,
+        "tests_dropped": tests_dropped,
         "formats": formats,
         "rejects_file": args.rejects.display().to_string(),
     });

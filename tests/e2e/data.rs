@@ -76,7 +76,7 @@ type Case = (&'static str, usize, &'static [(usize, &'static str)]);
 
 #[test]
 fn each_public_shape_is_read_and_its_malformed_rows_rejected_by_line_and_field() {
-    let cases: [Case; 6] = [
+    let cases: [Case; 8] = [
         (
             "math.jsonl",
             3,
@@ -105,6 +105,21 @@ fn each_public_shape_is_read_and_its_malformed_rows_rejected_by_line_and_field()
                 (5, "input_output"),
                 (6, "input_output.inputs[0]"),
             ],
+        ),
+        (
+            "livecodebench.jsonl",
+            3,
+            &[
+                (4, "private_test_cases"),
+                (5, "private_test_cases"),
+                (6, "private_test_cases"),
+                (7, "private_test_cases"),
+            ],
+        ),
+        (
+            "deepcoder.jsonl",
+            5,
+            &[(6, "tests"), (7, "tests[0].fn_name"), (8, "tests")],
         ),
         (
             "gradus.jsonl",
@@ -208,4 +223,21 @@ fn a_missing_file_is_an_error_naming_it() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/data.jsonl"));
+}
+
+#[test]
+fn max_tests_keeps_the_longest_inputs_and_counts_the_cut() {
+    let c = check(&["deepcoder.jsonl"], &["--max-tests", "1"]);
+    assert_eq!(c.summary["valid"], 5, "{}", c.summary);
+    assert_eq!(c.summary["problems_capped"], 5, "{}", c.summary);
+    assert_eq!(c.summary["tests_dropped"], 5, "{}", c.summary);
+    let c = check(&["deepcoder.jsonl"], &[]);
+    assert_eq!(c.summary["tests_dropped"], 0, "{}", c.summary);
+    let out = gradus()
+        .args(["data", "check", "--max-tests", "0"])
+        .arg(fixture("deepcoder.jsonl"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-tests must be at least 1"));
 }

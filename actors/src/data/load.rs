@@ -299,6 +299,21 @@ impl Loaded {
     }
 
     /// Accepted problems per domain (every domain present, zero included).
+    /// Caps every problem's tests at `max` ([`Problem::cap_tests`]); returns how many
+    /// problems were cut and how many test cases were dropped in all.
+    pub fn cap_tests(&mut self, max: usize) -> (usize, usize) {
+        let mut capped = 0;
+        let mut dropped = 0;
+        for p in &mut self.problems {
+            let n = p.cap_tests(max);
+            if n > 0 {
+                capped += 1;
+                dropped += n;
+            }
+        }
+        (capped, dropped)
+    }
+
     pub fn by_domain(&self) -> BTreeMap<Domain, usize> {
         let mut counts: BTreeMap<Domain, usize> = Domain::ALL.into_iter().map(|d| (d, 0)).collect();
         for p in &self.problems {

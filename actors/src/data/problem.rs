@@ -175,6 +175,59 @@ impl FieldError {
 }
 
 impl Problem {
+    /// Keeps at most `max` test cases, those with the longest inputs (as rllm caps
+    /// DeepCoder's tests: long inputs are the ones that catch slow or partial solutions),
+    /// in their original order. Returns how many were dropped. HumanEval-style
+    /// `Function` tests are one check and are never cut.
+    pub fn cap_tests(&mut self, max: usize) -> usize {
+        fn keep_longest<T>(
+            items: &mut Vec<T>,
+            len: impl Fn(&T) -> usize,
+            max: usize,
+        ) -> Vec<usize> {
+            if items.len() <= max {
+                return (0..items.len()).collect();
+            }
+            let mut order: Vec<usize> = (0..items.len()).collect();
+            // Longest first; ties keep the earlier case.
+            order.sort_by(|&a, &b| len(&items[b]).cmp(&len(&items[a])).then(a.cmp(&b)));
+            let mut kept: Vec<usize> = order[..max].to_vec();
+            kept.sort_unstable();
+            let mut i = 0;
+            items.retain(|_| {
+                let keep = kept.binary_search(&i).is_ok();
+                i += 1;
+                keep
+            });
+            kept
+        }
+        match &mut self.tests {
+            Some(Tests::Stdio { cases, .. }) => {
+                let before = cases.len();
+                keep_longest(cases, |c| c.input.len(), max);
+                before - cases.len()
+            }
+            Some(Tests::Call {
+                inputs, outputs, ..
+            }) => {
+                let before = inputs.len();
+                let kept = keep_longest(
+                    inputs,
+                    |args| serde_json::Value::from(args.clone()).to_string().len(),
+                    max,
+                );
+                let mut i = 0;
+                outputs.retain(|_| {
+                    let keep = kept.binary_search(&i).is_ok();
+                    i += 1;
+                    keep
+                });
+                before - inputs.len()
+            }
+            Some(Tests::Function { .. }) | None => 0,
+        }
+    }
+
     /// Checks what serde cannot: the fields each domain needs are there and make sense.
     pub fn validate(&self) -> Result<(), FieldError> {
         if self.id.trim().is_empty() {
@@ -326,5 +379,75 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(p.validate().unwrap_err().field, "difficulty");
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+
+    fn stdio(inputs: &[&str]) -> Problem {
+        Problem {
+            id: "p".into(),
+            domain: Domain::Code,
+            prompt: "x".into(),
+            answer: None,
+            tests: Some(Tests::Stdio {
+                cases: inputs
+                    .iter()
+                    .map(|i| StdioCase {
+                        input: i.to_string(),
+                        output: format!("out {i}"),
+                    })
+                    .collect(),
+                compare: Compare::Tokens,
+            }),
+            solution: None,
+            difficulty: None,
+            source: "t".into(),
+            metadata: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_longest_inputs_are_kept_in_their_order() {
+        let mut p = stdio(&["a", "bbbb", "cc", "dddd", "e"]);
+        assert_eq!(p.cap_tests(3), 2);
+        let Some(Tests::Stdio { cases, .. }) = &p.tests else {
+            unreachable!()
+        };
+        let kept: Vec<&str> = cases.iter().map(|c| c.input.as_str()).collect();
+        assert_eq!(kept, ["bbbb", "cc", "dddd"]);
+        assert_eq!(cases[1].output, "out cc", "outputs stay with their inputs");
+        assert_eq!(p.cap_tests(10), 0);
+    }
+
+    #[test]
+    fn call_cases_keep_inputs_and_outputs_paired() {
+        let mut p = stdio(&[]);
+        p.tests = Some(Tests::Call {
+            fn_name: "f".into(),
+            inputs: vec![
+                vec![1.into()],
+                vec!["long argument".into()],
+                vec![22.into()],
+            ],
+            outputs: vec![1.into(), 2.into(), 3.into()],
+        });
+        assert_eq!(p.cap_tests(2), 1);
+        let Some(Tests::Call {
+            inputs, outputs, ..
+        }) = &p.tests
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            inputs,
+            &[
+                vec![serde_json::json!("long argument")],
+                vec![serde_json::json!(22)]
+            ]
+        );
+        assert_eq!(outputs, &[serde_json::json!(2), serde_json::json!(3)]);
     }
 }

@@ -11,6 +11,7 @@ pub mod gsm8k;
 pub mod humaneval;
 pub mod lcb;
 pub mod math;
+pub mod pickle;
 
 use std::fmt;
 use std::str::FromStr;
@@ -32,7 +33,7 @@ pub enum Format {
     DeepScaler,
     /// HumanEval.
     HumanEval,
-    /// LiveCodeBench, APPS and TACO.
+    /// LiveCodeBench, APPS, TACO and DeepCoder.
     Lcb,
 }
 
@@ -78,7 +79,10 @@ impl Format {
             Some(Format::Gradus)
         } else if has("entry_point") && has("test") {
             Some(Format::HumanEval)
-        } else if has("input_output") || has("public_test_cases") {
+        } else if has("input_output")
+            || has("public_test_cases")
+            || (has("tests") && (has("problem") || has("question")))
+        {
             Some(Format::Lcb)
         } else if has("problem")
             && has("solution")
