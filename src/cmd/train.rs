@@ -90,9 +90,18 @@ impl Overrides {
     }
 }
 
+/// Most threads in the async runtime's blocking pool (tokio's default is 512).
+pub(crate) const MAX_BLOCKING_THREADS: usize = 32;
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // The blocking pool (sandbox waits, engine steps, checkpoint and log
+        // I/O) grows to the most tasks ever in flight at once and keeps those
+        // threads while they stay busy; under a loaded machine that high-water
+        // mark rises. Bounded here, so no load makes the thread count grow
+        // without limit; tasks past it queue.
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -610,6 +619,14 @@ fn load_problems(config: &RunConfig) -> anyhow::Result<Vec<gradus_actors::data::
     }
     for r in &loaded.rejects {
         eprintln!("gradus: rejected {r}");
+    }
+    if let Some(n) = config.data.max_tests_per_problem {
+        let (capped, dropped) = loaded.cap_tests(n);
+        if capped > 0 {
+            eprintln!(
+                "gradus: [data].max_tests_per_problem = {n}: {dropped} test cases dropped from {capped} problems (the longest inputs kept)"
+            );
+        }
     }
     let fraction = loaded.rejects.len() as f64 / loaded.rows.max(1) as f64;
     if fraction > config.data.max_reject_fraction {
