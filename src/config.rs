@@ -150,6 +150,9 @@ pub struct DataSection {
     /// inputs (as rllm does for DeepCoder). None: every test.
     #[serde(default)]
     pub max_tests_per_problem: Option<usize>,
+    /// `[data.templates]`: answer-format instructions for rows that carry none.
+    #[serde(default)]
+    pub templates: gradus_actors::data::Templates,
 }
 
 fn default_reject_fraction() -> f64 {
@@ -393,6 +396,7 @@ fn validate_data(d: &DataSection) -> Result<(), String> {
             "max_reject_fraction must lie in [0, 1], got {}",
             d.max_reject_fraction
         )),
+        _ if d.templates.validate().is_err() => d.templates.validate(),
         _ if d.max_tests_per_problem == Some(0) => {
             Err("max_tests_per_problem must be ≥ 1 (leave it out to keep every test)".into())
         }
@@ -545,6 +549,18 @@ mod tests {
             )),
             "{e}"
         );
+    }
+
+    #[test]
+    fn data_templates_are_read_and_a_missing_placeholder_is_named() {
+        let with =
+            |t: &str| DEMO.replacen("[data]\n", &format!("[data.templates]\n{t}\n[data]\n"), 1);
+        let ok = RunConfig::from_toml_str(&with("math = \"{prompt} Box it.\""), None).unwrap();
+        assert_eq!(ok.data.templates.math.as_deref(), Some("{prompt} Box it."));
+        let e = RunConfig::from_toml_str(&with("code = \"Write code.\""), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("templates.code must contain {prompt}"), "{e}");
     }
 
     #[test]

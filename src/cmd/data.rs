@@ -36,6 +36,13 @@ pub struct CheckArgs {
     /// (`[data].max_tests_per_problem` in a run config); the summary counts what is cut.
     #[arg(long, value_name = "N")]
     max_tests: Option<usize>,
+    /// Answer-format template for math rows without an instruction of their own
+    /// (`{prompt}` stands for the row's text; `[data.templates].math` in a run config).
+    #[arg(long, value_name = "TEMPLATE")]
+    math_template: Option<String>,
+    /// The same for code rows (`[data.templates].code`).
+    #[arg(long, value_name = "TEMPLATE")]
+    code_template: Option<String>,
 }
 
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
@@ -52,6 +59,17 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     );
     anyhow::ensure!(args.max_tests != Some(0), "--max-tests must be at least 1");
     let mut loaded = Loaded::read_files(&args.files, args.format).context("reading the data")?;
+    let templates = gradus_actors::data::Templates {
+        math: args.math_template.clone(),
+        code: args.code_template.clone(),
+    };
+    templates.validate().map_err(|e| {
+        anyhow::anyhow!(
+            "--{}",
+            e.replacen("templates.", "", 1)
+                .replacen(' ', "-template ", 1)
+        )
+    })?;
     let (capped, tests_dropped) = match args.max_tests {
         Some(n) => loaded.cap_tests(n),
         None => (0, 0),
@@ -72,6 +90,21 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|(f, fmt)| (f.clone(), json!(fmt.map(|x| x.name()))))
         .collect();
+    // How each domain's prompts say how to answer: their own words, the template, or not at all.
+    let prompts: serde_json::Map<String, serde_json::Value> = templates
+        .apply(&mut loaded.problems)
+        .into_iter()
+        .map(|(d, a)| {
+            let t = match d {
+                gradus_actors::data::Domain::Math => &templates.math,
+                gradus_actors::data::Domain::Code => &templates.code,
+            };
+            (
+                d.as_str().to_string(),
+                json!({"own_instruction": a.own, "templated": a.templated, "no_instruction": a.bare, "template": t}),
+            )
+        })
+        .collect();
     let summary = json!({
         "valid": loaded.problems.len(),
         "rejected": loaded.rejects.len(),
@@ -79,6 +112,7 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         "duplicates": loaded.duplicates,
         "problems_capped": capped,
         "tests_dropped": tests_dropped,
+        "prompts": prompts,
         "formats": formats,
         "rejects_file": args.rejects.display().to_string(),
     });

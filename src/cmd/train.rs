@@ -628,6 +628,18 @@ fn load_problems(config: &RunConfig) -> anyhow::Result<Vec<gradus_actors::data::
             );
         }
     }
+    for (domain, a) in config.data.templates.apply(&mut loaded.problems) {
+        if a.templated > 0 || a.bare > 0 {
+            eprintln!(
+                "gradus: {} prompts: {} carry their own answer format, {} wrapped in [data.templates].{}, {} with neither",
+                domain.as_str(),
+                a.own,
+                a.templated,
+                domain.as_str(),
+                a.bare
+            );
+        }
+    }
     let fraction = loaded.rejects.len() as f64 / loaded.rows.max(1) as f64;
     if fraction > config.data.max_reject_fraction {
         bail!(

@@ -241,3 +241,56 @@ fn max_tests_keeps_the_longest_inputs_and_counts_the_cut() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--max-tests must be at least 1"));
 }
+
+#[test]
+fn rows_without_an_answer_format_get_the_template_and_the_summary_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mixed.jsonl");
+    std::fs::write(
+        &data,
+        concat!(
+            r#"{"problem": "What is 1+1? Let's think step by step and output the final answer within \\boxed{}.", "answer": "2"}"#,
+            "\n",
+            r#"{"problem": "What is 2+2?", "answer": "4"}"#,
+            "\n",
+            r#"{"problem": "What is 3+3?", "answer": "6"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let out = gradus()
+            .args(["data", "check"])
+            .arg(&data)
+            .arg("--rejects")
+            .arg(dir.path().join("rejects.jsonl"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let summary: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap();
+        (
+            out.status.success(),
+            summary,
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (ok, s, _) = run(&[]);
+    assert!(ok, "{s}");
+    assert_eq!(s["prompts"]["math"]["own_instruction"], 1, "{s}");
+    assert_eq!(s["prompts"]["math"]["no_instruction"], 2, "{s}");
+    let (ok, s, _) = run(&[
+        "--math-template",
+        "{prompt}\nPut the final answer in \\boxed{}.",
+    ]);
+    assert!(ok, "{s}");
+    assert_eq!(s["prompts"]["math"]["templated"], 2, "{s}");
+    assert_eq!(s["prompts"]["math"]["own_instruction"], 1, "{s}");
+    let (ok, _, err) = run(&["--math-template", "no placeholder"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--math-template must contain {prompt}"),
+        "{err}"
+    );
+}

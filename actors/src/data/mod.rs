@@ -8,7 +8,9 @@
 pub mod import;
 pub mod load;
 pub mod problem;
+pub mod template;
 
 pub use import::{Format, FormatChoice};
 pub use load::{DataError, Loaded, Origin, Reject};
 pub use problem::{Compare, Difficulty, Domain, FieldError, Problem, StdioCase, Tests};
+pub use template::{Applied, Templates};
