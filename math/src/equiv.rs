@@ -75,11 +75,11 @@ impl<'a> Cmp<'a> {
         if let Some(r) = region(p, self)? {
             return self.eq(g, &r);
         }
-        // `c \begin{pmatrix}..\end{pmatrix}`: the matrix of the products.
-        if let Some(m) = scaled_matrix(g) {
+        // `c M`, `A + B`, `A B` with explicit matrices: the matrix they make.
+        if let Some(m) = matrix_expr(g) {
             return self.eq(&m, p);
         }
-        if let Some(m) = scaled_matrix(p) {
+        if let Some(m) = matrix_expr(p) {
             return self.eq(g, &m);
         }
         // `x \in [-2, 7]` and `-2 \le x \le 7`: the set and the inequality.
@@ -235,7 +235,7 @@ impl<'a> Cmp<'a> {
             let mut seen: Vec<String> = Vec::with_capacity(b.len());
             let mut distinct: Vec<Expr> = Vec::with_capacity(b.len());
             for y in b {
-                let k = format!("{y:?}");
+                let k = label_key(y);
                 if !seen.contains(&k) {
                     seen.push(k);
                     distinct.push(y.clone());
@@ -489,7 +489,7 @@ fn rounds_to(d: &Q, v: f64) -> bool {
 }
 
 /// The value of a literal written with a decimal point (or its negation).
-fn bare_decimal(e: &Expr) -> Option<Q> {
+pub(crate) fn bare_decimal(e: &Expr) -> Option<Q> {
     match e {
         Expr::Num {
             value,
@@ -698,7 +698,7 @@ const MAX_MATRIX_PRODUCT: usize = 16;
 /// Matrix arithmetic written out: `c \begin{pmatrix}..\end{pmatrix}`,
 /// `-M`, `A + B`, `A B` with explicit matrices, as the matrix of entries.
 /// `None` for a lone matrix (nothing to do) and for anything without one.
-fn scaled_matrix(e: &Expr) -> Option<Expr> {
+fn matrix_expr(e: &Expr) -> Option<Expr> {
     if matches!(e, Expr::Matrix(_)) {
         return None;
     }

@@ -242,7 +242,11 @@ const MAX_JOINED: usize = 1024;
 /// The content of the last box, joined with the boxes just before it when
 /// only separators lie between them.
 pub fn last_boxed(s: &str) -> Option<String> {
-    let spans = boxes(s);
+    joined_run(s, &boxes(s))
+}
+
+/// [`last_boxed`] on boxes already found.
+fn joined_run(s: &str, spans: &[BoxSpan]) -> Option<String> {
     let last = spans.len().checked_sub(1)?;
     let mut first = last;
     // Past MAX_JOINED parts the answer is unparseable anyway (too many items).
@@ -303,13 +307,28 @@ pub fn retraction(response: &str) -> Option<String> {
         return None;
     }
     let after = &after[..sentence_end(after)];
-    let math = last_math_span(after).map(|(m, e)| (m.to_string(), e));
-    let number = last_number(after);
-    match (math, number) {
-        (Some((m, me)), Some((n, ne))) => Some(if ne > me { n } else { m }),
-        (Some((m, _)), None) => Some(m),
-        (None, Some((n, _))) => Some(n),
-        (None, None) => None,
+    latest_first(last_math_span(after), last_number(after))
+        .into_iter()
+        .next()
+        .map(|(v, _)| v)
+}
+
+/// The last math span and the last number, whichever ends later first: that
+/// is the text's last word on its answer.
+fn latest_first(
+    math: Option<(&str, usize)>,
+    number: Option<(String, usize)>,
+) -> Vec<(String, Source)> {
+    let number_first = match (&math, &number) {
+        (Some((_, m_end)), Some((_, n_end))) => n_end > m_end,
+        _ => true,
+    };
+    let math = math.map(|(m, _)| (m.to_string(), Source::LastLatex));
+    let number = number.map(|(n, _)| (n, Source::LastNumber));
+    if number_first {
+        number.into_iter().chain(math).collect()
+    } else {
+        math.into_iter().chain(number).collect()
     }
 }
 
@@ -317,12 +336,13 @@ pub fn retraction(response: &str) -> Option<String> {
 pub fn candidates(response: &str, fb: &Fallbacks) -> Vec<(String, Source)> {
     let text = answer_text(response);
     let mut out = Vec::new();
-    if let Some(b) = last_boxed(text) {
+    let spans = boxes(text);
+    if let Some(b) = joined_run(text, &spans) {
         // "... \boxed{255} So he has $10,455. Final Answer: The final answer
         // is $10,455$.": a final-answer statement after the last box is the
         // later commitment (evaluation only; training reads the box).
         if fb.answer_phrase
-            && let Some(end) = boxes(text).last().map(|b| b.end)
+            && let Some(end) = spans.last().map(|b| b.end)
             && text[end..].to_ascii_lowercase().contains("final answer")
             && let Some(a) = answer_phrase(drop_sign_off(&text[end..]))
         {
@@ -363,10 +383,12 @@ pub fn candidates(response: &str, fb: &Fallbacks) -> Vec<(String, Source)> {
         (fb.whole_response && !cut_off && text.trim().len() <= 200 && !text.trim().is_empty())
             .then(|| (text.trim().to_string(), Source::WholeResponse));
     let has_math = text.contains('$') || text.contains("\\(") || text.contains("\\[");
-    let whole_late = whole.is_some() && has_math;
-    if !whole_late {
-        out.extend(whole.clone());
-    }
+    let (whole_early, whole_late) = if has_math {
+        (None, whole)
+    } else {
+        (whole, None)
+    };
+    out.extend(whole_early);
     let math = if fb.last_latex && !cut_off {
         last_math_span(text)
     } else {
@@ -377,32 +399,17 @@ pub fn candidates(response: &str, fb: &Fallbacks) -> Vec<(String, Source)> {
     } else {
         None
     };
-    // Whichever ends later is the response's last word on the answer.
-    let number_first = match (&math, &number) {
-        (Some((_, m_end)), Some((_, n_end))) => n_end > m_end,
-        _ => true,
-    };
-    let math = math.map(|(m, _)| (m.to_string(), Source::LastLatex));
-    let number = number.map(|(n, _)| (n, Source::LastNumber));
-    if number_first {
-        out.extend(number);
-        out.extend(math);
-    } else {
-        out.extend(math);
-        out.extend(number);
-    }
-    if whole_late {
-        out.extend(whole);
-    }
+    out.extend(latest_first(math, number));
+    out.extend(whole_late);
     // Nothing after `</think>` (the summary cut off by the length limit): in
     // evaluation, the last box the reasoning reached.
-    if out.is_empty()
-        && fb.answer_phrase
-        && let Some(turn) = Some(cut_turn(response))
-        && let Some(end) = turn.rfind("</think>")
-        && let Some(b) = last_boxed(&turn[..end])
-    {
-        out.push((b, Source::AnswerPhrase));
+    if out.is_empty() && fb.answer_phrase {
+        let turn = cut_turn(response);
+        if let Some(end) = turn.rfind("</think>")
+            && let Some(b) = last_boxed(&turn[..end])
+        {
+            out.push((b, Source::AnswerPhrase));
+        }
     }
     out
 }

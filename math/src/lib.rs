@@ -160,27 +160,17 @@ fn choice(key: &str) -> Option<char> {
     }
 }
 
-/// `1000,99`, `1,22`, `0,111` with the comma read as a decimal point: one
-/// comma between digits, and not a thousands group (three digits after a
-/// leading digit other than 0).
-fn decimal_comma(raw: &str) -> Option<String> {
-    let c = clean::clean(raw);
-    let t = c.trim();
-    let body = t.strip_prefix('-').unwrap_or(t);
+/// `1000,99`, `1,22`, `0,111` (a cleaned key) with the comma read as a decimal
+/// point: one comma between digits, and not a thousands group (three digits
+/// after a leading digit other than 0).
+fn decimal_comma(key: &str) -> Option<String> {
+    let body = key.strip_prefix('-').unwrap_or(key);
     let (int, frac) = body.split_once(',')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !digits(int) || !digits(frac) || (frac.len() == 3 && !int.starts_with('0')) {
         return None;
     }
-    Some(t.replacen(',', ".", 1))
-}
-
-fn is_decimal(e: &Expr) -> bool {
-    match e {
-        Expr::Num { decimal, .. } => *decimal,
-        Expr::Neg(x) => is_decimal(x),
-        _ => false,
-    }
+    Some(key.replacen(',', ".", 1))
 }
 
 /// The identity (`\mathbf{I}`, `I_n`) or zero matrix (`\mathbf{0}`,
@@ -549,7 +539,8 @@ pub fn grade(gold: &str, response: &str, cfg: &GradeConfig) -> Grade {
     // `1000,99` against `1000.99`: a decimal comma, read as one when the
     // other side is a decimal (a comma before 3 digits groups thousands).
     if matches!(correct, Ok(false)) {
-        let swapped = match (decimal_comma(&gold_raw), decimal_comma(raw)) {
+        let is_decimal = |e: &Expr| equiv::bare_decimal(e).is_some();
+        let swapped = match (decimal_comma(&gold.key), decimal_comma(&pred.key)) {
             (Some(g), None) if is_decimal(&pred.expr) => {
                 parse_answer(&g, cfg).map(|g| (g, pred.clone()))
             }

@@ -59,17 +59,18 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     );
     anyhow::ensure!(args.max_tests != Some(0), "--max-tests must be at least 1");
     let mut loaded = Loaded::read_files(&args.files, args.format).context("reading the data")?;
+    for (flag, t) in [
+        ("--math-template", &args.math_template),
+        ("--code-template", &args.code_template),
+    ] {
+        if let Some(t) = t {
+            gradus_actors::data::template::check(t).map_err(|e| anyhow::anyhow!("{flag} {e}"))?;
+        }
+    }
     let templates = gradus_actors::data::Templates {
         math: args.math_template.clone(),
         code: args.code_template.clone(),
     };
-    templates.validate().map_err(|e| {
-        anyhow::anyhow!(
-            "--{}",
-            e.replacen("templates.", "", 1)
-                .replacen(' ', "-template ", 1)
-        )
-    })?;
     let (capped, tests_dropped) = match args.max_tests {
         Some(n) => loaded.cap_tests(n),
         None => (0, 0),
@@ -95,13 +96,10 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         .apply(&mut loaded.problems)
         .into_iter()
         .map(|(d, a)| {
-            let t = match d {
-                gradus_actors::data::Domain::Math => &templates.math,
-                gradus_actors::data::Domain::Code => &templates.code,
-            };
             (
                 d.as_str().to_string(),
-                json!({"own_instruction": a.own, "templated": a.templated, "no_instruction": a.bare, "template": t}),
+                json!({"own_instruction": a.own, "templated": a.templated, "no_instruction": a.bare,
+                       "template": templates.for_domain(d)}),
             )
         })
         .collect();

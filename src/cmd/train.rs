@@ -91,16 +91,15 @@ impl Overrides {
 }
 
 /// Most threads in the async runtime's blocking pool (tokio's default is 512).
+/// The pool (sandbox waits, engine steps, checkpoint and log I/O) grows to the
+/// most tasks ever in flight at once and keeps those threads while they stay
+/// busy, so on a loaded machine its high-water mark rises; with this bound no
+/// load grows the thread count past it (tasks past it queue).
 pub(crate) const MAX_BLOCKING_THREADS: usize = 32;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        // The blocking pool (sandbox waits, engine steps, checkpoint and log
-        // I/O) grows to the most tasks ever in flight at once and keeps those
-        // threads while they stay busy; under a loaded machine that high-water
-        // mark rises. Bounded here, so no load makes the thread count grow
-        // without limit; tasks past it queue.
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()

@@ -298,7 +298,6 @@ impl Loaded {
         Ok(())
     }
 
-    /// Accepted problems per domain (every domain present, zero included).
     /// Caps every problem's tests at `max` ([`Problem::cap_tests`]); returns how many
     /// problems were cut and how many test cases were dropped in all.
     pub fn cap_tests(&mut self, max: usize) -> (usize, usize) {
@@ -314,6 +313,7 @@ impl Loaded {
         (capped, dropped)
     }
 
+    /// Accepted problems per domain (every domain present, zero included).
     pub fn by_domain(&self) -> BTreeMap<Domain, usize> {
         let mut counts: BTreeMap<Domain, usize> = Domain::ALL.into_iter().map(|d| (d, 0)).collect();
         for p in &self.problems {

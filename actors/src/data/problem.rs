@@ -180,51 +180,44 @@ impl Problem {
     /// in their original order. Returns how many were dropped. HumanEval-style
     /// `Function` tests are one check and are never cut.
     pub fn cap_tests(&mut self, max: usize) -> usize {
-        fn keep_longest<T>(
-            items: &mut Vec<T>,
-            len: impl Fn(&T) -> usize,
-            max: usize,
-        ) -> Vec<usize> {
-            if items.len() <= max {
-                return (0..items.len()).collect();
+        /// Which cases to keep: the `max` longest (ties keep the earlier case).
+        fn longest(lens: &[usize], max: usize) -> Vec<bool> {
+            let mut order: Vec<usize> = (0..lens.len()).collect();
+            order.sort_by(|&a, &b| lens[b].cmp(&lens[a]).then(a.cmp(&b)));
+            let mut keep = vec![false; lens.len()];
+            for &i in order.iter().take(max) {
+                keep[i] = true;
             }
-            let mut order: Vec<usize> = (0..items.len()).collect();
-            // Longest first; ties keep the earlier case.
-            order.sort_by(|&a, &b| len(&items[b]).cmp(&len(&items[a])).then(a.cmp(&b)));
-            let mut kept: Vec<usize> = order[..max].to_vec();
-            kept.sort_unstable();
+            keep
+        }
+        fn retain_by<T>(items: &mut Vec<T>, keep: &[bool]) {
             let mut i = 0;
             items.retain(|_| {
-                let keep = kept.binary_search(&i).is_ok();
                 i += 1;
-                keep
+                keep.get(i - 1).copied().unwrap_or(false)
             });
-            kept
         }
         match &mut self.tests {
-            Some(Tests::Stdio { cases, .. }) => {
+            Some(Tests::Stdio { cases, .. }) if cases.len() > max => {
                 let before = cases.len();
-                keep_longest(cases, |c| c.input.len(), max);
+                let lens: Vec<usize> = cases.iter().map(|c| c.input.len()).collect();
+                retain_by(cases, &longest(&lens, max));
                 before - cases.len()
             }
             Some(Tests::Call {
                 inputs, outputs, ..
-            }) => {
+            }) if inputs.len() > max => {
                 let before = inputs.len();
-                let kept = keep_longest(
-                    inputs,
-                    |args| serde_json::Value::from(args.clone()).to_string().len(),
-                    max,
-                );
-                let mut i = 0;
-                outputs.retain(|_| {
-                    let keep = kept.binary_search(&i).is_ok();
-                    i += 1;
-                    keep
-                });
+                let lens: Vec<usize> = inputs
+                    .iter()
+                    .map(|args| args.iter().map(|a| a.to_string().len()).sum())
+                    .collect();
+                let keep = longest(&lens, max);
+                retain_by(inputs, &keep);
+                retain_by(outputs, &keep);
                 before - inputs.len()
             }
-            Some(Tests::Function { .. }) | None => 0,
+            _ => 0,
         }
     }
 

@@ -35,20 +35,16 @@ pub struct Applied {
 impl Templates {
     /// Each template must hold `{prompt}` exactly once; the error names the field.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, t) in [("math", &self.math), ("code", &self.code)] {
-            if let Some(t) = t {
-                let n = t.matches("{prompt}").count();
-                if n != 1 {
-                    return Err(format!(
-                        "templates.{name} must contain {{prompt}} exactly once (found {n})"
-                    ));
-                }
+        for d in Domain::ALL {
+            if let Some(t) = self.for_domain(d) {
+                check(t).map_err(|e| format!("templates.{} {e}", d.as_str()))?;
             }
         }
         Ok(())
     }
 
-    fn for_domain(&self, d: Domain) -> Option<&str> {
+    /// The template for a domain's rows, if one is set.
+    pub fn for_domain(&self, d: Domain) -> Option<&str> {
         match d {
             Domain::Math => self.math.as_deref(),
             Domain::Code => self.code.as_deref(),
@@ -70,6 +66,15 @@ impl Templates {
             }
         }
         out
+    }
+}
+
+/// A template's one rule: it holds `{prompt}` exactly once. The error reads
+/// after the template's name ("must contain ...").
+pub fn check(template: &str) -> Result<(), String> {
+    match template.matches("{prompt}").count() {
+        1 => Ok(()),
+        n => Err(format!("must contain {{prompt}} exactly once (found {n})")),
     }
 }
 
