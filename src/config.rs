@@ -140,7 +140,7 @@ pub struct DataSection {
     /// The built-in synthetic curriculum: this many problems per bucket.
     #[serde(default)]
     pub builtin_per_bucket: Option<usize>,
-    /// JSONL files (gradus format or a public shape, detected per file).
+    /// Dataset files, JSONL or parquet (gradus format or a public shape, detected per file).
     #[serde(default)]
     pub files: Vec<PathBuf>,
     /// Refuse to start when more than this fraction of rows is rejected. Default 0.05.
@@ -389,7 +389,7 @@ fn validate_eval(e: &EvalSection) -> Result<(), String> {
 fn validate_data(d: &DataSection) -> Result<(), String> {
     match (d.builtin_per_bucket, d.files.is_empty()) {
         (None, true) => Err(
-            "set builtin_per_bucket (the synthetic curriculum) or files (JSONL datasets)".into(),
+            "set builtin_per_bucket (the synthetic curriculum) or files (JSONL or parquet datasets)".into(),
         ),
         (Some(0), _) => Err("builtin_per_bucket must be ≥ 1".into()),
         _ if !(0.0..=1.0).contains(&d.max_reject_fraction) => Err(format!(

@@ -92,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     loaded
         .write_rejects(&rejects_path)
         .context("writing the rejects file")?;
-    let rejected = loaded.rejects.len();
+    let rejected = loaded.rejected();
     let problems = loaded
         .into_problems(1.0)
         .context("the input cannot be curated")?;

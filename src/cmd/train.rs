@@ -612,9 +612,9 @@ fn load_problems(config: &RunConfig) -> anyhow::Result<Vec<gradus_actors::data::
         .unwrap_or(Path::new("."));
     for file in &config.data.files {
         let path = base.join(file);
-        let text = std::fs::read_to_string(&path)
+        loaded
+            .read_file(&path, FormatChoice::Auto)
             .with_context(|| format!("[data].files: reading {}", path.display()))?;
-        loaded.read_str(&text, &path.display().to_string(), FormatChoice::Auto);
     }
     for r in &loaded.rejects {
         eprintln!("gradus: rejected {r}");
@@ -639,11 +639,11 @@ fn load_problems(config: &RunConfig) -> anyhow::Result<Vec<gradus_actors::data::
             );
         }
     }
-    let fraction = loaded.rejects.len() as f64 / loaded.rows.max(1) as f64;
+    let fraction = loaded.rejected() as f64 / loaded.rows.max(1) as f64;
     if fraction > config.data.max_reject_fraction {
         bail!(
             "[data]: {} of {} rows rejected ({:.1}% > max_reject_fraction {:.1}%); fix the data or raise the limit",
-            loaded.rejects.len(),
+            loaded.rejected(),
             loaded.rows,
             fraction * 100.0,
             config.data.max_reject_fraction * 100.0

@@ -294,3 +294,222 @@ fn rows_without_an_answer_format_get_the_template_and_the_summary_counts_them() 
         "{err}"
     );
 }
+
+/// `(row, field)` of each printed parquet reject (`file:row N: field: reason`).
+fn located_rows(c: &Checked, file: &str) -> Vec<(usize, String)> {
+    let prefix = format!("{}:row ", fixture(file).display());
+    c.lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|rest| {
+            let mut parts = rest.splitn(3, ": ");
+            let row = parts.next().unwrap().parse().unwrap();
+            let field = parts.next().unwrap().to_string();
+            assert!(
+                !parts.next().unwrap().trim().is_empty(),
+                "no reason: {rest}"
+            );
+            (row, field)
+        })
+        .collect()
+}
+
+#[test]
+fn parquet_files_of_each_shape_are_read_and_malformed_rows_rejected_by_row_and_field() {
+    // Written by tests/fixtures/data/make_parquet_fixtures.py (pyarrow), as the Hub ships them.
+    let cases: [Case; 11] = [
+        (
+            "parquet/verl_math.parquet",
+            4,
+            &[
+                (4, "prompt"),
+                (5, "reward_model.ground_truth"),
+                (6, "ability"),
+                (7, "prompt[0].content"),
+            ],
+        ),
+        (
+            "parquet/verl_gsm8k.parquet",
+            3,
+            &[(4, "reward_model.ground_truth")],
+        ),
+        (
+            "parquet/deepscaler.parquet",
+            3,
+            &[(4, "problem"), (5, "answer")],
+        ),
+        ("parquet/math.parquet", 2, &[(3, "solution")]),
+        (
+            "parquet/gsm8k.parquet",
+            2,
+            &[(3, "question"), (4, "answer")],
+        ),
+        ("parquet/humaneval.parquet", 2, &[(3, "entry_point")]),
+        ("parquet/taco.parquet", 2, &[(3, "input_output.outputs")]),
+        (
+            "parquet/livecodebench.parquet",
+            2,
+            &[(3, "private_test_cases"), (4, "private_test_cases")],
+        ),
+        ("parquet/deepcoder.parquet", 3, &[(4, "tests")]),
+        ("parquet/gradus.parquet", 2, &[(3, "tests"), (4, "domain")]),
+        ("parquet/corrupt_group.parquet", 4, &[(3, "<parquet>")]),
+    ];
+    let formats = [
+        "deepscaler",
+        "deepscaler",
+        "deepscaler",
+        "math",
+        "gsm8k",
+        "humaneval",
+        "lcb",
+        "lcb",
+        "lcb",
+        "gradus",
+        "gsm8k",
+    ];
+    for ((file, valid, rejects), format) in cases.into_iter().zip(formats) {
+        let c = check(&[file], &[]);
+        assert!(!c.ok, "{file}: rejects must fail the check");
+        assert_eq!(c.summary["valid"], valid, "{file}: {}", c.summary);
+        assert_eq!(
+            c.summary["formats"][fixture(file).display().to_string()],
+            format,
+            "{file}: {}",
+            c.summary
+        );
+        assert_eq!(located_rows(&c, file), pairs(rejects), "{file}");
+        let in_file: Vec<(usize, String)> = c
+            .rejects
+            .iter()
+            .map(|r| {
+                assert_eq!(r["unit"], "row", "{file}: {r}");
+                (
+                    r["line"].as_u64().unwrap() as usize,
+                    r["field"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(in_file, pairs(rejects), "{file}: rejects file");
+    }
+    // The corrupt row group's two rows both count as rejected.
+    let c = check(&["parquet/corrupt_group.parquet"], &[]);
+    assert_eq!(c.summary["rejected"], 2, "{}", c.summary);
+}
+
+#[test]
+fn parquet_and_jsonl_files_mix_and_an_unreadable_parquet_file_is_named() {
+    let c = check(
+        &["gsm8k.jsonl", "parquet/verl_math.parquet"],
+        &["--max-reject-fraction", "0.5"],
+    );
+    assert_eq!(c.summary["valid"], 3 + 4, "{}", c.summary);
+    assert_eq!(c.summary["by_domain"]["math"], 7, "{}", c.summary);
+    // JSONL rejects keep their line numbers, parquet rejects say row.
+    assert!(c.lines.iter().any(|l| l.contains("gsm8k.jsonl:4: answer:")));
+    assert!(
+        c.lines
+            .iter()
+            .any(|l| l.contains("verl_math.parquet:row 6: ability:"))
+    );
+    let out = gradus()
+        .args(["data", "check"])
+        .arg(fixture("parquet/truncated.parquet"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("truncated.parquet: cannot read as parquet"),
+        "{err}"
+    );
+}
+
+#[test]
+fn dedup_finds_repeats_across_files_and_against_fails_on_evaluation_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "A bag holds 5 red, 7 blue and 9 green marbles. Two marbles are drawn at random \
+        without replacement. What is the probability that both are the same colour? Express \
+        your answer as a common fraction.";
+    let rows = [
+        // Row 1: equal, after normalising, to verl_math.parquet's row 2.
+        serde_json::json!({"problem": "how many PRIMES are below 20", "answer": "8"}),
+        serde_json::json!({"problem": long, "answer": "79/210"}),
+        // Row 3: row 2 with a sentence added: a near duplicate.
+        serde_json::json!({"problem": format!("{long} Show your work."), "answer": "79/210"}),
+        // Row 4: an evaluation problem wrapped in an instruction.
+        serde_json::json!({"problem": "Solve this competition problem carefully. Find the number of ordered pairs of positive integers (m, n) such that m^2n = 20^{20}.", "answer": "231"}),
+        // Row 5: the same words with other numbers: a different problem.
+        serde_json::json!({"problem": "What is 2+5?", "answer": "7"}),
+    ];
+    let train = dir.path().join("train.jsonl");
+    let text: Vec<String> = rows.iter().map(ToString::to_string).collect();
+    std::fs::write(&train, text.join("\n")).unwrap();
+    let eval = dir.path().join("aime.jsonl");
+    std::fs::write(
+        &eval,
+        [
+            serde_json::json!({"problem": "Find the number of ordered pairs of positive integers $(m,n)$ such that ${m^2n = 20^{20}}$.", "answer": "231"}),
+            serde_json::json!({"problem": "What is 2+3?", "answer": "5"}),
+        ]
+        .map(|r| r.to_string())
+        .join("\n"),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let out = gradus()
+            .args(["data", "check"])
+            .arg(&train)
+            .arg(fixture("parquet/verl_math.parquet"))
+            .args(["--max-reject-fraction", "0.5", "--rejects"])
+            .arg(dir.path().join("rejects.jsonl"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let summary: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        (out.status.success(), stdout, summary)
+    };
+    let (ok, stdout, s) = run(&["--dedup"]);
+    assert!(ok, "repeats are reported, not fatal: {stdout}");
+    assert_eq!(s["dedup"]["exact"], 1, "{s}");
+    assert_eq!(s["dedup"]["near"], 1, "{s}");
+    assert!(s["dedup"]["method"].as_str().unwrap().contains("MinHash"));
+    let parquet = fixture("parquet/verl_math.parquet").display().to_string();
+    assert!(
+        stdout.contains(&format!(
+            "{parquet}:row 2: exact duplicate of {}:1",
+            train.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{t}:3: near duplicate of {t}:2 (jaccard",
+            t = train.display()
+        )),
+        "{stdout}"
+    );
+    let (ok, stdout, s) = run(&["--against", eval.to_str().unwrap()]);
+    assert!(!ok, "training on the test fails the check");
+    // Row 4 wraps the first evaluation problem; verl_math.parquet's row 1 ("What is 2+3?
+    // Let's think step by step ...") holds the whole of the second.
+    assert_eq!(s["contamination"]["problems"], 2, "{s}");
+    assert!(
+        stdout.contains(&format!(
+            "{parquet}:row 1: in the evaluation set: {}:2 (holds 100.0%",
+            eval.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{}:4: in the evaluation set: {}:1 (holds",
+            train.display(),
+            eval.display()
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(":5: in the evaluation set"), "{stdout}");
+}

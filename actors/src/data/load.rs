@@ -9,11 +9,14 @@ use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::data::import::fields::Row;
 use crate::data::import::{Format, FormatChoice};
+use crate::data::parquet::{self, Group, GroupError, ParquetFile};
 use crate::data::problem::{Domain, Problem};
 
 /// Rows longer than this are cut in the rejects file (a TACO row can hold megabytes of tests).
@@ -25,13 +28,44 @@ pub const MAX_LINE_BYTES: usize = 64 << 20;
 /// given up as not line-structured.
 pub const MAX_SKIP_BYTES: u64 = 256 << 20;
 
+/// How a position in a file counts: JSONL lines, or parquet rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// 1-based line of a JSONL file (blank lines counted).
+    #[default]
+    Line,
+    /// 1-based row of a parquet file, across its row groups.
+    Row,
+}
+
+/// `file:12` for a line, `file:row 12` for a parquet row.
+fn place(file: &str, unit: Unit, n: usize) -> String {
+    match unit {
+        Unit::Line => format!("{file}:{n}"),
+        Unit::Row => format!("{file}:row {n}"),
+    }
+}
+
+/// Threads that read a parquet file's row groups at once.
+const MAX_READ_THREADS: usize = 8;
+
+/// One row group as a reader thread returns it.
+struct GroupRead {
+    group: Group,
+    rows: Vec<(usize, Parsed)>,
+    end: Result<(), GroupError>,
+}
+
 /// A malformed row, set aside with the reason.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Reject {
     /// The file, as given.
     pub file: String,
-    /// 1-based line number.
+    /// 1-based line (JSONL) or row (parquet) number.
     pub line: usize,
+    /// What `line` counts.
+    pub unit: Unit,
     /// The field at fault (`<json>` when the line is not a JSON object).
     pub field: String,
     /// What is wrong.
@@ -44,8 +78,10 @@ impl fmt::Display for Reject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}:{}: {}: {}",
-            self.file, self.line, self.field, self.reason
+            "{}: {}: {}",
+            place(&self.file, self.unit, self.line),
+            self.field,
+            self.reason
         )
     }
 }
@@ -53,10 +89,47 @@ impl fmt::Display for Reject {
 /// Where an accepted problem was read from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Origin {
-    /// The file, as given.
-    pub file: String,
-    /// 1-based line number.
+    /// The file, as given (shared by all its rows).
+    pub file: Arc<str>,
+    /// 1-based line (JSONL) or row (parquet) number.
     pub line: usize,
+    /// What `line` counts.
+    pub unit: Unit,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&place(&self.file, self.unit, self.line))
+    }
+}
+
+/// The file being read: its name in messages, its dataset name, and the shape its rows take.
+struct Reading {
+    file: String,
+    shared_file: Arc<str>,
+    source: String,
+    unit: Unit,
+    format: Option<Format>,
+}
+
+impl Reading {
+    fn new(path: &Path, unit: Unit, choice: FormatChoice) -> Reading {
+        let file = path.display().to_string();
+        let source = path
+            .file_stem()
+            .map_or_else(|| file.clone(), |s| s.to_string_lossy().into_owned());
+        let format = match choice {
+            FormatChoice::Auto => None,
+            FormatChoice::Fixed(f) => Some(f),
+        };
+        Reading {
+            shared_file: Arc::from(file.as_str()),
+            file,
+            source,
+            unit,
+            format,
+        }
+    }
 }
 
 /// Errors that stop a load (as opposed to rejects, which are counted and set aside).
@@ -71,6 +144,15 @@ pub enum DataError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// A parquet file whose footer (schema and row-group metadata) cannot be read: not
+    /// parquet, truncated, or written with a codec this build lacks.
+    #[error("{}: cannot read as parquet: {reason}", path.display())]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's complaint.
+        reason: String,
     },
     /// A line ran on past [`MAX_LINE_BYTES`] and then past [`MAX_SKIP_BYTES`]
     /// more without ending (a device such as /dev/zero, or not a JSONL file).
@@ -124,8 +206,13 @@ pub struct Loaded {
     pub origins: Vec<Origin>,
     /// Rejected rows, in file order.
     pub rejects: Vec<Reject>,
-    /// Non-blank rows read.
+    /// Non-blank rows read (parquet: every row the file holds, read or not).
     pub rows: usize,
+    /// Rows that could not be read one by one (the rest of a parquet row group the decoder
+    /// failed in, or every row of a file whose columns match no shape): each run of them is
+    /// one reject, which counts its first row; `unread` counts the others, so the reject
+    /// fraction sees them all.
+    pub unread: usize,
     /// Rejects that were duplicate ids (also in `rejects`).
     pub duplicates: usize,
     /// The shape used for each file (`None`: no row matched any shape).
@@ -134,23 +221,156 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Reads each file in turn.
+    /// Reads each file in turn ([`Loaded::read_file`]).
     pub fn read_files(paths: &[PathBuf], choice: FormatChoice) -> Result<Loaded, DataError> {
         let mut loaded = Loaded::default();
         for path in paths {
-            let file = File::open(path).map_err(|source| DataError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            loaded.read(BufReader::new(file), path, choice)?;
+            loaded.read_file(path, choice)?;
         }
         Ok(loaded)
+    }
+
+    /// Reads one file: parquet when it starts with parquet's magic bytes, JSONL otherwise.
+    pub fn read_file(&mut self, path: &Path, choice: FormatChoice) -> Result<(), DataError> {
+        if parquet::is_parquet(path) {
+            return self.read_parquet(path, choice);
+        }
+        let file = File::open(path).map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.read(BufReader::new(file), path, choice)
     }
 
     /// Reads JSONL text (tests and embedded data); `name` plays the file's part in messages.
     pub fn read_str(&mut self, text: &str, name: &str, choice: FormatChoice) {
         // Reading from memory cannot fail.
         let _ = self.read(text.as_bytes(), Path::new(name), choice);
+    }
+
+    /// Reads a parquet file row group by row group. `--format auto` picks the shape from
+    /// the schema's top-level columns (the keys every row has), so one detection serves
+    /// the whole file.
+    fn read_parquet(&mut self, path: &Path, choice: FormatChoice) -> Result<(), DataError> {
+        let pq = ParquetFile::open(path).map_err(|reason| DataError::Parquet {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        let mut r = Reading::new(path, Unit::Row, choice);
+        let columns = pq.columns();
+        if r.format.is_none() {
+            let keys: Row = columns
+                .iter()
+                .map(|c| (c.clone(), Value::Bool(true)))
+                .collect();
+            r.format = Format::detect(&keys);
+        }
+        let total = pq.num_rows();
+        if r.format.is_none() && total > 0 {
+            self.rows += total;
+            self.unread += total - 1;
+            let reason = format!(
+                "the columns match no known format (columns: {}); all {total} rows set aside; pass --format",
+                columns.join(", ")
+            );
+            self.reject_at(&r, 1, "<schema>", reason, String::new());
+            self.formats.push((r.file, None));
+            return Ok(());
+        }
+        // Row groups are read and parsed on up to `threads` threads at once, a wave at a
+        // time, then admitted in file order (ids, duplicates and rejects as if read alone).
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(MAX_READ_THREADS);
+        let groups = pq.groups();
+        for wave in groups.chunks(threads) {
+            let read: Vec<GroupRead> = std::thread::scope(|s| {
+                let handles: Vec<_> = wave
+                    .iter()
+                    .map(|&g| {
+                        let r = &r;
+                        s.spawn(move || {
+                            let mut rows = Vec::with_capacity(g.rows);
+                            // A reader of its own: the record reader seeks a `File` whose
+                            // clones share one offset, so threads must not share one.
+                            let pq = match ParquetFile::open(path) {
+                                Ok(pq) => pq,
+                                Err(reason) => {
+                                    let end = Err(GroupError {
+                                        at: g.first_row,
+                                        reason,
+                                    });
+                                    return GroupRead {
+                                        group: g,
+                                        rows,
+                                        end,
+                                    };
+                                }
+                            };
+                            let end = pq.read_group(g, |at, row| {
+                                let parsed = match row {
+                                    Ok(row) => parse(r.format, &r.source, &row, &row_json),
+                                    Err(e) => Parsed::Reject {
+                                        field: e.field,
+                                        reason: e.reason,
+                                        row: String::new(),
+                                    },
+                                };
+                                rows.push((at, parsed));
+                            });
+                            GroupRead {
+                                group: g,
+                                rows,
+                                end,
+                            }
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a row-group reader does not panic"))
+                    .collect()
+            });
+            for GroupRead {
+                group: g,
+                rows,
+                end,
+            } in read
+            {
+                self.rows += g.rows;
+                for (at, parsed) in rows {
+                    self.admit(&r, at, parsed, |p| {
+                        cut(&serde_json::to_string(p).expect("a problem serialises"))
+                    });
+                }
+                if let Err(e) = end {
+                    self.group_lost(&r, g, e);
+                }
+            }
+        }
+        self.formats.push((r.file, r.format));
+        Ok(())
+    }
+
+    /// The rest of row group `g`, from `e.at`, could not be read: one reject for the run.
+    fn group_lost(&mut self, r: &Reading, g: Group, e: GroupError) {
+        let end = g.first_row + g.rows;
+        let lost = end.saturating_sub(e.at);
+        if lost == 0 {
+            // Every row was read; the group ran past its stated length.
+            self.reject_at(r, e.at, "<parquet>", e.reason, String::new());
+            self.rows += 1;
+            return;
+        }
+        self.unread += lost - 1;
+        let reason = format!(
+            "row group {} cannot be read from here ({}); rows {}–{} ({lost}) set aside",
+            g.index,
+            e.reason,
+            e.at,
+            end - 1
+        );
+        self.reject_at(r, e.at, "<parquet>", reason, String::new());
     }
 
     fn read(
@@ -170,14 +390,7 @@ impl Loaded {
         line_cap: usize,
         skip_cap: u64,
     ) -> Result<(), DataError> {
-        let file = path.display().to_string();
-        let source = path
-            .file_stem()
-            .map_or_else(|| file.clone(), |s| s.to_string_lossy().into_owned());
-        let mut format = match choice {
-            FormatChoice::Auto => None,
-            FormatChoice::Fixed(f) => Some(f),
-        };
+        let mut r = Reading::new(path, Unit::Line, choice);
         let mut reader = reader;
         let mut buf = Vec::new();
         let mut line_no = 0usize;
@@ -197,17 +410,15 @@ impl Loaded {
                 // without being kept.
                 self.rows += 1;
                 let (_, skipped) = take_line(&mut reader, None, skip_cap).map_err(io)?;
-                self.rejects.push(Reject {
-                    file: file.clone(),
-                    line: line_no,
-                    field: "<line>".into(),
-                    reason: format!(
-                        "line longer than {line_cap} bytes (the cap on one row); skipped"
-                    ),
-                    row: cut(&String::from_utf8_lossy(
+                self.reject_at(
+                    &r,
+                    line_no,
+                    "<line>",
+                    format!("line longer than {line_cap} bytes (the cap on one row); skipped"),
+                    cut(&String::from_utf8_lossy(
                         &buf[..buf.len().min(MAX_REJECT_ROW_CHARS)],
                     )),
-                });
+                );
                 if !skipped {
                     return Err(DataError::Endless {
                         path: path.to_path_buf(),
@@ -220,13 +431,14 @@ impl Loaded {
                 Ok(l) => l,
                 Err(e) => {
                     self.rows += 1;
-                    self.rejects.push(Reject {
-                        file: file.clone(),
-                        line: line_no,
-                        field: "<utf8>".into(),
-                        reason: format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
-                        row: cut(&String::from_utf8_lossy(&buf)),
-                    });
+                    let row = cut(&String::from_utf8_lossy(&buf));
+                    self.reject_at(
+                        &r,
+                        line_no,
+                        "<utf8>",
+                        format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
+                        row,
+                    );
                     continue;
                 }
             };
@@ -236,66 +448,77 @@ impl Loaded {
                 continue;
             }
             self.rows += 1;
-            let reject = |field: &str, reason: String| Reject {
-                file: file.clone(),
-                line: line_no,
-                field: field.to_string(),
-                reason,
-                row: cut(line),
-            };
-            let row = match serde_json::from_str::<Value>(line) {
-                Ok(Value::Object(row)) => row,
-                Ok(_) => {
-                    self.rejects
-                        .push(reject("<json>", "not a JSON object".into()));
-                    continue;
-                }
-                Err(e) => {
-                    self.rejects
-                        .push(reject("<json>", format!("invalid JSON: {e}")));
-                    continue;
-                }
-            };
-            if format.is_none() {
-                format = Format::detect(&row);
-            }
-            let Some(fmt) = format else {
-                let keys: Vec<&str> = row.keys().map(String::as_str).collect();
-                self.rejects.push(reject(
-                    "<row>",
-                    format!(
-                        "matches no known format (keys: {}); pass --format",
-                        keys.join(", ")
-                    ),
-                ));
-                continue;
-            };
-            match fmt.parse_row(&row, &source) {
-                Ok(problem) => {
-                    if let Some(&first) = self.seen.get(&problem.id) {
-                        let o = &self.origins[first];
-                        self.duplicates += 1;
-                        self.rejects.push(reject(
-                            "id",
-                            format!(
-                                "duplicate id '{}' (first at {}:{})",
-                                problem.id, o.file, o.line
-                            ),
-                        ));
-                        continue;
+            match serde_json::from_str::<Value>(line) {
+                Ok(Value::Object(row)) => {
+                    if r.format.is_none() {
+                        r.format = Format::detect(&row);
                     }
-                    self.seen.insert(problem.id.clone(), self.problems.len());
-                    self.problems.push(problem);
-                    self.origins.push(Origin {
-                        file: file.clone(),
-                        line: line_no,
-                    });
+                    self.accept(&r, line_no, row, |_| cut(line));
                 }
-                Err(e) => self.rejects.push(reject(&e.field, e.reason)),
+                Ok(_) => {
+                    self.reject_at(&r, line_no, "<json>", "not a JSON object".into(), cut(line))
+                }
+                Err(e) => self.reject_at(
+                    &r,
+                    line_no,
+                    "<json>",
+                    format!("invalid JSON: {e}"),
+                    cut(line),
+                ),
             }
         }
-        self.formats.push((file, format));
+        self.formats.push((r.file, r.format));
         Ok(())
+    }
+
+    /// One row, read as the file's shape and admitted ([`parse`], then [`Loaded::admit`]).
+    fn accept(&mut self, r: &Reading, at: usize, row: Row, text: impl Fn(&Row) -> String) {
+        let parsed = parse(r.format, &r.source, &row, &text);
+        self.admit(r, at, parsed, |_| text(&row));
+    }
+
+    /// Adds a parsed row: a problem unless its id was seen before (then a reject, its row
+    /// text from `text`), or the reject it already is.
+    fn admit(
+        &mut self,
+        r: &Reading,
+        at: usize,
+        parsed: Parsed,
+        text: impl FnOnce(&Problem) -> String,
+    ) {
+        match parsed {
+            Parsed::Problem(problem) => {
+                if let Some(&first) = self.seen.get(&problem.id) {
+                    self.duplicates += 1;
+                    let reason = format!(
+                        "duplicate id '{}' (first at {})",
+                        problem.id, self.origins[first]
+                    );
+                    let row = text(&problem);
+                    self.reject_at(r, at, "id", reason, row);
+                    return;
+                }
+                self.seen.insert(problem.id.clone(), self.problems.len());
+                self.problems.push(*problem);
+                self.origins.push(Origin {
+                    file: r.shared_file.clone(),
+                    line: at,
+                    unit: r.unit,
+                });
+            }
+            Parsed::Reject { field, reason, row } => self.reject_at(r, at, &field, reason, row),
+        }
+    }
+
+    fn reject_at(&mut self, r: &Reading, at: usize, field: &str, reason: String, row: String) {
+        self.rejects.push(Reject {
+            file: r.file.clone(),
+            line: at,
+            unit: r.unit,
+            field: field.to_string(),
+            reason,
+            row,
+        });
     }
 
     /// Caps every problem's tests at `max` ([`Problem::cap_tests`]); returns how many
@@ -311,6 +534,11 @@ impl Loaded {
             }
         }
         (capped, dropped)
+    }
+
+    /// Rows rejected: one per reject, plus the [`Loaded::unread`] rows runs of them stand for.
+    pub fn rejected(&self) -> usize {
+        self.rejects.len() + self.unread
     }
 
     /// Accepted problems per domain (every domain present, zero included).
@@ -355,7 +583,7 @@ impl Loaded {
                 files: files.join(", "),
             });
         }
-        let rejected = self.rejects.len();
+        let rejected = self.rejected();
         if rejected as f64 > max_reject_fraction * self.rows as f64 {
             return Err(DataError::TooManyRejects {
                 rejected,
@@ -365,6 +593,45 @@ impl Loaded {
         }
         Ok(self.problems)
     }
+}
+
+/// A row read in a file's shape, on whichever thread read it.
+enum Parsed {
+    Problem(Box<Problem>),
+    Reject {
+        field: String,
+        reason: String,
+        row: String,
+    },
+}
+
+/// Reads `row` in `format` (`None`: no shape matched the file); a reject carries the row's
+/// text from `text`.
+fn parse(format: Option<Format>, source: &str, row: &Row, text: &dyn Fn(&Row) -> String) -> Parsed {
+    let Some(fmt) = format else {
+        let keys: Vec<&str> = row.keys().map(String::as_str).collect();
+        return Parsed::Reject {
+            field: "<row>".into(),
+            reason: format!(
+                "matches no known format (keys: {}); pass --format",
+                keys.join(", ")
+            ),
+            row: text(row),
+        };
+    };
+    match fmt.parse_row(row, source) {
+        Ok(p) => Parsed::Problem(Box::new(p)),
+        Err(e) => Parsed::Reject {
+            field: e.field,
+            reason: e.reason,
+            row: text(row),
+        },
+    }
+}
+
+/// A parquet row as reject text: its JSON, cut.
+fn row_json(row: &Row) -> String {
+    cut(&serde_json::to_string(row).expect("a JSON row serialises"))
 }
 
 fn cut(line: &str) -> String {

@@ -2,8 +2,8 @@
 //!
 //! DeepScaleR: `problem`, `answer`, optional `solution`. verl's preprocessed rows: `prompt`
 //! (a string or a chat message list whose last user message is the problem), `reward_model`
-//! with `ground_truth`, `data_source`, `ability`, `extra_info`. A top-level `ground_truth` is
-//! accepted too. Only math rows are read in this shape (verl's code rows pack their tests into
+//! with `ground_truth`, `data_source`, `ability`, `extra_info` (a struct, or JSON text of
+//! one). A top-level `ground_truth` is accepted too. Only math rows are read in this shape (verl's code rows pack their tests into
 //! a string each recipe encodes differently; convert them to gradus's format instead).
 
 use serde_json::Value;
@@ -39,6 +39,12 @@ pub fn parse(row: &Row, source: &str) -> Result<Problem, FieldError> {
     };
     let mut metadata = Row::new();
     keep(row, &["data_source", "extra_info"], &mut metadata);
+    // verl's `extra_info` is a struct in some exports and JSON text in others: keep an object.
+    if let Some(Value::String(text)) = metadata.get("extra_info")
+        && let Ok(obj @ Value::Object(_)) = serde_json::from_str::<Value>(text)
+    {
+        metadata.insert("extra_info".into(), obj);
+    }
     let source_name = opt_str(row, "data_source")?.unwrap_or(source).to_string();
     let id = opt_id(row, &["id", "unique_id"])?.unwrap_or_else(|| content_id(source, &prompt));
     Ok(Problem {

@@ -1,9 +1,9 @@
 //! Importers: one module per public dataset shape, each turning one JSON row into a
 //! [`Problem`] or a [`FieldError`] naming the field at fault.
 //!
-//! [`Format::detect`] picks the shape of a file from the keys of its first object row, so
-//! `--format auto` works on files as the datasets publish them (after a `parquet → jsonl`
-//! export where needed).
+//! [`Format::detect`] picks the shape of a file from the keys of its first object row (of a
+//! parquet file, its schema's columns), so `--format auto` works on files as the datasets
+//! publish them.
 
 pub mod deepscaler;
 pub mod fields;
@@ -142,9 +142,42 @@ impl FromStr for FormatChoice {
 }
 
 /// A gradus row: the [`Problem`] itself, with serde's complaint turned into a field name.
+///
+/// `tests` and `metadata` may also come as JSON text (a parquet column cannot hold the tagged
+/// `tests` union, so a parquet file stores it as a JSON string).
 fn parse_gradus(row: &Row, source: &str) -> Result<Problem, FieldError> {
-    let mut p: Problem = serde_json::from_value(serde_json::Value::Object(row.clone()))
-        .map_err(|e| serde_field_error(row, &e.to_string()))?;
+    use crate::data::problem::Tests;
+    // Copy the row once, leaving out what comes as JSON text: `tests` is then read straight
+    // into its type (a code row's tests are most of its bytes).
+    let mut rest = Row::new();
+    let mut tests: Option<Tests> = None;
+    for (key, v) in row {
+        match (key.as_str(), v) {
+            ("tests", serde_json::Value::String(text)) => {
+                tests = Some(serde_json::from_str(text).map_err(|e| {
+                    let msg = e.to_string();
+                    let reason = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+                    FieldError::new("tests", format!("in the JSON text: {reason}"))
+                })?);
+            }
+            ("metadata", serde_json::Value::String(text)) => {
+                let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                    FieldError::new("metadata", format!("a string that is not JSON: {e}"))
+                })?;
+                rest.insert(key.clone(), v);
+            }
+            _ => {
+                rest.insert(key.clone(), v.clone());
+            }
+        }
+    }
+    let mut p: Problem = match serde_json::from_value(serde_json::Value::Object(rest.clone())) {
+        Ok(p) => p,
+        Err(e) => return Err(serde_field_error(&rest, &e.to_string())),
+    };
+    if tests.is_some() {
+        p.tests = tests;
+    }
     if p.source.is_empty() {
         p.source = source.to_string();
     }
