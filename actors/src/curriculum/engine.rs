@@ -294,6 +294,11 @@ impl Curriculum {
         &self.problems
     }
 
+    /// Gives the problems back (to restore a saved state onto them without a copy).
+    pub fn into_problems(self) -> Vec<Problem> {
+        self.problems
+    }
+
     /// A fixed evaluation sample of every pool (`domain/bucket`): up to
     /// `per_bucket` members, evenly spaced in id order, so every evaluation of
     /// a run (and of runs on the same data) sees the same problems.

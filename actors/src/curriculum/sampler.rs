@@ -4,11 +4,12 @@
 //! The serialisable part is [`SamplerState`]: the ChaCha RNG that picks pools, and one
 //! [`Cursor`] (epoch, position) per pool. A pool's order for an epoch is a function of the
 //! seed, the pool's name and the epoch, so it needs no storing: restoring the cursor and the
-//! RNG reproduces the same future draws exactly.
+//! RNG reproduces the same future draws exactly. The order is shuffled lazily, one swap per
+//! draw, so a draw's cost does not grow with the pool (a million problems cost what ten
+//! thousand do, bar one copy of the member list per epoch).
 
 use std::collections::{BTreeMap, HashMap};
 
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -43,14 +44,51 @@ impl SamplerState {
     }
 }
 
+/// One walk's order in its current epoch, shuffled lazily: positions before `ready` are
+/// final (a Fisher–Yates shuffle run forward, one swap per position drawn), so a draw costs
+/// O(1) whatever the pool's size; a restored cursor replays the swaps up to its position,
+/// so the order is rebuilt exactly.
+#[derive(Debug)]
+struct Order {
+    epoch: u64,
+    order: Vec<u32>,
+    rng: ChaCha8Rng,
+    ready: u32,
+}
+
+impl Order {
+    fn new(seed: u64, walk: &str, epoch: u64, members: &[u32]) -> Order {
+        Order {
+            epoch,
+            order: members.to_vec(),
+            rng: ChaCha8Rng::seed_from_u64(
+                seed ^ fnv1a64(walk.as_bytes()) ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ),
+            ready: 0,
+        }
+    }
+
+    /// The member at `pos` of this epoch's order.
+    fn at(&mut self, pos: u32) -> u32 {
+        let n = self.order.len() as u32;
+        while self.ready <= pos {
+            let j = self.rng.random_range(self.ready..n);
+            self.order.swap(self.ready as usize, j as usize);
+            self.ready += 1;
+        }
+        self.order[pos as usize]
+    }
+}
+
 /// Pools and their cached orders; [`SamplerState`] holds what changes.
 #[derive(Debug)]
 pub struct Pools {
     seed: u64,
     /// Members of each pool (problem indices, sorted by problem id).
     members: BTreeMap<String, Vec<u32>>,
-    /// The current epoch's order of each walk, rebuilt on demand.
-    orders: HashMap<String, (u64, Vec<u32>)>,
+    /// The current epoch's order of each walk, rebuilt on demand (after a restore, the
+    /// first draw replays the swaps up to the cursor).
+    orders: HashMap<String, Order>,
 }
 
 impl Pools {
@@ -95,21 +133,15 @@ impl Pools {
                 cursor.epoch += 1;
                 cursor.pos = 0;
             }
-            let (epoch, order) = self
-                .orders
-                .entry(walk.to_string())
-                .or_insert_with(|| (u64::MAX, Vec::new()));
-            if *epoch != cursor.epoch {
-                *order = members.clone();
-                let mut rng = ChaCha8Rng::seed_from_u64(
-                    self.seed
-                        ^ fnv1a64(walk.as_bytes())
-                        ^ cursor.epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                );
-                order.shuffle(&mut rng);
-                *epoch = cursor.epoch;
-            }
-            let i = order[cursor.pos as usize];
+            let order = match self.orders.get_mut(walk) {
+                Some(o) if o.epoch == cursor.epoch => o,
+                _ => {
+                    let o = Order::new(self.seed, walk, cursor.epoch, members);
+                    self.orders.insert(walk.to_string(), o);
+                    self.orders.get_mut(walk).expect("just inserted")
+                }
+            };
+            let i = order.at(cursor.pos);
             cursor.pos += 1;
             if !skip(i) {
                 return Some(i);
@@ -168,6 +200,26 @@ mod tests {
         assert_ne!(epochs[0], epochs[1], "epochs are reshuffled");
         let mut none = Pools::new(3, BTreeMap::from([("p".to_string(), vec![1, 2])]));
         assert_eq!(none.next(&mut st, "p", "p", &|_| true), None);
+    }
+
+    #[test]
+    fn a_restored_state_continues_the_same_walk_mid_epoch() {
+        let members = BTreeMap::from([("p".to_string(), (0..1000).collect::<Vec<u32>>())]);
+        let mut pools = Pools::new(9, members.clone());
+        let mut st = SamplerState::new(9);
+        let draw = |pools: &mut Pools, st: &mut SamplerState| {
+            pools.next(st, "p", "p", &|i| i % 7 == 0).unwrap()
+        };
+        let before: Vec<u32> = (0..400).map(|_| draw(&mut pools, &mut st)).collect();
+        let saved = st.clone();
+        let after: Vec<u32> = (0..1500).map(|_| draw(&mut pools, &mut st)).collect();
+        // A fresh process: new pools (no cached orders), the saved state.
+        let mut fresh = Pools::new(9, members);
+        let mut st2 = saved;
+        let again: Vec<u32> = (0..1500).map(|_| draw(&mut fresh, &mut st2)).collect();
+        assert_eq!(after, again);
+        assert_eq!(st, st2);
+        assert!(before.iter().chain(&after).all(|i| i % 7 != 0));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `gradus bench ...`: benchmarks that measure gradus against a named peer in
 //! the same run and print the ratio. None of them is a test.
 
+mod data;
 mod math;
 mod policy;
 mod soak;
@@ -9,6 +10,9 @@ use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
+    /// Load a generated million-problem parquet curriculum with gradus and with pyarrow;
+    /// print load time, peak RSS, sampling cost at 10k vs 1M, checkpoint size and resume.
+    Data(data::Args),
     /// Grade math cases with gradus and with HF Math-Verify; print throughput and agreement.
     Math(math::Args),
     /// Train and sample the policy with burn and with PyTorch; print tokens/s and ratios.
@@ -61,6 +65,7 @@ fn fuzz(a: FuzzArgs) -> anyhow::Result<ExitCode> {
 
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     match c {
+        Command::Data(a) => data::run(a),
         Command::Math(a) => math::run(a),
         Command::Policy(a) => policy::run(a),
         Command::Fuzz(a) => fuzz(a),
