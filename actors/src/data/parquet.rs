@@ -28,9 +28,8 @@ pub const MAGIC: &[u8; 4] = b"PAR1";
 /// An open parquet file: its schema's top-level columns and its row groups.
 pub struct ParquetFile {
     reader: SerializedFileReader<File>,
-    /// Top-level timestamp columns: ticks per second and whether stored as UTC. The record
-    /// API hands a timestamp without the legacy converted type (pyarrow's naive and
-    /// nanosecond timestamps) over as a bare integer; these become ISO text instead.
+    /// Top-level timestamp columns: ticks per second and whether stored as UTC (the record
+    /// API hands nanosecond timestamps over as bare integers, and every timestamp as UTC).
     timestamps: HashMap<String, (i64, bool)>,
 }
 
@@ -172,9 +171,12 @@ fn row_to_json(row: PqRow, timestamps: &HashMap<String, (i64, bool)>) -> Result<
     let mut out = Map::new();
     for (name, field) in row.into_columns() {
         let v = match (timestamps.get(&name), &field) {
-            (Some(&(per_second, utc)), Field::Long(t)) => {
-                Value::String(iso_timestamp(*t, per_second, utc))
-            }
+            // The record API derives a legacy type from the logical one (millis and micros
+            // come as `Timestamp*`, nanos as `Long`); the schema says whether it is UTC.
+            (
+                Some(&(per_second, utc)),
+                Field::Long(t) | Field::TimestampMillis(t) | Field::TimestampMicros(t),
+            ) => Value::String(iso_timestamp(*t, per_second, utc)),
             _ => owned_value(field, &name)?,
         };
         if !v.is_null() {

@@ -102,14 +102,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         100.0 * a.code_fraction
     );
 
-    let python = a.python.clone().unwrap_or_else(|| {
-        let venv = root.join(".venv/bin/python");
-        if venv.exists() {
-            venv.display().to_string()
-        } else {
-            "python3".into()
-        }
-    });
+    let python = super::python(a.python.as_deref());
     let peer = Command::new(&python)
         .arg(root.join("benches/pyarrow_read.py"))
         .arg(&file)

@@ -84,14 +84,7 @@ fn has_box(response: &str) -> bool {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = a.python.clone().unwrap_or_else(|| {
-        let venv = root.join(".venv/bin/python");
-        if venv.exists() {
-            venv.display().to_string()
-        } else {
-            "python3".into()
-        }
-    });
+    let python = super::python(a.python.as_deref());
     let sets: Vec<(String, PathBuf)> = match &a.cases {
         Some(p) => vec![(p.display().to_string(), p.clone())],
         None => vec![

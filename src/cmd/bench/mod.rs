@@ -63,6 +63,17 @@ fn fuzz(a: FuzzArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The interpreter for a benchmark's Python peer: `given`, else the project venv's, else
+/// `python3`.
+fn python(given: Option<&str>) -> String {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    match given {
+        Some(p) => p.to_string(),
+        None if venv.exists() => venv.display().to_string(),
+        None => "python3".into(),
+    }
+}
+
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     match c {
         Command::Data(a) => data::run(a),
