@@ -105,8 +105,8 @@ impl fmt::Display for Origin {
 
 /// The file being read: its name in messages, its dataset name, and the shape its rows take.
 struct Reading {
-    file: String,
-    shared_file: Arc<str>,
+    /// Shared by the origins of all its rows.
+    file: Arc<str>,
     source: String,
     unit: Unit,
     format: Option<Format>,
@@ -123,8 +123,7 @@ impl Reading {
             FormatChoice::Fixed(f) => Some(f),
         };
         Reading {
-            shared_file: Arc::from(file.as_str()),
-            file,
+            file: Arc::from(file),
             source,
             unit,
             format,
@@ -274,7 +273,7 @@ impl Loaded {
                 columns.join(", ")
             );
             self.reject_at(&r, 1, "<schema>", reason, String::new());
-            self.formats.push((r.file, None));
+            self.formats.push((r.file.to_string(), None));
             return Ok(());
         }
         // Row groups are read and parsed on up to `threads` threads at once, a wave at a
@@ -348,7 +347,7 @@ impl Loaded {
                 }
             }
         }
-        self.formats.push((r.file, r.format));
+        self.formats.push((r.file.to_string(), r.format));
         Ok(())
     }
 
@@ -467,7 +466,7 @@ impl Loaded {
                 ),
             }
         }
-        self.formats.push((r.file, r.format));
+        self.formats.push((r.file.to_string(), r.format));
         Ok(())
     }
 
@@ -501,7 +500,7 @@ impl Loaded {
                 self.seen.insert(problem.id.clone(), self.problems.len());
                 self.problems.push(*problem);
                 self.origins.push(Origin {
-                    file: r.shared_file.clone(),
+                    file: r.file.clone(),
                     line: at,
                     unit: r.unit,
                 });
@@ -512,7 +511,7 @@ impl Loaded {
 
     fn reject_at(&mut self, r: &Reading, at: usize, field: &str, reason: String, row: String) {
         self.rejects.push(Reject {
-            file: r.file.clone(),
+            file: r.file.to_string(),
             line: at,
             unit: r.unit,
             field: field.to_string(),
