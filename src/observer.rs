@@ -234,6 +234,7 @@ impl Observer for RunObserver {
             "truncated": r.truncated,
             "groups_kept": r.groups_kept,
             "groups_dropped": r.groups_dropped,
+            "groups_unscorable": r.groups_unscorable,
             "tokens_generated": r.tokens_generated,
             "generate_tokens_per_s": tokens_per_s,
             "learner_seconds": r.stats.seconds,

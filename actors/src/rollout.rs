@@ -56,6 +56,12 @@ pub fn code_result(outcome: &Outcome, truncated: bool, partial_credit: bool) -> 
     }
 }
 
+/// Whether a result's verdict is a failure of the judging (the sandbox's or
+/// the grader's), not a judgement of the response.
+pub fn is_failure(verdict: &str) -> bool {
+    matches!(verdict, "sandbox_error" | "grader_error")
+}
+
 /// The result recorded when grading failed twice (a grader bug, a sandbox that
 /// keeps failing): no reward, and labelled so it is counted, not hidden.
 pub fn failed_result(truncated: bool, verdict: &'static str) -> ResponseResult {

@@ -91,6 +91,9 @@ pub struct StepReport {
     pub grade_seconds: Vec<(Domain, f64)>,
     pub groups_kept: usize,
     pub groups_dropped: usize,
+    /// Of those dropped: groups with a response the sandbox or the grader
+    /// could not judge, not scored at all.
+    pub groups_unscorable: usize,
     pub truncated: usize,
     pub responses: usize,
     pub redone: u64,
@@ -154,6 +157,7 @@ impl StepReport {
             grade_seconds: Vec::new(),
             groups_kept: 0,
             groups_dropped: 0,
+            groups_unscorable: 0,
             truncated: 0,
             responses: 0,
             redone: 0,
@@ -359,6 +363,8 @@ impl<T: Tokenizer> Trainer<T> {
 
         // Draw, roll out and grade until enough groups carry a learning signal.
         let mut kept: Vec<Slot> = Vec::new();
+        // Groups no verdict could be had for: logged, never learned.
+        let mut unjudged: Vec<Slot> = Vec::new();
         let mut draws = self.draw(Op::Next(batch_prompts)).await?;
         loop {
             let mut slots = self.dispatch(draws)?;
@@ -366,8 +372,16 @@ impl<T: Tokenizer> Trainer<T> {
                 .await?;
             self.grade(&mut slots, &mut report).await?;
             let mut missing = 0;
+            // A group with a response the sandbox or the grader could not
+            // judge (it failed twice) is not scored: not against the policy
+            // (it is not learned) and not in the pass rates. Its rollouts
+            // are logged with their verdict.
+            let unscorable: Vec<bool> = slots
+                .iter()
+                .map(|s| s.results.iter().any(|r| rollout::is_failure(r.verdict)))
+                .collect();
             let mut record = Vec::with_capacity(slots.len());
-            for slot in &slots {
+            for (slot, _) in slots.iter().zip(&unscorable).filter(|(_, u)| !**u) {
                 let graded: Vec<Graded> = slot
                     .results
                     .iter()
@@ -379,21 +393,36 @@ impl<T: Tokenizer> Trainer<T> {
                 self.note_display(&slot.draw, &graded);
                 record.push((slot.draw.clone(), graded));
             }
-            let ids: Vec<GroupId> = slots.iter().map(|s| s.group).collect();
-            let verdicts = match self.curriculum_op(Op::Record(record), &ids).await? {
-                Answer::Verdicts(v) if v.len() == slots.len() => v,
+            let ids: Vec<GroupId> = slots
+                .iter()
+                .zip(&unscorable)
+                .filter(|(_, u)| !**u)
+                .map(|(s, _)| s.group)
+                .collect();
+            let scored = ids.len();
+            let mut verdicts = match self.curriculum_op(Op::Record(record), &ids).await? {
+                Answer::Verdicts(v) if v.len() == scored => v.into_iter(),
                 other => {
                     let why = format!("unexpected answer to a record: {other:?}");
                     return Err(TrainError::Curriculum(why));
                 }
             };
-            for (slot, verdict) in slots.into_iter().zip(verdicts) {
+            for (slot, unscorable) in slots.into_iter().zip(unscorable) {
+                let verdict = if unscorable { None } else { verdicts.next() };
                 // SFT stages learn from references; their samples only measure.
-                if verdict == GroupVerdict::Keep || stage.kind == StageKind::Sft {
+                let learn = match verdict {
+                    None => false,
+                    Some(v) => v == GroupVerdict::Keep || stage.kind == StageKind::Sft,
+                };
+                if learn {
                     kept.push(slot);
                 } else {
                     self.ledger.dropped(slot.group)?;
                     report.groups_dropped += 1;
+                    if verdict.is_none() {
+                        report.groups_unscorable += 1;
+                        unjudged.push(slot);
+                    }
                     missing += 1;
                 }
             }
@@ -470,7 +499,7 @@ impl<T: Tokenizer> Trainer<T> {
                 }
             }
         }
-        self.log_rollouts(&kept, observer);
+        self.log_rollouts(&kept, &unjudged, observer);
 
         // Close the step: the curriculum may advance.
         let outcome = match self.curriculum_op(Op::EndStep, &[]).await? {
@@ -913,13 +942,17 @@ impl<T: Tokenizer> Trainer<T> {
             .collect()
     }
 
-    fn log_rollouts(&self, kept: &[Slot], observer: &mut dyn Observer) {
+    /// A sample of the kept groups (the first two responses of the first two
+    /// groups, every `rollout_every` steps), and every unjudged group's.
+    fn log_rollouts(&self, kept: &[Slot], unjudged: &[Slot], observer: &mut dyn Observer) {
         let curriculum = self.curriculum.read();
         let step = curriculum.state().step;
-        if !step.is_multiple_of(self.rollout_every) {
-            return;
-        }
-        for s in kept.iter().take(2) {
+        let sample = if step.is_multiple_of(self.rollout_every) {
+            kept.len().min(2)
+        } else {
+            0
+        };
+        for s in kept[..sample].iter().chain(unjudged) {
             let p = &curriculum.problems()[s.draw.index as usize];
             for (resp, r) in s.responses.iter().zip(&s.results).take(2) {
                 observer.rollout(json!({

@@ -46,6 +46,18 @@ pub struct SandboxConfig {
     pub limits: Limits,
     /// Truncate expected/got strings in reports to this many chars. Default 512.
     pub report_chars: usize,
+    /// Sandbox services (`gradus sandbox serve`, SandboxFusion-compatible),
+    /// each `http://HOST:PORT`, that a training run sends its jobs to,
+    /// spread by free capacity. Empty (the default): the local pool only.
+    pub endpoints: Vec<String>,
+    /// The environment variable that holds the services' bearer key.
+    pub api_key_env: Option<String>,
+    /// With `endpoints`: whether the local pool takes jobs too. Default
+    /// false (the trainer's machine runs no program of its own).
+    pub local: bool,
+    /// With `endpoints`: how long every host may be out before a job is
+    /// given up as a `sandbox_error` (never scored). Default 600 s.
+    pub give_up_s: f64,
     /// The cell launcher cold mode needs: a binary that calls
     /// [`crate::cell::main_if_requested`] first thing in `main` (`gradus`
     /// itself, or this crate's `gradus-sandbox-cell`); it becomes each slot's
@@ -73,6 +85,10 @@ impl Default for SandboxConfig {
             protections: Protections::default(),
             limits: Limits::default(),
             report_chars: 512,
+            endpoints: Vec::new(),
+            api_key_env: None,
+            local: false,
+            give_up_s: 600.0,
             launcher: None,
         }
     }
@@ -229,12 +245,52 @@ impl SandboxConfig {
             errs.push("python.interpreter must not be empty".into());
         }
         errs.extend(self.limits.problems("limits"));
+        for (i, e) in self.endpoints.iter().enumerate() {
+            if let Err(why) = parse_endpoint(e) {
+                errs.push(format!("endpoints[{i}]: {why}"));
+            }
+        }
+        if !(self.give_up_s.is_finite() && self.give_up_s > 0.0) {
+            errs.push("give_up_s must be a positive number of seconds".into());
+        }
+        if self.api_key_env.as_deref().is_some_and(str::is_empty) {
+            errs.push("api_key_env must name an environment variable".into());
+        }
         if errs.is_empty() {
             Ok(())
         } else {
             Err(ConfigError(errs))
         }
     }
+}
+
+/// The `HOST:PORT` of a service endpoint `http://HOST:PORT`, or why it is not one.
+pub fn parse_endpoint(url: &str) -> Result<String, String> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        if url.starts_with("https://") {
+            format!(
+                "`{url}`: https is not supported; give the service's http address \
+                 (behind a TLS proxy off its private network)"
+            )
+        } else {
+            format!("`{url}`: an endpoint is `http://HOST:PORT`")
+        }
+    })?;
+    let authority = rest.trim_end_matches('/');
+    if authority.contains('/') {
+        return Err(format!(
+            "`{url}`: an endpoint is `http://HOST:PORT`, no path"
+        ));
+    }
+    let port_ok = authority
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    if !port_ok {
+        return Err(format!(
+            "`{url}`: an endpoint needs a host and a port (`http://HOST:PORT`)"
+        ));
+    }
+    Ok(authority.to_string())
 }
 
 #[cfg(test)]

@@ -219,6 +219,11 @@ impl Limits {
 /// The error says what is wrong, for an `invalid_job` result.
 pub fn parse_line(line: &str) -> Result<Job, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    parse_value(v)
+}
+
+/// [`parse_line`] for a row already parsed as JSON.
+pub fn parse_value(v: Value) -> Result<Job, String> {
     let obj = v.as_object().ok_or("a job must be a JSON object")?;
     if obj.contains_key("tests") {
         return serde_json::from_value::<Job>(v).map_err(|e| format!("bad job: {e}"));

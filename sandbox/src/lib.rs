@@ -16,6 +16,8 @@
 //! - `cgroup`: per-slot pids and memory cgroups (the cell and its jobs).
 //! - `verdict`: records from the job's supervisor to an [`Outcome`].
 //! - [`bench`](mod@bench): bare subprocess vs cold vs warm, for `gradus sandbox bench`.
+//! - `service` (feature `service`): `gradus sandbox serve`'s HTTP server,
+//!   SandboxFusion's `/run_code`, and the runtime's client of many services.
 //!
 //! # Use
 //! ```no_run
@@ -41,6 +43,8 @@ pub mod marshal;
 pub mod outcome;
 pub mod python;
 pub mod seccomp;
+#[cfg(feature = "service")]
+pub mod service;
 mod verdict;
 mod worker;
 
@@ -49,13 +53,35 @@ use std::sync::{Arc, Condvar, Mutex};
 
 pub use config::{Mode, Protections, PythonConfig, Requirement, SandboxConfig};
 pub use job::{Job, Limits, Tests};
-pub use outcome::{CaseResult, Outcome, Verdict};
+pub use outcome::{CaseResult, Outcome, ProcessRecord, Verdict};
 
 use worker::{Shared, Slot};
 
 /// The harness source, written next to the cache so its bytecode is cached.
 const HARNESS: &str = include_str!("harness.py");
 const CGROUP_PREFIX: &str = "gradus-sandbox-";
+
+/// Runs every job in a task of its own, all at once; outcomes in input
+/// order (a task that panicked is a sandbox error).
+pub(crate) async fn run_each<F, Fut>(jobs: Vec<Job>, run: F) -> Vec<Outcome>
+where
+    F: Fn(Job) -> Fut,
+    Fut: std::future::Future<Output = Outcome> + Send + 'static,
+{
+    let handles: Vec<_> = jobs.into_iter().map(|j| tokio::spawn(run(j))).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap_or_else(|e| {
+            Outcome::failure(
+                "",
+                Verdict::SandboxError,
+                0,
+                format!("sandbox task failed: {e}"),
+            )
+        }));
+    }
+    out
+}
 
 /// Why a sandbox could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +282,13 @@ impl Sandbox {
 
     /// Run one job, blocking the calling thread. Waits for a free slot.
     pub fn run_blocking(&self, job: &Job) -> Outcome {
+        self.run_blocking_capturing(job).0
+    }
+
+    /// [`Sandbox::run_blocking`], with what each of the job's processes did
+    /// (whole stdout and stderr, exit status, times): for callers that report
+    /// a run rather than a verdict (`/run_code`).
+    pub fn run_blocking_capturing(&self, job: &Job) -> (Outcome, Vec<ProcessRecord>) {
         let mut slot = {
             let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
             loop {
@@ -269,19 +302,25 @@ impl Sandbox {
                     .unwrap_or_else(|p| p.into_inner());
             }
         };
-        let out = slot.execute(&self.inner.shared, job);
+        let (out, procs) = slot.execute_capturing(&self.inner.shared, job);
         self.inner
             .slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(slot);
         self.inner.freed.notify_one();
-        out
+        (out, procs.into_iter().map(ProcessRecord::from).collect())
     }
 
     /// Run one job. The wait happens on a blocking thread; at most `workers`
     /// jobs run at once and later callers wait here for a slot.
     pub async fn run(&self, job: Job) -> Outcome {
+        self.run_capturing(job).await.0
+    }
+
+    /// [`Sandbox::run`] with the processes' records
+    /// ([`Sandbox::run_blocking_capturing`]).
+    pub async fn run_capturing(&self, job: Job) -> (Outcome, Vec<ProcessRecord>) {
         let _permit = self
             .inner
             .permits
@@ -291,15 +330,23 @@ impl Sandbox {
         let this = self.clone();
         let id = job.id.clone();
         let total = job.tests.total();
-        match tokio::task::spawn_blocking(move || this.run_blocking(&job)).await {
+        match tokio::task::spawn_blocking(move || this.run_blocking_capturing(&job)).await {
             Ok(o) => o,
-            Err(e) => Outcome::failure(
-                &id,
-                Verdict::SandboxError,
-                total,
-                format!("sandbox worker panicked: {e}"),
+            Err(e) => (
+                Outcome::failure(
+                    &id,
+                    Verdict::SandboxError,
+                    total,
+                    format!("sandbox worker panicked: {e}"),
+                ),
+                Vec::new(),
             ),
         }
+    }
+
+    /// Jobs running now (each holds a slot).
+    pub fn busy(&self) -> usize {
+        self.inner.shared.cfg.workers - self.inner.permits.available_permits()
     }
 
     /// Kills the isolation cell running job `id`, its supervisor and the
@@ -325,25 +372,12 @@ impl Sandbox {
 
     /// Run many jobs, at most `workers` at a time; outcomes in input order.
     pub async fn run_batch(&self, jobs: Vec<Job>) -> Vec<Outcome> {
-        let handles: Vec<_> = jobs
-            .into_iter()
-            .map(|j| {
-                let this = self.clone();
-                tokio::spawn(async move { this.run(j).await })
-            })
-            .collect();
-        let mut out = Vec::with_capacity(handles.len());
-        for h in handles {
-            out.push(h.await.unwrap_or_else(|e| {
-                Outcome::failure(
-                    "",
-                    Verdict::SandboxError,
-                    0,
-                    format!("sandbox task failed: {e}"),
-                )
-            }));
-        }
-        out
+        let this = self.clone();
+        run_each(jobs, move |j| {
+            let this = this.clone();
+            async move { this.run(j).await }
+        })
+        .await
     }
 
     /// Which protections are active here, found by running a probe job with

@@ -96,6 +96,24 @@ impl Outcome {
     }
 }
 
+/// What one process of a job did, whole (not cut to `report_chars`; its
+/// output is bounded by the job's `output_kb`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct ProcessRecord {
+    /// The test case it ran (stdio: the case's index).
+    pub index: i64,
+    /// `candidate` (the program) or `checker` (a function test's check).
+    pub role: String,
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    /// Why the supervisor killed it (`timeout`, `output`), empty if it did not.
+    pub killed: String,
+    pub stdout: Option<String>,
+    pub stderr: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
 /// Cut `s` to at most `n` chars, marking the cut.
 pub fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {

@@ -24,6 +24,22 @@ pub struct Proc {
     pub code: Option<i32>,
 }
 
+impl From<Proc> for crate::outcome::ProcessRecord {
+    fn from(p: Proc) -> Self {
+        crate::outcome::ProcessRecord {
+            index: p.i,
+            role: p.role,
+            wall_s: p.wall,
+            cpu_s: p.cpu,
+            killed: p.killed,
+            stdout: p.stdout,
+            stderr: p.stderr,
+            exit_code: p.code,
+            signal: p.signal,
+        }
+    }
+}
+
 /// Everything the Rust side learned about one job run.
 #[derive(Debug, Default)]
 pub struct Evidence {

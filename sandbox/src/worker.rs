@@ -33,7 +33,7 @@ use crate::config::{Requirement, SandboxConfig};
 use crate::job::{Job, Limits, Tests};
 use crate::marshal::{Encoder, PyValue, decode};
 use crate::outcome::{Outcome, Verdict};
-use crate::verdict::{Evidence, judge};
+use crate::verdict::{Evidence, Proc, judge};
 
 /// Environment of every interpreter we start: an allow-list, nothing inherited.
 pub(crate) const ENV: &[(&str, &str)] = &[
@@ -379,38 +379,52 @@ impl Slot {
     /// Run one job to its outcome. Never panics on the program's behaviour;
     /// our own failures become `sandbox_error`.
     pub fn execute(&mut self, sh: &Shared, job: &Job) -> Outcome {
+        self.execute_capturing(sh, job).0
+    }
+
+    /// [`Slot::execute`], with the supervisor's record of each process the
+    /// job ran (whole stdout and stderr, exit status, times); empty when the
+    /// job never ran (an invalid job, a failure of the sandbox's own).
+    pub fn execute_capturing(&mut self, sh: &Shared, job: &Job) -> (Outcome, Vec<Proc>) {
         let t0 = Instant::now();
         let total = job.tests.total();
-        let result = self.execute_inner(sh, job);
+        let result = self.execute_once(sh, job, false);
         sh.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&job.id);
-        let mut out = match result {
+        let (mut out, procs) = match result {
             Ok(o) => o,
             Err(e) => {
                 self.reset_cell();
-                Outcome::failure(&job.id, Verdict::SandboxError, total, e)
+                (
+                    Outcome::failure(&job.id, Verdict::SandboxError, total, e),
+                    Vec::new(),
+                )
             }
         };
         out.id = job.id.clone();
         out.wall_ms = t0.elapsed().as_secs_f64() * 1000.0;
-        out
+        (out, procs)
     }
 
-    fn execute_inner(&mut self, sh: &Shared, job: &Job) -> Result<Outcome, String> {
-        self.execute_once(sh, job, false)
-    }
-
-    fn execute_once(&mut self, sh: &Shared, job: &Job, retried: bool) -> Result<Outcome, String> {
+    fn execute_once(
+        &mut self,
+        sh: &Shared,
+        job: &Job,
+        retried: bool,
+    ) -> Result<(Outcome, Vec<Proc>), String> {
         let lim = sh.cfg.limits.with(&job.limits);
         let problems = lim.problems("limits");
         if !problems.is_empty() {
-            return Ok(Outcome::failure(
-                &job.id,
-                Verdict::InvalidJob,
-                job.tests.total(),
-                problems.join("; "),
+            return Ok((
+                Outcome::failure(
+                    &job.id,
+                    Verdict::InvalidJob,
+                    job.tests.total(),
+                    problems.join("; "),
+                ),
+                Vec::new(),
             ));
         }
         let prot = &sh.cfg.protections;
@@ -559,7 +573,8 @@ impl Slot {
         }
         self.last_applied = Some(ev.applied.clone());
         drop(work);
-        Ok(judge(&job.id, &job.tests, &lim, &ev, sh.cfg.report_chars))
+        let out = judge(&job.id, &job.tests, &lim, &ev, sh.cfg.report_chars);
+        Ok((out, ev.procs))
     }
 
     fn work_dir(&mut self, sh: &Shared) -> Result<WorkDir, String> {

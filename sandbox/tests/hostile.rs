@@ -12,14 +12,18 @@ use gradus_sandbox::{Outcome, Verdict};
 
 /// Run `job` in both modes, warm (the Python supervisor, a zygote fork per
 /// test) and cold (the native supervisor, a fresh interpreter per test),
-/// asserting the verdict and a clean host after each; the outcomes, warm
-/// first. Shadows `common::expect` (warm only) in this file.
+/// asserting the verdict and a clean host after each, and (with the
+/// `service` feature) once more through `gradus sandbox serve`'s HTTP
+/// endpoint over the warm pool, with the same verdict and host checks; the
+/// outcomes, warm first. Shadows `common::expect` (warm only) in this file.
 fn expect(job: Job, verdict: Verdict) -> [Outcome; 2] {
     expect_each(job, verdict, verdict)
 }
 
 /// [`expect`] where the two modes fail the program differently.
 fn expect_each(job: Job, warm: Verdict, cold: Verdict) -> [Outcome; 2] {
+    #[cfg(feature = "service")]
+    expect_http(job.clone(), warm);
     [
         expect_in(sandbox(), job.clone(), warm),
         expect_in(cold_sandbox(), job, cold),

@@ -126,12 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_new_tokens: args.max_tokens.unwrap_or(longest),
         stop_tokens: vec![tokenizer.eos_id()],
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(super::train::MAX_BLOCKING_THREADS)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = super::train::runtime()?;
     let sandbox = if problems.iter().any(|p| p.domain == Domain::Code) {
         Some(Arc::new(Sandbox::new(config.sandbox.clone()).context(
             "[sandbox] (run `gradus sandbox doctor` to see which protections this machine lacks)",

@@ -1,4 +1,4 @@
-//! `gradus sandbox {run,batch,bench,doctor}`: the command-line face of
+//! `gradus sandbox {run,batch,bench,serve,doctor}`: the command-line face of
 //! gradus-sandbox. Settings come from `--config` (a TOML file: its `[sandbox]`
 //! table, or the whole file) and a few flags that override it.
 
@@ -51,6 +51,12 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Serve the sandbox over HTTP: `POST /v1/jobs` (gradus's job schema),
+    /// `POST /run_code` (SandboxFusion's, as verl sends it), `GET /health`
+    /// and `GET /metrics`. With port 0 the first line printed is
+    /// `listening on http://HOST:PORT`. SIGTERM drains: running jobs finish,
+    /// new ones are refused.
+    Serve(ServeArgs),
     /// Show which protections are active here, and why any is missing.
     Doctor {
         #[arg(long)]
@@ -58,6 +64,34 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// `gradus sandbox serve`'s settings.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Environment variable holding the key clients must send as
+    /// `Authorization: Bearer KEY`. Without it the server listens on
+    /// loopback only.
+    #[arg(long)]
+    api_key_env: Option<String>,
+    /// Concurrent jobs (default: the config's `workers`).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Jobs admitted at once, running or waiting (default 16 per worker);
+    /// past it requests get 429 with `Retry-After`.
+    #[arg(long)]
+    queue: Option<usize>,
+    /// Largest request body, MiB.
+    #[arg(long, default_value_t = 16)]
+    max_request_mb: usize,
+    /// On SIGTERM, the longest wait for running jobs, seconds.
+    #[arg(long, default_value_t = 300)]
+    drain_s: u64,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// Settings shared by all subcommands.
@@ -105,6 +139,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the tokio runtime")
 }
 
+/// `cfg` with `--workers` applied.
+fn with_workers(mut cfg: SandboxConfig, workers: Option<usize>) -> anyhow::Result<SandboxConfig> {
+    if let Some(w) = workers {
+        anyhow::ensure!(w >= 1, "--workers must be at least 1");
+        cfg.workers = w;
+    }
+    Ok(cfg)
+}
+
 pub fn run(c: Command) -> anyhow::Result<ExitCode> {
     match c {
         Command::Run {
@@ -125,6 +168,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
             common,
         } => bench(jobs, &workers, json, &common),
         Command::Doctor { json, common } => doctor(json, &common),
+        Command::Serve(a) => serve(a),
     }
 }
 
@@ -185,11 +229,7 @@ fn batch(
     workers: Option<usize>,
     common: &Common,
 ) -> anyhow::Result<ExitCode> {
-    let mut cfg = load_config(common)?;
-    if let Some(w) = workers {
-        anyhow::ensure!(w >= 1, "--workers must be at least 1");
-        cfg.workers = w;
-    }
+    let cfg = with_workers(load_config(common)?, workers)?;
     let window = cfg.workers * 2;
     let reader =
         BufReader::new(File::open(input).with_context(|| format!("opening {}", input.display()))?);
@@ -302,5 +342,82 @@ fn doctor(json: bool, common: &Common) -> anyhow::Result<ExitCode> {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let ServeArgs {
+        listen,
+        api_key_env,
+        workers,
+        queue,
+        max_request_mb,
+        drain_s,
+        common,
+    } = a;
+    let common = &common;
+    use gradus_sandbox::service::{Service, ServiceConfig, server};
+    let cfg = with_workers(load_config(common)?, workers)?;
+    let api_key = match &api_key_env {
+        Some(name) => {
+            let key = std::env::var(name)
+                .with_context(|| format!("--api-key-env: `{name}` is not set"))?;
+            anyhow::ensure!(!key.is_empty(), "--api-key-env: `{name}` is empty");
+            Some(key)
+        }
+        None => None,
+    };
+    if api_key.is_none() && !listen.ip().is_loopback() {
+        bail!(
+            "refusing to serve on {listen} without a key: anyone who reaches it could run code; \
+             set --api-key-env NAME, or listen on loopback (127.0.0.1)"
+        );
+    }
+    let mut scfg = ServiceConfig::for_workers(cfg.workers);
+    scfg.api_key = api_key;
+    scfg.max_request_bytes = max_request_mb.max(1) << 20;
+    if let Some(q) = queue {
+        anyhow::ensure!(q >= 1, "--queue must be at least 1");
+        scfg.queue_limit = q;
+    }
+    let sandbox = Sandbox::new(cfg)?;
+    sandbox
+        .warm_up()
+        .context("starting the sandbox workers (run `gradus sandbox doctor`)")?;
+    runtime()?.block_on(async move {
+        let service = Service::new(sandbox, scfg.clone());
+        let (addr, task) = server::bind(service.clone(), listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        println!("listening on http://{addr}");
+        std::io::stdout().flush()?;
+        if scfg.api_key.is_none() {
+            eprintln!("gradus sandbox serve: no --api-key-env: no auth, so loopback only");
+        }
+        eprintln!(
+            "gradus sandbox serve: {} workers, queue {}, bodies up to {} MiB",
+            service.health()["workers"],
+            scfg.queue_limit,
+            scfg.max_request_bytes >> 20
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        eprintln!(
+            "gradus sandbox serve: draining ({} jobs admitted)",
+            service.health()["admitted"]
+        );
+        let left = service.drain(std::time::Duration::from_secs(drain_s)).await;
+        task.abort();
+        if left > 0 {
+            eprintln!(
+                "gradus sandbox serve: stopped with {left} jobs unfinished after {drain_s} s"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        eprintln!("gradus sandbox serve: drained, stopped");
+        Ok(ExitCode::SUCCESS)
     })
 }

@@ -37,6 +37,7 @@ use gradus_actors::supervisor::{self, Report, Spawner};
 use gradus_actors::trainer::{EvalSettings, Observer, QueueHook, Settings, Trainer};
 use gradus_actors::{executor, generator, grader, learner, rewards};
 use gradus_policy::{CharTokenizer, GrpoConfig, Learner, Policy, Tokenizer};
+use gradus_sandbox::service::{Endpoint, Fleet, FleetConfig};
 use rand::SeedableRng;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::signal::unix::{SignalKind, signal};
@@ -91,20 +92,98 @@ impl Overrides {
 }
 
 /// Most threads in the async runtime's blocking pool (tokio's default is 512).
-/// The pool (sandbox waits, engine steps, checkpoint and log I/O) grows to the
-/// most tasks ever in flight at once and keeps those threads while they stay
-/// busy, so on a loaded machine its high-water mark rises; with this bound no
-/// load grows the thread count past it (tasks past it queue).
+/// Tasks past it queue.
 pub(crate) const MAX_BLOCKING_THREADS: usize = 32;
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// Blocking threads the actors may hold at once besides the sandbox's
+/// workers: the learner's and the generator's engine calls, a batch being
+/// graded, a checkpoint being written (its begin and the learner's part),
+/// an evaluation, a log rotation, with room to spare.
+const ACTOR_BLOCKING_THREADS: usize = 8;
+
+/// An idle blocking thread lives this long (tokio's default is 10 s).
+///
+/// With the default the pool is a high-water mark of load: it grows to the
+/// most blocking tasks ever in flight at once and, the daemon's blocking
+/// work being steady, reuses those threads before any times out, so one rare
+/// coincidence of a checkpoint with full sandbox and grader work adds a
+/// thread for good (a 60-minute soak saw 17 threads become 18 at minute 38).
+/// Instead the pool is started at the size the config needs
+/// ([`prewarm_blocking`]) and its threads are kept: the thread count is a
+/// constant of the config, not of the run's history.
+const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The daemon's async runtime: two workers, a bounded blocking pool whose
+/// threads are kept.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(train(args))
+        .context("starting the async runtime")
+}
+
+/// Starts `n` blocking threads at once (each waits for all the others, so
+/// none can be reused for the next): the pool then holds what the run's
+/// actors can use at the same time, and keeps it.
+pub(crate) async fn prewarm_blocking(n: usize) {
+    let n = n.clamp(1, MAX_BLOCKING_THREADS);
+    let barrier = Arc::new(std::sync::Barrier::new(n));
+    let waits: Vec<_> = (0..n)
+        .map(|_| {
+            let b = barrier.clone();
+            tokio::task::spawn_blocking(move || {
+                b.wait();
+            })
+        })
+        .collect();
+    for w in waits {
+        let _ = w.await;
+    }
+}
+
+/// The blocking threads a run with this config uses at most at once.
+pub(crate) fn blocking_threads(config: &RunConfig) -> usize {
+    config.sandbox.workers + ACTOR_BLOCKING_THREADS
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(train(args))
+}
+
+/// Where the run's programs run: the local pool, the `[sandbox] endpoints`
+/// services, or both (`local = true`). Without a local pool the trainer's
+/// machine needs no Python.
+fn fleet(cfg: &gradus_sandbox::SandboxConfig) -> anyhow::Result<Fleet> {
+    let local = if cfg.endpoints.is_empty() || cfg.local {
+        Some(Arc::new(gradus_sandbox::Sandbox::new(cfg.clone()).context(
+            "[sandbox] (run `gradus sandbox doctor` to see which protections this machine lacks)",
+        )?))
+    } else {
+        None
+    };
+    let endpoints = cfg
+        .endpoints
+        .iter()
+        .map(|e| Endpoint::parse(e).map_err(|why| anyhow::anyhow!("[sandbox] endpoints: {why}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let api_key = match &cfg.api_key_env {
+        None => None,
+        Some(name) => Some(std::env::var(name).map_err(|_| {
+            anyhow::anyhow!("[sandbox] api_key_env: the environment variable `{name}` is not set")
+        })?),
+    };
+    Ok(Fleet::new(
+        local,
+        endpoints,
+        FleetConfig {
+            api_key,
+            give_up: Duration::from_secs_f64(cfg.give_up_s),
+            ..FleetConfig::default()
+        },
+    ))
 }
 
 /// Where a config comes from and where the run lives.
@@ -171,6 +250,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
 
+    prewarm_blocking(blocking_threads(&config)).await;
     let problems = load_problems(&config)?;
     // The newest checkpoint whose checksums hold: a corrupted or torn one is
     // skipped (said here and logged as `checkpoint_skipped` once the run's
@@ -274,11 +354,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         gen_rng,
         config.compute.threads,
     )?);
-    let sandbox = Arc::new(
-        gradus_sandbox::Sandbox::new(config.sandbox.clone()).context(
-            "[sandbox] (run `gradus sandbox doctor` to see which protections this machine lacks)",
-        )?,
-    );
+    let fleet = fleet(&config.sandbox)?;
     if args.faults.is_none() && std::env::var_os("GRADUS_FAULTS").is_some() {
         eprintln!(
             "gradus: warning: GRADUS_FAULTS is ignored: fault injection is for tests and needs --faults SPEC"
@@ -305,7 +381,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         curriculum: shared.clone(),
         learner: learner_engine,
         generator: generator_engine.clone(),
-        sandbox,
+        fleet,
         queues: queues.clone(),
         checkpoints: run_dir.checkpoints(),
     };
@@ -712,7 +788,7 @@ struct Around {
     curriculum: Arc<Shared>,
     learner: Arc<learner::Engine>,
     generator: Arc<generator::Engine>,
-    sandbox: Arc<gradus_sandbox::Sandbox>,
+    fleet: Fleet,
     queues: QueueHook,
     checkpoints: PathBuf,
 }
@@ -736,7 +812,7 @@ fn children(config: &RunConfig, around: &Around, faults: &Faults) -> Vec<(String
     let (rf, rq) = (faults.rewards.clone(), queues.clone());
     let (le, lf) = (around.learner.clone(), faults.learner.clone());
     let ge = around.generator.clone();
-    let (sb, ef) = (around.sandbox.clone(), faults.executor.clone());
+    let (sb, ef) = (around.fleet.clone(), faults.executor.clone());
     let (gc, gf) = (config.grader.clone(), faults.grader.clone());
     vec![
         (

@@ -6,5 +6,6 @@ mod data;
 mod grade;
 mod report;
 mod sandbox;
+mod serve;
 mod train;
 mod util;

@@ -84,7 +84,7 @@ impl Run {
     }
 }
 
-fn read_jsonl(path: &Path) -> Vec<Value> {
+pub(crate) fn read_jsonl(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -107,10 +107,17 @@ fn signal(child: &Child, sig: nix::sys::signal::Signal) {
 }
 
 fn http_get(addr: &str, path: &str) -> String {
+    http_get_with_key(addr, path, None)
+}
+
+/// `GET path`, with `Authorization: Bearer KEY` when a key is given; the
+/// whole response.
+pub(crate) fn http_get_with_key(addr: &str, path: &str, key: Option<&str>) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -120,7 +127,7 @@ fn http_get(addr: &str, path: &str) -> String {
 
 /// The lines of a JSONL file without their timings and redo counts (which
 /// differ between runs that otherwise learn the same).
-fn untimed(path: &Path) -> Vec<Value> {
+pub(crate) fn untimed(path: &Path) -> Vec<Value> {
     let mut rows = read_jsonl(path);
     for row in &mut rows {
         if let Some(obj) = row.as_object_mut() {
@@ -138,7 +145,12 @@ fn untimed(path: &Path) -> Vec<Value> {
 /// the groups the ledger puts at each step are exactly those metrics.jsonl says
 /// that step learned (a group applied twice would be counted twice there).
 fn assert_ledger_clean(run: &Run) {
-    let checkpoints = run.dir.join("checkpoints");
+    assert_run_ledger_clean(&run.dir);
+}
+
+/// [`assert_ledger_clean`] of the run in `run_dir`.
+pub(crate) fn assert_run_ledger_clean(run_dir: &Path) {
+    let checkpoints = run_dir.join("checkpoints");
     let latest = std::fs::read_to_string(checkpoints.join("latest")).unwrap();
     let dir = checkpoints.join(latest.trim());
     gradus_actors::checkpointer::verify(&dir).unwrap();
@@ -165,7 +177,7 @@ fn assert_ledger_clean(run: &Run) {
         }
     }
     let mut kept_per_step = std::collections::BTreeMap::<u64, u64>::new();
-    for m in read_jsonl(&run.dir.join("metrics.jsonl")) {
+    for m in read_jsonl(&run_dir.join("metrics.jsonl")) {
         let kept = m["groups_kept"].as_u64().unwrap();
         if kept > 0 {
             *kept_per_step
@@ -177,12 +189,15 @@ fn assert_ledger_clean(run: &Run) {
         learned_per_step, kept_per_step,
         "groups learned per step: ledger vs metrics.jsonl"
     );
-    assert_ledger_totals(run);
+    assert_ledger_totals(run_dir);
 }
 
 /// The `stopped` event's totals add up.
-fn assert_ledger_totals(run: &Run) {
-    let stopped = run.named("stopped");
+fn assert_ledger_totals(run_dir: &Path) {
+    let stopped: Vec<Value> = read_jsonl(&run_dir.join("events.jsonl"))
+        .into_iter()
+        .filter(|e| e["event"] == "stopped")
+        .collect();
     let ledger = &stopped.last().expect("a stopped event")["ledger"];
     let dispatched = ledger["dispatched"].as_u64().unwrap();
     let learned = ledger["learned"].as_u64().unwrap();

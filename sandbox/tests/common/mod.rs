@@ -265,9 +265,65 @@ pub fn expect(job: Job, verdict: Verdict) -> Outcome {
 
 /// [`expect`] in a given sandbox of this binary.
 pub fn expect_in(sandbox: &Sandbox, job: Job, verdict: Verdict) -> Outcome {
+    expect_via(sandbox, |j| sandbox.run_blocking(&j), job, verdict)
+}
+
+/// A service over [`sandbox`] on loopback, and a fleet with only that
+/// service: jobs go through HTTP, `/v1/jobs`, as a training run's do.
+#[cfg(feature = "service")]
+pub fn http_fleet() -> &'static (tokio::runtime::Runtime, gradus_sandbox::service::Fleet) {
+    use gradus_sandbox::service::{Endpoint, Fleet, FleetConfig, Service, ServiceConfig, server};
+    static F: OnceLock<(tokio::runtime::Runtime, Fleet)> = OnceLock::new();
+    F.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let fleet = rt.block_on(async {
+            let service = Service::new(sandbox().clone(), ServiceConfig::for_workers(WORKERS));
+            let (addr, _task) = server::bind(service, "127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+            Fleet::new(
+                None,
+                vec![Endpoint::parse(&format!("http://{addr}")).unwrap()],
+                FleetConfig::default(),
+            )
+        });
+        (rt, fleet)
+    })
+}
+
+/// [`expect`] through HTTP ([`http_fleet`]): the same verdict and the same
+/// host checks as the local pool's.
+#[cfg(feature = "service")]
+pub fn expect_http(mut job: Job, verdict: Verdict) -> Outcome {
+    // Each job its own id: the service remembers an id's first result.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    job.id = format!(
+        "{}-{}",
+        job.id,
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let (rt, fleet) = http_fleet();
+    let id = job.id.clone();
+    let out = expect_via(sandbox(), |j| rt.block_on(fleet.run(j)), job, verdict);
+    assert_eq!(out.id, id, "the fleet gives the caller's id back");
+    out
+}
+
+/// Runs `job` with `run`, asserts its verdict, then that `sandbox` (the pool
+/// `run` used) and the host are clean.
+pub fn expect_via(
+    sandbox: &Sandbox,
+    run: impl FnOnce(Job) -> Outcome,
+    job: Job,
+    verdict: Verdict,
+) -> Outcome {
     let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
     let before = HostState::now();
-    let out = sandbox.run_blocking(&job);
+    let out = run(job);
     assert_eq!(
         out.verdict,
         verdict,

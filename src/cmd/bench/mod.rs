@@ -4,6 +4,7 @@
 mod data;
 mod math;
 mod policy;
+mod serve;
 mod soak;
 
 use std::process::ExitCode;
@@ -23,6 +24,10 @@ pub enum Command {
     /// Run the demo daemon for M minutes under scrapes and reloads; sample RSS,
     /// fds, threads, run-dir size and step time each minute, with slopes per hour.
     Soak(soak::Args),
+    /// The sandbox through `gradus sandbox serve` (64 HTTP clients, hostile jobs
+    /// mixed in) vs the local pool on the same jobs: jobs/s, p50/p99, lost, duplicated.
+    #[command(name = "sandbox-serve")]
+    SandboxServe(serve::Args),
 }
 
 #[derive(clap::Args)]
@@ -81,5 +86,6 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
         Command::Policy(a) => policy::run(a),
         Command::Fuzz(a) => fuzz(a),
         Command::Soak(a) => soak::run(a),
+        Command::SandboxServe(a) => serve::run(a),
     }
 }

@@ -70,6 +70,7 @@ struct Sample {
     rss_mb: f64,
     fds: f64,
     threads: f64,
+    thread_names: std::collections::BTreeMap<String, u32>,
     run_dir_mb: f64,
     step_seconds: f64,
     steps: u64,
@@ -83,6 +84,20 @@ fn proc_status(pid: u32, key: &str) -> Option<f64> {
     s.lines()
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// The process's threads by name (`/proc/<pid>/task/*/comm`), sorted:
+/// which pool a change in the thread count came from.
+fn thread_names(pid: u32) -> std::collections::BTreeMap<String, u32> {
+    let mut names = std::collections::BTreeMap::new();
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in rd.flatten() {
+            if let Ok(n) = std::fs::read_to_string(t.path().join("comm")) {
+                *names.entry(n.trim().to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    names
 }
 
 fn dir_bytes(p: &Path) -> u64 {
@@ -259,6 +274,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 .map(|d| d.count() as f64)
                 .unwrap_or(f64::NAN),
             threads: proc_status(pid, "Threads:").unwrap_or(f64::NAN),
+            thread_names: thread_names(pid),
             run_dir_mb: dir_bytes(&run_dir) as f64 / 1e6,
             step_seconds,
             steps: fresh.len() as u64,
@@ -370,6 +386,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         "reloads_sent": reloads,
         "reloads_applied": applied,
         "train_exit": exit.code(),
+        // Threads by name at the first and the last sample, and at every
+        // sample whose names differ from the one before (at most 20).
+        "thread_names_first": samples.first().map(|s| &s.thread_names),
+        "thread_names_last": last.as_ref().map(|s| &s.thread_names),
+        "thread_name_changes": samples
+            .windows(2)
+            .filter(|w| w[0].thread_names != w[1].thread_names)
+            .take(20)
+            .map(|w| serde_json::json!({"minute": w[1].minute, "names": w[1].thread_names}))
+            .collect::<Vec<_>>(),
         "run_dir_bound_mb": run_dir_bound.map(|b| b.0),
         "run_dir_max_mb": run_dir_bound.map(|b| b.1),
         "run_dir_within_bound": run_dir_bound.map(|b| b.2),
