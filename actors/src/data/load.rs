@@ -57,6 +57,75 @@ struct GroupRead {
     end: Result<(), GroupError>,
 }
 
+/// Hands row groups to reader threads in file order, holding a reader back while it is
+/// `window` groups ahead of the admitted ones.
+#[derive(Default)]
+struct Gate {
+    /// (next group to hand out, groups admitted so far).
+    state: std::sync::Mutex<(usize, usize)>,
+    moved: std::sync::Condvar,
+}
+
+impl Gate {
+    /// The next group to read (`None` when all `total` are handed out).
+    fn take(&self, total: usize, window: usize) -> Option<usize> {
+        let mut st = self
+            .state
+            .lock()
+            .expect("the gate's lock is never poisoned");
+        loop {
+            let (next, admitted) = *st;
+            if next >= total {
+                return None;
+            }
+            if next < admitted + window {
+                st.0 += 1;
+                return Some(next);
+            }
+            st = self
+                .moved
+                .wait(st)
+                .expect("the gate's lock is never poisoned");
+        }
+    }
+
+    /// `n` groups are admitted.
+    fn admitted(&self, n: usize) {
+        self.state
+            .lock()
+            .expect("the gate's lock is never poisoned")
+            .1 = n;
+        self.moved.notify_all();
+    }
+}
+
+/// Reads and parses row group `g` of `pq` (an `Err` when the reader's own open failed).
+fn read_group(pq: Result<&ParquetFile, &String>, g: Group, r: &Reading) -> GroupRead {
+    let mut rows = Vec::with_capacity(g.rows);
+    let end = match pq {
+        Err(reason) => Err(GroupError {
+            at: g.first_row,
+            reason: reason.clone(),
+        }),
+        Ok(pq) => pq.read_group(g, |at, row| {
+            let parsed = match row {
+                Ok(row) => parse(r.format, &r.source, &row, &row_json),
+                Err(e) => Parsed::Reject {
+                    field: e.field,
+                    reason: e.reason,
+                    row: String::new(),
+                },
+            };
+            rows.push((at, parsed));
+        }),
+    };
+    GroupRead {
+        group: g,
+        rows,
+        end,
+    }
+}
+
 /// A malformed row, set aside with the reason.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Reject {
@@ -276,77 +345,58 @@ impl Loaded {
             self.formats.push((r.file.to_string(), None));
             return Ok(());
         }
-        // Row groups are read and parsed on up to `threads` threads at once, a wave at a
-        // time, then admitted in file order (ids, duplicates and rejects as if read alone).
+        // Row groups are read and parsed on up to `threads` threads, each taking the next
+        // unread group as it finishes one, while this thread admits them in file order (ids,
+        // duplicates and rejects as if read alone). A reader takes a group only while it is
+        // fewer than `window` groups ahead of the next one to admit, so memory holds at most
+        // `window` parsed groups whatever the file's size.
         let threads = std::thread::available_parallelism()
             .map_or(1, std::num::NonZeroUsize::get)
             .min(MAX_READ_THREADS);
         let groups = pq.groups();
-        for wave in groups.chunks(threads) {
-            let read: Vec<GroupRead> = std::thread::scope(|s| {
-                let handles: Vec<_> = wave
-                    .iter()
-                    .map(|&g| {
-                        let r = &r;
-                        s.spawn(move || {
-                            let mut rows = Vec::with_capacity(g.rows);
-                            // A reader of its own: the record reader seeks a `File` whose
-                            // clones share one offset, so threads must not share one.
-                            let pq = match ParquetFile::open(path) {
-                                Ok(pq) => pq,
-                                Err(reason) => {
-                                    let end = Err(GroupError {
-                                        at: g.first_row,
-                                        reason,
-                                    });
-                                    return GroupRead {
-                                        group: g,
-                                        rows,
-                                        end,
-                                    };
-                                }
-                            };
-                            let end = pq.read_group(g, |at, row| {
-                                let parsed = match row {
-                                    Ok(row) => parse(r.format, &r.source, &row, &row_json),
-                                    Err(e) => Parsed::Reject {
-                                        field: e.field,
-                                        reason: e.reason,
-                                        row: String::new(),
-                                    },
-                                };
-                                rows.push((at, parsed));
-                            });
-                            GroupRead {
-                                group: g,
-                                rows,
-                                end,
-                            }
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("a row-group reader does not panic"))
-                    .collect()
-            });
-            for GroupRead {
-                group: g,
-                rows,
-                end,
-            } in read
-            {
-                self.rows += g.rows;
-                for (at, parsed) in rows {
-                    self.admit(&r, at, parsed, |p| {
-                        cut(&serde_json::to_string(p).expect("a problem serialises"))
-                    });
-                }
-                if let Err(e) = end {
-                    self.group_lost(&r, g, e);
+        let window = threads + 1;
+        let gate = Gate::default();
+        let (tx, rx) = std::sync::mpsc::channel::<GroupRead>();
+        std::thread::scope(|s| {
+            for _ in 0..threads.min(groups.len()) {
+                let (r, gate, groups, tx) = (&r, &gate, &groups, tx.clone());
+                s.spawn(move || {
+                    // A reader of its own: the record reader seeks a `File` whose clones
+                    // share one offset, so threads must not share one.
+                    let pq = ParquetFile::open(path);
+                    while let Some(i) = gate.take(groups.len(), window) {
+                        let read = read_group(pq.as_ref(), groups[i], r);
+                        if tx.send(read).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut waiting: BTreeMap<usize, GroupRead> = BTreeMap::new();
+            let mut next = 0;
+            for read in rx {
+                waiting.insert(read.group.index, read);
+                while let Some(GroupRead {
+                    group: g,
+                    rows,
+                    end,
+                }) = waiting.remove(&next)
+                {
+                    self.rows += g.rows;
+                    for (at, parsed) in rows {
+                        self.admit(&r, at, parsed, |p| {
+                            cut(&serde_json::to_string(p).expect("a problem serialises"))
+                        });
+                    }
+                    if let Err(e) = end {
+                        self.group_lost(&r, g, e);
+                    }
+                    next += 1;
+                    gate.admitted(next);
                 }
             }
-        }
+        });
         self.formats.push((r.file.to_string(), r.format));
         Ok(())
     }

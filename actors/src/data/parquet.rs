@@ -2,8 +2,10 @@
 //! dataset's parquet export): each row becomes the same JSON object row the importers read
 //! from JSONL, so one importer serves both.
 //!
-//! Rows are read one row group at a time through the `parquet` crate's record API (no
-//! Arrow): memory holds the pages of the current row group, never the file. Nested columns
+//! Rows are read one row group at a time (no Arrow): plain top-level columns (text, numbers,
+//! booleans, dates, timestamps) straight from the column readers in batches, nested ones
+//! through the `parquet` crate's record API. Memory holds the current row groups, never the
+//! file. Nested columns
 //! map onto JSON: a struct is an object (its null fields left out, as a JSONL writer would
 //! leave them out), a list an array, a map an object keyed by the map's keys as text,
 //! dates and timestamps ISO text, decimals their decimal text. A binary column holding
@@ -31,7 +33,77 @@ pub struct ParquetFile {
     /// Top-level timestamp columns: ticks per second and whether stored as UTC (the record
     /// API hands nanosecond timestamps over as bare integers, and every timestamp as UTC).
     timestamps: HashMap<String, (i64, bool)>,
+    /// Top-level columns of one plain value a row (text, numbers, booleans, dates,
+    /// timestamps), read column by column in batches.
+    leaves: Vec<Leaf>,
+    /// The other top-level columns (structs, lists, maps, decimals, ...), read through the
+    /// record API as a projection of the schema; `None` when there are none.
+    nested: Option<parquet::schema::types::Type>,
 }
+
+/// A top-level column read on its own.
+struct Leaf {
+    name: String,
+    /// Its index among the schema's leaf columns.
+    index: usize,
+    kind: LeafKind,
+    /// The definition level of a present value (0: required, never null).
+    max_def: i16,
+}
+
+/// How a leaf column's values become JSON.
+#[derive(Clone, Copy)]
+enum LeafKind {
+    /// UTF-8 text (a string, enum or JSON column, or plain binary that holds text).
+    Text,
+    I32,
+    U32,
+    /// Days from 1970-01-01, as ISO text.
+    Date,
+    I64,
+    U64,
+    /// Ticks per second and whether stored as UTC, as ISO text.
+    Timestamp(i64, bool),
+    Bool,
+    F32,
+    F64,
+}
+
+impl LeafKind {
+    /// The kind of a top-level leaf column, `None` for what the record API reads instead.
+    fn of(c: &parquet::schema::types::ColumnDescriptor) -> Option<LeafKind> {
+        use parquet::basic::{ConvertedType as C, Type as P};
+        if let Some(LogicalType::Timestamp(t)) = c.logical_type_ref() {
+            if c.physical_type() != P::INT64 {
+                return None;
+            }
+            let per_second = match t.unit {
+                TimeUnit::MILLIS => 1_000,
+                TimeUnit::MICROS => 1_000_000,
+                TimeUnit::NANOS => 1_000_000_000,
+            };
+            return Some(LeafKind::Timestamp(per_second, t.is_adjusted_to_u_t_c));
+        }
+        Some(match (c.physical_type(), c.converted_type()) {
+            (P::BYTE_ARRAY, C::NONE | C::UTF8 | C::ENUM | C::JSON) => LeafKind::Text,
+            (P::INT32, C::NONE | C::INT_8 | C::INT_16 | C::INT_32) => LeafKind::I32,
+            (P::INT32, C::UINT_8 | C::UINT_16 | C::UINT_32) => LeafKind::U32,
+            (P::INT32, C::DATE) => LeafKind::Date,
+            (P::INT64, C::NONE | C::INT_64) => LeafKind::I64,
+            (P::INT64, C::UINT_64) => LeafKind::U64,
+            (P::BOOLEAN, C::NONE) => LeafKind::Bool,
+            (P::FLOAT, C::NONE) => LeafKind::F32,
+            (P::DOUBLE, C::NONE) => LeafKind::F64,
+            _ => return None,
+        })
+    }
+}
+
+/// A leaf value, or why it is not one (the row becomes a reject naming the column).
+type Cell = Result<Value, String>;
+
+/// Values a leaf column decodes at once.
+const BATCH: usize = 1024;
 
 /// One row group's place in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +148,51 @@ impl ParquetFile {
                 _ => None,
             })
             .collect();
-        Ok(ParquetFile { reader, timestamps })
+        let mut leaves = Vec::new();
+        let mut nested = Vec::new();
+        for field in schema.root_schema().get_fields() {
+            let leaf = field
+                .is_primitive()
+                .then(|| {
+                    schema
+                        .columns()
+                        .iter()
+                        .position(|c| c.path().parts() == [field.name()])
+                })
+                .flatten()
+                .and_then(|index| {
+                    let c = schema.column(index);
+                    (c.max_rep_level() == 0)
+                        .then(|| LeafKind::of(&c))
+                        .flatten()
+                        .map(|kind| Leaf {
+                            name: field.name().to_string(),
+                            index,
+                            kind,
+                            max_def: c.max_def_level(),
+                        })
+                });
+            match leaf {
+                Some(l) => leaves.push(l),
+                None => nested.push(field.clone()),
+            }
+        }
+        let nested = if nested.is_empty() {
+            None
+        } else {
+            Some(
+                parquet::schema::types::Type::group_type_builder(schema.root_schema().name())
+                    .with_fields(nested)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        Ok(ParquetFile {
+            reader,
+            timestamps,
+            leaves,
+            nested,
+        })
     }
 
     /// The names of the schema's top-level columns, in order.
@@ -115,10 +231,11 @@ impl ParquetFile {
 
     /// Reads row group `g`, calling `each(row_number, row)` for every row in order (row
     /// numbers 1-based in the file; a row that does not convert to JSON comes as `Err` with
-    /// the column at fault, and reading goes on). Stops at the first row the decoder cannot
-    /// read: the record reader's columns are out of step from there, so the rest of the group
-    /// is reported unread rather than guessed at. A decoder panic on a corrupt file is caught
-    /// and reported the same way.
+    /// the column at fault, and reading goes on). Plain top-level columns are decoded column
+    /// by column, the others through the record API, and rows are put together from both.
+    /// Stops at the first row a decoder cannot read: the columns are out of step from there,
+    /// so the rest of the group is reported unread rather than guessed at. A decoder panic
+    /// on a corrupt file is caught and reported the same way.
     pub fn read_group(
         &self,
         g: Group,
@@ -130,15 +247,70 @@ impl ParquetFile {
                 .reader
                 .get_row_group(g.index)
                 .map_err(|e| e.to_string())?;
-            let rows = group.get_row_iter(None).map_err(|e| e.to_string())?;
+            // One row past the stated count is asked for, to tell a group that runs over.
+            let limit = g.rows + 1;
+            let mut stop: Option<(usize, String)> = None;
+            let mut columns: Vec<std::vec::IntoIter<Cell>> = Vec::with_capacity(self.leaves.len());
+            for leaf in &self.leaves {
+                let (cells, err) = read_leaf(group.as_ref(), leaf, limit);
+                if let Some(reason) = err
+                    && stop.as_ref().is_none_or(|(n, _)| cells.len() < *n)
+                {
+                    stop = Some((cells.len(), reason));
+                }
+                columns.push(cells.into_iter());
+            }
+            let mut records = match &self.nested {
+                None => None,
+                Some(projection) => Some(
+                    group
+                        .get_row_iter(Some(projection.clone()))
+                        .map_err(|e| e.to_string())?,
+                ),
+            };
             let end = g.first_row + g.rows;
-            for row in rows {
+            loop {
+                if stop.as_ref().is_some_and(|(n, _)| at - g.first_row >= *n) {
+                    break;
+                }
+                let mut row = Map::new();
+                let mut bad: Option<FieldError> = None;
+                let mut present = records.is_some() || !columns.is_empty();
+                for (leaf, cells) in self.leaves.iter().zip(columns.iter_mut()) {
+                    match cells.next() {
+                        None => present = false,
+                        Some(Ok(Value::Null)) => {}
+                        Some(Ok(v)) => {
+                            row.insert(leaf.name.clone(), v);
+                        }
+                        Some(Err(reason)) => {
+                            bad.get_or_insert_with(|| FieldError::new(&leaf.name, reason));
+                        }
+                    }
+                }
+                if let Some(rows) = records.as_mut() {
+                    match rows.next() {
+                        None => present = false,
+                        Some(Err(e)) => return Err(e.to_string()),
+                        Some(Ok(r)) => match row_to_json(r, &self.timestamps) {
+                            Ok(more) => row.extend(more),
+                            Err(e) => {
+                                bad.get_or_insert(e);
+                            }
+                        },
+                    }
+                }
+                if !present {
+                    break;
+                }
                 if at >= end {
                     return Err(format!("more rows than the {} its metadata states", g.rows));
                 }
-                let row = row.map_err(|e| e.to_string())?;
-                each(at, row_to_json(row, &self.timestamps));
+                each(at, bad.map_or(Ok(row), Err));
                 at += 1;
+            }
+            if let Some((_, reason)) = stop {
+                return Err(reason);
             }
             if at < end {
                 return Err(format!(
@@ -163,6 +335,100 @@ impl ParquetFile {
         };
         Err(GroupError { at, reason })
     }
+}
+
+/// Up to `limit` values of `leaf` from `group`, with the decoder's error if it stopped
+/// before the column's end.
+fn read_leaf(
+    group: &dyn parquet::file::reader::RowGroupReader,
+    leaf: &Leaf,
+    limit: usize,
+) -> (Vec<Cell>, Option<String>) {
+    use parquet::column::reader::ColumnReader as R;
+    let reader = match group.get_column_reader(leaf.index) {
+        Ok(r) => r,
+        Err(e) => return (Vec::new(), Some(e.to_string())),
+    };
+    let d = leaf.max_def;
+    match (reader, leaf.kind) {
+        (R::ByteArrayColumnReader(mut r), LeafKind::Text) => {
+            drain(&mut r, limit, d, |b| match std::str::from_utf8(b.data()) {
+                Ok(s) => Ok(Value::String(s.to_string())),
+                Err(e) => Err(format!(
+                    "binary value is not UTF-8 text (invalid at byte {})",
+                    e.valid_up_to()
+                )),
+            })
+        }
+        (R::Int32ColumnReader(mut r), LeafKind::I32) => {
+            drain(&mut r, limit, d, |v| Ok(Value::from(*v)))
+        }
+        (R::Int32ColumnReader(mut r), LeafKind::U32) => {
+            drain(&mut r, limit, d, |v| Ok(Value::from(v.cast_unsigned())))
+        }
+        (R::Int32ColumnReader(mut r), LeafKind::Date) => drain(&mut r, limit, d, |v| {
+            let (y, m, d) = civil_from_days(i64::from(*v));
+            Ok(Value::String(format!("{y:04}-{m:02}-{d:02}")))
+        }),
+        (R::Int64ColumnReader(mut r), LeafKind::I64) => {
+            drain(&mut r, limit, d, |v| Ok(Value::from(*v)))
+        }
+        (R::Int64ColumnReader(mut r), LeafKind::U64) => {
+            drain(&mut r, limit, d, |v| Ok(Value::from(v.cast_unsigned())))
+        }
+        (R::Int64ColumnReader(mut r), LeafKind::Timestamp(per_second, utc)) => {
+            drain(&mut r, limit, d, |v| {
+                Ok(Value::String(iso_timestamp(*v, per_second, utc)))
+            })
+        }
+        (R::BoolColumnReader(mut r), LeafKind::Bool) => {
+            drain(&mut r, limit, d, |v| Ok(Value::Bool(*v)))
+        }
+        (R::FloatColumnReader(mut r), LeafKind::F32) => {
+            drain(&mut r, limit, d, |v| Ok(float(f64::from(*v))))
+        }
+        (R::DoubleColumnReader(mut r), LeafKind::F64) => drain(&mut r, limit, d, |v| Ok(float(*v))),
+        _ => (
+            Vec::new(),
+            Some(format!("column `{}`: unexpected physical type", leaf.name)),
+        ),
+    }
+}
+
+/// Reads up to `limit` records of a column in batches, nulls (definition level below
+/// `max_def`) as JSON null.
+fn drain<T: parquet::data_type::DataType>(
+    r: &mut parquet::column::reader::ColumnReaderImpl<T>,
+    limit: usize,
+    max_def: i16,
+    conv: impl Fn(&T::T) -> Cell,
+) -> (Vec<Cell>, Option<String>) {
+    let mut out = Vec::with_capacity(limit.saturating_sub(1));
+    let mut defs = Vec::new();
+    let mut values = Vec::new();
+    while out.len() < limit {
+        defs.clear();
+        values.clear();
+        let want = (limit - out.len()).min(BATCH);
+        match r.read_records(want, Some(&mut defs), None, &mut values) {
+            Ok((0, _, _)) => break,
+            Ok((records, _, levels)) => {
+                if max_def == 0 {
+                    out.extend(values.iter().take(records).map(&conv));
+                } else {
+                    let mut v = values.iter();
+                    for &d in &defs[..levels] {
+                        match (d == max_def).then(|| v.next()).flatten() {
+                            Some(x) => out.push(conv(x)),
+                            None => out.push(Ok(Value::Null)),
+                        }
+                    }
+                }
+            }
+            Err(e) => return (out, Some(e.to_string())),
+        }
+    }
+    (out, None)
 }
 
 /// A parquet row as a JSON object row (null columns left out); `timestamps` as in
@@ -536,6 +802,122 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rejects(&l), [(1, "question"), (2, "question")]);
+    }
+
+    /// Leaf columns of every plain type, nulls among them, and a nested column beside them
+    /// (read through the record API), written here with the parquet crate's own writer.
+    #[test]
+    fn plain_and_nested_columns_read_together_and_bad_text_rejects_one_row() {
+        use parquet::data_type::{
+            BoolType, ByteArray, ByteArrayType, DoubleType, Int32Type, Int64Type,
+        };
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        use parquet::schema::parser::parse_message_type;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mixed.parquet");
+        let schema = Arc::new(
+            parse_message_type(
+                "message m {
+                    required binary problem (UTF8);
+                    optional binary answer (UTF8);
+                    optional int32 level;
+                    optional int32 count (UINT_32);
+                    optional int32 day (DATE);
+                    optional int64 big;
+                    optional boolean flag;
+                    optional double score;
+                    optional group extra { optional binary note (UTF8); }
+                }",
+            )
+            .unwrap(),
+        );
+        let props = Arc::new(WriterProperties::builder().build());
+        let mut w = SerializedFileWriter::new(std::fs::File::create(&path).unwrap(), schema, props)
+            .unwrap();
+        let mut rg = w.next_row_group().unwrap();
+        let text = |v: &[&[u8]]| {
+            v.iter()
+                .map(|b| ByteArray::from(b.to_vec()))
+                .collect::<Vec<_>>()
+        };
+        let mut k = 0;
+        while let Some(mut col) = rg.next_column().unwrap() {
+            match k {
+                0 => col.typed::<ByteArrayType>().write_batch(
+                    &text(&[b"1+1?", b"2+2?", b"3+3?"]),
+                    None,
+                    None,
+                ),
+                // Row 2's answer is not UTF-8; row 3 has none.
+                1 => col.typed::<ByteArrayType>().write_batch(
+                    &text(&[b"2", b"\xff4"]),
+                    Some(&[1, 1, 0]),
+                    None,
+                ),
+                2 => col
+                    .typed::<Int32Type>()
+                    .write_batch(&[1, 3], Some(&[1, 0, 1]), None),
+                3 => col
+                    .typed::<Int32Type>()
+                    .write_batch(&[-1, 7, 8], Some(&[1, 1, 1]), None),
+                4 => col
+                    .typed::<Int32Type>()
+                    .write_batch(&[19_782], Some(&[1, 0, 0]), None),
+                5 => col
+                    .typed::<Int64Type>()
+                    .write_batch(&[i64::MIN], Some(&[0, 0, 1]), None),
+                6 => col
+                    .typed::<BoolType>()
+                    .write_batch(&[true, false], Some(&[1, 1, 0]), None),
+                7 => {
+                    col.typed::<DoubleType>()
+                        .write_batch(&[0.5, f64::NAN], Some(&[1, 0, 1]), None)
+                }
+                // extra.note: present in row 1, extra null in row 2, note null in row 3.
+                _ => col.typed::<ByteArrayType>().write_batch(
+                    &text(&[b"kept"]),
+                    Some(&[2, 0, 1]),
+                    None,
+                ),
+            }
+            .unwrap();
+            col.close().unwrap();
+            k += 1;
+        }
+        rg.close().unwrap();
+        w.close().unwrap();
+
+        let pq = super::ParquetFile::open(&path).unwrap();
+        assert_eq!(
+            pq.leaves.len(),
+            8,
+            "every top-level plain column is read on its own"
+        );
+        assert!(pq.nested.is_some());
+        let mut rows = Vec::new();
+        pq.read_group(pq.groups()[0], |at, row| rows.push((at, row)))
+            .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            rows[0].1.as_ref().unwrap(),
+            json!({"problem": "1+1?", "answer": "2", "level": 1, "count": 4_294_967_295_u64,
+                   "day": "2024-02-29", "flag": true, "score": 0.5, "extra": {"note": "kept"}})
+            .as_object()
+            .unwrap()
+        );
+        let bad = rows[1].1.as_ref().unwrap_err();
+        assert_eq!(bad.field, "answer");
+        assert!(bad.reason.contains("not UTF-8"), "{}", bad.reason);
+        assert_eq!(
+            rows[2].1.as_ref().unwrap(),
+            json!({"problem": "3+3?", "level": 3, "count": 8, "big": i64::MIN, "extra": {}})
+                .as_object()
+                .unwrap(),
+            "nulls and NaN are left out"
+        );
     }
 
     #[test]

@@ -65,7 +65,13 @@ pub struct Problem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
     /// The tests a response's program must pass (code problems only), in the sandbox's schema.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Also read from JSON text holding them (a parquet column cannot hold the tagged union,
+    /// so a parquet file stores it as a JSON string).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "tests_or_text"
+    )]
     pub tests: Option<Tests>,
     /// A reference solution, used as the target by SFT warm-up stages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,14 +82,24 @@ pub struct Problem {
     /// Where the problem came from (dataset name or file stem).
     #[serde(default)]
     pub source: String,
-    /// Anything else worth keeping (MATH's subject, APPS's url, the starter code, ...).
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    /// Anything else worth keeping (MATH's subject, APPS's url, the starter code, ...). Also
+    /// read from JSON text holding an object.
+    #[serde(
+        default,
+        skip_serializing_if = "serde_json::Map::is_empty",
+        deserialize_with = "object_or_text"
+    )]
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Code tests, mirroring the sandbox's job schema field for field.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+///
+/// Read as one JSON object whose `kind` names the variant (`stdio`, `function`, `call`),
+/// with no other fields than the variant's ([`Tests`]'s `Deserialize` reads the object in one
+/// pass, wherever `kind` stands, without buffering it: a code row's tests are most of a
+/// dataset's bytes).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Tests {
     /// Run the program once per case with `input` on stdin; compare stdout with `output`.
     Stdio {
@@ -114,6 +130,200 @@ pub enum Tests {
         /// One expected result per case.
         outputs: Vec<serde_json::Value>,
     },
+}
+
+/// serde_json's message without its position (" at line 1 column 5"): the reject names the
+/// field and row already.
+fn without_position(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    msg.split(" at line ").next().unwrap_or(&msg).to_string()
+}
+
+/// [`Problem::tests`]: null or missing, an object, or JSON text holding one.
+pub(crate) fn tests_or_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Tests>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<Tests>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("tests as an object, or as JSON text holding one")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(V)
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            serde_json::from_str(text)
+                .map(Some)
+                .map_err(|e| E::custom(format!("in the JSON text: {}", without_position(&e))))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            serde::de::Visitor::visit_map(TestsVisitor, map).map(Some)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// [`Problem::metadata`]: an object, or JSON text holding one.
+fn object_or_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<serde_json::Map<String, serde_json::Value>, D::Error> {
+    use serde::de::Error;
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Object(m) => Ok(m),
+        serde_json::Value::String(text) => serde_json::from_str(&text).map_err(|e| {
+            D::Error::custom(format!(
+                "a string that is not a JSON object: {}",
+                without_position(&e)
+            ))
+        }),
+        other => Err(D::Error::custom(format!(
+            "expected an object (or JSON text holding one), found {}",
+            match other {
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Number(_) => "a number",
+                _ => "an array",
+            }
+        ))),
+    }
+}
+
+/// The fields of every [`Tests`] variant, as read before `kind` is known.
+#[derive(Default)]
+struct TestsFields {
+    cases: Option<Vec<StdioCase>>,
+    compare: Option<Compare>,
+    entry_point: Option<String>,
+    test: Option<String>,
+    prelude: Option<String>,
+    fn_name: Option<String>,
+    inputs: Option<Vec<Vec<serde_json::Value>>>,
+    outputs: Option<Vec<serde_json::Value>>,
+}
+
+impl<'de> Deserialize<'de> for Tests {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(TestsVisitor)
+    }
+}
+
+struct TestsVisitor;
+
+const TESTS_KINDS: &[&str] = &["stdio", "function", "call"];
+const TESTS_FIELDS: &[&str] = &[
+    "kind",
+    "cases",
+    "compare",
+    "entry_point",
+    "test",
+    "prelude",
+    "fn_name",
+    "inputs",
+    "outputs",
+];
+
+impl<'de> serde::de::Visitor<'de> for TestsVisitor {
+    type Value = Tests;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object with a `kind` of stdio, function or call")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Tests, A::Error> {
+        use serde::de::Error;
+        fn once<E: Error, T>(slot: &mut Option<T>, v: T, name: &'static str) -> Result<(), E> {
+            if slot.replace(v).is_some() {
+                return Err(E::duplicate_field(name));
+            }
+            Ok(())
+        }
+        let mut kind: Option<String> = None;
+        let mut f = TestsFields::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "kind" => once(&mut kind, map.next_value()?, "kind")?,
+                "cases" => once(&mut f.cases, map.next_value()?, "cases")?,
+                "compare" => once(&mut f.compare, map.next_value()?, "compare")?,
+                "entry_point" => once(&mut f.entry_point, map.next_value()?, "entry_point")?,
+                "test" => once(&mut f.test, map.next_value()?, "test")?,
+                "prelude" => once(&mut f.prelude, map.next_value()?, "prelude")?,
+                "fn_name" => once(&mut f.fn_name, map.next_value()?, "fn_name")?,
+                "inputs" => once(&mut f.inputs, map.next_value()?, "inputs")?,
+                "outputs" => once(&mut f.outputs, map.next_value()?, "outputs")?,
+                other => return Err(A::Error::unknown_field(other, TESTS_FIELDS)),
+            }
+        }
+        let kind = kind.ok_or_else(|| A::Error::missing_field("kind"))?;
+        // The case lists grew by doubling; a dataset's worth of them is kept for the run.
+        if let Some(v) = f.cases.as_mut() {
+            v.shrink_to_fit();
+        }
+        if let Some(v) = f.inputs.as_mut() {
+            v.shrink_to_fit();
+        }
+        if let Some(v) = f.outputs.as_mut() {
+            v.shrink_to_fit();
+        }
+        // Fields another variant has are unknown to this one, as with `deny_unknown_fields`.
+        let stray = |allowed: &'static [&'static str]| -> Result<(), A::Error> {
+            let present = [
+                ("cases", f.cases.is_some()),
+                ("compare", f.compare.is_some()),
+                ("entry_point", f.entry_point.is_some()),
+                ("test", f.test.is_some()),
+                ("prelude", f.prelude.is_some()),
+                ("fn_name", f.fn_name.is_some()),
+                ("inputs", f.inputs.is_some()),
+                ("outputs", f.outputs.is_some()),
+            ];
+            match present
+                .iter()
+                .find(|(name, there)| *there && !allowed.contains(name))
+            {
+                Some((name, _)) => Err(A::Error::unknown_field(name, allowed)),
+                None => Ok(()),
+            }
+        };
+        match kind.as_str() {
+            "stdio" => {
+                stray(&["cases", "compare"])?;
+                Ok(Tests::Stdio {
+                    cases: f.cases.ok_or_else(|| A::Error::missing_field("cases"))?,
+                    compare: f.compare.unwrap_or_default(),
+                })
+            }
+            "function" => {
+                stray(&["entry_point", "test", "prelude"])?;
+                Ok(Tests::Function {
+                    entry_point: f
+                        .entry_point
+                        .ok_or_else(|| A::Error::missing_field("entry_point"))?,
+                    test: f.test.ok_or_else(|| A::Error::missing_field("test"))?,
+                    prelude: f.prelude.unwrap_or_default(),
+                })
+            }
+            "call" => {
+                stray(&["fn_name", "inputs", "outputs"])?;
+                Ok(Tests::Call {
+                    fn_name: f
+                        .fn_name
+                        .ok_or_else(|| A::Error::missing_field("fn_name"))?,
+                    inputs: f.inputs.ok_or_else(|| A::Error::missing_field("inputs"))?,
+                    outputs: f
+                        .outputs
+                        .ok_or_else(|| A::Error::missing_field("outputs"))?,
+                })
+            }
+            other => Err(A::Error::unknown_variant(other, TESTS_KINDS)),
+        }
+    }
 }
 
 impl Tests {
@@ -357,6 +567,84 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.case_count(), 1);
+    }
+
+    #[test]
+    fn tests_read_in_one_pass_wherever_kind_stands_and_refuse_other_variants_fields() {
+        // `kind` last, as some writers order keys.
+        let t: Tests = serde_json::from_str(
+            r#"{"cases": [{"input": "1\n", "output": "2\n"}], "compare": "tokens", "kind": "stdio"}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(t, Tests::Stdio { ref cases, compare: Compare::Tokens } if cases.len() == 1)
+        );
+        let t: Tests = serde_json::from_value(
+            json!({"entry_point": "f", "kind": "function", "test": "def check(c): pass"}),
+        )
+        .unwrap();
+        assert!(matches!(t, Tests::Function { ref prelude, .. } if prelude.is_empty()));
+        let err =
+            |v: serde_json::Value| serde_json::from_value::<Tests>(v).unwrap_err().to_string();
+        assert!(
+            err(json!({"kind": "stdio", "cases": [], "fn_name": "f"}))
+                .starts_with("unknown field `fn_name`")
+        );
+        assert!(
+            err(json!({"kind": "call", "fn_name": "f", "inputs": []}))
+                .contains("missing field `outputs`")
+        );
+        assert!(err(json!({"cases": []})).contains("missing field `kind`"));
+        assert!(err(json!({"kind": "shell", "cases": []})).contains("unknown variant `shell`"));
+        assert!(
+            err(json!({"kind": "stdio", "cases": [], "colour": 1}))
+                .starts_with("unknown field `colour`")
+        );
+        assert!(
+            serde_json::from_str::<Tests>(r#"{"kind": "stdio", "cases": [], "cases": []}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate field `cases`")
+        );
+        // What is written reads back.
+        let t = Tests::Call {
+            fn_name: "g".into(),
+            inputs: vec![vec![json!(1)]],
+            outputs: vec![json!(2)],
+        };
+        assert_eq!(
+            serde_json::from_value::<Tests>(serde_json::to_value(&t).unwrap()).unwrap(),
+            t
+        );
+    }
+
+    #[test]
+    fn a_problem_takes_tests_and_metadata_as_json_text_too() {
+        let p: Problem = serde_json::from_value(json!({
+            "id": "c1", "domain": "code", "prompt": "add",
+            "tests": "{\"kind\": \"stdio\", \"cases\": [{\"input\": \"1\", \"output\": \"1\"}]}",
+            "metadata": "{\"topic\": \"sums\"}"
+        }))
+        .unwrap();
+        assert_eq!(p.tests.as_ref().map(Tests::case_count), Some(1));
+        assert_eq!(p.metadata["topic"], "sums");
+        let e = serde_json::from_value::<Problem>(json!({
+            "id": "c1", "domain": "code", "prompt": "add", "tests": "{\"kind\": \"stdio\""
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("in the JSON text: EOF while parsing"), "{e}");
+        let e = serde_json::from_value::<Problem>(json!({
+            "id": "c1", "domain": "code", "prompt": "add", "metadata": "[1]"
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("a string that is not a JSON object"), "{e}");
+        let p: Problem = serde_json::from_value(json!({
+            "id": "m1", "domain": "math", "prompt": "1+1", "answer": "2", "tests": null
+        }))
+        .unwrap();
+        assert!(p.tests.is_none());
     }
 
     #[test]

@@ -144,40 +144,14 @@ impl FromStr for FormatChoice {
 /// A gradus row: the [`Problem`] itself, with serde's complaint turned into a field name.
 ///
 /// `tests` and `metadata` may also come as JSON text (a parquet column cannot hold the tagged
-/// `tests` union, so a parquet file stores it as a JSON string).
+/// `tests` union, so a parquet file stores it as a JSON string). The problem is read from the
+/// row in place: each string is copied once, into the problem.
 fn parse_gradus(row: &Row, source: &str) -> Result<Problem, FieldError> {
-    use crate::data::problem::Tests;
-    // Copy the row once, leaving out what comes as JSON text: `tests` is then read straight
-    // into its type (a code row's tests are most of its bytes).
-    let mut rest = Row::new();
-    let mut tests: Option<Tests> = None;
-    for (key, v) in row {
-        match (key.as_str(), v) {
-            ("tests", serde_json::Value::String(text)) => {
-                tests = Some(serde_json::from_str(text).map_err(|e| {
-                    let msg = e.to_string();
-                    let reason = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-                    FieldError::new("tests", format!("in the JSON text: {reason}"))
-                })?);
-            }
-            ("metadata", serde_json::Value::String(text)) => {
-                let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-                    FieldError::new("metadata", format!("a string that is not JSON: {e}"))
-                })?;
-                rest.insert(key.clone(), v);
-            }
-            _ => {
-                rest.insert(key.clone(), v.clone());
-            }
-        }
-    }
-    let mut p: Problem = match serde_json::from_value(serde_json::Value::Object(rest.clone())) {
+    use serde::Deserialize;
+    let mut p = match Problem::deserialize(row) {
         Ok(p) => p,
-        Err(e) => return Err(serde_field_error(&rest, &e.to_string())),
+        Err(e) => return Err(serde_field_error(row, &e.to_string())),
     };
-    if tests.is_some() {
-        p.tests = tests;
-    }
     if p.source.is_empty() {
         p.source = source.to_string();
     }
@@ -215,13 +189,18 @@ fn serde_field_error(row: &Row, msg: &str) -> FieldError {
 }
 
 fn field_fails(row: &Row, key: &str) -> bool {
-    use crate::data::problem::{Difficulty, Domain, Tests};
-    let v = row[key].clone();
+    use crate::data::problem::{Difficulty, Domain, tests_or_text};
+    use serde::Deserialize;
+    let v = &row[key];
     match key {
-        "domain" => serde_json::from_value::<Domain>(v).is_err(),
-        "tests" => serde_json::from_value::<Tests>(v).is_err(),
-        "difficulty" => serde_json::from_value::<Difficulty>(v).is_err(),
-        "metadata" => !v.is_object(),
+        "domain" => Domain::deserialize(v).is_err(),
+        "tests" => tests_or_text(v).is_err(),
+        "difficulty" => Difficulty::deserialize(v).is_err(),
+        "metadata" => {
+            !(v.is_object()
+                || v.as_str()
+                    .is_some_and(|t| serde_json::from_str::<Row>(t).is_ok()))
+        }
         _ => !v.is_string(),
     }
 }
