@@ -336,3 +336,62 @@ fn sigterm_drains_a_serve_process() {
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// The environment a process was started with (`/proc/PID/environ`).
+fn start_env(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    raw.split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// Every gradus process runs with its glibc malloc tunables (huge pages, kept
+/// blocks): the binary executes itself once with them in `GLIBC_TUNABLES`; a
+/// user's own malloc tunables are left as they are.
+#[test]
+fn gradus_runs_with_its_malloc_tunables_unless_the_user_sets_them() {
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        eprintln!("skipped: glibc malloc tunables exist only on Linux with glibc");
+        return;
+    }
+    if std::env::var("GLIBC_TUNABLES").is_ok_and(|v| v.contains("glibc.malloc.")) {
+        eprintln!("skipped: this test's own environment sets glibc malloc tunables");
+        return;
+    }
+    let mut ours = Server::start("127.0.0.1:0", &[], &[]);
+    let env = start_env(ours.child.id());
+    // glibc cuts the variable at each `:` in place as it parses it, so the start
+    // environment holds the first tunable under the name and the rest after it.
+    let at = env
+        .iter()
+        .position(|v| v.starts_with("GLIBC_TUNABLES="))
+        .unwrap_or_else(|| panic!("no GLIBC_TUNABLES: {env:?}"));
+    let seen = env[at..].join(":");
+    for t in ["glibc.malloc.hugetlb=1", "glibc.malloc.top_pad=67108864"] {
+        assert!(seen.contains(t), "{t} not in {seen}");
+    }
+    assert!(
+        env.iter().any(|v| v == "GRADUS_GLIBC_TUNABLES_BEFORE="),
+        "the re-exec keeps what was there before: {env:?}"
+    );
+    // It still serves after the exec.
+    assert!(http_get_with_key(&ours.addr, "/health", None).starts_with("HTTP/1.1 200"));
+    ours.kill9();
+
+    let mut theirs = Server::start(
+        "127.0.0.1:0",
+        &[],
+        &[("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")],
+    );
+    let env = start_env(theirs.child.id());
+    assert!(
+        env.iter()
+            .any(|v| v == "GLIBC_TUNABLES=glibc.malloc.arena_max=2"),
+        "{env:?}"
+    );
+    assert!(
+        !env.iter()
+            .any(|v| v.starts_with("GRADUS_GLIBC_TUNABLES_BEFORE="))
+    );
+    theirs.kill9();
+}
