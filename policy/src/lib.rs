@@ -30,6 +30,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod fused;
+pub mod hf;
 pub mod learner;
 pub mod loss;
 pub mod model;
