@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+pub mod weights;
+
 /// The model families whose checkpoints load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
