@@ -11,7 +11,6 @@
 //! dates and timestamps ISO text, decimals their decimal text. A binary column holding
 //! UTF-8 reads as text; other bytes make the row a reject naming the column.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 
@@ -30,9 +29,6 @@ pub const MAGIC: &[u8; 4] = b"PAR1";
 /// An open parquet file: its schema's top-level columns and its row groups.
 pub struct ParquetFile {
     reader: SerializedFileReader<File>,
-    /// Top-level timestamp columns: ticks per second and whether stored as UTC (the record
-    /// API hands nanosecond timestamps over as bare integers, and every timestamp as UTC).
-    timestamps: HashMap<String, (i64, bool)>,
     /// Top-level columns of one plain value a row (text, numbers, booleans, dates,
     /// timestamps), read column by column in batches.
     leaves: Vec<Leaf>,
@@ -132,22 +128,6 @@ impl ParquetFile {
         let file = File::open(path).map_err(|e| e.to_string())?;
         let reader = SerializedFileReader::new(file).map_err(|e| e.to_string())?;
         let schema = reader.metadata().file_metadata().schema_descr();
-        let timestamps = schema
-            .columns()
-            .iter()
-            .filter(|c| c.path().parts().len() == 1)
-            .filter_map(|c| match c.logical_type_ref() {
-                Some(LogicalType::Timestamp(t)) => {
-                    let per_second = match t.unit {
-                        TimeUnit::MILLIS => 1_000,
-                        TimeUnit::MICROS => 1_000_000,
-                        TimeUnit::NANOS => 1_000_000_000,
-                    };
-                    Some((c.name().to_string(), (per_second, t.is_adjusted_to_u_t_c)))
-                }
-                _ => None,
-            })
-            .collect();
         let mut leaves = Vec::new();
         let mut nested = Vec::new();
         for field in schema.root_schema().get_fields() {
@@ -189,7 +169,6 @@ impl ParquetFile {
         };
         Ok(ParquetFile {
             reader,
-            timestamps,
             leaves,
             nested,
         })
@@ -292,7 +271,7 @@ impl ParquetFile {
                     match rows.next() {
                         None => present = false,
                         Some(Err(e)) => return Err(e.to_string()),
-                        Some(Ok(r)) => match row_to_json(r, &self.timestamps) {
+                        Some(Ok(r)) => match row_to_json(r) {
                             Ok(more) => row.extend(more),
                             Err(e) => {
                                 bad.get_or_insert(e);
@@ -431,20 +410,13 @@ fn drain<T: parquet::data_type::DataType>(
     (out, None)
 }
 
-/// A parquet row as a JSON object row (null columns left out); `timestamps` as in
-/// [`ParquetFile`].
-fn row_to_json(row: PqRow, timestamps: &HashMap<String, (i64, bool)>) -> Result<Row, FieldError> {
+/// A record-API row as a JSON object row (null columns left out). Its top-level columns
+/// are never timestamps (those are leaves, read with their unit and UTC-ness from the
+/// schema); a timestamp inside a struct or list is read as UTC, as the record API reports it.
+fn row_to_json(row: PqRow) -> Result<Row, FieldError> {
     let mut out = Map::new();
     for (name, field) in row.into_columns() {
-        let v = match (timestamps.get(&name), &field) {
-            // The record API derives a legacy type from the logical one (millis and micros
-            // come as `Timestamp*`, nanos as `Long`); the schema says whether it is UTC.
-            (
-                Some(&(per_second, utc)),
-                Field::Long(t) | Field::TimestampMillis(t) | Field::TimestampMicros(t),
-            ) => Value::String(iso_timestamp(*t, per_second, utc)),
-            _ => owned_value(field, &name)?,
-        };
+        let v = owned_value(field, &name)?;
         if !v.is_null() {
             out.insert(name, v);
         }
