@@ -116,7 +116,10 @@ struct Inner {
     shared: Shared,
     slots: Mutex<Vec<Slot>>,
     freed: Condvar,
-    permits: tokio::sync::Semaphore,
+    /// One per slot. A job's permit lives on its blocking thread, so a
+    /// caller that stops waiting (its future dropped) frees it only when the
+    /// job ends: never more blocking threads than slots.
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Drop for Inner {
@@ -242,7 +245,7 @@ impl Sandbox {
                 },
                 slots: Mutex::new(slots),
                 freed: Condvar::new(),
-                permits: tokio::sync::Semaphore::new(workers),
+                permits: Arc::new(tokio::sync::Semaphore::new(workers)),
             }),
         })
     }
@@ -321,16 +324,21 @@ impl Sandbox {
     /// [`Sandbox::run`] with the processes' records
     /// ([`Sandbox::run_blocking_capturing`]).
     pub async fn run_capturing(&self, job: Job) -> (Outcome, Vec<ProcessRecord>) {
-        let _permit = self
+        let permit = self
             .inner
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .expect("the semaphore is never closed");
         let this = self.clone();
         let id = job.id.clone();
         let total = job.tests.total();
-        match tokio::task::spawn_blocking(move || this.run_blocking_capturing(&job)).await {
+        let run = move || {
+            let _permit = permit;
+            this.run_blocking_capturing(&job)
+        };
+        match tokio::task::spawn_blocking(run).await {
             Ok(o) => o,
             Err(e) => (
                 Outcome::failure(

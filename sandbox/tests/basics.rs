@@ -139,3 +139,46 @@ fn a_cancelled_job_is_our_failure_and_the_slot_goes_on() {
         }
     }
 }
+
+/// A caller that stops waiting (its future dropped, as a timeout or a killed
+/// actor does) gives its slot back only when the job ends: until then the
+/// sandbox counts it busy and the next job waits for it (before, the slot's
+/// permit went with the caller, and the next job took a blocking thread of its
+/// own to wait on: more blocking threads than workers).
+#[test]
+fn a_job_whose_caller_stops_waiting_keeps_its_slot_until_it_ends() {
+    let one = build_with(|c| c.workers = 1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let slow = stdio("import time\ntime.sleep(1.5)\nprint(1)", &[("", "1\n")]);
+    let run = |j| {
+        rt.block_on(async {
+            let dropped =
+                tokio::time::timeout(std::time::Duration::from_millis(400), one.run(slow)).await;
+            assert!(dropped.is_err(), "the slow job ended within 0.4 s");
+            assert_eq!(one.busy(), 1, "a dropped caller's job still holds its slot");
+            let next = tokio::spawn({
+                let one = one.clone();
+                async move { one.run(j).await }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            assert!(
+                !next.is_finished(),
+                "the next job ran beside the abandoned one"
+            );
+            assert_eq!(one.busy(), 1);
+            let out = next.await.unwrap();
+            assert_eq!(one.busy(), 0);
+            out
+        })
+    };
+    expect_via(
+        &one,
+        run,
+        stdio("print(2)", &[("", "2\n")]),
+        Verdict::Accepted,
+    );
+}

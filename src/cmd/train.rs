@@ -91,14 +91,14 @@ impl Overrides {
     }
 }
 
-/// Most threads in the async runtime's blocking pool (tokio's default is 512).
-/// Tasks past it queue.
+/// Most threads in the async runtime's blocking pool for commands that do
+/// not size it from a config (tokio's default is 512). Tasks past it queue.
 pub(crate) const MAX_BLOCKING_THREADS: usize = 32;
 
 /// Blocking threads the actors may hold at once besides the sandbox's
 /// workers: the learner's and the generator's engine calls, a batch being
-/// graded, a checkpoint being written (its begin and the learner's part),
-/// an evaluation, a log rotation, with room to spare.
+/// graded (one task per core, up to 2 here), a checkpoint being written (its
+/// begin and the learner's part), with room to spare.
 const ACTOR_BLOCKING_THREADS: usize = 8;
 
 /// An idle blocking thread lives this long (tokio's default is 10 s).
@@ -108,28 +108,37 @@ const ACTOR_BLOCKING_THREADS: usize = 8;
 /// work being steady, reuses those threads before any times out, so one rare
 /// coincidence of a checkpoint with full sandbox and grader work adds a
 /// thread for good (a 60-minute soak saw 17 threads become 18 at minute 38).
-/// Instead the pool is started at the size the config needs
-/// ([`prewarm_blocking`]) and its threads are kept: the thread count is a
-/// constant of the config, not of the run's history.
+/// Instead the training daemon's pool is started at the size its config
+/// needs ([`prewarm_blocking`]), capped there, and its threads are kept: the
+/// thread count is a constant of the config, not of the run's history.
 const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// The daemon's async runtime: two workers, a bounded blocking pool whose
-/// threads are kept.
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// An async runtime of two workers and a blocking pool of at most
+/// `blocking` threads, kept once started.
+///
+/// No blocking task of ours waits for another one (sandbox jobs wait for a
+/// slot in the async caller, engine calls for their compute thread), so a
+/// task past the cap only queues until a thread is free.
+pub(crate) fn runtime_with(blocking: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .max_blocking_threads(blocking.max(1))
         .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .enable_all()
         .build()
         .context("starting the async runtime")
 }
 
+/// [`runtime_with`] at the general cap.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    runtime_with(MAX_BLOCKING_THREADS)
+}
+
 /// Starts `n` blocking threads at once (each waits for all the others, so
 /// none can be reused for the next): the pool then holds what the run's
 /// actors can use at the same time, and keeps it.
 pub(crate) async fn prewarm_blocking(n: usize) {
-    let n = n.clamp(1, MAX_BLOCKING_THREADS);
+    let n = n.max(1);
     let barrier = Arc::new(std::sync::Barrier::new(n));
     let waits: Vec<_> = (0..n)
         .map(|_| {
@@ -144,13 +153,22 @@ pub(crate) async fn prewarm_blocking(n: usize) {
     }
 }
 
-/// The blocking threads a run with this config uses at most at once.
+/// The blocking threads a run with this config uses at most at once: the
+/// size of its pool.
 pub(crate) fn blocking_threads(config: &RunConfig) -> usize {
     config.sandbox.workers + ACTOR_BLOCKING_THREADS
 }
 
+/// Reads the config first: the runtime's blocking pool is sized from it.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    runtime()?.block_on(train(args))
+    let (config_path, run_path) = locate(&args)?;
+    let mut config =
+        RunConfig::from_path(&config_path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
+    if let Some(addr) = args.http {
+        config.run.http = addr;
+    }
+    let blocking = blocking_threads(&config);
+    runtime_with(blocking)?.block_on(train(args, config_path, run_path, config, blocking))
 }
 
 /// Where the run's programs run: the local pool, the `[sandbox] endpoints`
@@ -208,13 +226,13 @@ fn locate(args: &Args) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((cfg, dir))
 }
 
-async fn train(args: Args) -> anyhow::Result<ExitCode> {
-    let (config_path, run_path) = locate(&args)?;
-    let mut config =
-        RunConfig::from_path(&config_path).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
-    if let Some(addr) = args.http {
-        config.run.http = addr;
-    }
+async fn train(
+    args: Args,
+    config_path: PathBuf,
+    run_path: PathBuf,
+    mut config: RunConfig,
+    blocking: usize,
+) -> anyhow::Result<ExitCode> {
     let resuming = args.resume.is_some();
     // One writer per run directory, before anything is written: a second
     // `train` or `train --resume` on a live run is refused here.
@@ -250,7 +268,7 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
 
-    prewarm_blocking(blocking_threads(&config)).await;
+    prewarm_blocking(blocking).await;
     let problems = load_problems(&config)?;
     // The newest checkpoint whose checksums hold: a corrupted or torn one is
     // skipped (said here and logged as `checkpoint_skipped` once the run's
@@ -486,6 +504,8 @@ async fn train(args: Args) -> anyhow::Result<ExitCode> {
             && let Err(e) = apply_reload(
                 &watched_config,
                 &config,
+                &overrides,
+                args.http,
                 &mut trainer,
                 &mut observer,
                 &metrics,
@@ -882,12 +902,14 @@ impl ConfigWatcher {
 async fn apply_reload<T: Tokenizer>(
     path: &Path,
     running: &RunConfig,
+    overrides: &Overrides,
+    http: Option<std::net::SocketAddr>,
     trainer: &mut Trainer<T>,
     observer: &mut RunObserver,
     metrics: &Metrics,
 ) -> anyhow::Result<()> {
     let step = trainer.curriculum().state().step;
-    let new = match RunConfig::from_path(path) {
+    let mut new = match RunConfig::from_path(path) {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors.0 {
@@ -902,17 +924,26 @@ async fn apply_reload<T: Tokenizer>(
             return Ok(());
         }
     };
+    // The command line's overrides hold for the new file as for the old.
+    overrides.apply(&mut new);
+    if let Some(addr) = http {
+        new.run.http = addr;
+    }
+    // Only the curriculum is applied mid-run: any other section that changed
+    // is refused by name, never dropped silently.
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let fixed = [
-        (
-            "model",
-            format!("{:?}", new.model) != format!("{:?}", running.model),
-        ),
-        (
-            "tokenizer",
-            format!("{:?}", new.tokenizer) != format!("{:?}", running.tokenizer),
-        ),
+        ("run", differs(&new.run, &running.run)),
         ("data", new.data != running.data),
-        ("run.seed", new.run.seed != running.run.seed),
+        ("eval", differs(&new.eval, &running.eval)),
+        ("tokenizer", differs(&new.tokenizer, &running.tokenizer)),
+        ("model", differs(&new.model, &running.model)),
+        ("optimizer", differs(&new.optimizer, &running.optimizer)),
+        ("compute", differs(&new.compute, &running.compute)),
+        ("grader", differs(&new.grader, &running.grader)),
+        ("sandbox", differs(&new.sandbox, &running.sandbox)),
+        ("supervisor", differs(&new.supervisor, &running.supervisor)),
     ];
     let changed: Vec<&str> = fixed.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
     if !changed.is_empty() {

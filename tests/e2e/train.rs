@@ -368,7 +368,32 @@ fn sighup_applies_a_valid_config_and_keeps_the_running_one_on_an_invalid_one() {
         invalid["errors"].to_string().contains("batch_promts"),
         "{invalid}"
     );
-    // Valid: a later stage's rule changes. Applied at a batch boundary.
+    // Refused: a setting the run cannot change while it runs ([sandbox]
+    // workers here, beside a curriculum change), named, never dropped
+    // silently with the rest applied.
+    std::fs::write(
+        &run.config,
+        good.replace("steps = 200", "steps = 150")
+            .replace("workers = 2", "workers = 3"),
+    )
+    .unwrap();
+    signal(&child, nix::sys::signal::Signal::SIGHUP);
+    run.wait_for(60, "the refused reload", |e| {
+        e.iter()
+            .filter(|e| e["event"] == "config_reload_invalid")
+            .count()
+            == 2
+    });
+    let refused = &run.named("config_reload_invalid")[1];
+    assert!(
+        refused["errors"]
+            .to_string()
+            .contains("cannot change by reload: sandbox"),
+        "{refused}"
+    );
+    assert!(run.named("config_reloaded").is_empty());
+    // Valid: a later stage's rule changes. Applied at a batch boundary (the
+    // run's --http override holds for the new file too).
     std::fs::write(&run.config, good.replace("steps = 200", "steps = 150")).unwrap();
     signal(&child, nix::sys::signal::Signal::SIGHUP);
     run.wait_for(60, "the valid reload", |e| {
