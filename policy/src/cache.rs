@@ -11,7 +11,7 @@ use burn::Tensor;
 /// Per-layer keys and values of the tokens decoded so far.
 ///
 /// # Shapes
-/// - keys, values of each layer: `[batch, n_heads, past_len, head_dim]`
+/// - keys, values of each layer: `[batch, n_kv_heads, past_len, head_dim]`
 #[derive(Debug, Clone)]
 pub struct KvCache {
     pub(crate) layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,

@@ -27,7 +27,7 @@ use crate::model::Transformer;
 use crate::optim::{AdamW, AdamWState, HostTensor, load_weights, weights};
 
 /// Bumped when the state file layout changes.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 /// Name of the manifest inside a checkpoint directory.
 pub const MANIFEST: &str = "manifest.json";
 /// State files kept (the newest ones).

@@ -84,6 +84,54 @@ pub struct ModelConfig {
     /// Seed of the weight initialisation: same seed, same weights.
     #[serde(default)]
     pub init_seed: u64,
+    /// Key/value heads (grouped-query attention, Ainslie et al. 2023): each
+    /// serves `n_heads / n_kv_heads` query heads. `None` means `n_heads`.
+    #[serde(default)]
+    pub n_kv_heads: Option<usize>,
+    /// Width of one head; `None` means `d_model / n_heads`. Must be even.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    /// Biases on the query, key and value projections (Qwen2).
+    #[serde(default)]
+    pub qkv_bias: bool,
+    /// Bias on the attention's output projection.
+    #[serde(default)]
+    pub o_bias: bool,
+    /// RMSNorm over each head's queries and keys before the rotation (Qwen3).
+    #[serde(default)]
+    pub qk_norm: bool,
+    /// Llama-3's scaling of the rotary frequencies; `None` for plain ones.
+    #[serde(default)]
+    pub rope_scaling: Option<Llama3Rope>,
+}
+
+/// Llama-3's rotary scaling (`rope_type = "llama3"`): long wavelengths are
+/// slowed by `factor`, short ones kept, the band between blended smoothly.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Llama3Rope {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: f64,
+}
+
+impl Llama3Rope {
+    /// One inverse frequency after Llama-3's scaling.
+    pub fn scale(&self, inv_freq: f64) -> f64 {
+        let low_wavelen = self.original_max_position_embeddings / self.low_freq_factor;
+        let high_wavelen = self.original_max_position_embeddings / self.high_freq_factor;
+        let wavelen = 2.0 * std::f64::consts::PI / inv_freq;
+        if wavelen < high_wavelen {
+            inv_freq
+        } else if wavelen > low_wavelen {
+            inv_freq / self.factor
+        } else {
+            let smooth = (self.original_max_position_embeddings / wavelen - self.low_freq_factor)
+                / (self.high_freq_factor - self.low_freq_factor);
+            (1.0 - smooth) * inv_freq / self.factor + smooth * inv_freq
+        }
+    }
 }
 
 mod defaults {
@@ -143,6 +191,12 @@ impl ModelConfig {
             norm_eps: defaults::norm_eps(),
             init_std: defaults::init_std(),
             init_seed: 0,
+            n_kv_heads: None,
+            head_dim: None,
+            qkv_bias: false,
+            o_bias: false,
+            qk_norm: false,
+            rope_scaling: None,
         }
     }
 
@@ -153,7 +207,22 @@ impl ModelConfig {
 
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
-        self.d_model / self.n_heads.max(1)
+        self.head_dim.unwrap_or(self.d_model / self.n_heads.max(1))
+    }
+
+    /// Key/value heads actually used.
+    pub fn kv_heads(&self) -> usize {
+        self.n_kv_heads.unwrap_or(self.n_heads)
+    }
+
+    /// The rotary inverse frequencies, one per pair of a head's dimensions
+    /// (`head_dim / 2`), scaled where the config says so.
+    pub fn inv_freq(&self) -> Vec<f64> {
+        let hd = self.head_dim();
+        (0..hd / 2)
+            .map(|i| self.rope_theta.powf(-2.0 * i as f64 / hd as f64))
+            .map(|f| self.rope_scaling.map_or(f, |s| s.scale(f)))
+            .collect()
     }
 
     /// Checks every field; all problems are reported together.
@@ -169,18 +238,55 @@ impl ModelConfig {
         p.check(self.n_layers > 0, "n_layers", || "must be > 0".into());
         p.check(self.n_heads > 0, "n_heads", || "must be > 0".into());
         if self.n_heads > 0 && self.d_model > 0 {
-            p.check(self.d_model.is_multiple_of(self.n_heads), "n_heads", || {
-                format!(
-                    "must divide d_model ({}), got {}",
-                    self.d_model, self.n_heads
-                )
-            });
-            p.check(self.head_dim().is_multiple_of(2), "d_model", || {
-                format!(
-                    "d_model / n_heads must be even for rotary embeddings, got {}",
-                    self.head_dim()
-                )
-            });
+            match self.head_dim {
+                None => {
+                    p.check(self.d_model.is_multiple_of(self.n_heads), "n_heads", || {
+                        format!(
+                            "must divide d_model ({}) unless head_dim is given, got {}",
+                            self.d_model, self.n_heads
+                        )
+                    });
+                    p.check(self.head_dim().is_multiple_of(2), "d_model", || {
+                        format!(
+                            "d_model / n_heads must be even for rotary embeddings, got {}",
+                            self.head_dim()
+                        )
+                    });
+                }
+                Some(hd) => p.check(hd > 0 && hd.is_multiple_of(2), "head_dim", || {
+                    format!("must be even and > 0 for rotary embeddings, got {hd}")
+                }),
+            }
+            if let Some(kv) = self.n_kv_heads {
+                p.check(
+                    kv > 0 && self.n_heads.is_multiple_of(kv),
+                    "n_kv_heads",
+                    || format!("must divide n_heads ({}), got {kv}", self.n_heads),
+                );
+            }
+        }
+        if let Some(s) = self.rope_scaling {
+            p.check(
+                s.factor.is_finite() && s.factor >= 1.0,
+                "rope_scaling.factor",
+                || format!("must be ≥ 1, got {}", s.factor),
+            );
+            p.check(
+                s.low_freq_factor > 0.0 && s.high_freq_factor > s.low_freq_factor,
+                "rope_scaling.high_freq_factor",
+                || {
+                    format!(
+                        "must exceed low_freq_factor ({}) > 0, got {}",
+                        s.low_freq_factor, s.high_freq_factor
+                    )
+                },
+            );
+            p.check(
+                s.original_max_position_embeddings.is_finite()
+                    && s.original_max_position_embeddings > 0.0,
+                "rope_scaling.original_max_position_embeddings",
+                || "must be > 0".into(),
+            );
         }
         p.check(self.d_ff.is_none_or(|d| d > 0), "d_ff", || {
             "must be > 0".into()

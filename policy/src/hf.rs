@@ -13,8 +13,13 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::config::ModelConfig;
 use serde_json::{Map, Value};
 
+pub mod export;
+pub mod load;
+#[cfg(test)]
+mod parity;
 pub mod weights;
 
 /// The model families whose checkpoints load.
@@ -54,15 +59,7 @@ impl Architecture {
     }
 }
 
-/// Llama-3's rotary scaling (`rope_type = "llama3"`): long wavelengths are
-/// slowed by `factor`, short ones kept, the band between blended smoothly.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Llama3Rope {
-    pub factor: f64,
-    pub low_freq_factor: f64,
-    pub high_freq_factor: f64,
-    pub original_max_position_embeddings: f64,
-}
+pub use crate::config::Llama3Rope;
 
 /// The floating-point type the checkpoint's weights are stored in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,35 +254,31 @@ impl HfConfig {
         })
     }
 
+    /// The model gradus builds for this checkpoint.
+    pub fn model_config(&self) -> ModelConfig {
+        ModelConfig {
+            d_model: self.hidden_size,
+            n_layers: self.num_hidden_layers,
+            n_heads: self.num_attention_heads,
+            d_ff: Some(self.intermediate_size),
+            max_len: self.max_position_embeddings,
+            tie_embeddings: self.tie_word_embeddings,
+            rope_theta: self.rope_theta,
+            norm_eps: self.rms_norm_eps,
+            n_kv_heads: Some(self.num_key_value_heads),
+            head_dim: Some(self.head_dim),
+            qkv_bias: self.qkv_bias,
+            o_bias: self.o_bias,
+            qk_norm: self.qk_norm,
+            rope_scaling: self.rope_scaling,
+            ..ModelConfig::new(self.vocab_size)
+        }
+    }
+
     /// The rotary inverse frequencies, one per pair of a head's dimensions
     /// (`head_dim / 2`), with the config's scaling applied.
     pub fn inv_freq(&self) -> Vec<f64> {
-        let half = self.head_dim / 2;
-        let base: Vec<f64> = (0..half)
-            .map(|i| self.rope_theta.powf(-2.0 * i as f64 / self.head_dim as f64))
-            .collect();
-        match self.rope_scaling {
-            None => base,
-            Some(s) => base.into_iter().map(|f| s.scale(f)).collect(),
-        }
-    }
-}
-
-impl Llama3Rope {
-    /// One inverse frequency after Llama-3's scaling.
-    pub fn scale(&self, inv_freq: f64) -> f64 {
-        let low_wavelen = self.original_max_position_embeddings / self.low_freq_factor;
-        let high_wavelen = self.original_max_position_embeddings / self.high_freq_factor;
-        let wavelen = 2.0 * std::f64::consts::PI / inv_freq;
-        if wavelen < high_wavelen {
-            inv_freq
-        } else if wavelen > low_wavelen {
-            inv_freq / self.factor
-        } else {
-            let smooth = (self.original_max_position_embeddings / wavelen - self.low_freq_factor)
-                / (self.high_freq_factor - self.low_freq_factor);
-            (1.0 - smooth) * inv_freq / self.factor + smooth * inv_freq
-        }
+        self.model_config().inv_freq()
     }
 }
 

@@ -124,10 +124,13 @@ pub struct Transformer {
     /// Output projection `[d_model, vocab]`; `None` when tied to `embed`.
     head: Option<Linear>,
     n_heads: usize,
+    n_kv_heads: usize,
     head_dim: usize,
     max_len: usize,
     vocab_size: usize,
-    rope_theta: f64,
+    /// Rotary inverse frequencies, one per pair of a head's channels.
+    #[module(skip)]
+    inv_freq: Vec<f64>,
 }
 
 /// Pre-norm block: `x + attn(norm(x))`, then `h + mlp(norm(h))`.
@@ -139,14 +142,23 @@ pub struct Block {
     mlp: Mlp,
 }
 
-/// Multi-head causal self-attention with a fused QKV projection.
+/// Causal self-attention with a fused QKV projection, grouped-query when
+/// `n_kv_heads < n_heads` (query head `i` reads key/value head
+/// `i / (n_heads / n_kv_heads)`).
 #[derive(Module, Debug)]
 pub struct Attention {
-    /// `[d_model, 3 · d_model]`, columns ordered Q | K | V, heads contiguous.
+    /// `[d_model, (n_heads + 2·n_kv_heads) · head_dim]`, columns ordered
+    /// Q | K | V, heads contiguous; its bias (when the config has one) in the
+    /// same order.
     qkv: Linear,
-    /// `[d_model, d_model]`
+    /// `[n_heads · head_dim, d_model]`
     out: Linear,
+    /// RMSNorm over each head's queries (`[head_dim]`), before the rotation.
+    q_norm: Option<RmsNorm>,
+    /// The same for the keys.
+    k_norm: Option<RmsNorm>,
     n_heads: usize,
+    n_kv_heads: usize,
     head_dim: usize,
 }
 
@@ -165,12 +177,17 @@ pub struct Mlp {
 struct Init {
     rng: ChaCha8Rng,
     device: Device,
+    /// Zeros instead of normals: for weights about to be replaced.
+    zeroed: bool,
 }
 
 impl Init {
     fn normal(&mut self, shape: [usize; 2], std: f64) -> Param<Tensor<2>> {
         use rand::Rng;
         let n = shape[0] * shape[1];
+        if self.zeroed {
+            return Param::from_data(TensorData::new(vec![0.0f32; n], shape), &self.device);
+        }
         let mut v = Vec::with_capacity(n);
         while v.len() < n {
             // Box–Muller: two uniforms give two independent normals.
@@ -192,6 +209,14 @@ impl Init {
         }
     }
 
+    /// A linear layer whose bias (when `bias`) starts at zero.
+    fn biased(&mut self, d_in: usize, d_out: usize, std: f64, bias: bool) -> Linear {
+        let mut l = self.linear(d_in, d_out, std);
+        l.bias = bias
+            .then(|| Param::from_data(TensorData::new(vec![0.0f32; d_out], [d_out]), &self.device));
+        l
+    }
+
     fn rms(&mut self, d: usize, eps: f64) -> RmsNorm {
         RmsNorm {
             gamma: Param::from_data(TensorData::new(vec![1.0f32; d], [d]), &self.device),
@@ -204,10 +229,21 @@ impl Transformer {
     /// Builds a model with freshly initialised weights on `device` (use an
     /// autodiff device for the learner). The config must be valid.
     pub fn init(cfg: &ModelConfig, device: &Device) -> Result<Self> {
+        Self::build(cfg, device, false)
+    }
+
+    /// The model of `cfg` with every weight zero, quick to build: for weights
+    /// that are about to be loaded ([`crate::optim::map_weights`]).
+    pub fn zeroed(cfg: &ModelConfig, device: &Device) -> Result<Self> {
+        Self::build(cfg, device, true)
+    }
+
+    fn build(cfg: &ModelConfig, device: &Device, zeroed: bool) -> Result<Self> {
         cfg.validate()?;
         let mut init = Init {
             rng: ChaCha8Rng::seed_from_u64(cfg.init_seed),
             device: device.clone(),
+            zeroed,
         };
         let d = cfg.d_model;
         let std = cfg.init_std;
@@ -215,14 +251,18 @@ impl Transformer {
         let embed = Embedding {
             weight: init.normal([cfg.vocab_size, d], std),
         };
+        let (h, kv, hd) = (cfg.n_heads, cfg.kv_heads(), cfg.head_dim());
         let blocks = (0..cfg.n_layers)
             .map(|_| Block {
                 attn_norm: init.rms(d, cfg.norm_eps),
                 attn: Attention {
-                    qkv: init.linear(d, 3 * d, std),
-                    out: init.linear(d, d, out_std),
-                    n_heads: cfg.n_heads,
-                    head_dim: cfg.head_dim(),
+                    qkv: init.biased(d, (h + 2 * kv) * hd, std, cfg.qkv_bias),
+                    out: init.biased(h * hd, d, out_std, cfg.o_bias),
+                    q_norm: cfg.qk_norm.then(|| init.rms(hd, cfg.norm_eps)),
+                    k_norm: cfg.qk_norm.then(|| init.rms(hd, cfg.norm_eps)),
+                    n_heads: h,
+                    n_kv_heads: kv,
+                    head_dim: hd,
                 },
                 mlp_norm: init.rms(d, cfg.norm_eps),
                 mlp: Mlp {
@@ -239,11 +279,12 @@ impl Transformer {
             blocks,
             norm,
             head,
-            n_heads: cfg.n_heads,
-            head_dim: cfg.head_dim(),
+            n_heads: h,
+            n_kv_heads: kv,
+            head_dim: hd,
             max_len: cfg.max_len,
             vocab_size: cfg.vocab_size,
-            rope_theta: cfg.rope_theta,
+            inv_freq: cfg.inv_freq(),
         })
     }
 
@@ -291,7 +332,11 @@ impl Transformer {
         let no_padding = batch.valid.iter().all(|&v| v) && past_valid.iter().flatten().all(|&v| v);
         let fused = fused::enabled(&device);
         let (cos, sin) = self.rotary_tables(&positions);
-        let attn = if fused && cache.is_none() {
+        // The fused op covers plain multi-head attention (biases are added
+        // before it); grouped heads and q/k norms take the composed path.
+        let fusable = self.n_kv_heads == self.n_heads
+            && self.blocks.first().is_none_or(|b| b.attn.q_norm.is_none());
+        let attn = if fused && fusable && cache.is_none() {
             Attn::Fused(Arc::new(AttentionLayout {
                 batch: b,
                 len: t,
@@ -395,10 +440,7 @@ impl Transformer {
     /// Cosines and sines of each slot's rotary angles, `[slots × head_dim]`,
     /// each repeated for both halves of a head.
     fn rotary_tables(&self, positions: &[usize]) -> (Vec<f32>, Vec<f32>) {
-        let half = self.head_dim / 2;
-        let inv_freq: Vec<f64> = (0..half)
-            .map(|i| self.rope_theta.powf(-2.0 * i as f64 / self.head_dim as f64))
-            .collect();
+        let inv_freq = &self.inv_freq;
         let hd = self.head_dim;
         let mut cos: Vec<f32> = Vec::with_capacity(positions.len() * hd);
         let mut sin: Vec<f32> = Vec::with_capacity(positions.len() * hd);
@@ -497,7 +539,7 @@ fn rotate(x: Tensor<4>, ctx: &Composed) -> Tensor<4> {
 impl Attention {
     /// # Shapes
     /// - x, output: `[batch, len, d_model]`
-    /// - cached keys/values: `[batch, n_heads, past_len, head_dim]`, grown by `len`
+    /// - cached keys/values: `[batch, n_kv_heads, past_len, head_dim]`, grown by `len`
     fn forward(
         &self,
         x: Tensor<3>,
@@ -505,28 +547,40 @@ impl Attention {
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
     ) -> Tensor<3> {
         let [b, t, d] = x.dims();
-        let (h, hd) = (self.n_heads, self.head_dim);
+        let (h, kv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let composed = match &ctx.attn {
             Attn::Fused(layout) => {
                 debug_assert!(cache.is_none(), "the fused attention keeps no cache");
                 // One product for Q | K | V, then rotary attention in one op.
-                let qkv = fused::matmul(x.reshape([b * t, d]), self.qkv.weight.val());
-                let y = fused::attention(qkv.reshape([b, t, 3 * d]), layout.clone());
+                let qkv = linear_rows(&self.qkv, x.reshape([b * t, d]), true);
+                let y = fused::attention(qkv.reshape([b, t, 3 * h * hd]), layout.clone());
                 return rows(&self.out, y, true);
             }
             Attn::Composed(c) => c,
         };
-        // Q, K and V from the column thirds of the fused weight (strided
-        // views, no copy), each contiguous: [b·t, d] → [b, t, h, hd], rotated,
-        // then viewed as [b, h, t, hd].
+        // Q, K and V from column blocks of the fused weight (strided views,
+        // no copy), each contiguous: [b·t, d] → [b, t, heads, hd], normed
+        // per head where the config says so, rotated, then viewed as
+        // [b, heads, t, hd].
         let x = x.reshape([b * t, d]);
         let w = self.qkv.weight.val();
-        let project = |i: usize| {
-            matmul(x.clone(), w.clone().narrow(1, i * d, d), ctx.fused).reshape([b, t, h, hd])
+        let bias = self.qkv.bias.as_ref().map(Param::val);
+        let project = |first: usize, heads: usize| {
+            let (at, n) = (first * hd, heads * hd);
+            let mut y = matmul(x.clone(), w.clone().narrow(1, at, n), ctx.fused);
+            if let Some(bias) = &bias {
+                y = y + bias.clone().narrow(0, at, n).unsqueeze_dim(0);
+            }
+            y.reshape([b, t, heads, hd])
         };
-        let q = rotate(project(0), composed).swap_dims(1, 2);
-        let k = rotate(project(1), composed).swap_dims(1, 2);
-        let v = project(2).swap_dims(1, 2);
+        let (mut q, mut k) = (project(0, h), project(h, kv));
+        let v = project(h + kv, kv).swap_dims(1, 2);
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = norm(qn, q, ctx.fused);
+            k = norm(kn, k, ctx.fused);
+        }
+        let q = rotate(q, composed).swap_dims(1, 2);
+        let k = rotate(k, composed).swap_dims(1, 2);
         let (k, v) = match cache {
             Some(slot) => {
                 let kv = match slot.take() {
@@ -540,8 +594,8 @@ impl Attention {
         };
         let y = attention(
             q,
-            k,
-            v,
+            repeat_heads(k, h / kv),
+            repeat_heads(v, h / kv),
             composed.mask.clone(),
             None,
             AttentionModuleOptions {
@@ -549,9 +603,28 @@ impl Attention {
                 ..Default::default()
             },
         );
-        // [b, h, t, hd] → [b, t, h, hd] → [b, t, d]
-        rows(&self.out, y.swap_dims(1, 2).reshape([b, t, d]), ctx.fused)
+        // [b, h, t, hd] → [b, t, h, hd] → [b, t, h·hd]
+        rows(
+            &self.out,
+            y.swap_dims(1, 2).reshape([b, t, h * hd]),
+            ctx.fused,
+        )
     }
+}
+
+/// Each key/value head repeated for the `group` query heads it serves
+/// (heads `i·group .. (i+1)·group` read head `i`).
+///
+/// # Shapes
+/// - x: `[batch, kv_heads, len, head_dim]`, output: `[batch, kv_heads · group, len, head_dim]`
+fn repeat_heads(x: Tensor<4>, group: usize) -> Tensor<4> {
+    if group == 1 {
+        return x;
+    }
+    let [b, kv, t, hd] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .repeat_dim(2, group)
+        .reshape([b, kv * group, t, hd])
 }
 
 impl Mlp {
@@ -594,16 +667,24 @@ impl Mlp {
 /// - x: `[batch, len, d_in]`, output: `[batch, len, d_out]`
 fn rows(linear: &Linear, x: Tensor<3>, fused: bool) -> Tensor<3> {
     let [b, t, d] = x.dims();
-    let x = x.reshape([b * t, d]);
-    let y = if fused {
-        // The model's linear layers have no bias (`Init::linear`).
-        debug_assert!(linear.bias.is_none());
-        fused::matmul(x, linear.weight.val())
-    } else {
-        linear.forward(x)
-    };
+    let y = linear_rows(linear, x.reshape([b * t, d]), fused);
     let d_out = y.dims()[1];
     y.reshape([b, t, d_out])
+}
+
+/// `x · w (+ bias)`, the product fused on the flex backend.
+///
+/// # Shapes
+/// - x: `[n, d_in]`, output: `[n, d_out]`
+fn linear_rows(linear: &Linear, x: Tensor<2>, fused: bool) -> Tensor<2> {
+    if !fused {
+        return linear.forward(x);
+    }
+    let y = fused::matmul(x, linear.weight.val());
+    match &linear.bias {
+        Some(bias) => y + bias.val().unsqueeze_dim(0),
+        None => y,
+    }
 }
 
 /// `x · w`, fused on the flex backend.
@@ -618,11 +699,11 @@ fn matmul(x: Tensor<2>, w: Tensor<2>, fused: bool) -> Tensor<2> {
     }
 }
 
-/// RMSNorm, fused on the flex backend.
+/// RMSNorm over the last axis, fused on the flex backend.
 ///
 /// # Shapes
-/// - x, output: `[batch, len, d_model]`
-fn norm(norm: &RmsNorm, x: Tensor<3>, fused: bool) -> Tensor<3> {
+/// - x, output: `[.., d]`
+fn norm<const D: usize>(norm: &RmsNorm, x: Tensor<D>, fused: bool) -> Tensor<D> {
     if fused {
         fused::rms_norm(x, norm.gamma.val(), norm.epsilon)
     } else {
@@ -633,7 +714,60 @@ fn norm(norm: &RmsNorm, x: Tensor<3>, fused: bool) -> Tensor<3> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::tiny_model;
+    use crate::optim::{load_weights, weights};
+    use crate::testutil::{host3, jitter_vectors, tiny_config, tiny_model};
+
+    /// Grouped-query attention is multi-head attention whose key/value heads
+    /// are each repeated for the query heads of their group (HF's
+    /// `repeat_kv`): a GQA model and the MHA model with its K/V columns (and
+    /// biases) so repeated give the same logits. The MHA model runs the fused
+    /// attention, the GQA one the composed path.
+    #[test]
+    fn grouped_query_attention_is_multi_head_attention_with_repeated_key_value_heads() {
+        let gqa_cfg = ModelConfig {
+            n_heads: 4,
+            n_kv_heads: Some(2),
+            qkv_bias: true,
+            ..tiny_config()
+        };
+        let (h, kv, hd) = (4, 2, gqa_cfg.head_dim());
+        let gqa = jitter_vectors(Transformer::init(&gqa_cfg, &Device::flex()).unwrap());
+        let mha_cfg = ModelConfig {
+            n_kv_heads: None,
+            ..gqa_cfg.clone()
+        };
+        let mha = Transformer::init(&mha_cfg, &Device::flex()).unwrap();
+        let mut w = weights(&gqa);
+        for t in &mut w {
+            let cols = *t.shape.last().unwrap();
+            if cols != (h + 2 * kv) * hd {
+                continue;
+            }
+            // Q as it is; then K and V with head i repeated for heads
+            // i·g .. (i+1)·g.
+            let g = h / kv;
+            let order: Vec<usize> = (0..h * hd)
+                .chain((0..h * hd).map(|c| h * hd + (c / hd / g) * hd + c % hd))
+                .chain((0..h * hd).map(|c| (h + kv) * hd + (c / hd / g) * hd + c % hd))
+                .collect();
+            t.data = t
+                .data
+                .chunks(cols)
+                .flat_map(|row| order.iter().map(|&c| row[c]))
+                .collect();
+            *t.shape.last_mut().unwrap() = 3 * h * hd;
+        }
+        let mha = load_weights(mha, &w).unwrap();
+        let batch = TokenBatch::left_padded(&[vec![1, 5, 6, 7, 8], vec![1, 4], vec![3, 3, 10]], 0);
+        let (a, _) = host3(gqa.forward(&batch, None).unwrap());
+        let (b, _) = host3(mha.forward(&batch, None).unwrap());
+        let d = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(d < 1e-4, "GQA and repeated MHA differ by {d}");
+    }
 
     /// The rotation applied through `rot` and the full-width tables equals
     /// RoFormer's per-pair rotation computed directly.
@@ -658,7 +792,7 @@ mod tests {
             for head in 0..h {
                 let at = (row * h + head) * hd;
                 for i in 0..half {
-                    let theta = model.rope_theta.powf(-2.0 * i as f64 / hd as f64);
+                    let theta = 10_000f64.powf(-2.0 * i as f64 / hd as f64);
                     let (s, c) = (
                         (p as f64 * theta).sin() as f32,
                         (p as f64 * theta).cos() as f32,

@@ -26,7 +26,7 @@ pub struct HostTensor {
 }
 
 impl HostTensor {
-    fn of<const D: usize>(t: Tensor<D>) -> Self {
+    pub(crate) fn of<const D: usize>(t: Tensor<D>) -> Self {
         Self {
             shape: t.dims().to_vec(),
             data: t
@@ -53,25 +53,52 @@ pub fn weights(model: &Transformer) -> Vec<HostTensor> {
 /// Replaces every weight of `model` with `values` (visiting order), keeping
 /// parameter ids and gradient tracking. Shapes must match exactly.
 pub fn load_weights(model: Transformer, values: &[HostTensor]) -> Result<Transformer> {
-    struct Load<'a> {
-        values: &'a [HostTensor],
+    let n = values.len();
+    let model = map_weights(model, |i, _| match values.get(i) {
+        Some(v) => Ok(v.clone()),
+        None => Err(Error::Mismatch(format!(
+            "model has more than {n} weight tensors"
+        ))),
+    })?;
+    match model {
+        (m, count) if count == n => Ok(m),
+        (_, count) => Err(Error::Mismatch(format!(
+            "checkpoint has {n} weight tensors, the model {count}"
+        ))),
+    }
+}
+
+/// Replaces weight `i` of `model` (visiting order) with what `source(i,
+/// shape)` gives, one at a time (so a large model is never held twice on
+/// the host), keeping parameter ids and gradient tracking. Shapes must match
+/// exactly; the first error stops the loading. Returns the model and how
+/// many weights it has.
+pub fn map_weights(
+    model: Transformer,
+    source: impl FnMut(usize, &[usize]) -> Result<HostTensor>,
+) -> Result<(Transformer, usize)> {
+    struct Load<F> {
+        source: F,
         next: usize,
         error: Option<Error>,
     }
-    impl ModuleMapper for Load<'_> {
+    impl<F: FnMut(usize, &[usize]) -> Result<HostTensor>> ModuleMapper for Load<F> {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let i = self.next;
             self.next += 1;
             let (id, tensor, mapper) = param.consume();
-            let Some(v) = self.values.get(i) else {
-                self.error.get_or_insert(Error::Mismatch(format!(
-                    "model has more than {} weight tensors",
-                    self.values.len()
-                )));
+            if self.error.is_some() {
                 return Param::from_mapped_value(id, tensor, mapper);
+            }
+            let v = match (self.source)(i, &tensor.dims()) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.error = Some(e);
+                    return Param::from_mapped_value(id, tensor, mapper);
+                }
             };
             if v.shape != tensor.dims() {
-                self.error.get_or_insert(Error::Mismatch(format!(
+                self.error = Some(Error::Mismatch(format!(
                     "weight {i}: shape {:?} in the checkpoint, {:?} in the model",
                     v.shape,
                     tensor.dims()
@@ -80,26 +107,21 @@ pub fn load_weights(model: Transformer, values: &[HostTensor]) -> Result<Transfo
             }
             let track = tensor.is_require_grad();
             let device = tensor.device();
-            let new =
-                Tensor::<D>::from_data(TensorData::new(v.data.clone(), v.shape.clone()), &device)
-                    .set_require_grad(track);
+            drop(tensor);
+            let new = Tensor::<D>::from_data(TensorData::new(v.data, v.shape), &device)
+                .set_require_grad(track);
             Param::from_mapped_value(id, new, mapper)
         }
     }
     let mut l = Load {
-        values,
+        source,
         next: 0,
         error: None,
     };
     let model = model.map(&mut l);
     match l.error {
         Some(e) => Err(e),
-        None if l.next != values.len() => Err(Error::Mismatch(format!(
-            "checkpoint has {} weight tensors, the model {}",
-            values.len(),
-            l.next
-        ))),
-        None => Ok(model),
+        None => Ok((model, l.next)),
     }
 }
 

@@ -240,12 +240,19 @@ fn fused_model_matches_the_composed_model_in_logits_and_every_gradient() {
         vec![1, 6, 3],
         vec![2, 2, 9, 11, 4],
     ];
-    for tied in [true, false] {
-        let cfg = crate::config::ModelConfig {
-            tie_embeddings: tied,
-            ..tiny_config()
-        };
-        let model = Transformer::init(&cfg, &device).unwrap();
+    let untied = crate::config::ModelConfig {
+        tie_embeddings: false,
+        ..tiny_config()
+    };
+    let biased = crate::config::ModelConfig {
+        qkv_bias: true,
+        o_bias: true,
+        ..tiny_config()
+    };
+    let mut configs = vec![("untied", untied), ("mha+bias", biased)];
+    configs.extend(crate::testutil::variant_configs());
+    for (name, cfg) in configs {
+        let model = crate::testutil::jitter_vectors(Transformer::init(&cfg, &device).unwrap());
         // Right-padded (the learner's layout) and unpadded batches.
         for batch in [
             TokenBatch::right_padded(&rows, 0),
@@ -266,7 +273,7 @@ fn fused_model_matches_the_composed_model_in_logits_and_every_gradient() {
             assert_same(
                 [fused, composed],
                 2e-4,
-                &format!("model (tied {tied}, {} rows)", batch.batch),
+                &format!("model ({name}, {} rows)", batch.batch),
             );
         }
     }

@@ -18,6 +18,9 @@ use super::{HfConfig, HfError};
 /// The index that maps tensor names to shard files.
 pub const INDEX: &str = "model.safetensors.index.json";
 
+/// The one file of an unsharded checkpoint.
+pub const SINGLE: &str = "model.safetensors";
+
 /// Longest safetensors header read (the format's own limit is 100 MB).
 const MAX_HEADER: u64 = 100 << 20;
 
@@ -40,22 +43,16 @@ pub struct Stored {
 /// Every tensor of the checkpoint in `dir`, by name.
 pub fn inventory(dir: &Path) -> Result<BTreeMap<String, Stored>, HfError> {
     let index = dir.join(INDEX);
+    // As transformers reads a checkpoint: the index's shards if there is an
+    // index, else `model.safetensors` (other safetensors files beside it,
+    // such as adapters or references, are not part of the model).
+    let single = dir.join(SINGLE);
     let files: Vec<PathBuf> = if index.exists() {
         shard_files(&index)?
+    } else if single.exists() {
+        vec![single]
     } else {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| unreadable(dir, e.to_string()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(unreadable(
-                dir,
-                format!("no *.safetensors file (and no {INDEX})"),
-            ));
-        }
-        files
+        return Err(unreadable(dir, format!("no {SINGLE} and no {INDEX}")));
     };
     let mut all = BTreeMap::new();
     for file in &files {
@@ -460,7 +457,14 @@ mod tests {
         }
         std::fs::remove_file(&path).unwrap();
         let e = inventory(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("no *.safetensors file"), "{e}");
+        assert!(
+            e.contains("no model.safetensors and no model.safetensors.index.json"),
+            "{e}"
+        );
+        // Another safetensors file alone is not a checkpoint.
+        write(&dir.path().join("adapter.safetensors"), &expected(&cfg));
+        let e = inventory(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("no model.safetensors"), "{e}");
         // An index naming a tensor its shard lacks.
         write(&dir.path().join("a.safetensors"), &expected(&cfg)[..2]);
         std::fs::write(

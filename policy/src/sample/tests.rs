@@ -2,7 +2,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
-use crate::testutil::{host3, tiny_model};
+use crate::testutil::{host3, tiny_model, variants};
 
 const PAD: u32 = 0;
 
@@ -29,19 +29,24 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn cached_decoding_equals_full_recomputation() {
-    let model = tiny_model();
+    for (name, model) in variants() {
+        cached_decoding_matches(name, &model);
+    }
+}
+
+fn cached_decoding_matches(name: &str, model: &Transformer) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let cfg = SamplingConfig {
         stop_tokens: vec![],
         ..SamplingConfig::new(9, 2)
     };
-    let out = sample(&model, &prompts(), &cfg, PAD, &mut rng).unwrap();
+    let out = sample(model, &prompts(), &cfg, PAD, &mut rng).unwrap();
     for (p, r) in prompts().iter().zip(&out) {
         assert_eq!(r.tokens.len(), 9);
         assert!(r.truncated);
         // Recompute every step from scratch over prompt + response, unpadded.
         let full: Vec<u32> = p.iter().chain(&r.tokens).copied().collect();
-        let logits = unpadded_logits(&model, &full);
+        let logits = unpadded_logits(model, &full);
         for (i, (&tok, &lp)) in r.tokens.iter().zip(&r.logprobs).enumerate() {
             let row = &logits[p.len() - 1 + i];
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -49,7 +54,7 @@ fn cached_decoding_equals_full_recomputation() {
             let full_lp = row[tok as usize] - lse;
             assert!(
                 (full_lp - lp).abs() < 1e-4,
-                "step {i}: cached {lp} vs full {full_lp}"
+                "{name}, step {i}: cached {lp} vs full {full_lp}"
             );
         }
     }
@@ -57,7 +62,12 @@ fn cached_decoding_equals_full_recomputation() {
 
 #[test]
 fn cached_logits_equal_full_pass_step_by_step() {
-    let model = tiny_model();
+    for (name, model) in variants() {
+        cached_logits_match(name, &model);
+    }
+}
+
+fn cached_logits_match(name: &str, model: &Transformer) {
     let rows = prompts();
     let cont = [3u32, 4, 5, 6];
     let full_rows: Vec<Vec<u32>> = rows
@@ -76,7 +86,7 @@ fn cached_logits_equal_full_pass_step_by_step() {
             let a = &pv[(row * p + i) * vocab..(row * p + i + 1) * vocab];
             let f = &fv[(row * t + i) * vocab..(row * t + i + 1) * vocab];
             if prefill.valid[row * p + i] {
-                assert!(max_diff(a, f) < 1e-4);
+                assert!(max_diff(a, f) < 1e-4, "{name}: prefill row {row} slot {i}");
             }
         }
     }
@@ -91,7 +101,7 @@ fn cached_logits_equal_full_pass_step_by_step() {
         for row in 0..b {
             let f = &fv[(row * t + p + k) * vocab..(row * t + p + k + 1) * vocab];
             let d = max_diff(&sv[row * vocab..(row + 1) * vocab], f);
-            assert!(d < 1e-4, "row {row} step {k}: {d}");
+            assert!(d < 1e-4, "{name}: row {row} step {k}: {d}");
         }
     }
     assert_eq!(cache.len(), t);
@@ -99,7 +109,12 @@ fn cached_logits_equal_full_pass_step_by_step() {
 
 #[test]
 fn padding_leaves_unpadded_rows_unchanged() {
-    let model = tiny_model();
+    for (name, model) in variants() {
+        padding_is_invisible(name, &model);
+    }
+}
+
+fn padding_is_invisible(name: &str, model: &Transformer) {
     let rows = prompts();
     for batch in [
         TokenBatch::left_padded(&rows, PAD),
@@ -107,12 +122,12 @@ fn padding_leaves_unpadded_rows_unchanged() {
     ] {
         let (v, [_, t, vocab]) = host3(model.forward(&batch, None).unwrap());
         for (r, row) in rows.iter().enumerate() {
-            let alone = unpadded_logits(&model, row);
+            let alone = unpadded_logits(model, row);
             let real: Vec<usize> = (0..t).filter(|&i| batch.valid[r * t + i]).collect();
             assert_eq!(real.len(), row.len());
             for (j, &i) in real.iter().enumerate() {
                 let d = max_diff(&v[(r * t + i) * vocab..(r * t + i + 1) * vocab], &alone[j]);
-                assert!(d < 1e-4, "row {r} pos {j}: {d}");
+                assert!(d < 1e-4, "{name}: row {r} pos {j}: {d}");
             }
         }
     }

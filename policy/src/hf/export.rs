@@ -1,0 +1,133 @@
+//! The built-in model's weights back in a Hugging Face checkpoint's layout:
+//! the inverse of [`super::load`] (fused blocks split, linear weights
+//! transposed back to `[out, in]`, the checkpoint's own tensor names), written
+//! as safetensors in the checkpoint's dtype.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::load::{Source, plan};
+use super::{Dtype, HfConfig, HfError, weights};
+use crate::model::Transformer;
+use crate::optim::{HostTensor, weights as model_weights};
+
+/// Tensors by checkpoint name, each `(shape, row-major f32)`.
+pub type Named = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// The model's weights by checkpoint name.
+pub fn tensors(model: &Transformer, cfg: &HfConfig) -> Result<Named, HfError> {
+    split(model_weights(model), cfg)
+}
+
+/// Per-parameter values in the model's visiting order (its weights, or their
+/// gradients) by checkpoint name.
+pub fn split(params: Vec<HostTensor>, cfg: &HfConfig) -> Result<Named, HfError> {
+    let shapes: BTreeMap<String, Vec<usize>> = weights::expected(cfg).into_iter().collect();
+    let plan = plan(cfg);
+    let mismatch = |why: String| HfError::Fields {
+        path: "model".into(),
+        problems: vec![why],
+    };
+    if params.len() != plan.len() {
+        return Err(mismatch(format!(
+            "the model has {} weights, a {} checkpoint of this config {}",
+            params.len(),
+            cfg.architecture.name(),
+            plan.len()
+        )));
+    }
+    let shape_of = |name: &str| {
+        shapes
+            .get(name)
+            .cloned()
+            .ok_or_else(|| mismatch(format!("{name}: not a tensor of this config")))
+    };
+    let mut out = BTreeMap::new();
+    for (source, p) in plan.iter().zip(params) {
+        match source {
+            Source::Plain(name) => {
+                out.insert(name.clone(), (shape_of(name)?, p.data));
+            }
+            Source::Concat(names) => {
+                let mut at = 0;
+                for name in names {
+                    let shape = shape_of(name)?;
+                    let n: usize = shape.iter().product();
+                    let part = p.data.get(at..at + n).ok_or_else(|| {
+                        mismatch(format!("{name}: the model's bias is too short"))
+                    })?;
+                    out.insert(name.clone(), (shape, part.to_vec()));
+                    at += n;
+                }
+            }
+            Source::Columns(names) => {
+                // Columns at..at+rows of [in, total] → [rows, in].
+                let (d_in, total) = (p.shape[0], p.shape[1]);
+                let mut at = 0;
+                for name in names {
+                    let shape = shape_of(name)?;
+                    let rows = shape[0];
+                    if shape[1] != d_in || at + rows > total {
+                        return Err(mismatch(format!(
+                            "{name}: shape {shape:?} does not fit the model's {:?}",
+                            p.shape
+                        )));
+                    }
+                    let mut t = vec![0.0f32; rows * d_in];
+                    for (r, row) in t.chunks_exact_mut(d_in).enumerate() {
+                        for (c, v) in row.iter_mut().enumerate() {
+                            *v = p.data[c * total + at + r];
+                        }
+                    }
+                    out.insert(name.clone(), (shape, t));
+                    at += rows;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Little-endian bytes of `values` in `dtype` (rounded to nearest, ties to
+/// even, as torch's casts do).
+pub fn to_bytes(values: &[f32], dtype: Dtype) -> Vec<u8> {
+    match dtype {
+        Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Dtype::F16 => values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect(),
+        Dtype::Bf16 => values
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+            .collect(),
+    }
+}
+
+/// Writes `tensors` to `path` as one safetensors file in `dtype`.
+pub fn write_safetensors(path: &Path, tensors: &Named, dtype: Dtype) -> Result<(), HfError> {
+    let st = match dtype {
+        Dtype::F32 => safetensors::Dtype::F32,
+        Dtype::F16 => safetensors::Dtype::F16,
+        Dtype::Bf16 => safetensors::Dtype::BF16,
+    };
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, (shape, v))| (n.clone(), shape.clone(), to_bytes(v, dtype)))
+        .collect();
+    let unwritable = |reason: String| HfError::Unreadable {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let views = bytes
+        .iter()
+        .map(|(n, shape, b)| {
+            safetensors::tensor::TensorView::new(st, shape.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| unwritable(format!("{n}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(views, Some(meta), path)
+        .map_err(|e| unwritable(format!("writing safetensors: {e}")))
+}
