@@ -228,7 +228,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut samples: Vec<Sample> = Vec::new();
     let mut reloads = 0u64;
     let mut last_reload = Instant::now();
-    let mut metrics_seen = 0usize;
+    let mut last_step = 0u64;
     let mut next = started + every;
     println!(
         "{:>7} {:>9} {:>5} {:>8} {:>11} {:>9} {:>6} {:>9} {:>7}",
@@ -254,10 +254,21 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             continue;
         }
         next += every;
-        let metrics: Vec<serde_json::Value> =
-            gradus::run_dir::read_jsonl(&run_dir.join("metrics.jsonl")).unwrap_or_default();
-        let fresh = &metrics[metrics_seen.min(metrics.len())..];
-        metrics_seen = metrics.len();
+        // The steps logged since the last sample, by step number: with log
+        // rotation some of them may have moved to `metrics.jsonl.1` since.
+        let metrics: Vec<serde_json::Value> = ["metrics.jsonl.1", "metrics.jsonl"]
+            .iter()
+            .flat_map(|f| gradus::run_dir::read_jsonl(&run_dir.join(f)).unwrap_or_default())
+            .collect();
+        let fresh: Vec<&serde_json::Value> = metrics
+            .iter()
+            .filter(|m| m["step"].as_u64().is_some_and(|s| s > last_step))
+            .collect();
+        last_step = fresh
+            .iter()
+            .filter_map(|m| m["step"].as_u64())
+            .max()
+            .unwrap_or(last_step);
         let step_seconds = if fresh.is_empty() {
             f64::NAN
         } else {
