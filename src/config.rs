@@ -205,12 +205,123 @@ pub struct RunConfig {
     pub eval: EvalSection,
     pub tokenizer: CharTokenizerConfig,
     pub model: ModelConfig,
+    /// `[model] hf = "DIR or ORG/NAME"`: the checkpoint the run starts from
+    /// (then `model` is its config.json's shape).
+    pub hf: Option<HfModel>,
     pub optimizer: OptimizerConfig,
     pub compute: ComputeConfig,
     pub grader: GradeConfig,
     pub sandbox: SandboxConfig,
     pub supervisor: RestartPolicy,
     pub curriculum: CurriculumConfig,
+}
+
+/// A Hugging Face checkpoint as the run's model: `[model] hf`, with
+/// `system_prompt` (a system turn before every prompt) and `chat_template`
+/// (default true: prompts rendered by the checkpoint's template).
+#[derive(Debug, Clone)]
+pub struct HfModel {
+    /// The checkpoint's directory (a model id resolved in the offline cache).
+    pub dir: PathBuf,
+    /// Its config.json as the model gradus builds.
+    pub config: ModelConfig,
+    pub system_prompt: Option<String>,
+    pub chat_template: bool,
+}
+
+impl HfModel {
+    /// The checkpoint's tokenizer, set up as the config says.
+    pub fn tokenizer(&self) -> anyhow::Result<gradus_policy::hf::tokenizer::HfTokenizer> {
+        let mut t = gradus_policy::hf::tokenizer::HfTokenizer::open(&self.dir)?;
+        if !self.chat_template || t.chat_template().is_some() {
+            t.use_chat_template(self.chat_template)?;
+        }
+        t.set_system_prompt(self.system_prompt.clone());
+        Ok(t)
+    }
+}
+
+impl RunConfig {
+    /// The tokenizer the run trains with: the checkpoint's, or the built-in
+    /// character tokenizer of `[tokenizer]`.
+    pub fn tokenizer(&self) -> anyhow::Result<gradus_policy::hf::tokenizer::AnyTokenizer> {
+        use gradus_policy::hf::tokenizer::AnyTokenizer;
+        Ok(match &self.hf {
+            Some(h) => AnyTokenizer::Hf(Box::new(h.tokenizer()?)),
+            None => AnyTokenizer::Char(gradus_policy::CharTokenizer::new(&self.tokenizer)?),
+        })
+    }
+}
+
+/// `[model] hf`: the checkpoint, and the keys that may go with it
+/// (`max_len`, `system_prompt`, `chat_template`); any other key of `[model]`
+/// is the checkpoint's to say and is refused by name.
+fn hf_model(v: &toml::Value, table: &mut toml::Table) -> Result<(HfModel, Option<usize>), String> {
+    let Some(name) = v.as_str() else {
+        return Err(format!("hf must be a directory or a model id, got {v}"));
+    };
+    let dir = gradus_policy::hf::resolve(name)
+        .map_err(|e| format!("hf names no checkpoint: {}", one_part(&e)))?;
+    let hf = gradus_policy::hf::HfConfig::read(&dir)
+        .map_err(|e| format!("hf names an unusable checkpoint: {}", one_part(&e)))?;
+    let config = hf.model_config();
+    let mut bad = Vec::new();
+    let max_len = match table.remove("max_len") {
+        None => None,
+        Some(toml::Value::Integer(n)) if n > 0 && (n as usize) <= config.max_len => {
+            Some(n as usize)
+        }
+        Some(other) => {
+            bad.push(format!(
+                "max_len must be 1..={} (the checkpoint's max_position_embeddings), got {other}",
+                config.max_len
+            ));
+            None
+        }
+    };
+    let system_prompt = match table.remove("system_prompt") {
+        None => None,
+        Some(toml::Value::String(s)) => Some(s),
+        Some(other) => {
+            bad.push(format!("system_prompt must be a string, got {other}"));
+            None
+        }
+    };
+    let chat_template = match table.remove("chat_template") {
+        None => true,
+        Some(toml::Value::Boolean(b)) => b,
+        Some(other) => {
+            bad.push(format!("chat_template must be true or false, got {other}"));
+            true
+        }
+    };
+    for k in table.keys() {
+        bad.push(format!(
+            "{k} is not set with hf (the checkpoint's config.json gives the model's shape)"
+        ));
+    }
+    if !bad.is_empty() {
+        return Err(bad.join("; "));
+    }
+    Ok((
+        HfModel {
+            dir,
+            config,
+            system_prompt,
+            chat_template,
+        },
+        max_len,
+    ))
+}
+
+/// An error as one part of a `; `-joined problem list.
+fn one_part(e: &dyn std::fmt::Display) -> String {
+    e.to_string().replace("; ", ", ")
+}
+
+/// Whether the TOML text has a `[name]` table.
+fn src_has_table(src: &str, name: &str) -> bool {
+    toml::from_str::<toml::Table>(src).is_ok_and(|t| t.contains_key(name))
 }
 
 /// Every problem in a config, each as `file:line: field: message`.
@@ -276,23 +387,80 @@ impl RunConfig {
                 }
             }
         };
-        let tokenizer = gradus_policy::CharTokenizer::new(&raw.tokenizer);
-        check(
-            "tokenizer",
-            tokenizer.as_ref().map(|_| ()).map_err(|e| e.to_string()),
-        );
-        let vocab = tokenizer
-            .as_ref()
-            .map(gradus_policy::Tokenizer::vocab_size)
-            .unwrap_or(0);
         let mut model_table = raw.model.0.clone();
-        model_table.insert("vocab_size".into(), toml::Value::Integer(vocab as i64));
-        let model: Option<ModelConfig> = match model_table.try_into() {
-            Ok(m) => Some(m),
-            Err(e) => {
-                check("model", Err(e.to_string().trim().to_string()));
-                None
+        let hf = match model_table.remove("hf") {
+            None => None,
+            Some(v) => {
+                let r = hf_model(&v, &mut model_table);
+                match r {
+                    Ok(h) => Some(h),
+                    Err(msg) => {
+                        check("model", Err(msg));
+                        None
+                    }
+                }
             }
+        };
+        let vocab = match &hf {
+            Some((h, _)) => {
+                // The checkpoint's tokenizer must fit its embedding.
+                match h.tokenizer() {
+                    Ok(t) => {
+                        let v = gradus_policy::Tokenizer::vocab_size(&t);
+                        if v > h.config.vocab_size {
+                            check(
+                                "model",
+                                Err(format!(
+                                    "hf has a tokenizer of {v} ids but a vocab_size of {}",
+                                    h.config.vocab_size
+                                )),
+                            );
+                        }
+                    }
+                    Err(e) => check(
+                        "model",
+                        Err(format!(
+                            "hf has an unusable tokenizer: {}",
+                            one_part(&format!("{e:#}"))
+                        )),
+                    ),
+                }
+                if src_has_table(src, "tokenizer") {
+                    check(
+                        "tokenizer",
+                        Err("not used with model.hf (the checkpoint's tokenizer.json is)".into()),
+                    );
+                }
+                h.config.vocab_size
+            }
+            None => {
+                let tokenizer = gradus_policy::CharTokenizer::new(&raw.tokenizer);
+                check(
+                    "tokenizer",
+                    tokenizer.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+                );
+                tokenizer
+                    .as_ref()
+                    .map(gradus_policy::Tokenizer::vocab_size)
+                    .unwrap_or(0)
+            }
+        };
+        model_table.insert("vocab_size".into(), toml::Value::Integer(vocab as i64));
+        let model: Option<ModelConfig> = match &hf {
+            Some((h, max_len)) => {
+                let mut m = h.config.clone();
+                if let Some(n) = max_len {
+                    m.max_len = *n;
+                }
+                Some(m)
+            }
+            None => match model_table.try_into() {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    check("model", Err(e.to_string().trim().to_string()));
+                    None
+                }
+            },
         };
         if let Some(m) = &model {
             check("model", m.validate().map_err(|e| e.to_string()));
@@ -317,6 +485,7 @@ impl RunConfig {
             eval: raw.eval,
             tokenizer: raw.tokenizer,
             model: model.expect("validated above"),
+            hf: hf.map(|(h, _)| h),
             optimizer: raw.optimizer,
             compute: raw.compute,
             grader: raw.grader,
@@ -579,5 +748,54 @@ mod tests {
             e.contains("run.checkpoint_every: checkpoint_every must be ≥ 1"),
             "{e}"
         );
+    }
+
+    const HF_TINY: &str = include_str!("../configs/hf-tiny.toml");
+
+    #[test]
+    fn an_hf_model_takes_its_shape_from_config_json_and_refuses_the_rest_by_name() {
+        let c = RunConfig::from_toml_str(HF_TINY, Some(Path::new("configs/hf-tiny.toml"))).unwrap();
+        let h = c.hf.as_ref().expect("[model] hf");
+        assert_eq!(c.model.d_model, 64);
+        assert_eq!(c.model.n_kv_heads, Some(2));
+        assert!(c.model.qkv_bias && c.model.tie_embeddings);
+        assert_eq!(c.model.max_len, 256);
+        assert_eq!(
+            h.system_prompt.as_deref(),
+            Some("Put the final answer in \\boxed{}.")
+        );
+        let t = c.tokenizer().unwrap();
+        assert!(t.hf().is_some());
+        assert!(gradus_policy::Tokenizer::vocab_size(&t) <= c.model.vocab_size);
+
+        let bad = HF_TINY.replacen("max_len = 256", "max_len = 256\nd_model = 32", 1);
+        let e = RunConfig::from_toml_str(&bad, Some(Path::new("hf.toml")))
+            .unwrap_err()
+            .to_string();
+        let line = bad.lines().position(|l| l.starts_with("d_model")).unwrap() + 1;
+        assert!(
+            e.contains(&format!(
+                "hf.toml:{line}: model.d_model: d_model is not set with hf"
+            )),
+            "{e}"
+        );
+        let bad = HF_TINY.replacen("max_len = 256", "max_len = 100000", 1);
+        let e = RunConfig::from_toml_str(&bad, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_len must be 1..=256"), "{e}");
+        let bad = HF_TINY.replacen("tests/fixtures/hf/qwen2", "no/such-model", 1);
+        let e = RunConfig::from_toml_str(&bad, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no/such-model: not in the offline Hugging Face cache"),
+            "{e}"
+        );
+        let bad = format!("{HF_TINY}\n[tokenizer]\nalphabet = \"ab\"\n");
+        let e = RunConfig::from_toml_str(&bad, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tokenizer: not used with model.hf"), "{e}");
     }
 }

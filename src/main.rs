@@ -28,6 +28,10 @@ enum Command {
     /// Validate and import datasets.
     #[command(subcommand)]
     Data(cmd::data::Command),
+    /// Write a run started from a Hugging Face checkpoint back as one (safetensors, tokenizer, config).
+    Export(cmd::export::Args),
+    /// Sample from a model (Hugging Face checkpoint, run directory or checkpoint) for JSONL prompts.
+    Generate(cmd::generate::Args),
     /// Run staged RL training (the daemon): `--config FILE` or `--resume RUN_DIR`.
     Train(cmd::train::Args),
     /// Measure each prompt's pass rate with the current policy; bucket it or set it aside.
@@ -127,6 +131,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sandbox(c) => cmd::sandbox::run(c),
         Command::Grade(a) => cmd::grade::run(a),
+        Command::Generate(a) => cmd::generate::run(a),
+        Command::Export(a) => cmd::export::run(a),
         Command::Data(c) => cmd::data::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Train(a) => cmd::train::run(a),

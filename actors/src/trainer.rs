@@ -352,7 +352,7 @@ impl<T: Tokenizer> Trainer<T> {
             temperature: stage.generation.temperature as f32,
             top_p: stage.generation.top_p as f32,
             max_new_tokens: stage.generation.max_response_tokens as usize,
-            stop_tokens: vec![self.tokenizer.eos_id()],
+            stop_tokens: self.tokenizer.stop_ids(),
         };
         let group_size = stage.generation.group_size as usize;
         let batch_prompts = stage.batch_prompts.unwrap_or(self.settings.batch_prompts);
@@ -682,7 +682,7 @@ impl<T: Tokenizer> Trainer<T> {
             temperature: eval.temperature,
             top_p: 1.0,
             max_new_tokens: eval.max_new_tokens,
-            stop_tokens: vec![self.tokenizer.eos_id()],
+            stop_tokens: self.tokenizer.stop_ids(),
         };
         let mut prompts = Vec::new();
         let mut owners = Vec::new();

@@ -60,6 +60,9 @@ pub enum Error {
     /// A weights snapshot could not be encoded or decoded.
     #[error("snapshot encoding: {0}")]
     Snapshot(String),
+    /// A tokenizer or chat template could not encode a text.
+    #[error("tokenizer: {0}")]
+    Tokenize(String),
 }
 
 fn join(errors: &[FieldError]) -> String {

@@ -16,10 +16,12 @@ use std::path::{Path, PathBuf};
 use crate::config::ModelConfig;
 use serde_json::{Map, Value};
 
+pub mod chat;
 pub mod export;
 pub mod load;
 #[cfg(test)]
 mod parity;
+pub mod tokenizer;
 pub mod weights;
 
 /// The model families whose checkpoints load.

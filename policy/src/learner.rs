@@ -157,6 +157,38 @@ impl Learner {
         })
     }
 
+    /// A fresh learner (step 0) whose weights are a Hugging Face
+    /// checkpoint's, loaded onto `device` (autodiff is enabled on it here).
+    /// `max_len` caps the positions below the checkpoint's own limit.
+    pub fn from_pretrained(
+        checkpoint: &crate::hf::load::Checkpoint,
+        max_len: Option<usize>,
+        optim_cfg: OptimizerConfig,
+        device: &Device,
+        seed: u64,
+        pad: u32,
+    ) -> Result<Self> {
+        let device = device.clone().autodiff();
+        let mut model_cfg = checkpoint.model_config();
+        if let Some(n) = max_len {
+            model_cfg.max_len = n;
+        }
+        let model = checkpoint
+            .load_with(&model_cfg, &device)
+            .map_err(|e| Error::Mismatch(e.to_string()))?;
+        Ok(Self {
+            model_cfg,
+            model: Some(model),
+            optim: AdamW::new(optim_cfg)?,
+            reference: None,
+            step: 0,
+            version: 0,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            pad,
+            device,
+        })
+    }
+
     fn model(&self) -> &Transformer {
         self.model.as_ref().expect("model present outside updates")
     }

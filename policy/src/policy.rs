@@ -62,6 +62,17 @@ impl Policy {
         })
     }
 
+    /// A policy (version 0) of a loaded model of `config`, e.g. a Hugging
+    /// Face checkpoint's; `model` must be on a device without autodiff.
+    pub fn from_model(model: Transformer, config: ModelConfig, pad: u32) -> Self {
+        Self {
+            model,
+            config,
+            version: 0,
+            pad,
+        }
+    }
+
     /// A policy holding `snap`'s weights.
     pub fn from_snapshot(snap: &WeightsSnapshot, device: &Device, pad: u32) -> Result<Self> {
         let mut p = Self::new(snap.config.clone(), device, pad)?;

@@ -1,9 +1,10 @@
 //! Tokenizers: the [`Tokenizer`] trait the sampler and learner see, and the
 //! built-in character-level [`CharTokenizer`] for the synthetic curriculum.
 //!
-//! The trait is what an HF `tokenizer.json` wrapper will implement later:
-//! text ↔ ids plus the three special ids the runtime needs (BOS starts every
-//! prompt, EOS ends a response and is a stop token, PAD fills batches).
+//! The trait is also what a checkpoint's own tokenizer implements
+//! ([`crate::hf::tokenizer::HfTokenizer`]): text ↔ ids plus the special ids
+//! the runtime needs (BOS, where the model has one, starts a plain prompt;
+//! EOS ends a response; every stop id ends sampling; PAD fills batches).
 
 use std::collections::HashMap;
 
@@ -20,16 +21,21 @@ pub trait Tokenizer: Send + Sync {
     fn encode(&self, text: &str) -> Result<Vec<u32>>;
     /// Decodes ids, dropping special tokens.
     fn decode(&self, ids: &[u32]) -> String;
-    /// Beginning-of-sequence id.
-    fn bos_id(&self) -> u32;
+    /// Beginning-of-sequence id, where the model has one (Qwen has none).
+    fn bos_id(&self) -> Option<u32>;
     /// End-of-sequence id.
     fn eos_id(&self) -> u32;
     /// Padding id.
     fn pad_id(&self) -> u32;
 
-    /// A prompt as the model sees it: BOS followed by the text.
+    /// The ids that end a response (EOS, and e.g. a chat model's end of turn).
+    fn stop_ids(&self) -> Vec<u32> {
+        vec![self.eos_id()]
+    }
+
+    /// A prompt as the model sees it: BOS (if any) followed by the text.
     fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
-        let mut ids = vec![self.bos_id()];
+        let mut ids: Vec<u32> = self.bos_id().into_iter().collect();
         ids.extend(self.encode(text)?);
         Ok(ids)
     }
@@ -127,8 +133,8 @@ impl Tokenizer for CharTokenizer {
             .collect()
     }
 
-    fn bos_id(&self) -> u32 {
-        Self::BOS
+    fn bos_id(&self) -> Option<u32> {
+        Some(Self::BOS)
     }
     fn eos_id(&self) -> u32 {
         Self::EOS
@@ -150,8 +156,11 @@ mod tests {
         assert_eq!(t.decode(&ids), text);
         assert!(ids.iter().all(|&i| i >= 3 && (i as usize) < t.vocab_size()));
         let p = t.encode_prompt("1+1=").unwrap();
-        assert_eq!(p[0], t.bos_id());
-        assert_eq!(t.decode(&[t.bos_id(), 4, t.eos_id(), t.pad_id()]), "1");
+        assert_eq!(p[0], CharTokenizer::BOS);
+        assert_eq!(
+            t.decode(&[CharTokenizer::BOS, 4, t.eos_id(), t.pad_id()]),
+            "1"
+        );
     }
 
     #[test]

@@ -22,7 +22,8 @@ use gradus_actors::curriculum::config::BucketRule;
 use gradus_actors::curriculum::curate::{self, CurateOptions, Solver};
 use gradus_actors::data::{Domain, FormatChoice, Loaded, Problem};
 use gradus_actors::rollout;
-use gradus_policy::{CharTokenizer, Learner, Policy, SamplingConfig, Tokenizer};
+use gradus_policy::hf::tokenizer::AnyTokenizer;
+use gradus_policy::{Learner, Policy, SamplingConfig, Tokenizer};
 use gradus_sandbox::{Sandbox, Verdict};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -110,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
 
-    let tokenizer = CharTokenizer::new(&config.tokenizer).context("[tokenizer]")?;
+    let tokenizer = config.tokenizer().context("the run's tokenizer")?;
     let device = gradus_policy::device::device(&config.compute).context("[compute]")?;
     let policy = load_policy(args.policy.as_deref(), &config, &tokenizer, &device)?;
     let longest = config
@@ -124,7 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         temperature: args.temperature,
         top_p: 1.0,
         max_new_tokens: args.max_tokens.unwrap_or(longest),
-        stop_tokens: vec![tokenizer.eos_id()],
+        stop_tokens: tokenizer.stop_ids(),
     };
     let runtime = super::train::runtime()?;
     let sandbox = if problems.iter().any(|p| p.domain == Domain::Code) {
@@ -218,10 +219,21 @@ fn sibling(path: &Path, ext: &str) -> PathBuf {
 fn load_policy(
     from: Option<&Path>,
     config: &RunConfig,
-    tokenizer: &CharTokenizer,
+    tokenizer: &AnyTokenizer,
     device: &gradus_policy::Device,
 ) -> anyhow::Result<Policy> {
     let Some(path) = from else {
+        if let Some(h) = &config.hf {
+            eprintln!("gradus curate: policy from {}", h.dir.display());
+            let ckpt = gradus_policy::hf::load::Checkpoint::open(&h.dir)?;
+            let device = device.clone().without_autodiff();
+            let model = ckpt.load_with(&config.model, &device)?;
+            return Ok(Policy::from_model(
+                model,
+                config.model.clone(),
+                tokenizer.pad_id(),
+            ));
+        }
         eprintln!(
             "gradus curate: warning: no --policy given; sampling from a freshly initialised model"
         );
@@ -278,7 +290,7 @@ struct PolicySolver {
     responses: Option<std::io::BufWriter<std::fs::File>>,
     policy: Policy,
     rng: ChaCha8Rng,
-    tokenizer: CharTokenizer,
+    tokenizer: AnyTokenizer,
     sampling: SamplingConfig,
     grade: gradus_math::GradeConfig,
     sandbox: Option<Arc<Sandbox>>,

@@ -4,6 +4,8 @@
 pub mod bench;
 pub mod curate;
 pub mod data;
+pub mod export;
+pub mod generate;
 pub mod grade;
 pub mod report;
 pub mod sandbox;

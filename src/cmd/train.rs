@@ -36,7 +36,7 @@ use gradus_actors::ledger::Ledger;
 use gradus_actors::supervisor::{self, Report, Spawner};
 use gradus_actors::trainer::{EvalSettings, Observer, QueueHook, Settings, Trainer};
 use gradus_actors::{executor, generator, grader, learner, rewards};
-use gradus_policy::{CharTokenizer, GrpoConfig, Learner, Policy, Tokenizer};
+use gradus_policy::{GrpoConfig, Learner, Policy, Tokenizer};
 use gradus_sandbox::service::{Endpoint, Fleet, FleetConfig};
 use rand::SeedableRng;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -310,7 +310,11 @@ async fn train(
         )?;
     }
 
-    let tokenizer = CharTokenizer::new(&config.tokenizer).context("[tokenizer]")?;
+    let tokenizer = config.tokenizer().context(if config.hf.is_some() {
+        "[model] hf: the checkpoint's tokenizer"
+    } else {
+        "[tokenizer]"
+    })?;
     let device = gradus_policy::device::device(&config.compute).context("[compute]")?;
     if resuming && latest.is_none() {
         bail!("{} has no checkpoint to resume from", run_path.display());
@@ -343,13 +347,37 @@ async fn train(
             for p in &report.unassigned {
                 eprintln!("gradus: warning: problem {p} falls in no bucket and is never drawn");
             }
-            let learner = Learner::new(
-                config.model.clone(),
-                config.optimizer.clone(),
-                &device,
-                config.run.seed,
-                tokenizer.pad_id(),
-            )?;
+            let learner = match &config.hf {
+                Some(h) => {
+                    let ckpt = gradus_policy::hf::load::Checkpoint::open(&h.dir)?;
+                    let m = &config.model;
+                    println!(
+                        "gradus: model {} ({} layers, d_model {}, {} query / {} key-value heads, vocabulary {}, {} positions)",
+                        h.dir.display(),
+                        m.n_layers,
+                        m.d_model,
+                        m.n_heads,
+                        m.kv_heads(),
+                        m.vocab_size,
+                        m.max_len
+                    );
+                    Learner::from_pretrained(
+                        &ckpt,
+                        Some(config.model.max_len),
+                        config.optimizer.clone(),
+                        &device,
+                        config.run.seed,
+                        tokenizer.pad_id(),
+                    )?
+                }
+                None => Learner::new(
+                    config.model.clone(),
+                    config.optimizer.clone(),
+                    &device,
+                    config.run.seed,
+                    tokenizer.pad_id(),
+                )?,
+            };
             let rng =
                 rand_chacha::ChaCha8Rng::seed_from_u64(config.run.seed ^ 0x9e37_79b9_7f4a_7c15);
             (curriculum, Ledger::new(), 0, learner, rng, 0, 0)

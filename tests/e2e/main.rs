@@ -3,7 +3,9 @@
 
 mod curate;
 mod data;
+mod generate;
 mod grade;
+mod hf;
 mod report;
 mod sandbox;
 mod serve;

@@ -64,8 +64,13 @@ impl Checkpoint {
     /// The model with the checkpoint's weights, on `device` (an autodiff one
     /// for training).
     pub fn load(&self, device: &Device) -> Result<Transformer, HfError> {
-        let cfg = self.model_config();
-        let model = Transformer::zeroed(&cfg, device).map_err(|e| self.fields(e.to_string()))?;
+        self.load_with(&self.model_config(), device)
+    }
+
+    /// As [`Checkpoint::load`], into a model of `cfg`: the checkpoint's own
+    /// config with run-time settings changed (a shorter `max_len`).
+    pub fn load_with(&self, cfg: &ModelConfig, device: &Device) -> Result<Transformer, HfError> {
+        let model = Transformer::zeroed(cfg, device).map_err(|e| self.fields(e.to_string()))?;
         let plan = plan(&self.config);
         let mut files = Files::default();
         let (model, n) = map_weights(model, |i, shape| {

@@ -282,3 +282,97 @@ fn export_then_load_gives_identical_logits() {
         assert_eq!(a, b, "{name}: exported weights load to other logits");
     }
 }
+
+/// The checkpoint's tokenizer and template against transformers': the
+/// chats rendered byte for byte, their ids, plain texts with the
+/// post-processor's specials, decoding, and the stop ids.
+#[test]
+fn tokenizer_and_chat_template_equal_transformers() {
+    use super::tokenizer::HfTokenizer;
+    use crate::tokenizer::Tokenizer;
+    for name in FAMILIES {
+        let d = dir(name);
+        let meta: Value =
+            serde_json::from_slice(&std::fs::read(d.join("reference.json")).unwrap()).unwrap();
+        let tok = HfTokenizer::open(&d).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let chat = tok.chat_template().expect("a chat template");
+        let chats = meta["chats"].as_array().unwrap();
+        for (i, c) in chats.iter().enumerate() {
+            let got = chat.render(c, true).unwrap();
+            assert_eq!(
+                got,
+                meta["rendered"][i].as_str().unwrap(),
+                "{name}: chat {i}"
+            );
+            let ids = tok.encode(&got).unwrap();
+            assert_eq!(ids, rows(&meta["chat_ids"])[i], "{name}: chat {i} ids");
+        }
+        // One user turn through the trait: the first chat.
+        let first = chats[0][0]["content"].as_str().unwrap();
+        assert_eq!(
+            tok.encode_prompt(first).unwrap(),
+            rows(&meta["chat_ids"])[0]
+        );
+        for (i, t) in meta["texts"].as_array().unwrap().iter().enumerate() {
+            let t = t.as_str().unwrap();
+            let ids = tok.encode_with_specials(t, true).unwrap();
+            assert_eq!(ids, rows(&meta["text_ids"])[i], "{name}: text {t:?}");
+            let back = tok.decode_with(&ids, false).unwrap();
+            assert_eq!(
+                back,
+                meta["text_decoded"][i].as_str().unwrap(),
+                "{name}: {t:?}"
+            );
+        }
+        let stop: Vec<u32> = meta["stop_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        let mut got = tok.stop_ids();
+        got.sort_unstable();
+        let mut want = stop.clone();
+        want.sort_unstable();
+        assert_eq!(got, want, "{name}: stop ids");
+        assert_eq!(
+            tok.pad_id() as u64,
+            meta["pad"].as_u64().unwrap(),
+            "{name}: pad"
+        );
+    }
+}
+
+/// The real templates of Qwen2.5-Instruct, Llama-3 and -3.1-Instruct and
+/// DeepSeek-R1-Distill-Qwen, with and without the generation prompt, over
+/// chats with system turns, earlier answers, `<think>` blocks, Jinja-like
+/// text in a message, empty and non-ASCII content.
+#[test]
+fn real_chat_templates_render_byte_identical_to_transformers() {
+    use super::chat::ChatTemplate;
+    let t = dir("templates");
+    let cases: Value =
+        serde_json::from_slice(&std::fs::read(t.join("rendered.json")).unwrap()).unwrap();
+    let cases = cases.as_array().unwrap();
+    assert!(cases.len() >= 40);
+    for (i, c) in cases.iter().enumerate() {
+        let file = c["template"].as_str().unwrap();
+        let src = std::fs::read_to_string(t.join(file)).unwrap();
+        let specials = c["specials"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        let tmpl = ChatTemplate::new(&src, specials).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let generation = c["add_generation_prompt"].as_bool().unwrap();
+        let got = tmpl
+            .render(&c["messages"], generation)
+            .unwrap_or_else(|e| panic!("{file} case {i}: {e}"));
+        assert_eq!(
+            got,
+            c["rendered"].as_str().unwrap(),
+            "{file} case {i} (generation prompt {generation})"
+        );
+    }
+}
