@@ -9,8 +9,12 @@ token-mean cross-entropy, backward, global-norm clipping, AdamW) and the same
 KV-cached sampling loop (prefill, then one token per row per step, temperature
 sampling, per-token log-probs kept).
 
+With `--hf DIR` the model is instead the Hugging Face checkpoint in DIR,
+loaded by transformers (`AutoModelForCausalLM`, float32, its default
+attention), trained with the same step and sampled with its own KV cache.
+
 Prints one JSON object on its last stdout line:
-    {"train_tokens_per_s": ..., "sample_tokens_per_s": ...}
+    {"train_tokens_per_s": ..., "sample_tokens_per_s": ..., "peak_rss_mb": ...}
 If torch is not installed it says so on stderr, prints the object with nulls
 and exits 0, so the Rust bench still reports its own figures.
 """
@@ -35,6 +39,7 @@ def parse():
     p.add_argument("--train-steps", type=int, default=20)
     p.add_argument("--sample-runs", type=int, default=3)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--hf", default=None, help="a Hugging Face checkpoint directory")
     return p.parse_args()
 
 
@@ -110,7 +115,38 @@ def main():
         def logits(self, h):
             return h @ self.embed.weight.t()
 
-    model = Model(args.vocab, args.d_model, args.heads, args.layers)
+    if args.hf:
+        from transformers import AutoModelForCausalLM
+
+        import inspect
+
+        hf = AutoModelForCausalLM.from_pretrained(args.hf, dtype=torch.float32)
+        params = inspect.signature(hf.forward).parameters
+        cache_arg = "cache" if "cache" in params else "past_key_values"
+        args.vocab = hf.config.vocab_size
+
+        class Wrapped(nn.Module):
+            """The checkpoint behind the interface the loops below use."""
+
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+                self.blocks = [None]
+
+            def forward(self, ids, start=0, caches=None):
+                if caches is None:
+                    return self.m(input_ids=ids).logits
+                # transformers 5.x renamed `past_key_values` to `cache`.
+                out = self.m(input_ids=ids, use_cache=True, **{cache_arg: caches[0][0]})
+                caches[0][0] = getattr(out, "cache", None) or out.past_key_values
+                return out.logits
+
+            def logits(self, h):
+                return h
+
+        model = Wrapped(hf)
+    else:
+        model = Model(args.vocab, args.d_model, args.heads, args.layers)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), eps=1e-8,
                             weight_decay=0.0)
     ids = torch.randint(3, args.vocab, (args.batch, args.seq + 1))
@@ -163,7 +199,11 @@ def main():
     print(f"torch {torch.__version__}, {args.threads} threads: "
           f"train {train_tps:.0f} tokens/s ({train_s * 1e3:.1f} ms/step), "
           f"sample {sample_tps:.0f} tokens/s ({sample_s * 1e3:.1f} ms/run)", file=sys.stderr)
-    print(json.dumps({"train_tokens_per_s": train_tps, "sample_tokens_per_s": sample_tps}))
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"train_tokens_per_s": train_tps, "sample_tokens_per_s": sample_tps,
+                      "peak_rss_mb": peak_mb}))
     return 0
 
 

@@ -67,6 +67,12 @@ pub struct Args {
     /// Skip the PyTorch peer.
     #[arg(long)]
     no_torch: bool,
+    /// A Hugging Face checkpoint directory to bench instead of the built-in
+    /// model: its shape and weights here, the same directory loaded by
+    /// transformers in the peer (`--layers`, `--d-model`, `--heads` and
+    /// `--vocab` are then the checkpoint's).
+    #[arg(long)]
+    hf: Option<PathBuf>,
 }
 
 struct Figures {
@@ -74,49 +80,112 @@ struct Figures {
     sample: f64,
     train_ms: f64,
     sample_ms: f64,
+    /// Peak resident memory of the process, MB.
+    peak_mb: f64,
+}
+
+/// What is benched: the built-in model of the flags' shape, or a checkpoint.
+#[derive(Clone)]
+enum Subject {
+    BuiltIn(ModelConfig),
+    Hf(PathBuf, ModelConfig),
+}
+
+impl Subject {
+    fn config(&self) -> &ModelConfig {
+        match self {
+            Subject::BuiltIn(c) | Subject::Hf(_, c) => c,
+        }
+    }
+}
+
+/// Peak resident set of this process so far, MB (Linux reports KiB).
+fn peak_rss_mb() -> f64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .map(|u| u.max_rss() as f64 / 1024.0)
+        .unwrap_or(f64::NAN)
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let model = ModelConfig {
-        d_model: a.d_model,
-        n_layers: a.layers,
-        n_heads: a.heads,
-        max_len: (a.seq).max(a.prompt_len + a.new_tokens),
-        ..ModelConfig::new(a.vocab)
+    let needed = (a.seq).max(a.prompt_len + a.new_tokens);
+    let subject = match &a.hf {
+        Some(dir) => {
+            let ckpt = gradus_policy::hf::load::Checkpoint::open(dir)?;
+            let mut cfg = ckpt.model_config();
+            anyhow::ensure!(
+                needed <= cfg.max_len,
+                "--seq / --prompt-len + --new-tokens need {needed} positions, the checkpoint has {}",
+                cfg.max_len
+            );
+            cfg.max_len = needed;
+            Subject::Hf(dir.clone(), cfg)
+        }
+        None => {
+            let model = ModelConfig {
+                d_model: a.d_model,
+                n_layers: a.layers,
+                n_heads: a.heads,
+                max_len: needed,
+                ..ModelConfig::new(a.vocab)
+            };
+            model.validate().context("bench model")?;
+            anyhow::ensure!(a.vocab > 3, "--vocab must be > 3");
+            Subject::BuiltIn(model)
+        }
     };
-    model.validate().context("bench model")?;
-    anyhow::ensure!(a.vocab > 3, "--vocab must be > 3");
+    let cfg = subject.config();
+    println!(
+        "model: {} layers, d_model {}, {} query / {} key-value heads, vocabulary {}{}",
+        cfg.n_layers,
+        cfg.d_model,
+        cfg.n_heads,
+        cfg.kv_heads(),
+        cfg.vocab_size,
+        a.hf.as_ref()
+            .map_or(String::new(), |d| format!(", from {}", d.display()))
+    );
+    let model = subject.clone();
     let compute = ComputeThread::spawn("bench-policy", a.threads)?;
     let args = a.clone();
     let burn = compute
         .run(move || bench_burn(&args, model))
         .context("burn bench thread")??;
     println!(
-        "burn (flex, {} threads): train {:.0} tokens/s ({:.1} ms/step), sample {:.0} tokens/s ({:.1} ms/run)",
-        a.threads, burn.train, burn.train_ms, burn.sample, burn.sample_ms
+        "burn (flex, {} threads): train {:.0} tokens/s ({:.1} ms/step), sample {:.0} tokens/s ({:.1} ms/run), peak RSS {:.0} MB",
+        a.threads, burn.train, burn.train_ms, burn.sample, burn.sample_ms, burn.peak_mb
     );
     let torch = if a.no_torch { None } else { run_torch(&a)? };
-    if let Some((tt, ts)) = torch {
+    if let Some(t) = &torch {
         println!(
-            "pytorch: train {tt:.0} tokens/s, sample {ts:.0} tokens/s; burn/torch ratio: train {:.2}x, sample {:.2}x",
-            burn.train / tt,
-            burn.sample / ts
+            "pytorch: train {:.0} tokens/s, sample {:.0} tokens/s, peak RSS {:.0} MB; burn/torch ratio: train {:.2}x, sample {:.2}x, peak memory {:.2}x",
+            t.train,
+            t.sample,
+            t.peak_mb,
+            burn.train / t.train,
+            burn.sample / t.sample,
+            burn.peak_mb / t.peak_mb
         );
     }
     let json = serde_json::json!({
         "train_tokens_per_s": burn.train,
         "sample_tokens_per_s": burn.sample,
-        "torch_train_tokens_per_s": torch.map(|t| t.0),
-        "torch_sample_tokens_per_s": torch.map(|t| t.1),
+        "peak_rss_mb": burn.peak_mb,
+        "torch_train_tokens_per_s": torch.as_ref().map(|t| t.train),
+        "torch_sample_tokens_per_s": torch.as_ref().map(|t| t.sample),
+        "torch_peak_rss_mb": torch.as_ref().map(|t| t.peak_mb),
+        "train_ratio": torch.as_ref().map(|t| burn.train / t.train),
+        "sample_ratio": torch.as_ref().map(|t| burn.sample / t.sample),
+        "memory_ratio": torch.as_ref().map(|t| burn.peak_mb / t.peak_mb),
     });
     println!("{json}");
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench_burn(a: &Args, model: ModelConfig) -> Result<Figures> {
+fn bench_burn(a: &Args, subject: Subject) -> Result<Figures> {
     let device = gradus_policy::device::device(&gradus_policy::ComputeConfig::default())?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut token = || rng.random_range(3..a.vocab as u32);
+    let vocab = subject.config().vocab_size as u32;
+    let mut token = || rng.random_range(3..vocab);
     // A one-token prompt and `seq` completion tokens: `seq` fed slots per row,
     // all of them trained, like the peer's causal-LM step.
     let examples: Vec<SftExample> = (0..a.batch)
@@ -129,7 +198,17 @@ fn bench_burn(a: &Args, model: ModelConfig) -> Result<Figures> {
         .map(|_| (0..a.prompt_len).map(|_| token()).collect())
         .collect();
     let opt = OptimizerConfig::default();
-    let mut learner = Learner::new(model.clone(), opt, &device, 0, 0)?;
+    let mut learner = match &subject {
+        Subject::BuiltIn(model) => Learner::new(model.clone(), opt, &device, 0, 0)?,
+        Subject::Hf(dir, model) => Learner::from_pretrained(
+            &gradus_policy::hf::load::Checkpoint::open(dir)?,
+            Some(model.max_len),
+            opt,
+            &device,
+            0,
+            0,
+        )?,
+    };
     for _ in 0..a.warmup {
         learner.sft_step(&examples)?;
     }
@@ -160,13 +239,26 @@ fn bench_burn(a: &Args, model: ModelConfig) -> Result<Figures> {
         sample: (a.batch * a.new_tokens) as f64 / sample_s,
         train_ms: train_s * 1e3,
         sample_ms: sample_s * 1e3,
+        peak_mb: peak_rss_mb(),
     })
 }
 
+/// The PyTorch peer's figures.
+struct Peer {
+    train: f64,
+    sample: f64,
+    peak_mb: f64,
+}
+
 /// Runs the PyTorch peer; `None` when it reports torch missing.
-fn run_torch(a: &Args) -> Result<Option<(f64, f64)>> {
-    let out = Command::new(&a.python)
-        .arg(&a.torch_script)
+fn run_torch(a: &Args) -> Result<Option<Peer>> {
+    let mut cmd = Command::new(&a.python);
+    if let Some(dir) = &a.hf {
+        cmd.arg(&a.torch_script).arg("--hf").arg(dir);
+    } else {
+        cmd.arg(&a.torch_script);
+    }
+    let out = cmd
         .args(["--threads", &a.threads.to_string()])
         .args(["--layers", &a.layers.to_string()])
         .args(["--d-model", &a.d_model.to_string()])
@@ -200,7 +292,11 @@ fn run_torch(a: &Args) -> Result<Option<(f64, f64)>> {
             v["train_tokens_per_s"].as_f64(),
             v["sample_tokens_per_s"].as_f64(),
         ) {
-            (Some(t), Some(s)) => Some((t, s)),
+            (Some(train), Some(sample)) => Some(Peer {
+                train,
+                sample,
+                peak_mb: v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
+            }),
             _ => None,
         },
     )
