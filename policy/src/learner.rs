@@ -144,6 +144,18 @@ impl Learner {
     ) -> Result<Self> {
         let device = device.clone().autodiff();
         let model = Transformer::init(&model_cfg, &device)?;
+        Self::fresh(model_cfg, model, optim_cfg, device, seed, pad)
+    }
+
+    /// A learner at step 0 around `model` (already on the autodiff `device`).
+    fn fresh(
+        model_cfg: ModelConfig,
+        model: Transformer,
+        optim_cfg: OptimizerConfig,
+        device: Device,
+        seed: u64,
+        pad: u32,
+    ) -> Result<Self> {
         Ok(Self {
             model_cfg,
             model: Some(model),
@@ -176,17 +188,7 @@ impl Learner {
         let model = checkpoint
             .load_with(&model_cfg, &device)
             .map_err(|e| Error::Mismatch(e.to_string()))?;
-        Ok(Self {
-            model_cfg,
-            model: Some(model),
-            optim: AdamW::new(optim_cfg)?,
-            reference: None,
-            step: 0,
-            version: 0,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            pad,
-            device,
-        })
+        Self::fresh(model_cfg, model, optim_cfg, device, seed, pad)
     }
 
     fn model(&self) -> &Transformer {
