@@ -315,6 +315,15 @@ async fn train(
     } else {
         "[tokenizer]"
     })?;
+    if let (Some(h), Some(t)) = (&config.hf, tokenizer.hf())
+        && h.chat_template
+        && t.chat_template().is_none()
+    {
+        eprintln!(
+            "gradus: warning: {} has no chat template; prompts are encoded as plain text",
+            h.dir.display()
+        );
+    }
     let device = gradus_policy::device::device(&config.compute).context("[compute]")?;
     if resuming && latest.is_none() {
         bail!("{} has no checkpoint to resume from", run_path.display());

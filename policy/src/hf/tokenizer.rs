@@ -409,3 +409,99 @@ impl Tokenizer for AnyTokenizer {
         self.get().encode_prompt(text)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A copy of the qwen2 fixture's tokenizer files, to break one by one.
+    fn copy() -> tempfile::TempDir {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hf/qwen2");
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "generation_config.json",
+            "chat_template.jinja",
+        ] {
+            std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+        }
+        dir
+    }
+
+    fn edit(path: &Path, f: impl FnOnce(&mut Value)) {
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        f(&mut v);
+        std::fs::write(path, v.to_string()).unwrap();
+    }
+
+    #[test]
+    fn a_broken_tokenizer_file_config_or_template_is_named_in_its_error() {
+        let d = copy();
+        let ok = HfTokenizer::open(d.path()).unwrap();
+        assert_eq!(ok.stop_ids()[0], ok.eos_id());
+        assert!(ok.bos_id().is_none(), "Qwen has no BOS");
+
+        // A special token the vocabulary lacks, and a mistyped one.
+        let cfg = d.path().join("tokenizer_config.json");
+        edit(&cfg, |v| {
+            v["eos_token"] = "<|no_such|>".into();
+            v["pad_token"] = 7.into();
+        });
+        let e = HfTokenizer::open(d.path()).unwrap_err().to_string();
+        assert!(e.starts_with(&cfg.display().to_string()), "{e}");
+        assert!(e.contains("eos_token: \"<|no_such|>\" is not in"), "{e}");
+        assert!(e.contains("pad_token: 7 is not a token"), "{e}");
+
+        // A template that does not compile: its file and line.
+        let d = copy();
+        let jinja = d.path().join("chat_template.jinja");
+        std::fs::write(&jinja, "ok\n{% if messages %}\nunclosed").unwrap();
+        let e = HfTokenizer::open(d.path()).unwrap_err().to_string();
+        assert!(e.starts_with(&jinja.display().to_string()), "{e}");
+        assert!(e.contains("chat template line"), "{e}");
+
+        // A stop id outside the vocabulary; a list of named templates
+        // without a default one (template taken from tokenizer_config).
+        let d = copy();
+        edit(&d.path().join("generation_config.json"), |v| {
+            v["eos_token_id"] = serde_json::json!([2, 100000]);
+        });
+        let e = HfTokenizer::open(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("eos_token_id: 100000 is outside the tokenizer's"),
+            "{e}"
+        );
+        let d = copy();
+        std::fs::remove_file(d.path().join("chat_template.jinja")).unwrap();
+        edit(&d.path().join("tokenizer_config.json"), |v| {
+            v["chat_template"] = serde_json::json!([{"name": "tool_use", "template": "x"}]);
+        });
+        let e = HfTokenizer::open(d.path()).unwrap_err().to_string();
+        assert!(e.contains("without \"default\""), "{e}");
+
+        // No tokenizer.json, or not one.
+        let d = copy();
+        let tj = d.path().join("tokenizer.json");
+        std::fs::write(&tj, "{\"model\": 3}").unwrap();
+        let e = HfTokenizer::open(d.path()).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&tj.display().to_string())
+                && e.contains("not a tokenizers tokenizer.json"),
+            "{e}"
+        );
+        std::fs::remove_file(&tj).unwrap();
+        assert!(HfTokenizer::open(d.path()).is_err());
+
+        // Without a template the prompt is plain text; asking for one fails.
+        let d = copy();
+        std::fs::remove_file(d.path().join("chat_template.jinja")).unwrap();
+        let mut t = HfTokenizer::open(d.path()).unwrap();
+        assert!(t.chat_template().is_none());
+        assert!(t.use_chat_template(true).is_err());
+        assert_eq!(
+            t.encode_prompt("print(1)").unwrap(),
+            t.encode_with_specials("print(1)", true).unwrap()
+        );
+    }
+}
