@@ -168,8 +168,8 @@ struct Raw {
     data: DataSection,
     #[serde(default)]
     eval: EvalSection,
-    #[serde(default = "CharTokenizerConfig::demo")]
-    tokenizer: CharTokenizerConfig,
+    /// Absent: the demo alphabet (and, with `[model] hf`, the checkpoint's tokenizer).
+    tokenizer: Option<CharTokenizerConfig>,
     model: ModelSection,
     #[serde(default)]
     optimizer: OptimizerConfig,
@@ -233,8 +233,8 @@ impl HfModel {
     /// The checkpoint's tokenizer, set up as the config says.
     pub fn tokenizer(&self) -> anyhow::Result<gradus_policy::hf::tokenizer::HfTokenizer> {
         let mut t = gradus_policy::hf::tokenizer::HfTokenizer::open(&self.dir)?;
-        if !self.chat_template || t.chat_template().is_some() {
-            t.use_chat_template(self.chat_template)?;
+        if !self.chat_template {
+            t.use_chat_template(false)?;
         }
         t.set_system_prompt(self.system_prompt.clone());
         Ok(t)
@@ -319,11 +319,6 @@ fn one_part(e: &dyn std::fmt::Display) -> String {
     e.to_string().replace("; ", ", ")
 }
 
-/// Whether the TOML text has a `[name]` table.
-fn src_has_table(src: &str, name: &str) -> bool {
-    toml::from_str::<toml::Table>(src).is_ok_and(|t| t.contains_key(name))
-}
-
 /// Every problem in a config, each as `file:line: field: message`.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .0.join("\n"))]
@@ -387,6 +382,10 @@ impl RunConfig {
                 }
             }
         };
+        let char_tokenizer = raw
+            .tokenizer
+            .clone()
+            .unwrap_or_else(CharTokenizerConfig::demo);
         let mut model_table = raw.model.0.clone();
         let hf = match model_table.remove("hf") {
             None => None,
@@ -425,7 +424,7 @@ impl RunConfig {
                         )),
                     ),
                 }
-                if src_has_table(src, "tokenizer") {
+                if raw.tokenizer.is_some() {
                     check(
                         "tokenizer",
                         Err("not used with model.hf (the checkpoint's tokenizer.json is)".into()),
@@ -434,7 +433,7 @@ impl RunConfig {
                 h.config.vocab_size
             }
             None => {
-                let tokenizer = gradus_policy::CharTokenizer::new(&raw.tokenizer);
+                let tokenizer = gradus_policy::CharTokenizer::new(&char_tokenizer);
                 check(
                     "tokenizer",
                     tokenizer.as_ref().map(|_| ()).map_err(|e| e.to_string()),
@@ -483,7 +482,7 @@ impl RunConfig {
             run: raw.run,
             data: raw.data,
             eval: raw.eval,
-            tokenizer: raw.tokenizer,
+            tokenizer: char_tokenizer,
             model: model.expect("validated above"),
             hf: hf.map(|(h, _)| h),
             optimizer: raw.optimizer,

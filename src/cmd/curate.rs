@@ -15,9 +15,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::locate_checkpoint;
 use anyhow::{Context, bail};
 use gradus::config::RunConfig;
-use gradus_actors::checkpointer;
 use gradus_actors::curriculum::config::BucketRule;
 use gradus_actors::curriculum::curate::{self, CurateOptions, Solver};
 use gradus_actors::data::{Domain, FormatChoice, Loaded, Problem};
@@ -243,32 +243,17 @@ fn load_policy(
             tokenizer.pad_id(),
         )?);
     };
-    let dir = if path.join("checkpoints").is_dir() {
-        let (dir, skipped) = checkpointer::latest_intact(&path.join("checkpoints"))?;
-        for s in &skipped {
-            eprintln!(
-                "gradus curate: warning: skipping checkpoint {}: {}",
-                s.dir.display(),
-                s.why
-            );
-        }
-        dir.with_context(|| format!("{} has no checkpoint yet", path.display()))?
-    } else if path.join("learner").is_dir() {
-        path.to_path_buf()
-    } else {
-        bail!(
-            "--policy {}: neither a run directory (with checkpoints/) nor a checkpoint (with learner/)",
-            path.display()
-        );
-    };
+    let (_, dir) = locate_checkpoint(path, "curate").context("--policy")?;
     let (learner, _) = Learner::load_checkpoint(&dir.join("learner"), device)
         .with_context(|| format!("loading the policy from {}", dir.display()))?;
+    // The config's model: the tokenizer's size for the built-in model, the
+    // checkpoint's embedding (often padded past the tokenizer) with `[model] hf`.
     let vocab = learner.model_config().vocab_size;
-    if vocab != tokenizer.vocab_size() {
+    if vocab != config.model.vocab_size {
         bail!(
-            "--policy {}: the model's vocabulary has {vocab} entries but the config's tokenizer {}; curate with the config the run used",
+            "--policy {}: the model's vocabulary has {vocab} entries but the config's model {}; curate with the config the run used",
             dir.display(),
-            tokenizer.vocab_size()
+            config.model.vocab_size
         );
     }
     eprintln!("gradus curate: policy from {}", dir.display());

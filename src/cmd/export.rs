@@ -13,7 +13,7 @@ use gradus::config::RunConfig;
 use gradus_policy::hf::{HfConfig, export};
 use gradus_policy::{ComputeConfig, Learner};
 
-use super::generate::locate_checkpoint;
+use super::locate_checkpoint;
 
 #[derive(clap::Args)]
 pub struct Args {

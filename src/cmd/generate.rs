@@ -17,7 +17,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -27,8 +27,8 @@ use gradus_policy::{ComputeConfig, Learner, Policy, SamplingConfig, Tokenizer, T
 use rand::SeedableRng;
 use serde_json::{Value, json};
 
+use super::locate_checkpoint;
 use gradus::config::RunConfig;
-use gradus_actors::checkpointer;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -270,6 +270,13 @@ fn load(a: &Args, device: &gradus_policy::Device) -> anyhow::Result<Loaded> {
             tok: AnyTokenizer::Hf(Box::new(tok)),
         });
     }
+    if !path.join("checkpoints").is_dir() && !path.join("learner").is_dir() {
+        bail!(
+            "--model {}: neither a Hugging Face checkpoint (config.json), a run directory \
+             (checkpoints/) nor a checkpoint (learner/)",
+            path.display()
+        );
+    }
     let (run, ckpt) = locate_checkpoint(path, "generate")?;
     let config_path = run.join("config.toml");
     let config = RunConfig::from_path(&config_path)
@@ -295,34 +302,4 @@ fn load(a: &Args, device: &gradus_policy::Device) -> anyhow::Result<Loaded> {
         model: policy.model().clone(),
         tok: tokenizer,
     })
-}
-
-/// The run directory and checkpoint directory that `path` names: a run (its
-/// latest intact checkpoint, skipped ones reported) or one checkpoint
-/// (`RUN/checkpoints/step-N`).
-pub(crate) fn locate_checkpoint(path: &Path, cmd: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
-    if path.join("checkpoints").is_dir() {
-        let (dir, skipped) = checkpointer::latest_intact(&path.join("checkpoints"))?;
-        for s in &skipped {
-            eprintln!(
-                "gradus {cmd}: warning: skipping checkpoint {}: {}",
-                s.dir.display(),
-                s.why
-            );
-        }
-        let dir = dir.with_context(|| format!("{} has no checkpoint yet", path.display()))?;
-        Ok((path.to_path_buf(), dir))
-    } else if path.join("learner").is_dir() {
-        let run = path
-            .parent()
-            .and_then(Path::parent)
-            .context("a checkpoint directory lies in RUN/checkpoints/")?;
-        Ok((run.to_path_buf(), path.to_path_buf()))
-    } else {
-        bail!(
-            "{}: neither a Hugging Face checkpoint (config.json), a run directory \
-             (checkpoints/) nor a checkpoint (learner/)",
-            path.display()
-        );
-    }
 }
