@@ -16,6 +16,7 @@
 //!   with hand-written backward passes) and their kernels.
 //! - [`cache`]: the KV cache and the padding/position bookkeeping.
 //! - [`mod@sample`]: batched KV-cached sampling with behaviour log-probs.
+//! - [`decode`]: continuous batching (rows join and leave a running decode).
 //! - [`loss`]: GRPO advantages and surrogate, SFT cross-entropy.
 //! - [`optim`]: AdamW with warmup and global-norm clipping; weight visitors.
 //! - [`learner`]: GRPO and SFT steps and their statistics.
@@ -27,6 +28,7 @@
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
+pub mod decode;
 pub mod device;
 pub mod error;
 pub mod fused;

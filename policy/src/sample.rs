@@ -235,18 +235,23 @@ fn host(logits: burn::Tensor<3>) -> Vec<f32> {
         .expect("logits are f32")
 }
 
+/// Log-probs of a row of logits under the softmax at temperature `t`.
+pub(crate) fn log_softmax(logits: &[f32], t: f32) -> Vec<f32> {
+    let scaled: Vec<f32> = logits.iter().map(|l| l / t).collect();
+    let max = scaled.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max + scaled.iter().map(|s| (s - max).exp()).sum::<f32>().ln();
+    scaled.iter().map(|s| s - lse).collect()
+}
+
 /// Picks one token from a row of logits; returns it with its log-prob under
 /// the temperature-scaled softmax (temperature 1 when greedy).
-fn choose(logits: &[f32], cfg: &SamplingConfig, rng: &mut ChaCha8Rng) -> (u32, f32) {
+pub(crate) fn choose(logits: &[f32], cfg: &SamplingConfig, rng: &mut ChaCha8Rng) -> (u32, f32) {
     let t = if cfg.temperature > 0.0 {
         cfg.temperature
     } else {
         1.0
     };
-    let scaled: Vec<f32> = logits.iter().map(|l| l / t).collect();
-    let max = scaled.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max + scaled.iter().map(|s| (s - max).exp()).sum::<f32>().ln();
-    let logp: Vec<f32> = scaled.iter().map(|s| s - lse).collect();
+    let logp = log_softmax(logits, t);
     if cfg.temperature == 0.0 {
         let (i, lp) = logp
             .iter()
