@@ -125,6 +125,23 @@ async fn accept_loop(
     status: StatusBoard,
     limits: Limits,
 ) {
+    serve_connections(listener, limits, move |req| {
+        let response = respond(&req, &metrics, &status);
+        async move { response }
+    })
+    .await
+}
+
+/// Serves HTTP/1 connections from `listener` with `handler`, within `limits`:
+/// at most `max_connections` at once (one past it is closed at accept), slow
+/// headers cut off, each connection closed after `max_connection_age` (its
+/// request in flight finished first, within `header_read_timeout`). Runs
+/// until the task is dropped.
+pub async fn serve_connections<H, F>(listener: TcpListener, limits: Limits, handler: H)
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let stream = match listener.accept().await {
@@ -141,13 +158,12 @@ async fn accept_loop(
             drop(stream);
             continue;
         };
-        let metrics = metrics.clone();
-        let status = status.clone();
+        let handler = handler.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let service = service_fn(move |req| {
-                let response = respond(&req, &metrics, &status);
-                async move { Ok::<_, Infallible>(response) }
+                let response = handler(req);
+                async move { Ok::<_, Infallible>(response.await) }
             });
             // A client that hangs up mid-request is its own problem, not the run's.
             let mut builder = hyper::server::conn::http1::Builder::new();

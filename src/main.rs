@@ -32,6 +32,8 @@ enum Command {
     Export(cmd::export::Args),
     /// Sample from a model (Hugging Face checkpoint, run directory or checkpoint) for JSONL prompts.
     Generate(cmd::generate::Args),
+    /// Serve a model over an OpenAI-compatible HTTP API (completions, chat, weight updates).
+    Serve(cmd::serve::Args),
     /// Run staged RL training (the daemon): `--config FILE` or `--resume RUN_DIR`.
     Train(cmd::train::Args),
     /// Measure each prompt's pass rate with the current policy; bucket it or set it aside.
@@ -133,6 +135,7 @@ fn main() -> ExitCode {
         Command::Grade(a) => cmd::grade::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Export(a) => cmd::export::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
         Command::Data(c) => cmd::data::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Train(a) => cmd::train::run(a),

@@ -25,16 +25,6 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-/// Files of the original checkpoint copied as they are, when present.
-const COPIED: [&str; 6] = [
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-];
-
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let (run, ckpt) = locate_checkpoint(&a.from, "export")?;
     let config_path = run.join("config.toml");
@@ -60,20 +50,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let device = gradus_policy::device::device(&ComputeConfig::default())?;
     let (learner, _) = Learner::load_checkpoint(&ckpt.join("learner"), &device)
         .with_context(|| format!("loading the policy from {}", ckpt.display()))?;
-    let model = learner.inference_model();
-    let tensors = export::tensors(&model, &hf_config)?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    // Weights first under a temporary name, so a reader never sees half a file.
-    let tmp = a.out.join("model.safetensors.partial");
-    export::write_safetensors(&tmp, &tensors, hf_config.dtype)?;
-    std::fs::rename(&tmp, a.out.join("model.safetensors"))?;
-    for name in COPIED {
-        let src = hf.dir.join(name);
-        if src.exists() {
-            std::fs::copy(&src, a.out.join(name))
-                .with_context(|| format!("copying {}", src.display()))?;
-        }
-    }
+    let tensors = export::write_dir(&a.out, learner.snapshot().weights, &hf_config, &hf.dir)?;
     let params: usize = tensors
         .values()
         .map(|(s, _)| s.iter().product::<usize>())

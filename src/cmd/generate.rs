@@ -21,14 +21,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use gradus_policy::hf::load::Checkpoint;
-use gradus_policy::hf::tokenizer::{AnyTokenizer, HfTokenizer};
-use gradus_policy::{ComputeConfig, Learner, Policy, SamplingConfig, Tokenizer, Transformer};
+use gradus_policy::{ComputeConfig, SamplingConfig, Tokenizer};
 use rand::SeedableRng;
 use serde_json::{Value, json};
 
-use super::locate_checkpoint;
-use gradus::config::RunConfig;
+use super::model::Loaded;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -72,22 +69,6 @@ pub struct Args {
 /// Exit status when some rows were malformed (the rest were still generated).
 const EXIT_MALFORMED: u8 = 2;
 
-/// A model with its tokenizer.
-struct Loaded {
-    model: Transformer,
-    tok: AnyTokenizer,
-}
-
-impl Loaded {
-    fn tokenizer(&self) -> &dyn Tokenizer {
-        &self.tok
-    }
-
-    fn hf(&self) -> Option<&HfTokenizer> {
-        self.tok.hf()
-    }
-}
-
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if a.batch == 0 {
         bail!("--batch must be at least 1");
@@ -97,7 +78,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         threads: 0,
     })
     .context("--device")?;
-    let loaded = load(&a, &device)?;
+    let loaded = super::model::load(
+        &a.model,
+        &device,
+        "generate",
+        a.no_chat_template,
+        a.system.clone(),
+    )?;
     let defaults = loaded.hf().map(|t| t.generation_defaults().clone());
     let sampling = SamplingConfig {
         temperature: a
@@ -234,72 +221,4 @@ fn prompt_ids(
         ));
     }
     Ok((id, ids))
-}
-
-fn load(a: &Args, device: &gradus_policy::Device) -> anyhow::Result<Loaded> {
-    let resolved;
-    let mut path = &a.model;
-    if !path.exists() {
-        // A model id in the offline Hugging Face cache.
-        resolved = gradus_policy::hf::resolve(&path.to_string_lossy())?;
-        path = &resolved;
-    }
-    if path.join("config.json").is_file() {
-        let ckpt = Checkpoint::open(path)?;
-        let model = ckpt.load(device)?;
-        let mut tok = HfTokenizer::open(path)?;
-        if a.no_chat_template {
-            tok.use_chat_template(false)?;
-        } else if tok.chat_template().is_none() {
-            eprintln!(
-                "gradus generate: {} has no chat template; prompts are encoded as plain text",
-                path.display()
-            );
-        }
-        tok.set_system_prompt(a.system.clone());
-        if model.vocab_size() < Tokenizer::vocab_size(&tok) {
-            bail!(
-                "{}: the tokenizer has {} ids but the model's vocabulary only {}",
-                path.display(),
-                Tokenizer::vocab_size(&tok),
-                model.vocab_size()
-            );
-        }
-        return Ok(Loaded {
-            model,
-            tok: AnyTokenizer::Hf(Box::new(tok)),
-        });
-    }
-    if !path.join("checkpoints").is_dir() && !path.join("learner").is_dir() {
-        bail!(
-            "--model {}: neither a Hugging Face checkpoint (config.json), a run directory \
-             (checkpoints/) nor a checkpoint (learner/)",
-            path.display()
-        );
-    }
-    let (run, ckpt) = locate_checkpoint(path, "generate")?;
-    let config_path = run.join("config.toml");
-    let config = RunConfig::from_path(&config_path)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("the run's config {}", config_path.display()))?;
-    let tokenizer = config.tokenizer().context("the run's tokenizer")?;
-    let (learner, _) = Learner::load_checkpoint(&ckpt.join("learner"), device)
-        .with_context(|| format!("loading the policy from {}", ckpt.display()))?;
-    let mut tokenizer = tokenizer;
-    if let AnyTokenizer::Hf(t) = &mut tokenizer {
-        if a.no_chat_template {
-            t.use_chat_template(false)?;
-        }
-        if a.system.is_some() {
-            t.set_system_prompt(a.system.clone());
-        }
-    } else if a.system.is_some() || a.no_chat_template {
-        bail!("--system and --no-chat-template need a model with a chat template");
-    }
-    let policy = Policy::from_snapshot(&learner.snapshot(), device, tokenizer.pad_id())?;
-    eprintln!("gradus generate: policy from {}", ckpt.display());
-    Ok(Loaded {
-        model: policy.model().clone(),
-        tok: tokenizer,
-    })
 }

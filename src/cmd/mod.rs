@@ -7,8 +7,10 @@ pub mod data;
 pub mod export;
 pub mod generate;
 pub mod grade;
+pub mod model;
 pub mod report;
 pub mod sandbox;
+pub mod serve;
 pub mod train;
 
 use std::path::{Path, PathBuf};

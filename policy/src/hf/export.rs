@@ -131,3 +131,43 @@ pub fn write_safetensors(path: &Path, tensors: &Named, dtype: Dtype) -> Result<(
     safetensors::serialize_to_file(views, Some(meta), path)
         .map_err(|e| unwritable(format!("writing safetensors: {e}")))
 }
+
+/// Files of the original checkpoint copied beside exported weights, when present.
+pub const COPIED: [&str; 6] = [
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+];
+
+/// Writes a Hugging Face directory at `out` (created if missing): `params`
+/// (the model's weights in visiting order) as `model.safetensors` in the
+/// checkpoint's names and dtype, and the original's [`COPIED`] files from
+/// `source`. The weights go in under a temporary name first, so a reader
+/// never sees half a file. Returns the tensors written.
+pub fn write_dir(
+    out: &Path,
+    params: Vec<HostTensor>,
+    cfg: &HfConfig,
+    source: &Path,
+) -> Result<Named, HfError> {
+    let tensors = split(params, cfg)?;
+    let io = |path: &Path, e: std::io::Error| HfError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    let tmp = out.join("model.safetensors.partial");
+    write_safetensors(&tmp, &tensors, cfg.dtype)?;
+    let dst = out.join("model.safetensors");
+    std::fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
+    for name in COPIED {
+        let src = source.join(name);
+        if src.exists() {
+            std::fs::copy(&src, out.join(name)).map_err(|e| io(&src, e))?;
+        }
+    }
+    Ok(tensors)
+}
