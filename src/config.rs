@@ -10,6 +10,7 @@
 //! [grader]      # math grading                                      (gradus-math)
 //! [sandbox]     # code execution                                    (gradus-sandbox)
 //! [supervisor]  # restarts                                          (gradus-actors)
+//! [generator]   # local sampling or OpenAI-compatible servers       (gradus-actors)
 //! [curriculum]  # buckets and stages                                (gradus-actors)
 //! ```
 //!
@@ -23,6 +24,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use gradus_actors::curriculum::config::CurriculumConfig;
+use gradus_actors::generator::remote::GeneratorConfig;
 use gradus_actors::supervisor::RestartPolicy;
 use gradus_math::GradeConfig;
 use gradus_policy::{CharTokenizerConfig, ComputeConfig, ModelConfig, OptimizerConfig};
@@ -181,6 +183,8 @@ struct Raw {
     sandbox: SandboxConfig,
     #[serde(default)]
     supervisor: RestartPolicy,
+    #[serde(default)]
+    generator: GeneratorConfig,
     #[expect(
         dead_code,
         reason = "read and validated by CurriculumConfig::from_toml_str"
@@ -213,6 +217,8 @@ pub struct RunConfig {
     pub grader: GradeConfig,
     pub sandbox: SandboxConfig,
     pub supervisor: RestartPolicy,
+    /// `[generator]`: where rollouts are sampled (local or inference servers).
+    pub generator: GeneratorConfig,
     pub curriculum: CurriculumConfig,
 }
 
@@ -473,6 +479,7 @@ impl RunConfig {
         check("run", validate_run(&raw.run));
         check("data", validate_data(&raw.data));
         check("eval", validate_eval(&raw.eval));
+        check("generator", validate_generator(&raw.generator, &raw.run));
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -490,6 +497,7 @@ impl RunConfig {
             grader: raw.grader,
             sandbox: raw.sandbox,
             supervisor: raw.supervisor,
+            generator: raw.generator,
             curriculum,
         })
     }
@@ -537,6 +545,26 @@ fn validate_run(r: &RunSection) -> Result<(), String> {
     } else {
         Err(bad.join("; "))
     }
+}
+
+fn validate_generator(g: &GeneratorConfig, run: &RunSection) -> Result<(), String> {
+    g.validate()?;
+    let bound = match run.mode {
+        Mode::OnPolicy => 1,
+        Mode::Async => run.max_staleness,
+    };
+    if g.sync_every > bound {
+        return Err(format!(
+            "sync_every = {} lets rollouts come from weights more than {bound} version(s) old; \
+             it must be ≤ {bound} ({})",
+            g.sync_every,
+            match run.mode {
+                Mode::OnPolicy => "on-policy mode syncs after every update",
+                Mode::Async => "run.max_staleness",
+            }
+        ));
+    }
+    Ok(())
 }
 
 fn validate_eval(e: &EvalSection) -> Result<(), String> {

@@ -26,6 +26,9 @@ use crate::error::{Error, Result};
 use crate::model::{TokenBatch, Transformer};
 use crate::sample::{SamplingConfig, choose, log_softmax};
 
+/// Ends a sequence when it returns true for the tokens generated so far.
+pub type StopFn = Box<dyn FnMut(&[u32]) -> bool + Send>;
+
 /// One sequence to decode.
 pub struct Request {
     /// The caller's id, handed back with the result.
@@ -43,7 +46,7 @@ pub struct Request {
     pub prompt_logprobs: bool,
     /// Ends the sequence early when it returns true for the tokens generated
     /// so far (stop strings); called after every token.
-    pub stop: Option<Box<dyn FnMut(&[u32]) -> bool + Send>>,
+    pub stop: Option<StopFn>,
 }
 
 /// Why a sequence ended.

@@ -32,6 +32,7 @@ use gradus_actors::curriculum::engine::Curriculum;
 use gradus_actors::data::import::FormatChoice;
 use gradus_actors::data::load::Loaded;
 use gradus_actors::fault::Fault;
+use gradus_actors::generator::remote::{Backend, Remote, SyncFormat};
 use gradus_actors::ledger::Ledger;
 use gradus_actors::supervisor::{self, Report, Spawner};
 use gradus_actors::trainer::{EvalSettings, Observer, QueueHook, Settings, Trainer};
@@ -402,13 +403,43 @@ async fn train(
 
     // Engines outlive actor restarts; the supervisor re-spawns actors around them.
     let snapshot = learner.snapshot();
-    let policy = Policy::from_snapshot(&snapshot, &device, tokenizer.pad_id())?;
     let learner_engine = Arc::new(learner::Engine::new(learner, config.compute.threads)?);
-    let generator_engine = Arc::new(generator::Engine::new(
-        policy,
-        gen_rng,
-        config.compute.threads,
-    )?);
+    let generator_engine = Arc::new(match config.generator.backend {
+        Backend::Local => {
+            let policy = Policy::from_snapshot(&snapshot, &device, tokenizer.pad_id())?;
+            generator::Sampler::Local(generator::Engine::new(
+                policy,
+                gen_rng,
+                config.compute.threads,
+            )?)
+        }
+        Backend::Openai => {
+            let format = match &config.hf {
+                Some(h) => SyncFormat::Hf {
+                    config: gradus_policy::hf::HfConfig::read(&h.dir)?,
+                    source: h.dir.clone(),
+                },
+                None => SyncFormat::Snapshot,
+            };
+            let remote = Remote::new(config.generator.clone(), run_dir.root(), format, gen_rng)
+                .map_err(|e| anyhow::anyhow!("[generator]: {e}"))?;
+            let sampler = Arc::new(generator::Sampler::Remote(remote));
+            // The servers start on the learner's weights (a resumed run's
+            // included), whatever they were launched with.
+            println!(
+                "gradus: generating on {} inference endpoint(s); syncing weight version {}",
+                config.generator.endpoints.len(),
+                snapshot.version
+            );
+            sampler
+                .load(Arc::new(snapshot.clone()))
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("the first weight sync to the inference servers: {e}")
+                })?;
+            Arc::try_unwrap(sampler).unwrap_or_else(|_| unreachable!("one owner"))
+        }
+    });
     let fleet = fleet(&config.sandbox)?;
     if args.faults.is_none() && std::env::var_os("GRADUS_FAULTS").is_some() {
         eprintln!(
@@ -844,7 +875,7 @@ impl Faults {
 struct Around {
     curriculum: Arc<Shared>,
     learner: Arc<learner::Engine>,
-    generator: Arc<generator::Engine>,
+    generator: Arc<generator::Sampler>,
     fleet: Fleet,
     queues: QueueHook,
     checkpoints: PathBuf,
@@ -1036,7 +1067,7 @@ async fn apply_reload<T: Tokenizer>(
 /// checkpointer (redone once if it crashes mid-write).
 async fn save<T: Tokenizer>(
     trainer: &Trainer<T>,
-    generator_engine: &generator::Engine,
+    generator_engine: &generator::Sampler,
     config: &RunConfig,
     step: u64,
     logs: std::collections::BTreeMap<String, u64>,

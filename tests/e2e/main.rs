@@ -6,6 +6,7 @@ mod data;
 mod generate;
 mod grade;
 mod hf;
+mod inference;
 mod report;
 mod sandbox;
 mod serve;

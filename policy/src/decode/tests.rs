@@ -169,7 +169,7 @@ fn prompt_and_top_logprobs_match_a_full_forward_pass() {
     let out = run(&model, vec![req, short], vec![], 0);
     let f = &out[0];
     let full: Vec<u32> = prompt.iter().chain(&f.tokens).copied().collect();
-    let batch = TokenBatch::left_padded(&[full.clone()], PAD);
+    let batch = TokenBatch::left_padded(std::slice::from_ref(&full), PAD);
     let (v, [_, t, vocab]) = host3(model.forward(&batch, None).unwrap());
     let lp_at =
         |pos: usize, tok: u32| log_softmax(&v[pos * vocab..(pos + 1) * vocab], 1.0)[tok as usize];

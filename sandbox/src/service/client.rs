@@ -18,12 +18,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
+use hyper::StatusCode;
 use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
 
+use super::http::Pool;
 use crate::Sandbox;
 use crate::job::Job;
 use crate::outcome::{Outcome, Verdict};
@@ -88,7 +86,7 @@ struct Remote {
     inflight: AtomicUsize,
     /// No new job before this (a 429's `Retry-After`).
     paused_until: Mutex<Option<Instant>>,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    pool: Pool,
     probing: AtomicBool,
 }
 
@@ -144,12 +142,12 @@ impl Fleet {
             .collect();
         hosts.extend(endpoints.into_iter().map(|endpoint| {
             Host::Remote(Remote {
+                pool: Pool::new(&endpoint.authority, cfg.api_key.clone()),
                 endpoint,
                 up: AtomicBool::new(false),
                 capacity: AtomicUsize::new(0),
                 inflight: AtomicUsize::new(0),
                 paused_until: Mutex::new(None),
-                idle: Mutex::default(),
                 probing: AtomicBool::new(false),
             })
         }));
@@ -320,99 +318,6 @@ impl Fleet {
         result
     }
 
-    /// A kept-alive connection to `r` (`true`), or a new one.
-    async fn connection(&self, r: &Remote) -> Result<(SendRequest<Full<Bytes>>, bool), String> {
-        loop {
-            let cached = r.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            match cached {
-                Some(mut c) if !c.is_closed() => {
-                    if c.ready().await.is_ok() {
-                        return Ok((c, true));
-                    }
-                }
-                Some(_) => continue,
-                None => break,
-            }
-        }
-        let stream = tokio::net::TcpStream::connect(&r.endpoint.authority)
-            .await
-            .map_err(|e| format!("connecting to {}: {e}", r.endpoint.authority))?;
-        let _ = stream.set_nodelay(true);
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake with {}: {e}", r.endpoint.authority))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok((send, false))
-    }
-
-    fn request(&self, r: &Remote, method: &str, path: &str, body: Bytes) -> Request<Full<Bytes>> {
-        let mut b = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, &r.endpoint.authority)
-            .header(hyper::header::CONTENT_TYPE, "application/json");
-        if let Some(k) = &self.inner.cfg.api_key {
-            b = b.header(hyper::header::AUTHORIZATION, format!("Bearer {k}"));
-        }
-        b.body(Full::new(body)).expect("valid request")
-    }
-
-    /// One request; the status and body, or why it failed.
-    async fn call(
-        &self,
-        r: &Remote,
-        method: &str,
-        path: &str,
-        body: Bytes,
-        timeout: Duration,
-    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), String> {
-        let fut = async {
-            // A kept-alive connection the server has since closed (its idle
-            // timeout) fails before any answer: then once more on a new one.
-            // A job sent twice this way runs once (its id).
-            let mut fresh_tried = false;
-            let resp = loop {
-                let (mut conn, reused) = self.connection(r).await?;
-                match conn
-                    .send_request(self.request(r, method, path, body.clone()))
-                    .await
-                {
-                    Ok(resp) => break (resp, conn),
-                    Err(_) if reused && !fresh_tried => {
-                        // Every kept connection may be as stale: drop them.
-                        fresh_tried = true;
-                        r.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
-                    }
-                    Err(e) => return Err(format!("{} {path}: {e}", r.endpoint.authority)),
-                }
-            };
-            let (resp, conn) = resp;
-            let (parts, body) = resp.into_parts();
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|e| format!("{} {path}: reading the answer: {e}", r.endpoint.authority))?
-                .to_bytes();
-            let closing = parts
-                .headers
-                .get(hyper::header::CONNECTION)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-            if !closing {
-                r.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
-            }
-            Ok((parts.status, parts.headers, bytes))
-        };
-        tokio::time::timeout(timeout, fut).await.map_err(|_| {
-            format!(
-                "{} {path}: no answer within {timeout:?}",
-                r.endpoint.authority
-            )
-        })?
-    }
-
     async fn send(&self, r: &Remote, job: &Job) -> Result<Outcome, Failure> {
         let mut sent = job.clone();
         if !sent.id.is_empty() {
@@ -424,8 +329,9 @@ impl Fleet {
             .job_wall_s
             .unwrap_or(lim.wall_s.unwrap_or(10.0) * job.tests.total().max(1) as f64 + 5.0);
         let timeout = Duration::from_secs_f64(own.min(3600.0)) + self.inner.cfg.request_slack;
-        let (status, headers, bytes) = self
-            .call(r, "POST", "/v1/jobs", body, timeout)
+        let (status, headers, bytes) = r
+            .pool
+            .call("POST", "/v1/jobs", body, timeout)
             .await
             .map_err(Failure::Host)?;
         match status {
@@ -484,7 +390,7 @@ impl Fleet {
         if let Host::Remote(r) = &self.inner.hosts[i]
             && r.up.swap(false, Ordering::SeqCst)
         {
-            r.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            r.pool.clear();
             self.event(HostEvent::Down {
                 host: r.endpoint.authority.clone(),
                 why,
@@ -532,8 +438,9 @@ impl Fleet {
 
     /// Asks `/health`; the worker count of a healthy host.
     async fn probe(&self, r: &Remote) -> Result<usize, String> {
-        let (status, _, body) = self
-            .call(r, "GET", "/health", Bytes::new(), Duration::from_secs(5))
+        let (status, _, body) = r
+            .pool
+            .call("GET", "/health", Bytes::new(), Duration::from_secs(5))
             .await?;
         if status != StatusCode::OK {
             return Err(format!(
@@ -551,8 +458,9 @@ impl Fleet {
             ));
         }
         // The key is checked here too, so a wrong key is found before a job.
-        let (status, _, _) = self
-            .call(r, "GET", "/metrics", Bytes::new(), Duration::from_secs(5))
+        let (status, _, _) = r
+            .pool
+            .call("GET", "/metrics", Bytes::new(), Duration::from_secs(5))
             .await?;
         if status == StatusCode::UNAUTHORIZED {
             return Err(format!("{}: refused the API key", r.endpoint.authority));

@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod fusion;
+pub mod http;
 pub mod server;
 
 pub use client::{Endpoint, Fleet, FleetConfig, HostEvent};

@@ -593,10 +593,7 @@ impl Server {
 
 /// A callback that ends a sequence once its text contains a stop string
 /// (looking only at the tail a stop string could still end in).
-fn stop_watch(
-    tok: &Arc<AnyTokenizer>,
-    stops: &[String],
-) -> Option<Box<dyn FnMut(&[u32]) -> bool + Send>> {
+fn stop_watch(tok: &Arc<AnyTokenizer>, stops: &[String]) -> Option<gradus_policy::decode::StopFn> {
     if stops.is_empty() {
         return None;
     }

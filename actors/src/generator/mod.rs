@@ -3,7 +3,10 @@
 //! Like the learner, the sampling copy of the model lives in an [`Engine`] on
 //! its own compute thread and survives actor restarts. The engine's RNG is
 //! seeded from the run seed and saved in checkpoints, so a resumed run samples
-//! what the uninterrupted one would have.
+//! what the uninterrupted one would have. With `[generator] backend =
+//! "openai"` the samples come from inference servers instead ([`remote`]).
+
+pub mod remote;
 
 use std::sync::Arc;
 
@@ -82,12 +85,72 @@ impl Engine {
     }
 }
 
+/// Where samples come from: the local compute thread or inference servers.
+pub enum Sampler {
+    Local(Engine),
+    Remote(remote::Remote),
+}
+
+impl Sampler {
+    /// Samples one response per prompt.
+    pub async fn generate(
+        self: &Arc<Self>,
+        prompts: Vec<Vec<u32>>,
+        config: SamplingConfig,
+    ) -> Result<Generated, String> {
+        match self.as_ref() {
+            Sampler::Local(_) => {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || match me.as_ref() {
+                    Sampler::Local(e) => e.generate(prompts, config),
+                    Sampler::Remote(_) => unreachable!("matched as local"),
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+            Sampler::Remote(r) => r.generate(prompts, config).await,
+        }
+    }
+
+    /// Publishes newer weights; returns the version that now samples.
+    pub async fn load(self: &Arc<Self>, snapshot: Arc<WeightsSnapshot>) -> Result<u64, String> {
+        match self.as_ref() {
+            Sampler::Local(_) => {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || match me.as_ref() {
+                    Sampler::Local(e) => e.load(snapshot),
+                    Sampler::Remote(_) => unreachable!("matched as local"),
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+            Sampler::Remote(r) => r.load(snapshot).await,
+        }
+    }
+
+    /// The RNG, for checkpoints.
+    pub fn rng(&self) -> ChaCha8Rng {
+        match self {
+            Sampler::Local(e) => e.rng(),
+            Sampler::Remote(r) => r.rng(),
+        }
+    }
+
+    /// The inference servers, when sampling remotely.
+    pub fn remote(&self) -> Option<&remote::Remote> {
+        match self {
+            Sampler::Local(_) => None,
+            Sampler::Remote(r) => Some(r),
+        }
+    }
+}
+
 pub struct Generator {
-    engine: Arc<Engine>,
+    engine: Arc<Sampler>,
 }
 
 /// Spawns the generator linked to `supervisor`, around `engine`.
-pub async fn spawn(engine: Arc<Engine>, supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
+pub async fn spawn(engine: Arc<Sampler>, supervisor: ActorCell) -> Result<ActorCell, SpawnErr> {
     let (r, _) =
         Actor::spawn_linked(Some(NAME.into()), Generator { engine }, (), supervisor).await?;
     Ok(r.get_cell())
@@ -115,13 +178,23 @@ impl Actor for Generator {
                 config,
                 reply,
             } => {
-                let _ = reply.send(
-                    tokio::task::spawn_blocking(move || engine.generate(prompts, config)).await?,
-                );
+                let answer = engine.generate(prompts, config).await;
+                if let Some(r) = engine.remote() {
+                    for e in r.take_events() {
+                        match e {
+                            remote::EndpointEvent::Down { endpoint, why } => eprintln!(
+                                "gradus: inference endpoint {endpoint} is down ({why}); its requests went elsewhere"
+                            ),
+                            remote::EndpointEvent::Up { endpoint } => {
+                                eprintln!("gradus: inference endpoint {endpoint} is back")
+                            }
+                        }
+                    }
+                }
+                let _ = reply.send(answer);
             }
             Msg::Load { snapshot, reply } => {
-                let _ =
-                    reply.send(tokio::task::spawn_blocking(move || engine.load(snapshot)).await?);
+                let _ = reply.send(engine.load(snapshot).await);
             }
         }
         Ok(())
