@@ -49,6 +49,10 @@ pub struct Metrics {
     pub staleness: HistogramVec,
     /// Groups dropped because they were older than the staleness bound.
     pub stale_dropped: IntCounter,
+    /// Mean behaviour log-prob minus the learner's recomputed log-prob over
+    /// the last GRPO batch's trained tokens, before the update: how far the
+    /// sampler (local or an inference server) and the learner disagree.
+    pub behaviour_logprob_gap: Gauge,
     /// Actor restarts by the supervisor.
     pub actor_restarts: IntCounterVec,
     /// Config reloads by result (applied, invalid, unchanged).
@@ -153,6 +157,11 @@ impl Metrics {
                 &["domain"],
             )
             .expect("valid metric"),
+            behaviour_logprob_gap: Gauge::new(
+                "gradus_behaviour_logprob_gap",
+                "Mean behaviour minus learner log-prob of the last GRPO batch's tokens, before the update",
+            )
+            .expect("valid metric"),
             stale_dropped: IntCounter::new(
                 "gradus_learner_stale_groups_dropped_total",
                 "Groups dropped because they were older than the staleness bound.",
@@ -224,7 +233,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
             Box::new(self.stage_index.clone()),
             Box::new(self.stage_transitions.clone()),
             Box::new(self.pass_rate.clone()),
@@ -238,6 +247,7 @@ impl Metrics {
             Box::new(self.policy_version.clone()),
             Box::new(self.staleness.clone()),
             Box::new(self.stale_dropped.clone()),
+            Box::new(self.behaviour_logprob_gap.clone()),
             Box::new(self.actor_restarts.clone()),
             Box::new(self.config_reloads.clone()),
             Box::new(self.queue_depth.clone()),

@@ -172,6 +172,9 @@ impl Observer for RunObserver {
             m.policy_version.set(r.stats.policy_version as i64);
             m.learner_step_seconds.observe(r.stats.seconds);
             m.last_step_timestamp.set(unix_time());
+            if let Some(gap) = r.stats.approx_kl {
+                m.behaviour_logprob_gap.set(f64::from(gap));
+            }
         }
         // Staleness of what was learned: versions between the behaviour policy
         // and the policy the update started from (0 in on-policy runs).

@@ -439,7 +439,7 @@ fn invalid_requests_are_named_and_a_full_queue_answers_429() {
     let s = Serve::start(
         &qwen2(),
         "127.0.0.1:0",
-        &["--max-queue", "1", "--max-batch", "1"],
+        &["--max-queue", "2", "--max-batch", "1"],
         &[],
     );
     for (body, field) in [
@@ -461,33 +461,34 @@ fn invalid_requests_are_named_and_a_full_queue_answers_429() {
     }
     let (code, _) = http(&s.addr, "POST", "/v1/completions", "{not json", None);
     assert_eq!(code, 400);
-    // One long request holds the only queue slot; the next is turned away.
-    let long = json!({"prompt": "a", "max_tokens": 200, "ignore_eos": true}).to_string();
-    let addr = s.addr.clone();
-    let holder = std::thread::spawn(move || http(&addr, "POST", "/v1/completions", &long, None));
+    // Two long requests fill the queue (one decodes, one waits: one
+    // sequence per batch); once /metrics counts both, the next is turned away.
+    let long = json!({"prompt": "a", "max_tokens": 250, "n": 32, "ignore_eos": true}).to_string();
+    let holders: Vec<_> = (0..2)
+        .map(|_| {
+            let (addr, long) = (s.addr.clone(), long.clone());
+            std::thread::spawn(move || http(&addr, "POST", "/v1/completions", &long, None))
+        })
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut saw_429 = false;
-    while Instant::now() < deadline && !holder.is_finished() {
-        let mut st = std::net::TcpStream::connect(&s.addr).unwrap();
-        let body = r#"{"prompt":"b","max_tokens":1}"#;
-        write!(
-            st,
-            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        st.read_to_string(&mut out).unwrap();
-        if out.starts_with("HTTP/1.1 429") {
-            assert!(out.to_ascii_lowercase().contains("retry-after: 1"), "{out}");
-            saw_429 = true;
-            break;
-        }
+    while counter(&s.metrics(), "gradus_serve_outstanding_requests", "") < 2.0 {
+        assert!(Instant::now() < deadline, "the two requests never queued");
+        std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(
-        saw_429,
-        "no request was turned away while the queue was full"
-    );
-    assert_eq!(holder.join().unwrap().0, 200);
+    let mut st = std::net::TcpStream::connect(&s.addr).unwrap();
+    let body = r#"{"prompt":"b","max_tokens":1}"#;
+    write!(
+        st,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    st.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 429"), "not turned away: {out}");
+    assert!(out.to_ascii_lowercase().contains("retry-after: 1"), "{out}");
+    for h in holders {
+        assert_eq!(h.join().unwrap().0, 200);
+    }
 }
