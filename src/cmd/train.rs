@@ -1012,6 +1012,7 @@ async fn apply_reload<T: Tokenizer>(
         ("grader", differs(&new.grader, &running.grader)),
         ("sandbox", differs(&new.sandbox, &running.sandbox)),
         ("supervisor", differs(&new.supervisor, &running.supervisor)),
+        ("generator", differs(&new.generator, &running.generator)),
     ];
     let changed: Vec<&str> = fixed.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
     if !changed.is_empty() {

@@ -378,11 +378,13 @@ fn sighup_applies_a_valid_config_and_keeps_the_running_one_on_an_invalid_one() {
     )
     .unwrap();
     signal(&child, nix::sys::signal::Signal::SIGHUP);
+    // The file watcher and the signal may each trigger the reload (at two
+    // batch boundaries): the refusal is then reported once per trigger.
     run.wait_for(60, "the refused reload", |e| {
         e.iter()
             .filter(|e| e["event"] == "config_reload_invalid")
             .count()
-            == 2
+            >= 2
     });
     let refused = &run.named("config_reload_invalid")[1];
     assert!(
