@@ -4,7 +4,7 @@
 //! restarted), the official `openai` Python client, and a weight reload
 //! under load.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,22 +27,11 @@ impl Serve {
             .arg(model)
             .args(["--listen", listen, "--served-model-name", "policy"])
             .args(extra)
-            .stdout(Stdio::piped())
             .stderr(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines
-            .next()
-            .expect("serve printed nothing")
-            .expect("reading serve's stdout");
-        let addr = first
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("first line: {first}"))
-            .to_string();
-        std::thread::spawn(move || for _ in lines {});
+        let (child, addr) = crate::util::spawn_listening(&mut cmd);
         Serve { child, addr }
     }
 

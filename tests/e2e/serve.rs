@@ -3,7 +3,6 @@
 //! with SIGKILL mid-stage and restarted), and SandboxFusion's `/run_code`
 //! from a Python client using `requests`, as verl's does.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,22 +24,11 @@ impl Server {
         let mut cmd = gradus();
         cmd.args(["sandbox", "serve", "--listen", listen])
             .args(extra)
-            .stdout(Stdio::piped())
             .stderr(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines
-            .next()
-            .expect("serve printed nothing")
-            .expect("reading serve's stdout");
-        let addr = first
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("first line: {first}"))
-            .to_string();
-        std::thread::spawn(move || for _ in lines {});
+        let (child, addr) = crate::util::spawn_listening(&mut cmd);
         Server { child, addr }
     }
 

@@ -1,7 +1,8 @@
 //! Shared harness: the built binary and a temp dir per test.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 /// A `Command` for the `gradus` binary that cargo built for this test run.
 #[allow(dead_code)]
@@ -36,4 +37,23 @@ pub fn train_tiny(run: &std::path::Path, max_samples: u64) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Spawns a server command (stdout piped) and waits for its first line,
+/// `listening on http://HOST:PORT`; returns the child and `HOST:PORT`. The
+/// rest of its stdout is drained so it never blocks.
+#[allow(dead_code)]
+pub fn spawn_listening(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines
+        .next()
+        .expect("the server printed nothing")
+        .expect("reading the server's stdout");
+    let addr = first
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
 }
