@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use gradus_actors::curriculum::config::CurriculumConfig;
-use gradus_actors::generator::remote::GeneratorConfig;
+use gradus_actors::generator::remote::{Backend, GeneratorConfig, Reload};
 use gradus_actors::supervisor::RestartPolicy;
 use gradus_math::GradeConfig;
 use gradus_policy::{CharTokenizerConfig, ComputeConfig, ModelConfig, OptimizerConfig};
@@ -549,6 +549,13 @@ fn validate_run(r: &RunSection) -> Result<(), String> {
 
 fn validate_generator(g: &GeneratorConfig, run: &RunSection) -> Result<(), String> {
     g.validate()?;
+    if g.backend == Backend::Openai && g.reload == Reload::None {
+        return Err(
+            "reload = \"none\" leaves the servers on their first weights: training needs them \
+             to follow the learner (gradus, sglang or vllm)"
+                .into(),
+        );
+    }
     let bound = match run.mode {
         Mode::OnPolicy => 1,
         Mode::Async => run.max_staleness,
@@ -775,6 +782,44 @@ mod tests {
             e.contains("run.checkpoint_every: checkpoint_every must be ≥ 1"),
             "{e}"
         );
+    }
+
+    /// Issue 14: `[generator]` is read, checked against the run's mode, and
+    /// every bad field is named with the file.
+    #[test]
+    fn the_generator_table_is_checked_against_the_mode() {
+        let with = |g: &str| format!("{DEMO}\n[generator]\n{g}\n");
+        let ok = RunConfig::from_toml_str(
+            &with("backend = \"openai\"\nendpoints = [\"http://127.0.0.1:8000/v1\"]"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(ok.generator.backend, Backend::Openai);
+        assert_eq!(ok.generator.concurrency, 16);
+        for (g, want) in [
+            ("backend = \"openai\"", "at least one endpoint"),
+            (
+                "backend = \"openai\"\nendpoints = [\"https://h:1\"]",
+                "endpoints[0]",
+            ),
+            ("endpoints = [\"http://h:1\"]", "only used with backend"),
+            (
+                "backend = \"openai\"\nendpoints = [\"http://h:1\"]\nsync_every = 2",
+                "sync_every = 2",
+            ),
+            (
+                "backend = \"openai\"\nendpoints = [\"http://h:1\"]\nreload = \"none\"",
+                "reload = \"none\"",
+            ),
+            ("backend = \"remote\"", "unknown variant `remote`"),
+            ("concurrency = 0", "concurrency must be ≥ 1"),
+        ] {
+            let e = RunConfig::from_toml_str(&with(g), Some(Path::new("demo.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("demo.toml:") && e.contains(want), "{g}: {e}");
+            assert!(e.contains("generator"), "{g}: {e}");
+        }
     }
 
     const HF_TINY: &str = include_str!("../configs/hf-tiny.toml");

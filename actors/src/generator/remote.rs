@@ -269,11 +269,11 @@ impl Remote {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let sync_dir = match &cfg.sync_dir {
-            Some(d) if d.is_absolute() => d.clone(),
-            Some(d) => std::env::current_dir().map_err(|e| e.to_string())?.join(d),
-            None => run_dir.join("weights"),
-        };
+        // Servers are told absolute paths.
+        let sync_dir = cfg
+            .sync_dir
+            .clone()
+            .unwrap_or_else(|| run_dir.join("weights"));
         let sync_dir = if sync_dir.is_absolute() {
             sync_dir
         } else {
@@ -494,9 +494,11 @@ impl Remote {
                     self.probe(i);
                     continue;
                 }
-                // An endpoint not yet on the current weights waits for its sync.
+                // An endpoint that came up on older weights (its probe raced
+                // a sync) goes back to its prober, which brings it to these.
                 let v = e.version.load(Ordering::SeqCst);
                 if self.inner.cfg.reload != Reload::None && v != current {
+                    self.mark_down(i, format!("serves weight version {v}, not {current}"));
                     continue;
                 }
                 any_up = true;
