@@ -407,11 +407,11 @@ async fn train(
     let generator_engine = Arc::new(match config.generator.backend {
         Backend::Local => {
             let policy = Policy::from_snapshot(&snapshot, &device, tokenizer.pad_id())?;
-            generator::Sampler::Local(generator::Engine::new(
+            generator::Sampler::Local(Arc::new(generator::Engine::new(
                 policy,
                 gen_rng,
                 config.compute.threads,
-            )?)
+            )?))
         }
         Backend::Openai => {
             let format = match &config.hf {
@@ -423,7 +423,7 @@ async fn train(
             };
             let remote = Remote::new(config.generator.clone(), run_dir.root(), format, gen_rng)
                 .map_err(|e| anyhow::anyhow!("[generator]: {e}"))?;
-            let sampler = Arc::new(generator::Sampler::Remote(remote));
+            let sampler = generator::Sampler::Remote(remote);
             // The servers start on the learner's weights (a resumed run's
             // included), whatever they were launched with.
             println!(
@@ -437,7 +437,7 @@ async fn train(
                 .map_err(|e| {
                     anyhow::anyhow!("the first weight sync to the inference servers: {e}")
                 })?;
-            Arc::try_unwrap(sampler).unwrap_or_else(|_| unreachable!("one owner"))
+            sampler
         }
     });
     let fleet = fleet(&config.sandbox)?;

@@ -229,25 +229,6 @@ fn a_staged_run_on_two_servers_survives_one_killed_and_learns_each_rollout_once(
     assert!(kept <= 2, "{kept} weight versions kept");
 }
 
-/// The Python interpreter with the `openai` client (the project venv's).
-fn python_with_openai() -> String {
-    let venv = repo_root().join(".venv/bin/python");
-    for py in [venv.display().to_string(), "python3".into()] {
-        let ok = Command::new(&py)
-            .args(["-c", "import openai"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return py;
-        }
-    }
-    panic!(
-        "this test needs the `openai` Python client: python3 -m venv .venv && \
-         .venv/bin/pip install -r tests/requirements.txt (the README's test command does this)"
-    );
-}
-
 /// Issue 14: the official `openai` client calls `gradus serve` (with an API
 /// key from the environment): models, completions with log-probs (equal to
 /// `gradus generate`'s own scoring of the same greedy tokens within 1e-4),
@@ -255,7 +236,7 @@ fn python_with_openai() -> String {
 /// client's own error types for an unknown model and a wrong key.
 #[test]
 fn the_openai_client_gets_completions_and_chat_with_gradus_logprobs() {
-    let py = python_with_openai();
+    let py = crate::util::python_with("openai", "the official OpenAI client");
     let key = ("GRADUS_TEST_SERVE_KEY", "k-serve-0123456789");
     let s = Serve::start(&qwen2(), "127.0.0.1:0", &["--api-key-env", key.0], &[key]);
     let out = Command::new(&py)

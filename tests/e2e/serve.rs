@@ -165,33 +165,12 @@ fn a_code_stage_on_two_services_survives_one_killed_and_matches_a_local_run() {
     crate::train::assert_run_ledger_clean(&run);
 }
 
-/// The Python interpreter with `requests` (the project venv's, made by the
-/// README's test command, else python3's), or a clear failure.
-fn python_with_requests() -> String {
-    let venv = repo_root().join(".venv/bin/python");
-    for py in [venv.display().to_string(), "python3".into()] {
-        let ok = Command::new(&py)
-            .args(["-c", "import requests"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return py;
-        }
-    }
-    panic!(
-        "this test needs Python's `requests` (verl's client library): \
-         python3 -m venv .venv && .venv/bin/pip install -r tests/requirements.txt \
-         (the README's test command does this)"
-    );
-}
-
 /// Issue 15: SandboxFusion's documented `/run_code` examples, sent by a
 /// Python client with `requests` as verl sends them, checked field by field
 /// (tests/fixtures/sandbox/fusion_client.py); with auth.
 #[test]
 fn run_code_answers_a_requests_client_as_sandboxfusion_does() {
-    let py = python_with_requests();
+    let py = crate::util::python_with("requests", "verl's client library");
     let key = [("GRADUS_TEST_FUSION_KEY", "fusion-key-42")];
     let server = Server::start(
         "127.0.0.1:0",

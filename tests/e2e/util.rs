@@ -57,3 +57,25 @@ pub fn spawn_listening(cmd: &mut Command) -> (Child, String) {
     std::thread::spawn(move || for _ in lines {});
     (child, addr)
 }
+
+/// The Python interpreter that imports `module` (the project venv's, made by
+/// the README's test command, else python3's), or a clear failure naming
+/// what the test needs it for.
+#[allow(dead_code)]
+pub fn python_with(module: &str, what: &str) -> String {
+    let venv = repo_root().join(".venv/bin/python");
+    for py in [venv.display().to_string(), "python3".into()] {
+        let ok = Command::new(&py)
+            .args(["-c", &format!("import {module}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return py;
+        }
+    }
+    panic!(
+        "this test needs Python's `{module}` ({what}): python3 -m venv .venv && \
+         .venv/bin/pip install -r tests/requirements.txt (the README's test command does this)"
+    );
+}

@@ -87,42 +87,36 @@ impl Engine {
 
 /// Where samples come from: the local compute thread or inference servers.
 pub enum Sampler {
-    Local(Engine),
+    Local(Arc<Engine>),
     Remote(remote::Remote),
 }
 
 impl Sampler {
     /// Samples one response per prompt.
     pub async fn generate(
-        self: &Arc<Self>,
+        &self,
         prompts: Vec<Vec<u32>>,
         config: SamplingConfig,
     ) -> Result<Generated, String> {
-        match self.as_ref() {
-            Sampler::Local(_) => {
-                let me = self.clone();
-                tokio::task::spawn_blocking(move || match me.as_ref() {
-                    Sampler::Local(e) => e.generate(prompts, config),
-                    Sampler::Remote(_) => unreachable!("matched as local"),
-                })
-                .await
-                .map_err(|e| e.to_string())?
+        match self {
+            Sampler::Local(e) => {
+                let e = e.clone();
+                tokio::task::spawn_blocking(move || e.generate(prompts, config))
+                    .await
+                    .map_err(|e| e.to_string())?
             }
             Sampler::Remote(r) => r.generate(prompts, config).await,
         }
     }
 
     /// Publishes newer weights; returns the version that now samples.
-    pub async fn load(self: &Arc<Self>, snapshot: Arc<WeightsSnapshot>) -> Result<u64, String> {
-        match self.as_ref() {
-            Sampler::Local(_) => {
-                let me = self.clone();
-                tokio::task::spawn_blocking(move || match me.as_ref() {
-                    Sampler::Local(e) => e.load(snapshot),
-                    Sampler::Remote(_) => unreachable!("matched as local"),
-                })
-                .await
-                .map_err(|e| e.to_string())?
+    pub async fn load(&self, snapshot: Arc<WeightsSnapshot>) -> Result<u64, String> {
+        match self {
+            Sampler::Local(e) => {
+                let e = e.clone();
+                tokio::task::spawn_blocking(move || e.load(snapshot))
+                    .await
+                    .map_err(|e| e.to_string())?
             }
             Sampler::Remote(r) => r.load(snapshot).await,
         }

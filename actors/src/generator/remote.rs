@@ -208,9 +208,8 @@ struct Inner {
     model: Mutex<Option<String>>,
     sync_dir: PathBuf,
     format: SyncFormat,
+    /// The last sync (`dir` is `None` before the first, which always happens).
     synced: Mutex<Synced>,
-    /// Whether any sync happened yet (the first always does).
-    first_sync_done: AtomicBool,
     changed: tokio::sync::Notify,
     events: Mutex<Vec<EndpointEvent>>,
     resent: AtomicUsize,
@@ -292,7 +291,6 @@ impl Remote {
                     version: 0,
                     dir: None,
                 }),
-                first_sync_done: AtomicBool::new(false),
                 changed: tokio::sync::Notify::new(),
                 events: Mutex::new(Vec::new()),
                 resent: AtomicUsize::new(0),
@@ -681,11 +679,16 @@ impl Remote {
     /// the servers' version, between `sync_every` versions. Returns the
     /// version the servers now serve.
     pub async fn load(&self, snapshot: Arc<WeightsSnapshot>) -> Result<u64, String> {
-        let first = !self.inner.first_sync_done.load(Ordering::SeqCst);
         if self.inner.cfg.reload == Reload::None {
-            self.inner.first_sync_done.store(true, Ordering::SeqCst);
             return Ok(self.version());
         }
+        let first = self
+            .inner
+            .synced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .dir
+            .is_none();
         if !first && !snapshot.version.is_multiple_of(self.inner.cfg.sync_every) {
             return Ok(self.version());
         }
@@ -739,7 +742,6 @@ impl Remote {
             }
             tokio::time::sleep(Duration::from_secs_f64(self.inner.cfg.probe_every_s)).await;
         }
-        self.inner.first_sync_done.store(true, Ordering::SeqCst);
         self.inner.changed.notify_waiters();
         // The version before last stays (a server may still be loading it).
         if let Some(prev) = previous {

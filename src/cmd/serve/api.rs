@@ -11,6 +11,7 @@
 //! name when set to anything but their neutral value; other unknown fields
 //! are ignored, as OpenAI's servers ignore them.
 
+use gradus_actors::data::import::fields::type_name as kind;
 use serde_json::{Map, Value, json};
 
 /// Most sequences (prompts × `n`) one request may ask for.
@@ -114,17 +115,6 @@ pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
             "invalid_request_error",
             format!("the body must be a JSON object, got {}", kind(&other)),
         )),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

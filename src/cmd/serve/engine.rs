@@ -53,8 +53,6 @@ pub struct Gauges {
     pub waiting: AtomicUsize,
     /// Tokens generated since start.
     pub generated: AtomicU64,
-    /// Decode steps since start.
-    pub steps: AtomicU64,
 }
 
 /// The handlers' side of the loop.
@@ -198,7 +196,6 @@ impl Loop {
                             decoder.running() as u64 + done.len() as u64,
                             Ordering::Relaxed,
                         );
-                        self.gauges.steps.fetch_add(1, Ordering::Relaxed);
                         for f in done {
                             self.finish(f);
                         }

@@ -699,8 +699,7 @@ async fn completions(s: &Server, body: &[u8]) -> Result<(Value, String), ApiErro
             "created": api::now(),
             "model": s.name,
             "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "usage": usage(prompt_tokens, completion_tokens),
             "weight_version": done.version,
         }),
         done.version,
@@ -783,12 +782,17 @@ async fn chat(s: &Server, body: &[u8]) -> Result<(Value, String), ApiError> {
             "created": api::now(),
             "model": s.name,
             "choices": choices,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "usage": usage(prompt_tokens, completion_tokens),
             "weight_version": done.version,
         }),
         done.version,
     ))
+}
+
+/// OpenAI's `usage` object.
+fn usage(prompt_tokens: usize, completion_tokens: usize) -> Value {
+    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+           "total_tokens": prompt_tokens + completion_tokens})
 }
 
 /// `POST /update_weights_from_disk {"model_path", "weight_version"?}`.
