@@ -357,6 +357,19 @@ async fn train(
             for p in &report.unassigned {
                 eprintln!("gradus: warning: problem {p} falls in no bucket and is never drawn");
             }
+            for (bucket, ids) in &report.unjudged {
+                eprintln!(
+                    "gradus: warning: bucket {bucket} cannot judge {} problems (first {}): a model its pass_rates name has not rated them (run gradus curate --model for it)",
+                    ids.len(),
+                    ids[0]
+                );
+            }
+            let pools: Vec<String> = report
+                .pools
+                .iter()
+                .map(|(p, n)| format!("{p} {n}"))
+                .collect();
+            println!("gradus: pools: {}", pools.join(", "));
             let learner = match &config.hf {
                 Some(h) => {
                     let ckpt = gradus_policy::hf::load::Checkpoint::open(&h.dir)?;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::json;
 
-use super::config::{Bucket, BucketRule};
+use super::config::{Bucket, BucketRule, CurriculumConfig};
 use crate::data::{Difficulty, Problem};
 
 /// Samples K responses per problem and grades them.
@@ -140,19 +140,7 @@ pub fn curate<S: Solver>(
     };
     let mut done = 0;
     for chunk in problems.chunks(opts.batch) {
-        let verdicts = solver
-            .sample_and_grade(chunk, k)
-            .map_err(CurateError::Solver)?;
-        if verdicts.len() != chunk.len() || verdicts.iter().any(|v| v.len() != k) {
-            return Err(CurateError::Shape {
-                want: format!("{} prompts × {k} samples", chunk.len()),
-                got: format!(
-                    "{} prompts with {:?} samples",
-                    verdicts.len(),
-                    verdicts.iter().map(Vec::len).collect::<Vec<_>>()
-                ),
-            });
-        }
+        let verdicts = solve(solver, chunk, k)?;
         for (p, v) in chunk.iter().zip(verdicts) {
             let correct = v.iter().filter(|c| **c).count();
             out.histogram.by_correct[correct] += 1;
@@ -194,6 +182,127 @@ pub fn curate<S: Solver>(
         progress(done, total);
     }
     Ok(out)
+}
+
+/// Curation with a reference model that is not trained (the difficulty-staged paper rates
+/// problems with a 1.5B, a 7B and a 32B model): each problem's K graded samples are added to
+/// `metadata.curate.pass_rates.MODEL = {correct, attempts}`, so runs with other models
+/// accumulate beside it and a second run with the same model adds to its counts. Nothing is
+/// set aside (a problem every small model fails is exactly what a hard bucket wants); the
+/// histogram's `by_bucket` counts membership of every bucket of `config` (they may overlap)
+/// over the rates known after this run, and `never_solved`/`always_solved` count this run's
+/// 0-of-K and K-of-K prompts.
+pub fn rate<S: Solver>(
+    problems: Vec<Problem>,
+    model: &str,
+    config: &CurriculumConfig,
+    opts: &CurateOptions,
+    solver: &mut S,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Curated, CurateError<S::Error>> {
+    if opts.samples == 0 || opts.batch == 0 {
+        return Err(CurateError::Options("samples and batch must be ≥ 1".into()));
+    }
+    if model.trim().is_empty() {
+        return Err(CurateError::Options(
+            "the model name must not be empty".into(),
+        ));
+    }
+    for p in &problems {
+        if p.metadata.get("curate").is_some_and(|c| !c.is_object()) {
+            return Err(CurateError::Options(format!(
+                "problem {}: metadata.curate is not an object, so pass rates cannot be added to it",
+                p.id
+            )));
+        }
+        if let Err(e) = p.model_pass_rates() {
+            return Err(CurateError::Options(format!(
+                "problem {}: {}: {}",
+                p.id, e.field, e.reason
+            )));
+        }
+    }
+    let k = opts.samples;
+    let total = problems.len();
+    let mut histogram = Histogram {
+        samples: k,
+        by_correct: vec![0; k + 1],
+        ..Histogram::default()
+    };
+    let mut kept = Vec::with_capacity(total);
+    for chunk in problems.chunks(opts.batch) {
+        let verdicts = solve(solver, chunk, k)?;
+        for (p, v) in chunk.iter().zip(verdicts) {
+            let correct = v.iter().filter(|c| **c).count() as u64;
+            histogram.by_correct[correct as usize] += 1;
+            match correct {
+                0 => histogram.never_solved += 1,
+                c if c == k as u64 => histogram.always_solved += 1,
+                _ => {}
+            }
+            let mut p = p.clone();
+            let (c0, a0) = p
+                .model_pass_rates()
+                .expect("checked above")
+                .get(model)
+                .copied()
+                .unwrap_or((0, 0));
+            let curate = p
+                .metadata
+                .entry("curate")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("checked above");
+            let rates = curate
+                .entry("pass_rates")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("checked by model_pass_rates");
+            rates.insert(
+                model.to_string(),
+                json!({"correct": c0 + correct, "attempts": a0 + k as u64}),
+            );
+            kept.push(p);
+        }
+        progress(kept.len(), total);
+    }
+    let assignment = super::buckets::assign(config, &kept);
+    for b in &assignment.of {
+        if b.is_empty() {
+            *histogram.by_bucket.entry(String::new()).or_default() += 1;
+        }
+        for name in b {
+            *histogram.by_bucket.entry(name.clone()).or_default() += 1;
+        }
+    }
+    histogram.kept = kept.len();
+    Ok(Curated {
+        kept,
+        set_aside: Vec::new(),
+        histogram,
+    })
+}
+
+/// One solver call, its answer's shape checked.
+fn solve<S: Solver>(
+    solver: &mut S,
+    chunk: &[Problem],
+    k: usize,
+) -> Result<Vec<Vec<bool>>, CurateError<S::Error>> {
+    let verdicts = solver
+        .sample_and_grade(chunk, k)
+        .map_err(CurateError::Solver)?;
+    if verdicts.len() != chunk.len() || verdicts.iter().any(|v| v.len() != k) {
+        return Err(CurateError::Shape {
+            want: format!("{} prompts × {k} samples", chunk.len()),
+            got: format!(
+                "{} prompts with {:?} samples",
+                verdicts.len(),
+                verdicts.iter().map(Vec::len).collect::<Vec<_>>()
+            ),
+        });
+    }
+    Ok(verdicts)
 }
 
 /// Paths written by [`write_outputs`].
@@ -239,7 +348,12 @@ fn write_jsonl<'a, E: std::error::Error + 'static>(
         path: path.to_path_buf(),
         source,
     };
-    let mut w = BufWriter::new(File::create(path).map_err(io)?);
+    // Written beside and renamed over: the output may be the input (pass rates of several
+    // models accumulate in one file), which a crash mid-write must not cut short.
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let mut w = BufWriter::new(File::create(&partial).map_err(io)?);
     for p in rows {
         writeln!(
             w,
@@ -248,7 +362,11 @@ fn write_jsonl<'a, E: std::error::Error + 'static>(
         )
         .map_err(io)?;
     }
-    w.flush().map_err(io)
+    w.into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .sync_all()
+        .map_err(io)?;
+    std::fs::rename(&partial, path).map_err(io)
 }
 
 #[cfg(test)]
@@ -372,6 +490,64 @@ mod tests {
         let h: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(paths.histogram).unwrap()).unwrap();
         assert_eq!(h["by_correct"], json!([2, 2, 2, 2, 2]));
+    }
+
+    #[test]
+    fn reference_model_rates_accumulate_and_nothing_is_set_aside() {
+        let ps = problems(6);
+        let src = r#"
+[[buckets]]
+name = "L1"
+pass_rates = [{ small = "(0, 1)" }]
+[[buckets]]
+name = "L2"
+pass_rates = [{ small = 0, big = "(0, 1]" }]
+[[stages]]
+name = "s"
+domains = { math = 1.0 }
+buckets = { L1 = 1.0 }
+"#;
+        let config = CurriculumConfig::from_toml_str(src, None).unwrap();
+        let opts = CurateOptions {
+            samples: 4,
+            batch: 4,
+        };
+        // Problem pi: `small` solves i mod 5 of its 4 samples.
+        let small = rate(ps, "small", &config, &opts, &mut fake, &mut |_, _| {}).unwrap();
+        assert!(small.set_aside.is_empty());
+        assert_eq!(small.kept.len(), 6);
+        assert_eq!(small.histogram.never_solved, 2);
+        // `big` solves all of every one; then `small` again adds its counts.
+        let mut all = |ps: &[Problem], k: usize| -> Result<Vec<Vec<bool>>, std::io::Error> {
+            Ok(vec![vec![true; k]; ps.len()])
+        };
+        let big = rate(small.kept, "big", &config, &opts, &mut all, &mut |_, _| {}).unwrap();
+        let again = rate(big.kept, "small", &config, &opts, &mut fake, &mut |_, _| {}).unwrap();
+        for (i, p) in again.kept.iter().enumerate() {
+            let r = p.model_pass_rates().unwrap();
+            let c = fake(std::slice::from_ref(p), 4).unwrap()[0]
+                .iter()
+                .filter(|c| **c)
+                .count() as u64;
+            assert_eq!(r["small"], (2 * c, 8), "problem {i}");
+            assert_eq!(r["big"], (4, 4));
+        }
+        let h = &again.histogram;
+        let partial = again.kept.iter().filter(|p| {
+            let (c, a) = p.model_pass_rates().unwrap()["small"];
+            c > 0 && c < a
+        });
+        assert_eq!(h.by_bucket.get("L1").copied().unwrap_or(0), partial.count());
+        assert_eq!(h.by_bucket.get("L2").copied().unwrap_or(0), h.never_solved);
+        assert_eq!(h.kept, 6);
+
+        let mut odd = problems(1);
+        odd[0].metadata.insert("curate".into(), json!("rated"));
+        let e = rate(odd, "small", &config, &opts, &mut fake, &mut |_, _| {}).unwrap_err();
+        assert!(
+            e.to_string().contains("metadata.curate is not an object"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::sampler::{Pools, SamplerState, pick_weighted};
 use super::state::{Round, STATE_FORMAT, State};
 use super::stats::PromptStats;
 use crate::data::import::fields::fnv1a64;
-use crate::data::{Difficulty, Domain, Problem};
+use crate::data::{Domain, Problem};
 
 /// One prompt to roll out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +135,8 @@ pub struct BuildReport {
     pub pools: BTreeMap<String, usize>,
     /// Problems that fall in no bucket (no matching label or interval, and no unrated bucket).
     pub unassigned: Vec<String>,
+    /// Per `pass_rates` bucket, problems it cannot judge: a model it names has not rated them.
+    pub unjudged: BTreeMap<String, Vec<String>>,
 }
 
 /// What a batch boundary did.
@@ -151,8 +153,6 @@ pub struct StepOutcome {
 pub struct Curriculum {
     pub(super) config: CurriculumConfig,
     pub(super) problems: Vec<Problem>,
-    /// Bucket name of each problem (`None`: unassigned, never drawn).
-    pub(super) bucket_of: Vec<Option<String>>,
     pub(super) pools: Pools,
     /// Derived from statistics and `config.retire`; rebuilt on restore.
     pub(super) retired: Vec<bool>,
@@ -202,19 +202,19 @@ impl Curriculum {
         state: State,
     ) -> Result<(Self, BuildReport), BuildError> {
         let mut report = BuildReport::default();
-        let mut bucket_of = Vec::with_capacity(problems.len());
+        let assignment = super::buckets::assign(&config, &problems);
+        let bucket_of = &assignment.of;
+        report.unjudged = assignment.unjudged;
         let mut order: Vec<u32> = (0..problems.len() as u32).collect();
         order.sort_by(|a, b| problems[*a as usize].id.cmp(&problems[*b as usize].id));
         let mut members: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-        for p in &problems {
-            let b = assign_bucket(&config, p);
-            if b.is_none() {
+        for (p, b) in problems.iter().zip(bucket_of) {
+            if b.is_empty() {
                 report.unassigned.push(p.id.clone());
             }
-            bucket_of.push(b);
         }
         for i in order {
-            if let Some(b) = &bucket_of[i as usize] {
+            for b in &bucket_of[i as usize] {
                 members
                     .entry(pool_name(problems[i as usize].domain, b))
                     .or_default()
@@ -227,7 +227,6 @@ impl Curriculum {
             retired: vec![false; problems.len()],
             config,
             problems,
-            bucket_of,
             state,
             pending: None,
         };
@@ -439,7 +438,9 @@ impl Curriculum {
                     index: i,
                     id: p.id.clone(),
                     domain: p.domain,
-                    bucket: self.bucket_of[i as usize].clone().unwrap_or_default(),
+                    // The pool's bucket: a problem in overlapping buckets counts
+                    // towards the one it was drawn for.
+                    bucket: pool.split_once('/').map_or("", |(_, b)| b).to_string(),
                     replay,
                 });
             }
@@ -605,19 +606,6 @@ fn replay_pools(config: &CurriculumConfig, stage: usize) -> Vec<(String, f64)> {
         }
     }
     sum.into_iter().collect()
-}
-
-fn assign_bucket(config: &CurriculumConfig, p: &Problem) -> Option<String> {
-    let found = match &p.difficulty {
-        Some(Difficulty::Label(l)) => config.buckets.iter().find(|b| b.rule.holds_label(l)),
-        Some(Difficulty::PassRate(r)) => config.buckets.iter().find(|b| b.rule.holds_rate(*r)),
-        None => None,
-    };
-    match (found, &p.difficulty) {
-        (Some(b), _) => Some(b.name.clone()),
-        (None, None) => config.unrated_bucket.clone(),
-        (None, Some(_)) => None,
-    }
 }
 
 /// Identifies a dataset by its ids and domains, so a resume on different data is caught

@@ -6,6 +6,8 @@
 //! - [`config`]: the `[curriculum]` TOML (raw and validated layers).
 //! - [`stats`]: per-prompt `(correct, attempts)` and rolling windows.
 //! - [`rules`]: advancement rules at runtime and their evidence.
+//! - [`buckets`]: which buckets each problem is in (own difficulty, or reference models'
+//!   pass rates).
 //! - [`sampler`]: pools walked in seeded per-epoch permutations, chosen by weight.
 //! - [`engine`]: [`Curriculum`], tying them together per batch.
 //! - [`state`]: [`State`] and save/restore.
@@ -17,6 +19,7 @@
 //! None of it but [`actor`] needs the actor runtime.
 
 pub mod actor;
+pub mod buckets;
 pub mod change;
 pub mod config;
 pub mod curate;

@@ -4,6 +4,7 @@
 //! `tests` in the sandbox's job schema, unchanged, so the executor can hand them over as they
 //! are. The same type is gradus's own JSONL row (one problem per line, see [`crate::data::import`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -475,7 +476,50 @@ impl Problem {
                 format!("a pass rate must be in [0, 1], got {p}"),
             ));
         }
+        self.model_pass_rates()?;
         Ok(())
+    }
+
+    /// The reference models' measured pass rates, `metadata.curate.pass_rates.NAME =
+    /// {correct, attempts}` as `gradus curate --model NAME` writes them: model name →
+    /// `(correct, attempts)`. Empty when the problem was never curated that way.
+    pub fn model_pass_rates(&self) -> Result<BTreeMap<String, (u64, u64)>, FieldError> {
+        let mut out = BTreeMap::new();
+        let Some(curate) = self.metadata.get("curate") else {
+            return Ok(out);
+        };
+        let Some(rates) = curate.get("pass_rates") else {
+            return Ok(out);
+        };
+        let base = "metadata.curate.pass_rates";
+        let rates = rates.as_object().ok_or_else(|| {
+            FieldError::new(
+                base,
+                "must be an object of model name → {correct, attempts}",
+            )
+        })?;
+        for (name, v) in rates {
+            let field = format!("{base}.{name}");
+            let count = |k: &str| {
+                v.get(k).and_then(serde_json::Value::as_u64).ok_or_else(|| {
+                    FieldError::new(
+                        format!("{field}.{k}"),
+                        "must be a whole number ≥ 0 ({correct, attempts} counts)",
+                    )
+                })
+            };
+            let (correct, attempts) = (count("correct")?, count("attempts")?);
+            if attempts == 0 || correct > attempts {
+                return Err(FieldError::new(
+                    field,
+                    format!(
+                        "needs 0 ≤ correct ≤ attempts and attempts ≥ 1, got {correct}/{attempts}"
+                    ),
+                ));
+            }
+            out.insert(name.clone(), (correct, attempts));
+        }
+        Ok(out)
     }
 }
 
@@ -660,6 +704,39 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(p.validate().unwrap_err().field, "difficulty");
+    }
+
+    #[test]
+    fn model_pass_rates_are_read_and_checked() {
+        let row = |rates: serde_json::Value| -> Problem {
+            serde_json::from_value(json!({
+                "id": "m1", "domain": "math", "prompt": "1+1", "answer": "2",
+                "metadata": {"curate": {"pass_rates": rates}}
+            }))
+            .unwrap()
+        };
+        let p = row(
+            json!({"a-1.5b": {"correct": 0, "attempts": 8}, "b": {"correct": 3, "attempts": 4}}),
+        );
+        p.validate().unwrap();
+        let r = p.model_pass_rates().unwrap();
+        assert_eq!(r["a-1.5b"], (0, 8));
+        assert_eq!(r["b"], (3, 4));
+        let bad = row(json!({"b": {"correct": 5, "attempts": 4}}));
+        assert_eq!(
+            bad.validate().unwrap_err().field,
+            "metadata.curate.pass_rates.b"
+        );
+        let bad = row(json!({"b": {"correct": -1, "attempts": 4}}));
+        assert_eq!(
+            bad.validate().unwrap_err().field,
+            "metadata.curate.pass_rates.b.correct"
+        );
+        let bad = row(json!([1]));
+        assert_eq!(
+            bad.validate().unwrap_err().field,
+            "metadata.curate.pass_rates"
+        );
     }
 }
 

@@ -57,6 +57,139 @@ pub enum BucketRule {
     },
     /// Problems whose difficulty label is one of these.
     Labels(Vec<String>),
+    /// Conditions on reference models' pass rates (`metadata.curate.pass_rates`, written by
+    /// `gradus curate --model NAME`), as the difficulty-staged paper buckets by a 1.5B, a 7B
+    /// and a 32B model. Unlike the exclusive `PassRate` and `Labels` buckets these may
+    /// overlap: a problem is in every such bucket whose rule holds for it.
+    Models(ModelRule),
+}
+
+/// A [`BucketRule::Models`] rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelRule {
+    /// A problem holds when any entry holds: each entry names models and the range each
+    /// one's pass rate must lie in (all of them).
+    pub any: Vec<Vec<(String, Range)>>,
+    /// Of the rest (problems rated by every model `any` names that hold no entry), this
+    /// fraction per domain is in the bucket too, chosen by a hash of the run's seed and the
+    /// problem id (empty: none). The count is exact: ⌊fraction × rest⌉ per domain.
+    pub sample_rest: Vec<(Domain, f64)>,
+}
+
+impl ModelRule {
+    /// Every model the rule names, sorted.
+    pub fn models(&self) -> Vec<&str> {
+        let mut m: Vec<&str> = self.any.iter().flatten().map(|(n, _)| n.as_str()).collect();
+        m.sort_unstable();
+        m.dedup();
+        m
+    }
+
+    /// Whether the entries hold for these pass rates (`None`: a named model is missing).
+    pub fn holds(&self, rates: &std::collections::BTreeMap<String, f64>) -> Option<bool> {
+        let mut all_known = true;
+        for entry in &self.any {
+            let mut ok = true;
+            for (model, range) in entry {
+                match rates.get(model) {
+                    Some(r) => ok &= range.contains(*r),
+                    None => {
+                        ok = false;
+                        all_known = false;
+                    }
+                }
+            }
+            if ok {
+                return Some(true);
+            }
+        }
+        all_known.then_some(false)
+    }
+}
+
+/// An interval of pass rates, each end open or closed (`lo == hi`, both closed: one value).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Range {
+    /// Lower end.
+    pub lo: f64,
+    /// Whether `lo` itself is in.
+    pub lo_closed: bool,
+    /// Upper end.
+    pub hi: f64,
+    /// Whether `hi` itself is in.
+    pub hi_closed: bool,
+}
+
+impl Range {
+    /// Whether `x` lies in the range.
+    pub fn contains(&self, x: f64) -> bool {
+        let above = if self.lo_closed {
+            x >= self.lo
+        } else {
+            x > self.lo
+        };
+        let below = if self.hi_closed {
+            x <= self.hi
+        } else {
+            x < self.hi
+        };
+        above && below
+    }
+
+    /// Reads `0`, `1`, `0.5` (one value) or `(0, 1)`, `[0, 0.5)`, `(0.5, 1]` (an interval);
+    /// ends in `[0, 1]`, a non-empty range.
+    pub fn parse(text: &str) -> Result<Range, String> {
+        let t = text.trim();
+        let num = |s: &str| -> Result<f64, String> {
+            let x: f64 = s
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{}' is not a number", s.trim()))?;
+            if !(0.0..=1.0).contains(&x) {
+                return Err(format!("{x} is outside [0, 1]"));
+            }
+            Ok(x)
+        };
+        let r = match (t.chars().next(), t.chars().last()) {
+            (Some(open @ ('(' | '[')), Some(close @ (')' | ']'))) if t.len() >= 2 => {
+                let inner = &t[1..t.len() - 1];
+                let (a, b) = inner
+                    .split_once(',')
+                    .ok_or_else(|| format!("'{t}' needs two ends: (lo, hi)"))?;
+                Range {
+                    lo: num(a)?,
+                    lo_closed: open == '[',
+                    hi: num(b)?,
+                    hi_closed: close == ']',
+                }
+            }
+            _ => {
+                let x = num(t)?;
+                Range {
+                    lo: x,
+                    lo_closed: true,
+                    hi: x,
+                    hi_closed: true,
+                }
+            }
+        };
+        let empty = r.lo > r.hi || (r.lo == r.hi && !(r.lo_closed && r.hi_closed));
+        if empty {
+            return Err(format!("'{t}' holds no pass rate"));
+        }
+        Ok(r)
+    }
+}
+
+impl fmt::Display for Range {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            return write!(f, "{}", self.lo);
+        }
+        let open = if self.lo_closed { '[' } else { '(' };
+        let close = if self.hi_closed { ']' } else { ')' };
+        write!(f, "{open}{}, {}{close}", self.lo, self.hi)
+    }
 }
 
 impl BucketRule {
@@ -64,7 +197,7 @@ impl BucketRule {
     pub fn holds_rate(&self, p: f64) -> bool {
         match self {
             BucketRule::PassRate { lo, hi } => p >= *lo && (p < *hi || (*hi >= 1.0 && p <= 1.0)),
-            BucketRule::Labels(_) => false,
+            BucketRule::Labels(_) | BucketRule::Models(_) => false,
         }
     }
 

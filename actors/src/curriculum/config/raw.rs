@@ -26,6 +26,26 @@ pub struct RawBucket {
     pub name: String,
     pub pass_rate: Option<Vec<f64>>,
     pub labels: Option<Vec<String>>,
+    /// `[{ model = "(0, 1)", other = 0 }, ...]`: any row, all of its models.
+    pub pass_rates: Option<Vec<BTreeMap<String, RawRange>>>,
+    /// A fraction of the rest, one for every domain or per domain.
+    pub sample_rest: Option<RawFraction>,
+}
+
+/// A pass-rate range: a number (one value) or interval text.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawRange {
+    Number(f64),
+    Text(String),
+}
+
+/// `0.5` or `{ math = 0.5, code = 0.25 }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawFraction {
+    All(f64),
+    PerDomain(BTreeMap<String, f64>),
 }
 
 /// `[curriculum.retire]`.

@@ -123,8 +123,15 @@ fn buckets(raw: &RawCurriculum, is: &mut Issues<'_>) -> Vec<Bucket> {
                 format!("'{}' is used by an earlier bucket", b.name),
             );
         }
+        if b.sample_rest.is_some() && b.pass_rates.is_none() {
+            is.push(
+                at("sample_rest"),
+                "only a bucket with pass_rates = [...] samples the rest",
+            );
+        }
         let rule = match (&b.pass_rate, &b.labels) {
-            (Some(r), None) => {
+            (None, None) if b.pass_rates.is_some() => BucketRule::Models(model_rule(i, b, is)),
+            (Some(r), None) if b.pass_rates.is_none() => {
                 if r.len() != 2
                     || !(finite_in(r[0], 0.0, 1.0) && finite_in(r[1], 0.0, 1.0) && r[0] < r[1])
                 {
@@ -152,7 +159,7 @@ fn buckets(raw: &RawCurriculum, is: &mut Issues<'_>) -> Vec<Bucket> {
                     BucketRule::PassRate { lo, hi }
                 }
             }
-            (None, Some(ls)) => {
+            (None, Some(ls)) if b.pass_rates.is_none() => {
                 is.check(!ls.is_empty(), at("labels"), || {
                     "must list at least one label".into()
                 });
@@ -167,7 +174,7 @@ fn buckets(raw: &RawCurriculum, is: &mut Issues<'_>) -> Vec<Bucket> {
             _ => {
                 is.push(
                     format!("buckets[{i}]"),
-                    "needs exactly one of pass_rate = [lo, hi] or labels = [...]",
+                    "needs exactly one of pass_rate = [lo, hi], labels = [...] or pass_rates = [{ model = range, ... }, ...]",
                 );
                 BucketRule::Labels(Vec::new())
             }
@@ -178,6 +185,71 @@ fn buckets(raw: &RawCurriculum, is: &mut Issues<'_>) -> Vec<Bucket> {
         });
     }
     out
+}
+
+/// `pass_rates` and `sample_rest` of bucket `i`.
+fn model_rule(i: usize, b: &RawBucket, is: &mut Issues<'_>) -> ModelRule {
+    let at = |f: &str| format!("buckets[{i}].{f}");
+    let rows = b.pass_rates.as_deref().unwrap_or_default();
+    is.check(!rows.is_empty(), at("pass_rates"), || {
+        "must list at least one { model = range, ... } entry".into()
+    });
+    let mut any = Vec::new();
+    for (j, row) in rows.iter().enumerate() {
+        is.check(
+            !row.is_empty(),
+            format!("buckets[{i}].pass_rates[{j}]"),
+            || "names no model".into(),
+        );
+        let mut entry = Vec::new();
+        for (model, raw) in row {
+            let parsed = match raw {
+                RawRange::Number(x) => Range::parse(&x.to_string()),
+                RawRange::Text(t) => Range::parse(t),
+            };
+            match parsed {
+                Ok(r) => entry.push((model.clone(), r)),
+                Err(e) => is.push(
+                    format!("buckets[{i}].pass_rates[{j}].{model}"),
+                    format!(
+                        "{e}; write a pass rate (0, 1, 0.5) or an interval (\"(0, 1)\", \"[0, 0.5)\")"
+                    ),
+                ),
+            }
+        }
+        any.push(entry);
+    }
+    let mut sample_rest = Vec::new();
+    match &b.sample_rest {
+        None => {}
+        Some(RawFraction::All(f)) => {
+            is.check(finite_in(*f, 0.0, 1.0), at("sample_rest"), || {
+                format!("must be a fraction in [0, 1], got {f}")
+            });
+            sample_rest = Domain::ALL.into_iter().map(|d| (d, *f)).collect();
+        }
+        Some(RawFraction::PerDomain(m)) => {
+            for (name, f) in m {
+                let field = format!("buckets[{i}].sample_rest.{name}");
+                match Domain::ALL.into_iter().find(|d| d.as_str() == name) {
+                    Some(d) => {
+                        is.check(finite_in(*f, 0.0, 1.0), field, || {
+                            format!("must be a fraction in [0, 1], got {f}")
+                        });
+                        sample_rest.push((d, *f));
+                    }
+                    None => is.push(
+                        field,
+                        format!(
+                            "unknown domain '{name}' (one of {})",
+                            Domain::ALL.map(Domain::as_str).join(", ")
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+    ModelRule { any, sample_rest }
 }
 
 fn stage(

@@ -239,3 +239,61 @@ fn a_stage_may_set_its_own_batch_size_but_not_zero() {
         errs[0]
     );
 }
+
+#[test]
+fn reference_model_buckets_read_and_their_mistakes_are_named() {
+    let src = r#"
+[[buckets]]
+name = "L1"
+pass_rates = [{ "r1-1.5b" = "(0, 1)" }]
+[[buckets]]
+name = "L3"
+pass_rates = [{ "r1-32b" = 0 }]
+sample_rest = { math = 0.5, code = 0.25 }
+[[stages]]
+name = "s"
+domains = { math = 1.0 }
+buckets = { L1 = 1.0, L3 = 1.0 }
+"#;
+    let c = CurriculumConfig::from_toml_str(src, None).unwrap();
+    let BucketRule::Models(l3) = &c.buckets[1].rule else {
+        panic!("{:?}", c.buckets[1]);
+    };
+    assert_eq!(l3.models(), ["r1-32b"]);
+    assert_eq!(l3.sample_rest, [(Domain::Code, 0.25), (Domain::Math, 0.5)]);
+    assert_eq!(l3.any[0][0].1.to_string(), "0");
+
+    let src = r#"
+[[buckets]]
+name = "a"
+pass_rates = [{ m = "(0, 2)" }, {}]
+sample_rest = { chemistry = 0.5, math = 1.5 }
+[[buckets]]
+name = "b"
+pass_rate = [0.0, 1.0]
+sample_rest = 0.5
+[[buckets]]
+name = "c"
+labels = ["x"]
+pass_rates = [{ m = 1 }]
+[[stages]]
+name = "s"
+domains = { math = 1.0 }
+buckets = { a = 1.0 }
+"#;
+    let errs = errors(src);
+    let fields: Vec<&str> = errs.iter().map(|e| e.split(": ").nth(1).unwrap()).collect();
+    assert_eq!(
+        fields,
+        [
+            "buckets[0].pass_rates[0].m",
+            "buckets[0].pass_rates[1]",
+            "buckets[0].sample_rest.chemistry",
+            "buckets[0].sample_rest.math",
+            "buckets[1].sample_rest",
+            "buckets[2]",
+        ],
+        "{errs:#?}"
+    );
+    assert!(errs[0].contains("2 is outside [0, 1]"), "{}", errs[0]);
+}

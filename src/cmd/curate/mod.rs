@@ -8,6 +8,14 @@
 //! give GRPO no signal; as in both papers' curation they are set aside, to a
 //! separate file, and counted. The pure part (bucketing, histogram, outputs)
 //! is `gradus_actors::curriculum::curate`, tested without a model.
+//!
+//! With `--endpoint URL --model NAME` the samples come from a reference model
+//! on any OpenAI-compatible server instead ([`endpoint`]), and the counts are
+//! added to `metadata.curate.pass_rates.NAME`: nothing is set aside, and runs
+//! with several models accumulate in one file, for buckets defined on several
+//! models' pass rates (`pass_rates = [...]` buckets).
+
+mod endpoint;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -45,10 +53,36 @@ pub struct Args {
     samples: usize,
     /// The policy: a run directory (its latest checkpoint) or one checkpoint directory.
     /// Without it, a freshly initialised policy from the config (useful only for testing).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "endpoint")]
     policy: Option<PathBuf>,
-    /// The curated dataset (default: INPUT with `.curated.jsonl`); the set-aside prompts
-    /// and the histogram are written beside it.
+    /// Sample from a reference model on this OpenAI-compatible server (`http://HOST:PORT`)
+    /// instead of the policy; needs --model.
+    #[arg(long, requires = "model")]
+    endpoint: Option<String>,
+    /// The served model's name: sent in every request, and the key its counts are added
+    /// to (`metadata.curate.pass_rates.NAME`).
+    #[arg(long, requires = "endpoint")]
+    model: Option<String>,
+    /// Environment variable holding the endpoint's API key (sent as a bearer token).
+    #[arg(long)]
+    api_key_env: Option<String>,
+    /// The endpoint route: `chat` (the prompt as a user message; the server applies the
+    /// model's chat template) or `completions` (the prompt text as it is).
+    #[arg(long, value_enum, default_value = "chat")]
+    api: endpoint::Api,
+    /// Requests in flight to the endpoint (each asks for all K samples of one prompt).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds one endpoint request may take.
+    #[arg(long, default_value_t = 600.0)]
+    timeout_s: f64,
+    /// Seconds a prompt's request is retried while the endpoint is busy or down.
+    #[arg(long, default_value_t = 900.0)]
+    give_up_s: f64,
+    /// The curated dataset (default: INPUT with `.curated.jsonl`; with --model, INPUT
+    /// with `.rated.jsonl`, or INPUT itself when it is one, so the counts of several
+    /// models accumulate in one file); the set-aside prompts and the histogram are
+    /// written beside it.
     #[arg(long)]
     output: Option<PathBuf>,
     /// Where malformed input rows go (default: OUTPUT with `.rejects.jsonl`).
@@ -76,10 +110,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.batch >= 1, "--batch must be ≥ 1");
     let config =
         RunConfig::from_path(&args.config).map_err(|e| anyhow::anyhow!("invalid config:\n{e}"))?;
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| sibling(&args.input, "curated.jsonl"));
+    let output = args.output.clone().unwrap_or_else(|| {
+        if args.model.is_none() {
+            sibling(&args.input, "curated.jsonl")
+        } else if args.input.to_string_lossy().ends_with(".rated.jsonl") {
+            args.input.clone()
+        } else {
+            sibling(&args.input, "rated.jsonl")
+        }
+    });
     let rejects_path = args
         .rejects
         .clone()
@@ -111,9 +150,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
 
-    let tokenizer = config.tokenizer().context("the run's tokenizer")?;
-    let device = gradus_policy::device::device(&config.compute).context("[compute]")?;
-    let policy = load_policy(args.policy.as_deref(), &config, &tokenizer, &device)?;
     let longest = config
         .curriculum
         .stages
@@ -121,11 +157,51 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|s| s.generation.max_response_tokens as usize)
         .max()
         .unwrap_or(64);
-    let sampling = SamplingConfig {
-        temperature: args.temperature,
-        top_p: 1.0,
-        max_new_tokens: args.max_tokens.unwrap_or(longest),
-        stop_tokens: tokenizer.stop_ids(),
+    let max_tokens = args.max_tokens.unwrap_or(longest);
+    let tokenizer = config.tokenizer().context("the run's tokenizer")?;
+    let sampler = match (&args.endpoint, &args.model) {
+        (Some(url), Some(model)) => {
+            let api_key = match &args.api_key_env {
+                Some(name) => Some(std::env::var(name).with_context(|| {
+                    format!("--api-key-env: the environment variable {name} is not set")
+                })?),
+                None => None,
+            };
+            anyhow::ensure!(
+                args.timeout_s > 0.0 && args.give_up_s > 0.0,
+                "--timeout-s and --give-up-s must be > 0"
+            );
+            let settings = endpoint::Settings {
+                model: model.clone(),
+                api: args.api,
+                max_tokens,
+                temperature: args.temperature,
+                top_p: 1.0,
+                seed: args.seed,
+                concurrency: args.concurrency,
+                timeout: std::time::Duration::from_secs_f64(args.timeout_s),
+                give_up: std::time::Duration::from_secs_f64(args.give_up_s),
+            };
+            eprintln!("gradus curate: sampling {model} at {url}");
+            Sampler::Endpoint {
+                endpoint: endpoint::Endpoint::new(url, api_key, settings)?,
+                model: model.clone(),
+            }
+        }
+        _ => {
+            let device = gradus_policy::device::device(&config.compute).context("[compute]")?;
+            let policy = load_policy(args.policy.as_deref(), &config, &tokenizer, &device)?;
+            Sampler::Policy {
+                policy,
+                rng: ChaCha8Rng::seed_from_u64(args.seed),
+                sampling: SamplingConfig {
+                    temperature: args.temperature,
+                    top_p: 1.0,
+                    max_new_tokens: max_tokens,
+                    stop_tokens: tokenizer.stop_ids(),
+                },
+            }
+        }
     };
     let runtime = super::train::runtime()?;
     let sandbox = if problems.iter().any(|p| p.domain == Domain::Code) {
@@ -141,12 +217,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )),
         None => None,
     };
-    let mut solver = PolicySolver {
+    let mut solver = Solving {
         responses,
-        policy,
-        rng: ChaCha8Rng::seed_from_u64(args.seed),
+        sampler,
         tokenizer,
-        sampling,
         grade: config.grader.clone(),
         sandbox,
         runtime,
@@ -167,30 +241,46 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             100.0 * done as f64 / total as f64
         );
     };
-    let curated = curate::curate(
-        problems,
-        &buckets,
-        &CurateOptions {
-            samples: args.samples,
-            batch: args.batch,
-        },
-        &mut solver,
-        &mut progress,
-    )?;
+    let opts = CurateOptions {
+        samples: args.samples,
+        batch: args.batch,
+    };
+    let curated = match &args.model {
+        Some(model) => curate::rate(
+            problems,
+            model,
+            &config.curriculum,
+            &opts,
+            &mut solver,
+            &mut progress,
+        )?,
+        None => curate::curate(problems, &buckets, &opts, &mut solver, &mut progress)?,
+    };
     if let Some(w) = solver.responses.as_mut() {
         std::io::Write::flush(w).context("writing --responses")?;
     }
     let paths = curate::write_outputs::<SolveError>(&curated, &output)?;
     let h = &curated.histogram;
-    eprintln!(
-        "gradus curate: kept {} in {} · set aside {} never solved and {} always solved in {} · histogram in {}",
-        h.kept,
-        paths.dataset.display(),
-        h.never_solved,
-        h.always_solved,
-        paths.set_aside.display(),
-        paths.histogram.display()
-    );
+    if let Some(model) = &args.model {
+        eprintln!(
+            "gradus curate: {model}'s counts added to {} prompts in {} ({} solved by none of this run's samples, {} by all) · histogram in {}",
+            h.kept,
+            paths.dataset.display(),
+            h.never_solved,
+            h.always_solved,
+            paths.histogram.display()
+        );
+    } else {
+        eprintln!(
+            "gradus curate: kept {} in {} · set aside {} never solved and {} always solved in {} · histogram in {}",
+            h.kept,
+            paths.dataset.display(),
+            h.never_solved,
+            h.always_solved,
+            paths.set_aside.display(),
+            paths.histogram.display()
+        );
+    }
     println!(
         "{}",
         serde_json::json!({
@@ -201,6 +291,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "by_bucket": h.by_bucket,
             "by_correct": h.by_correct,
             "samples": h.samples,
+            "model": args.model,
             "seconds": started.elapsed().as_secs_f64(),
         })
     );
@@ -269,20 +360,90 @@ fn load_policy(
 #[error("{0}")]
 pub struct SolveError(String);
 
-/// The real [`Solver`]: the policy samples, the math grader and the sandbox grade.
-struct PolicySolver {
+/// Where the samples come from (one per process: its size does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Sampler {
+    /// gradus's policy, on this machine.
+    Policy {
+        policy: Policy,
+        rng: ChaCha8Rng,
+        sampling: SamplingConfig,
+    },
+    /// A reference model on an OpenAI-compatible server.
+    Endpoint {
+        endpoint: endpoint::Endpoint,
+        /// The name its counts are recorded under (to seed its requests afresh).
+        model: String,
+    },
+}
+
+/// The real [`Solver`]: a sampler, the math grader and the sandbox.
+struct Solving {
     /// `--responses`: one line per sampled response.
     responses: Option<std::io::BufWriter<std::fs::File>>,
-    policy: Policy,
-    rng: ChaCha8Rng,
+    sampler: Sampler,
     tokenizer: AnyTokenizer,
-    sampling: SamplingConfig,
     grade: gradus_math::GradeConfig,
     sandbox: Option<Arc<Sandbox>>,
     runtime: tokio::runtime::Runtime,
 }
 
-impl Solver for PolicySolver {
+impl Solving {
+    /// `k` responses per problem, problem-major: text and whether it was cut short.
+    fn sample(
+        &mut self,
+        problems: &[Problem],
+        k: usize,
+    ) -> Result<Vec<(String, bool)>, SolveError> {
+        match &mut self.sampler {
+            Sampler::Policy {
+                policy,
+                rng,
+                sampling,
+            } => {
+                let mut prompts = Vec::with_capacity(problems.len() * k);
+                for p in problems {
+                    let prompt = self
+                        .tokenizer
+                        .encode_prompt(&p.prompt)
+                        .map_err(|e| SolveError(format!("problem {}: {e}", p.id)))?;
+                    prompts.extend(std::iter::repeat_n(prompt, k));
+                }
+                let responses = policy
+                    .sample(&prompts, sampling, rng)
+                    .map_err(|e| SolveError(format!("sampling: {e}")))?;
+                Ok(responses
+                    .iter()
+                    .map(|r| (self.tokenizer.decode(&r.tokens), r.truncated))
+                    .collect())
+            }
+            Sampler::Endpoint { endpoint, model } => {
+                let prompts = problems
+                    .iter()
+                    .map(|p| {
+                        let before = p
+                            .model_pass_rates()
+                            .ok()
+                            .and_then(|r| r.get(model.as_str()).map(|(_, a)| *a))
+                            .unwrap_or(0);
+                        (p.id.clone(), p.prompt.clone(), before)
+                    })
+                    .collect();
+                let got = self
+                    .runtime
+                    .block_on(endpoint.sample(prompts, k))
+                    .map_err(SolveError)?;
+                Ok(got
+                    .into_iter()
+                    .flatten()
+                    .map(|s| (s.text, s.truncated))
+                    .collect())
+            }
+        }
+    }
+}
+
+impl Solver for Solving {
     type Error = SolveError;
 
     fn sample_and_grade(
@@ -290,41 +451,29 @@ impl Solver for PolicySolver {
         problems: &[Problem],
         k: usize,
     ) -> Result<Vec<Vec<bool>>, SolveError> {
-        let mut prompts = Vec::with_capacity(problems.len() * k);
-        for p in problems {
-            let prompt = self
-                .tokenizer
-                .encode_prompt(&p.prompt)
-                .map_err(|e| SolveError(format!("problem {}: {e}", p.id)))?;
-            prompts.extend(std::iter::repeat_n(prompt, k));
-        }
-        let responses = self
-            .policy
-            .sample(&prompts, &self.sampling, &mut self.rng)
-            .map_err(|e| SolveError(format!("sampling: {e}")))?;
+        let responses = self.sample(problems, k)?;
         let mut correct = vec![vec![false; k]; problems.len()];
         let mut verdicts = vec![""; responses.len()];
         let mut jobs = Vec::new();
         let mut job_at = Vec::new();
-        for (i, resp) in responses.iter().enumerate() {
+        for (i, (text, truncated)) in responses.iter().enumerate() {
             let (pi, si) = (i / k, i % k);
             let problem = &problems[pi];
-            let text = self.tokenizer.decode(&resp.tokens);
             match problem.domain {
                 Domain::Math => {
                     let gold = problem.answer.as_deref().unwrap_or_default();
-                    let grade = gradus_math::grade(gold, &text, &self.grade);
-                    let r = rollout::math_result(&grade, resp.truncated);
+                    let grade = gradus_math::grade(gold, text, &self.grade);
+                    let r = rollout::math_result(&grade, *truncated);
                     correct[pi][si] = r.correct;
                     verdicts[i] = r.verdict;
                 }
                 Domain::Code => {
                     jobs.push(rollout::code_job(
                         problem,
-                        &text,
+                        text,
                         &format!("{}-{si}", problem.id),
                     ));
-                    job_at.push((i, resp.truncated));
+                    job_at.push((i, *truncated));
                 }
             }
         }
@@ -354,12 +503,12 @@ impl Solver for PolicySolver {
             }
         }
         if let Some(w) = self.responses.as_mut() {
-            for (i, resp) in responses.iter().enumerate() {
+            for (i, (text, truncated)) in responses.iter().enumerate() {
                 let line = serde_json::json!({
                     "id": problems[i / k].id,
                     "sample": i % k,
-                    "response": self.tokenizer.decode(&resp.tokens),
-                    "truncated": resp.truncated,
+                    "response": text,
+                    "truncated": truncated,
                     "correct": correct[i / k][i % k],
                     "verdict": verdicts[i],
                 });
