@@ -297,3 +297,27 @@ buckets = { a = 1.0 }
     );
     assert!(errs[0].contains("2 is outside [0, 1]"), "{}", errs[0]);
 }
+
+/// The README's L1/L2/L3 example is a valid curriculum with the paper's definitions.
+#[test]
+fn the_readmes_paper_levels_read() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let from = readme.find("The paper's three levels, as").unwrap();
+    let block = &readme[from..];
+    let start = block.find("```toml\n").unwrap() + "```toml\n".len();
+    let toml_text = &block[start..start + block[start..].find("```").unwrap()];
+    let c = CurriculumConfig::from_toml_str(toml_text, None).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = c.buckets.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["L1", "L2", "L3"]);
+    let BucketRule::Models(l2) = &c.buckets[1].rule else {
+        panic!("L2 is not a pass_rates bucket");
+    };
+    assert_eq!(l2.models(), ["r1-1.5b", "r1-7b"]);
+    assert_eq!(l2.any.len(), 3);
+    let BucketRule::Models(l3) = &c.buckets[2].rule else {
+        panic!("L3 is not a pass_rates bucket");
+    };
+    assert_eq!(l3.sample_rest, [(Domain::Code, 0.5), (Domain::Math, 0.5)]);
+}
