@@ -4,6 +4,7 @@
 mod data;
 mod math;
 mod policy;
+mod sandbox_serve;
 mod serve;
 mod soak;
 
@@ -27,7 +28,10 @@ pub enum Command {
     /// The sandbox through `gradus sandbox serve` (64 HTTP clients, hostile jobs
     /// mixed in) vs the local pool on the same jobs: jobs/s, p50/p99, lost, duplicated.
     #[command(name = "sandbox-serve")]
-    SandboxServe(serve::Args),
+    SandboxServe(sandbox_serve::Args),
+    /// `gradus serve` driven by 1, 8 and 64 concurrent HTTP clients vs the same
+    /// model's local batched sampling: requests/s, tokens/s, p50/p99 latency.
+    Serve(serve::Args),
 }
 
 #[derive(clap::Args)]
@@ -86,6 +90,7 @@ pub fn run(c: Command) -> anyhow::Result<ExitCode> {
         Command::Policy(a) => policy::run(a),
         Command::Fuzz(a) => fuzz(a),
         Command::Soak(a) => soak::run(a),
-        Command::SandboxServe(a) => serve::run(a),
+        Command::SandboxServe(a) => sandbox_serve::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }

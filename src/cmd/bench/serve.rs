@@ -1,126 +1,90 @@
-//! `gradus bench sandbox-serve`: the sandbox through HTTP against the local
-//! pool, on the same jobs.
+//! `gradus bench serve`: `gradus serve` under 1, 8 and 64 concurrent HTTP
+//! clients against the same model's local batched sampling, the ceiling.
 //!
-//! A `gradus sandbox serve` child process with `--workers W` is sent a fixed
-//! set of jobs by 64 concurrent clients (each its own kept-alive connection,
-//! one job per `POST /v1/jobs`): HumanEval-style function jobs, stdio jobs and
-//! a few hostile ones (fork bombs, memory hogs, infinite loops). The same
-//! jobs then run on an in-process pool of W workers with 64 concurrent
-//! callers. Printed per way: jobs/s, p50/p99 latency (from a job's send to its
-//! outcome, queueing included: both ways queue the same 64 callers on W
-//! workers), and for HTTP the jobs lost (no outcome) or duplicated (an id
-//! answered twice, or the server counting more jobs run than were sent),
-//! and the verdicts that differ from the local pool's.
+//! The model is a Hugging Face checkpoint (`--model`), or by default the
+//! test fixture's Qwen2 architecture and tokenizer scaled to `--hidden` and
+//! `--layers` with random weights (written to a temp dir with gradus's HF
+//! export, so the server loads it as users' checkpoints load). At each
+//! concurrency N, N clients (each on its own kept-alive connection) send
+//! `rounds × N` completions in all, each a random `--prompt-len`-token prompt
+//! as token ids asking for exactly `--max-tokens` tokens (`ignore_eos`); the
+//! server runs in its own process with `--max-batch 64` and the same threads.
+//! The ceiling samples the same number of prompts in this process, in
+//! batches of N (`Policy::sample`: one static batch, no HTTP, no scheduling).
+//! Printed per N: requests/s, generated tokens/s, p50/p99 latency (send to
+//! answer) for both, and the ratio of tokens/s; the last line is JSON.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use gradus_sandbox::job::{Compare, Job, JobLimits, Language, StdioCase, Tests};
-use gradus_sandbox::{Outcome, Sandbox, SandboxConfig, Verdict};
-use http_body_util::{BodyExt, Full};
+use gradus_policy::device::ComputeThread;
+use gradus_policy::hf::HfConfig;
+use gradus_policy::{Policy, SamplingConfig, Tokenizer};
+use gradus_sandbox::service::http::Pool;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Jobs per way.
-    #[arg(short = 'n', long, default_value_t = 600)]
-    jobs: usize,
-    /// Concurrent clients.
-    #[arg(long, default_value_t = 64)]
-    clients: usize,
-    /// Sandbox workers (server and local pool alike); default: the cores.
+    /// A Hugging Face checkpoint to serve (default: a random model of the
+    /// fixture's architecture at --hidden and --layers).
     #[arg(long)]
-    workers: Option<usize>,
-    /// One hostile job in this many.
-    #[arg(long, default_value_t = 25)]
-    hostile_every: usize,
+    model: Option<PathBuf>,
+    /// Width of the default model.
+    #[arg(long, default_value_t = 256)]
+    hidden: usize,
+    /// Blocks of the default model.
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    /// Concurrent clients, one level each.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    clients: Vec<usize>,
+    /// Requests per client at each level.
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
+    /// Prompt tokens per request.
+    #[arg(long, default_value_t = 32)]
+    prompt_len: usize,
+    /// Generated tokens per request.
+    #[arg(long, default_value_t = 64)]
+    max_tokens: usize,
+    /// Threads, for the server's compute thread and the local ceiling alike.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Seed of the prompts.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
-const HOSTILE: [(&str, &str); 3] = [
-    (
-        "fork bomb",
-        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
-    ),
-    (
-        "memory hog",
-        "x = []\nwhile True:\n    x.append(bytearray(1 << 20))\n",
-    ),
-    ("infinite loop", "while True:\n    pass\n"),
-];
-
-/// Whether job `i` of the mix is a hostile one.
-fn is_hostile(i: usize, hostile_every: usize) -> bool {
-    hostile_every > 0 && i % hostile_every == hostile_every - 1
+/// One way at one level.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    requests_per_s: f64,
+    tokens_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
 }
 
-/// Job `i` of the mix.
-fn job(i: usize, hostile_every: usize) -> Job {
-    let id = format!("bench-serve-{i}");
-    let quick = JobLimits {
-        cpu_s: Some(0.5),
-        wall_s: Some(1.0),
-        memory_mb: Some(128),
-        ..JobLimits::default()
-    };
-    if is_hostile(i, hostile_every) {
-        let (_, src) = HOSTILE[(i / hostile_every) % HOSTILE.len()];
-        return Job {
-            id,
-            language: Language::Python,
-            source: src.into(),
-            tests: Tests::Stdio {
-                cases: vec![StdioCase {
-                    input: String::new(),
-                    output: String::new(),
-                }],
-                compare: Compare::Exact,
-            },
-            limits: quick,
-        };
+impl Figures {
+    fn of(seconds: f64, tokens: usize, mut latencies: Vec<f64>) -> Self {
+        latencies.sort_by(f64::total_cmp);
+        Figures {
+            requests_per_s: latencies.len() as f64 / seconds,
+            tokens_per_s: tokens as f64 / seconds,
+            p50_ms: percentile(&latencies, 0.5) * 1e3,
+            p99_ms: percentile(&latencies, 0.99) * 1e3,
+        }
     }
-    let n = 10 + i % 50;
-    if i.is_multiple_of(2) {
-        // HumanEval-style: a function and a check over a few asserts.
-        Job {
-            id,
-            language: Language::Python,
-            source: "def tri(n):\n    return n * (n + 1) // 2\n".into(),
-            tests: Tests::Function {
-                entry_point: "tri".into(),
-                test: format!(
-                    "def check(f):\n    assert f({n}) == {}\n    assert f(0) == 0\n    assert f(1) == 1\n",
-                    n * (n + 1) / 2
-                ),
-                prelude: String::new(),
-            },
-            limits: JobLimits::default(),
-        }
-    } else {
-        let sum: usize = (0..n).map(|x| x * x).sum();
-        Job {
-            id,
-            language: Language::Python,
-            source: "n = int(input())\nprint(sum(x * x for x in range(n)))\n".into(),
-            tests: Tests::Stdio {
-                cases: vec![
-                    StdioCase {
-                        input: format!("{n}\n"),
-                        output: format!("{sum}\n"),
-                    },
-                    StdioCase {
-                        input: "3\n".into(),
-                        output: "5\n".into(),
-                    },
-                ],
-                compare: Compare::Exact,
-            },
-            limits: JobLimits::default(),
-        }
+
+    fn json(&self) -> Value {
+        json!({"requests_per_s": self.requests_per_s, "tokens_per_s": self.tokens_per_s,
+               "p50_ms": self.p50_ms, "p99_ms": self.p99_ms})
     }
 }
 
@@ -131,259 +95,220 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-struct Way {
-    seconds: f64,
-    latencies_ms: Vec<f64>,
-    outcomes: BTreeMap<String, Vec<Outcome>>,
-    failed: usize,
-}
-
-impl Way {
-    fn line(&self, name: &str, n: usize) -> serde_json::Value {
-        let mut l = self.latencies_ms.clone();
-        l.sort_by(f64::total_cmp);
-        serde_json::json!({
-            "way": name,
-            "jobs": n,
-            "seconds": self.seconds,
-            "jobs_per_s": n as f64 / self.seconds,
-            "p50_ms": percentile(&l, 0.5),
-            "p99_ms": percentile(&l, 0.99),
-        })
-    }
-}
-
-/// Runs `jobs` with `clients` concurrent callers of `run`.
-async fn drive<F, Fut>(jobs: &[Job], clients: usize, run: F) -> Way
-where
-    F: Fn(usize, Job) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<Outcome>> + Send,
-{
-    let run = Arc::new(run);
-    let queue = Arc::new(std::sync::Mutex::new(
-        jobs.iter()
-            .cloned()
-            .collect::<std::collections::VecDeque<_>>(),
-    ));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let (run, queue) = (run.clone(), queue.clone());
-            tokio::spawn(async move {
-                let mut mine = Vec::new();
-                loop {
-                    let Some(job) = queue.lock().unwrap().pop_front() else {
-                        break;
-                    };
-                    let t = Instant::now();
-                    let r = run(c, job.clone()).await;
-                    mine.push((job.id, t.elapsed().as_secs_f64() * 1000.0, r));
-                }
-                mine
-            })
-        })
-        .collect();
-    let mut way = Way {
-        seconds: 0.0,
-        latencies_ms: Vec::new(),
-        outcomes: BTreeMap::new(),
-        failed: 0,
-    };
-    for t in tasks {
-        for (id, ms, r) in t.await.expect("a client task") {
-            way.latencies_ms.push(ms);
-            match r {
-                Ok(o) => way.outcomes.entry(id).or_default().push(o),
-                Err(e) => {
-                    way.failed += 1;
-                    eprintln!("  {id}: {e:#}");
-                }
-            }
-        }
-    }
-    way.seconds = started.elapsed().as_secs_f64();
-    way
-}
-
-type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-async fn connect(addr: &str) -> anyhow::Result<Conn> {
-    let s = tokio::net::TcpStream::connect(addr).await?;
-    s.set_nodelay(true)?;
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(send)
-}
-
-async fn post(conn: &mut Conn, addr: &str, job: &Job) -> anyhow::Result<Outcome> {
-    conn.ready().await?;
-    let req = hyper::Request::post("/v1/jobs")
-        .header(hyper::header::HOST, addr)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(serde_json::to_vec(job)?)))?;
-    let resp = conn.send_request(req).await?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
+/// The fixture's architecture and tokenizer at `hidden` × `layers`, random weights.
+fn scaled_model(dir: &Path, hidden: usize, layers: usize) -> anyhow::Result<()> {
     anyhow::ensure!(
-        status == hyper::StatusCode::OK,
-        "HTTP {status}: {}",
-        String::from_utf8_lossy(&body)
+        hidden.is_multiple_of(4) && hidden >= 8,
+        "--hidden must be a multiple of 4 (4 heads)"
     );
-    Ok(serde_json::from_slice(&body)?)
-}
-
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/qwen2");
+    let mut config: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture.join("config.json")).context("the fixture's config")?,
+    )?;
+    config["hidden_size"] = json!(hidden);
+    config["intermediate_size"] = json!(hidden * 3);
+    config["num_hidden_layers"] = json!(layers);
+    config["layer_types"] = json!(vec!["full_attention"; layers]);
+    config["max_position_embeddings"] = json!(1024);
+    std::fs::write(dir.join("config.json"), config.to_string())?;
+    let hf = HfConfig::read(dir)?;
+    let device = gradus_policy::device::device(&Default::default())?;
+    let model = gradus_policy::Transformer::init(&hf.model_config(), &device)?;
+    let named = gradus_policy::hf::export::tensors(&model, &hf)?;
+    gradus_policy::hf::export::write_safetensors(&dir.join("model.safetensors"), &named, hf.dtype)?;
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
+        std::fs::copy(fixture.join(f), dir.join(f))?;
+    }
+    Ok(())
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
-        a.jobs >= 1 && a.clients >= 1,
-        "-n and --clients must be at least 1"
+        a.rounds >= 1 && a.prompt_len >= 1 && a.max_tokens >= 1,
+        "--rounds, --prompt-len and --max-tokens must be ≥ 1"
     );
-    let workers = a.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    let jobs: Vec<Job> = (0..a.jobs).map(|i| job(i, a.hostile_every)).collect();
-    let hostile = (0..a.jobs)
-        .filter(|&i| is_hostile(i, a.hostile_every))
-        .count();
+    anyhow::ensure!(a.clients.iter().all(|c| *c >= 1), "--clients must be ≥ 1");
+    let tmp = tempfile::tempdir()?;
+    let model_dir = match &a.model {
+        Some(m) => m.clone(),
+        None => {
+            scaled_model(tmp.path(), a.hidden, a.layers)?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let device = gradus_policy::device::device(&gradus_policy::ComputeConfig {
+        device: "cpu".into(),
+        threads: a.threads,
+    })?;
+    let loaded = super::super::model::load(&model_dir, &device, "bench serve", true, None)?;
+    let vocab = Tokenizer::vocab_size(&loaded.tok) as u32;
+    let pad = loaded.tok.pad_id();
+    let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
+    let mut prompt = || -> Vec<u32> {
+        (0..a.prompt_len)
+            .map(|_| rng.random_range(3..vocab))
+            .collect()
+    };
+    let levels: Vec<(usize, Vec<Vec<u32>>)> = a
+        .clients
+        .iter()
+        .map(|&n| (n, (0..n * a.rounds).map(|_| prompt()).collect()))
+        .collect();
     println!(
-        "bench sandbox-serve: {} jobs ({hostile} hostile), {} clients, {workers} workers",
-        a.jobs, a.clients
+        "gradus bench serve: {} ({} layers, d_model {}), prompts of {} tokens, {} generated each, {} threads",
+        model_dir.display(),
+        loaded.config.n_layers,
+        loaded.config.d_model,
+        a.prompt_len,
+        a.max_tokens,
+        a.threads
     );
+
+    // The ceiling: the same model sampling the same prompts in batches of N.
+    let thread = ComputeThread::spawn("bench-serve", a.threads)?;
+    let policy = Arc::new(Policy::from_model(loaded.model, loaded.config.clone(), pad));
+    let sampling = SamplingConfig {
+        temperature: 1.0,
+        top_p: 1.0,
+        max_new_tokens: a.max_tokens,
+        stop_tokens: Vec::new(),
+    };
+    let mut local = Vec::new();
+    for (n, prompts) in &levels {
+        let (policy, sampling, prompts, n) =
+            (policy.clone(), sampling.clone(), prompts.clone(), *n);
+        let f = thread.run(move || -> anyhow::Result<Figures> {
+            let mut rng = ChaCha8Rng::seed_from_u64(7);
+            policy.sample(&prompts[..n.min(prompts.len())], &sampling, &mut rng)?; // warm-up
+            let started = Instant::now();
+            let (mut tokens, mut lat) = (0, Vec::new());
+            for batch in prompts.chunks(n) {
+                let t = Instant::now();
+                let out = policy.sample(batch, &sampling, &mut rng)?;
+                tokens += out.iter().map(|r| r.tokens.len()).sum::<usize>();
+                lat.extend(std::iter::repeat_n(t.elapsed().as_secs_f64(), batch.len()));
+            }
+            Ok(Figures::of(started.elapsed().as_secs_f64(), tokens, lat))
+        })??;
+        local.push(f);
+    }
+    drop(thread);
+    drop(policy);
+
+    // The server, in its own process as users run it.
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["serve", "--model"])
+        .arg(&model_dir)
+        .args(["--listen", "127.0.0.1:0", "--served-model-name", "bench"])
+        .args(["--max-batch", "64", "--max-queue", "1024"])
+        .args(["--threads", &a.threads.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting gradus serve")?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let first = lines.next().context("gradus serve printed nothing")??;
+    let addr = first
+        .strip_prefix("listening on http://")
+        .with_context(|| format!("gradus serve's first line: {first}"))?
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-
-    // HTTP: a server process, as users run it.
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(["sandbox", "serve", "--listen", "127.0.0.1:0", "--workers"])
-        .arg(workers.to_string())
-        .args(["--queue", &(a.clients * 2).to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting gradus sandbox serve")?;
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let first = lines.next().context("serve printed nothing")??;
-    let addr = first
-        .strip_prefix("listening on http://")
-        .with_context(|| format!("serve's first line: {first}"))?
-        .to_string();
-    let http = rt.block_on(async {
-        let conns: Vec<_> = {
-            let mut v = Vec::new();
-            for _ in 0..a.clients {
-                v.push(tokio::sync::Mutex::new(connect(&addr).await?));
-            }
-            v
-        };
-        let conns = Arc::new(conns);
-        let addr2 = addr.clone();
-        anyhow::Ok(
-            drive(&jobs, a.clients, move |c, job| {
-                let (conns, addr) = (conns.clone(), addr2.clone());
-                async move {
-                    let mut conn = conns[c].lock().await;
-                    post(&mut conn, &addr, &job).await
-                }
-            })
-            .await,
-        )
-    })?;
-    let metrics = rt.block_on(async {
-        let mut c = connect(&addr).await?;
-        c.ready().await?;
-        let req = hyper::Request::get("/metrics")
-            .header(hyper::header::HOST, &addr)
-            .body(Full::new(Bytes::new()))?;
-        let body = c.send_request(req).await?.into_body().collect().await?;
-        anyhow::Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
-    })?;
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
+    let mut served = Vec::new();
+    let result = (|| -> anyhow::Result<()> {
+        // Warm-up: one request through every part of the server.
+        rt.block_on(drive(&addr, vec![levels[0].1[0].clone()], 1, a.max_tokens))?;
+        for (n, prompts) in &levels {
+            served.push(rt.block_on(drive(&addr, prompts.clone(), *n, a.max_tokens))?);
+        }
+        Ok(())
+    })();
+    let _ = child.kill();
     let _ = child.wait();
+    result?;
 
-    // The local pool, in this process, the same callers.
-    let sandbox = Sandbox::new(SandboxConfig {
-        workers,
-        ..SandboxConfig::default()
-    })?;
-    sandbox.warm_up()?;
-    let local = rt.block_on(async {
-        let sb = sandbox.clone();
-        drive(&jobs, a.clients, move |_, job| {
-            let sb = sb.clone();
-            async move { Ok(sb.run(job).await) }
-        })
-        .await
-    });
+    let mut rows = Vec::new();
+    for (((n, _), l), s) in levels.iter().zip(&local).zip(&served) {
+        let ratio = s.tokens_per_s / l.tokens_per_s;
+        println!(
+            "{n:>3} clients: serve {:>6.1} req/s {:>8.0} tok/s p50 {:>7.0} ms p99 {:>7.0} ms · local batch {n:<3} {:>6.1} req/s {:>8.0} tok/s p50 {:>7.0} ms p99 {:>7.0} ms · serve/local {ratio:.2}×",
+            s.requests_per_s,
+            s.tokens_per_s,
+            s.p50_ms,
+            s.p99_ms,
+            l.requests_per_s,
+            l.tokens_per_s,
+            l.p50_ms,
+            l.p99_ms
+        );
+        rows.push(json!({"clients": n, "serve": s.json(), "local": l.json(),
+                         "tokens_per_s_serve_over_local": ratio}));
+    }
+    println!(
+        "{}",
+        json!({"bench": "serve", "threads": a.threads, "prompt_len": a.prompt_len,
+               "max_tokens": a.max_tokens, "rounds": a.rounds, "levels": rows})
+    );
+    Ok(ExitCode::SUCCESS)
+}
 
-    let ran_on_server = metric_sum(&metrics, "gradus_sandbox_service_jobs_total{");
-    let lost = jobs
-        .iter()
-        .filter(|j| !http.outcomes.contains_key(&j.id))
-        .count();
-    let duplicated = http.outcomes.values().filter(|v| v.len() > 1).count()
-        + (ran_on_server as usize).saturating_sub(a.jobs);
-    let mut differ = Vec::new();
-    let mut verdicts: BTreeMap<&str, usize> = BTreeMap::new();
-    for j in &jobs {
-        let h = http.outcomes.get(&j.id).and_then(|v| v.first());
-        let l = local.outcomes.get(&j.id).and_then(|v| v.first());
-        if let Some(h) = h {
-            *verdicts.entry(h.verdict.as_str()).or_default() += 1;
-        }
-        match (h, l) {
-            (Some(h), Some(l)) if h.verdict == l.verdict => {}
-            _ => differ.push(format!(
-                "{}: http {:?} local {:?}",
-                j.id,
-                h.map(|o| o.verdict),
-                l.map(|o| o.verdict)
-            )),
-        }
+/// `prompts` sent by `clients` concurrent clients, each on its own connection,
+/// each taking the next unsent prompt when its last answer is in.
+async fn drive(
+    addr: &str,
+    prompts: Vec<Vec<u32>>,
+    clients: usize,
+    max_tokens: usize,
+) -> anyhow::Result<Figures> {
+    let queue = Arc::new(std::sync::Mutex::new(prompts));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (queue, pool) = (queue.clone(), Pool::new(addr, None));
+        tasks.spawn(async move {
+            let (mut tokens, mut lat) = (0usize, Vec::new());
+            loop {
+                let Some(p) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
+                    break;
+                };
+                let body = json!({"model": "bench", "prompt": p, "max_tokens": max_tokens,
+                                  "temperature": 1.0, "ignore_eos": true});
+                let t = Instant::now();
+                let (status, _, bytes) = pool
+                    .call(
+                        "POST",
+                        "/v1/completions",
+                        Bytes::from(body.to_string()),
+                        Duration::from_secs(600),
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                anyhow::ensure!(
+                    status.is_success(),
+                    "gradus serve answered {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                );
+                let v: Value = serde_json::from_slice(&bytes)?;
+                tokens += v["usage"]["completion_tokens"]
+                    .as_u64()
+                    .context("no usage.completion_tokens")? as usize;
+                lat.push(t.elapsed().as_secs_f64());
+            }
+            anyhow::Ok((tokens, lat))
+        });
     }
-    for d in differ.iter().take(10) {
-        println!("verdicts differ: {d}");
+    let (mut tokens, mut lat) = (0, Vec::new());
+    while let Some(r) = tasks.join_next().await {
+        let (t, l) = r??;
+        tokens += t;
+        lat.extend(l);
     }
-    let (hl, ll) = (http.line("http", a.jobs), local.line("local", a.jobs));
-    println!("{hl}");
-    println!("{ll}");
-    let throughput =
-        hl["jobs_per_s"].as_f64().unwrap_or(0.0) / ll["jobs_per_s"].as_f64().unwrap_or(1.0);
-    let p99 = hl["p99_ms"].as_f64().unwrap_or(f64::NAN) / ll["p99_ms"].as_f64().unwrap_or(f64::NAN);
-    let sandbox_errors = verdicts
-        .get(Verdict::SandboxError.as_str())
-        .copied()
-        .unwrap_or(0);
-    let summary = serde_json::json!({
-        "throughput_http_over_local": throughput,
-        "p99_http_over_local": p99,
-        "lost": lost + http.failed,
-        "duplicated": duplicated,
-        "server_jobs_run": ran_on_server,
-        "verdicts_differ": differ.len(),
-        "http_verdicts": verdicts,
-        "sandbox_errors": sandbox_errors,
-        "targets": {"throughput": ">= 0.9", "p99": "< 2.0", "lost": 0, "duplicated": 0},
-    });
-    println!("{summary}");
-    let met = throughput >= 0.9 && p99 < 2.0 && lost + http.failed == 0 && duplicated == 0;
-    Ok(if met {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(Figures::of(started.elapsed().as_secs_f64(), tokens, lat))
 }
