@@ -398,8 +398,9 @@ impl OptimizerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComputeConfig {
-    /// `"cpu"` (burn's flex backend) or `"cuda"` / `"cuda:N"` (needs the
-    /// `cuda` cargo feature).
+    /// `"cpu"` (burn's flex backend), `"cuda"` / `"cuda:N"` (needs the
+    /// `cuda` cargo feature), or `"libtorch"` (that feature's backend on the
+    /// CPU, to check its code path without a GPU).
     #[serde(default = "ComputeConfig::default_device")]
     pub device: String,
     /// Threads of the CPU backend's pool; 0 means one per core.

@@ -2,7 +2,9 @@
 //!
 //! burn 0.22 picks the backend from the device: `Device::flex()` is the pure
 //! Rust CPU backend (multi-threaded and SIMD through the `rayon` and `simd`
-//! features), `Device::cuda(n)` the CUDA one (the `cuda` cargo feature). The
+//! features), `Device::libtorch_cuda(n)` CUDA through PyTorch's libtorch (the
+//! `cuda` cargo feature) and `Device::cuda(n)` burn's own CUDA backend (the
+//! `cubecl-cuda` feature, which needs an LLVM download at build time). The
 //! device string comes from config (`[compute] device = "cpu"`).
 //!
 //! burn's CPU kernels run on the rayon pool that is current on the calling
@@ -26,6 +28,9 @@ pub enum DeviceKind {
     Cpu,
     /// CUDA device with this index.
     Cuda(usize),
+    /// libtorch on the CPU (the `cuda` feature's backend without a GPU: to
+    /// check that build's code path on any machine).
+    LibTorchCpu,
 }
 
 /// Parses `"cpu"`, `"cuda"` or `"cuda:N"`.
@@ -33,10 +38,11 @@ pub fn parse(spec: &str) -> Result<DeviceKind> {
     match spec {
         "cpu" | "flex" => Ok(DeviceKind::Cpu),
         "cuda" => Ok(DeviceKind::Cuda(0)),
+        "libtorch" => Ok(DeviceKind::LibTorchCpu),
         s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(n)) => Ok(DeviceKind::Cuda(n)),
             _ => Err(Error::Device(format!(
-                "unknown device {spec:?}; expected \"cpu\", \"cuda\" or \"cuda:N\""
+                "unknown device {spec:?}; expected \"cpu\", \"cuda\", \"cuda:N\" or \"libtorch\""
             ))),
         },
     }
@@ -47,13 +53,70 @@ pub fn parse(spec: &str) -> Result<DeviceKind> {
 pub fn device(cfg: &ComputeConfig) -> Result<Device> {
     match parse(&cfg.device)? {
         DeviceKind::Cpu => Ok(Device::flex()),
-        #[cfg(feature = "cuda")]
+        #[cfg(feature = "cubecl-cuda")]
         DeviceKind::Cuda(n) => Ok(Device::cuda(n)),
-        #[cfg(not(feature = "cuda"))]
+        // burn 0.22 marks its LibTorch backend deprecated in favour of cubecl's,
+        // which this network cannot build (see the README's CUDA section).
+        #[cfg(all(feature = "cuda", not(feature = "cubecl-cuda")))]
+        #[allow(deprecated)]
+        DeviceKind::Cuda(n) => {
+            let seen = tch::Cuda::device_count().max(0) as usize;
+            if n >= seen {
+                return Err(Error::Device(format!(
+                    "device {:?}: libtorch sees {seen} CUDA device(s){}",
+                    cfg.device,
+                    if seen == 0 {
+                        " (no NVIDIA GPU or driver on this machine?)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+            Ok(Device::libtorch_cuda(n))
+        }
+        #[cfg(not(any(feature = "cuda", feature = "cubecl-cuda")))]
         DeviceKind::Cuda(_) => Err(Error::Device(format!(
             "device {:?} needs gradus built with `--features cuda`",
             cfg.device
         ))),
+        #[cfg(feature = "cuda")]
+        #[allow(deprecated)]
+        DeviceKind::LibTorchCpu => Ok(Device::libtorch()),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::LibTorchCpu => Err(Error::Device(
+            "device \"libtorch\" needs gradus built with `--features cuda`".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests take the bias path on any backend, to compare it with the mask.
+    pub(crate) static MASK_AS_BIAS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether burn's `attention` must get the padding mask as an additive bias
+/// on `device`: burn-tch 0.22 hands burn's boolean mask (true = masked) to
+/// torch's `scaled_dot_product_attention` as it is, where true means *attend*,
+/// so a left-padded batch attends to exactly the wrong keys there (its
+/// autodiff path composes attention from tensor ops and is right). A bias
+/// takes burn-tch's composed fallback instead.
+pub fn bool_attention_mask_inverted(device: &Device) -> bool {
+    #[cfg(test)]
+    if MASK_AS_BIAS.get() {
+        return true;
+    }
+    #[cfg(feature = "cuda")]
+    {
+        matches!(
+            device.as_dispatch(),
+            burn::backend::DispatchDevice::LibTorch(_)
+        )
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = device;
+        false
     }
 }
 
@@ -182,6 +245,18 @@ mod tests {
         assert_eq!(parse("cpu").unwrap(), DeviceKind::Cpu);
         assert_eq!(parse("cuda:2").unwrap(), DeviceKind::Cuda(2));
         assert!(parse("tpu").is_err());
+        assert_eq!(parse("libtorch").unwrap(), DeviceKind::LibTorchCpu);
+        // Without the feature, the libtorch devices say which feature they need.
+        #[cfg(not(feature = "cuda"))]
+        for spec in ["cuda", "libtorch"] {
+            let e = device(&ComputeConfig {
+                device: spec.into(),
+                threads: 0,
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("--features cuda"), "{spec}: {e}");
+        }
         let cfg = ComputeConfig {
             device: "gpu".into(),
             threads: 0,

@@ -111,6 +111,10 @@ struct Composed {
     /// `[batch, n_heads, len, past_len + len]`, true = masked; `None` when no
     /// slot is padding, so the attention kernel takes its unmasked path.
     mask: Option<Tensor<4, Bool>>,
+    /// The mask as an additive bias (0, or −1e9 where masked) instead, on
+    /// backends whose boolean mask is broken
+    /// ([`crate::device::bool_attention_mask_inverted`]).
+    bias: Option<Tensor<4>>,
     /// Causal masking by the kernel itself (no padding, no past).
     causal: bool,
 }
@@ -483,16 +487,25 @@ impl Transformer {
             Tensor::<4, Bool>::from_data(TensorData::new(mask, [b, 1, t, past_len + t]), device)
                 .expand([b, self.n_heads, t, past_len + t])
         };
-        let (mask, causal) = match (no_padding, t, past_len) {
-            (true, 1, _) => (None, false),
-            (true, _, 0) => (None, true),
-            _ => (Some(upload(mask)), false),
+        let as_bias = crate::device::bool_attention_mask_inverted(device);
+        let (mask, bias, causal) = match (no_padding, t, past_len) {
+            (true, 1, _) => (None, None, false),
+            (true, _, 0) => (None, None, true),
+            _ if as_bias => {
+                let bias: Vec<f32> = mask.iter().map(|&m| if m { -1e9 } else { 0.0 }).collect();
+                let bias =
+                    Tensor::<4>::from_data(TensorData::new(bias, [b, 1, t, past_len + t]), device)
+                        .expand([b, self.n_heads, t, past_len + t]);
+                (None, Some(bias), false)
+            }
+            _ => (Some(upload(mask)), None, false),
         };
         Composed {
             cos: Tensor::from_data(TensorData::new(cos, shape), device),
             sin: Tensor::from_data(TensorData::new(sin, shape), device),
             rot: Tensor::from_data(TensorData::new(rot, [hd, hd]), device),
             mask,
+            bias,
             causal,
         }
     }
@@ -597,7 +610,7 @@ impl Attention {
             repeat_heads(k, h / kv),
             repeat_heads(v, h / kv),
             composed.mask.clone(),
-            None,
+            composed.bias.clone(),
             AttentionModuleOptions {
                 is_causal: composed.causal,
                 ..Default::default()
@@ -767,6 +780,51 @@ mod tests {
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f32::max);
         assert!(d < 1e-4, "GQA and repeated MHA differ by {d}");
+    }
+
+    /// The padding mask passed as an additive bias (the path taken where a
+    /// backend's boolean mask is broken, burn-tch) gives the boolean mask's
+    /// logits, with a cache and without.
+    #[test]
+    fn the_mask_as_a_bias_equals_the_boolean_mask() {
+        let cfg = ModelConfig {
+            n_heads: 4,
+            n_kv_heads: Some(2),
+            ..tiny_config()
+        };
+        let model = jitter_vectors(Transformer::init(&cfg, &Device::flex()).unwrap());
+        let batch = TokenBatch::left_padded(&[vec![1, 5, 6, 7, 8], vec![1, 4], vec![3, 3, 10]], 0);
+        let run = |as_bias: bool| {
+            crate::device::MASK_AS_BIAS.set(as_bias);
+            let full = host3(model.forward(&batch, None).unwrap()).0;
+            let mut cache = crate::cache::KvCache::new(model.n_layers(), batch.batch);
+            model.forward(&batch, Some(&mut cache)).unwrap();
+            let next = TokenBatch {
+                tokens: vec![9, 9, 9],
+                valid: vec![true; 3],
+                batch: 3,
+                len: 1,
+            };
+            let step = host3(model.forward(&next, Some(&mut cache)).unwrap()).0;
+            crate::device::MASK_AS_BIAS.set(false);
+            (full, step)
+        };
+        let (mask, bias) = (run(false), run(true));
+        let valid = |i: usize| batch.valid[i / model.vocab_size()];
+        let d = (0..mask.0.len())
+            .filter(|&i| valid(i))
+            .map(|i| (mask.0[i] - bias.0[i]).abs())
+            .fold(0.0, f32::max);
+        let d_step = mask
+            .1
+            .iter()
+            .zip(&bias.1)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            d < 1e-5 && d_step < 1e-5,
+            "bias vs mask: {d}, after the cache {d_step}"
+        );
     }
 
     /// The rotation applied through `rot` and the full-width tables equals

@@ -21,6 +21,20 @@ use crate::sample::{SamplingConfig, sample};
 
 const FAMILIES: [&str; 3] = ["qwen2", "qwen3", "llama3"];
 
+/// The device the parity tests run on: `GRADUS_TEST_DEVICE` (`cuda`, `cuda:N`,
+/// `libtorch` with the `cuda` feature), the CPU by default. So the same
+/// comparisons with transformers check a GPU build where one is available.
+fn test_device() -> Device {
+    let spec = std::env::var("GRADUS_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let d = crate::device::device(&crate::config::ComputeConfig {
+        device: spec.clone(),
+        threads: 0,
+    })
+    .unwrap_or_else(|e| panic!("GRADUS_TEST_DEVICE={spec}: {e}"));
+    eprintln!("parity on {spec}");
+    d
+}
+
 fn dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/hf")
@@ -83,7 +97,7 @@ fn max_diff(a: &[f32], b: &[f32], keep: impl Fn(usize) -> bool) -> f32 {
 fn logits_of_a_left_padded_batch_equal_transformers() {
     for name in FAMILIES {
         let f = fixture(name);
-        let model = f.ckpt.load(&Device::flex()).unwrap();
+        let model = f.ckpt.load(&test_device()).unwrap();
         let rows = rows(&f.meta["logits_rows"]);
         let pad = f.meta["pad"].as_u64().unwrap() as u32;
         let batch = TokenBatch::left_padded(&rows, pad);
@@ -101,7 +115,7 @@ fn logits_of_a_left_padded_batch_equal_transformers() {
 fn greedy_generation_equals_transformers_with_and_without_the_cache() {
     for name in FAMILIES {
         let f = fixture(name);
-        let model = f.ckpt.load(&Device::flex()).unwrap();
+        let model = f.ckpt.load(&test_device()).unwrap();
         let prompts = rows(&f.meta["logits_rows"]);
         let want = rows(&f.meta["greedy"]);
         let n = f.meta["greedy_new_tokens"].as_u64().unwrap() as usize;
@@ -146,7 +160,7 @@ fn greedy_generation_equals_transformers_with_and_without_the_cache() {
 fn response_logprobs_grpo_loss_and_every_gradient_equal_torch() {
     for name in FAMILIES {
         let f = fixture(name);
-        let device = Device::flex().autodiff();
+        let device = test_device().autodiff();
         let model = f.ckpt.load(&device).unwrap();
         let prompts = rows(&f.meta["logits_rows"]);
         let responses = rows(&f.meta["responses"]);
@@ -258,7 +272,7 @@ fn response_logprobs_grpo_loss_and_every_gradient_equal_torch() {
 fn export_then_load_gives_identical_logits() {
     for name in FAMILIES {
         let f = fixture(name);
-        let model = f.ckpt.load(&Device::flex()).unwrap();
+        let model = f.ckpt.load(&test_device()).unwrap();
         let out = tempfile::tempdir().unwrap();
         std::fs::copy(
             dir(name).join("config.json"),
@@ -274,7 +288,7 @@ fn export_then_load_gives_identical_logits() {
         .unwrap();
         let again = Checkpoint::open(out.path())
             .unwrap()
-            .load(&Device::flex())
+            .load(&test_device())
             .unwrap();
         let batch = TokenBatch::left_padded(&rows(&f.meta["logits_rows"]), 0);
         let a = host(model.forward(&batch, None).unwrap());
