@@ -72,6 +72,37 @@ fn fuzz(a: FuzzArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Starts this binary with `args` as a server (stdout piped), waits for its
+/// first line, `listening on http://HOST:PORT`, and drains the rest of its
+/// stdout; returns the child and `HOST:PORT`.
+fn spawn_server(
+    args: &[&str],
+    stderr: std::process::Stdio,
+) -> anyhow::Result<(std::process::Child, String)> {
+    use anyhow::Context;
+    use std::io::BufRead;
+    let what = format!(
+        "gradus {}",
+        args.iter().take(2).copied().collect::<Vec<_>>().join(" ")
+    );
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let first = lines
+        .next()
+        .with_context(|| format!("{what} printed nothing"))??;
+    let addr = first
+        .strip_prefix("listening on http://")
+        .with_context(|| format!("{what}'s first line: {first}"))?
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Ok((child, addr))
+}
+
 /// The interpreter for a benchmark's Python peer: `given`, else the project venv's, else
 /// `python3`.
 fn python(given: Option<&str>) -> String {

@@ -13,12 +13,10 @@
 //! and the verdicts that differ from the local pool's.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use gradus_sandbox::job::{Compare, Job, JobLimits, Language, StdioCase, Tests};
 use gradus_sandbox::{Outcome, Sandbox, SandboxConfig, Verdict};
 use http_body_util::{BodyExt, Full};
@@ -265,20 +263,21 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .build()?;
 
     // HTTP: a server process, as users run it.
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(["sandbox", "serve", "--listen", "127.0.0.1:0", "--workers"])
-        .arg(workers.to_string())
-        .args(["--queue", &(a.clients * 2).to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting gradus sandbox serve")?;
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let first = lines.next().context("serve printed nothing")??;
-    let addr = first
-        .strip_prefix("listening on http://")
-        .with_context(|| format!("serve's first line: {first}"))?
-        .to_string();
+    let workers_arg = workers.to_string();
+    let queue_arg = (a.clients * 2).to_string();
+    let (mut child, addr) = super::spawn_server(
+        &[
+            "sandbox",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            &workers_arg,
+            "--queue",
+            &queue_arg,
+        ],
+        Stdio::inherit(),
+    )?;
     let http = rt.block_on(async {
         let conns: Vec<_> = {
             let mut v = Vec::new();

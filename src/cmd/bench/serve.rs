@@ -14,7 +14,6 @@
 //! Printed per N: requests/s, generated tokens/s, p50/p99 latency (send to
 //! answer) for both, and the ratio of tokens/s; the last line is JSON.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
@@ -200,23 +199,26 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     drop(policy);
 
     // The server, in its own process as users run it.
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(["serve", "--model"])
-        .arg(&model_dir)
-        .args(["--listen", "127.0.0.1:0", "--served-model-name", "bench"])
-        .args(["--max-batch", "64", "--max-queue", "1024"])
-        .args(["--threads", &a.threads.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting gradus serve")?;
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let first = lines.next().context("gradus serve printed nothing")??;
-    let addr = first
-        .strip_prefix("listening on http://")
-        .with_context(|| format!("gradus serve's first line: {first}"))?
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
+    let model_arg = model_dir.to_string_lossy().into_owned();
+    let threads_arg = a.threads.to_string();
+    let (mut child, addr) = super::spawn_server(
+        &[
+            "serve",
+            "--model",
+            &model_arg,
+            "--listen",
+            "127.0.0.1:0",
+            "--served-model-name",
+            "bench",
+            "--max-batch",
+            "64",
+            "--max-queue",
+            "1024",
+            "--threads",
+            &threads_arg,
+        ],
+        Stdio::null(),
+    )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
