@@ -406,6 +406,11 @@ pub struct ComputeConfig {
     /// Threads of the CPU backend's pool; 0 means one per core.
     #[serde(default)]
     pub threads: usize,
+    /// Gradient checkpointing in the learner (burn's balanced strategy):
+    /// activations of memory-bound ops are recomputed in the backward pass
+    /// instead of kept, trading compute for peak memory.
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for ComputeConfig {
@@ -413,6 +418,7 @@ impl Default for ComputeConfig {
         Self {
             device: Self::default_device(),
             threads: 0,
+            gradient_checkpointing: false,
         }
     }
 }

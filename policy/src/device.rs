@@ -95,6 +95,18 @@ thread_local! {
     pub(crate) static MASK_AS_BIAS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// The learner's device for a config: [`device`] with autodiff, and burn's
+/// balanced gradient checkpointing when `gradient_checkpointing` is set (the
+/// learner's constructors keep an autodiff device as it is).
+pub fn learner_device(cfg: &ComputeConfig) -> Result<Device> {
+    let d = device(cfg)?.autodiff();
+    Ok(if cfg.gradient_checkpointing {
+        d.gradient_checkpointing()
+    } else {
+        d
+    })
+}
+
 /// Whether burn's `attention` must get the padding mask as an additive bias
 /// on `device`: burn-tch 0.22 hands burn's boolean mask (true = masked) to
 /// torch's `scaled_dot_product_attention` as it is, where true means *attend*,
@@ -252,6 +264,7 @@ mod tests {
             let e = device(&ComputeConfig {
                 device: spec.into(),
                 threads: 0,
+                ..Default::default()
             })
             .unwrap_err()
             .to_string();
@@ -260,6 +273,7 @@ mod tests {
         let cfg = ComputeConfig {
             device: "gpu".into(),
             threads: 0,
+            ..Default::default()
         };
         assert!(
             cfg.validate()

@@ -258,10 +258,13 @@ impl Learner {
         if cfg.kl_coef > 0.0 && self.reference.is_none() {
             self.reference = Some(self.inference_model());
         }
-        let ref_logp = match (&self.reference, cfg.kl_coef > 0.0) {
+        // On the host, then back as a constant on the learner's own device
+        // (with its checkpointing strategy, which every tensor of one graph
+        // must share).
+        let refl = match (&self.reference, cfg.kl_coef > 0.0) {
             (Some(r), true) => {
                 let logits = r.forward(&prep.input, None)?;
-                Some(token_logprobs(logits, &prep.targets, temperature).0)
+                Some(host2(token_logprobs(logits, &prep.targets, temperature).0))
             }
             _ => None,
         };
@@ -274,7 +277,7 @@ impl Learner {
             old_logp: c(old.clone()),
             advantages: c(adv.clone()),
             weights: c(weights.clone()),
-            ref_logp: ref_logp.clone().map(Tensor::autodiff),
+            ref_logp: refl.clone().map(c),
             entropy: Some(entropy.clone()),
         };
         let loss = grpo_loss(terms, cfg);
@@ -283,7 +286,6 @@ impl Learner {
         // Statistics from the pre-update values.
         let logp = host2(logp);
         let entropy = host2(entropy);
-        let refl = ref_logp.map(host2);
         let (mut n, mut clipped, mut kl, mut ent, mut advs, mut rkl) =
             (0usize, 0, 0.0, 0.0, 0.0, 0.0);
         for i in (0..b * t).filter(|&i| prep.mask[i]) {

@@ -300,6 +300,9 @@ impl ModuleMapper for AdamWMapper<'_> {
             return param;
         };
         let (id, tensor, mapper) = param.consume();
+        // The new value must keep the parameter's checkpointing strategy:
+        // `from_inner` lifts with the default, and one graph may not mix them.
+        let strategy = tensor.gradient_checkpointing_strategy();
         let dims = tensor.dims();
         let n = dims.iter().product::<usize>();
         let p = tensor.inner().reshape([n]);
@@ -329,7 +332,10 @@ impl ModuleMapper for AdamWMapper<'_> {
         };
         let p = p - (m_hat / (v_hat.sqrt() + self.cfg.eps)).mul_scalar(self.lr);
         self.moments[i] = Some((m, v));
-        let p = Tensor::from_inner(p.reshape(dims)).set_require_grad(true);
-        Param::from_mapped_value(id, p, mapper)
+        let mut p = Tensor::from_inner(p.reshape(dims));
+        if let Some(s) = strategy {
+            p = p.with_gradient_checkpointing_strategy(s);
+        }
+        Param::from_mapped_value(id, p.set_require_grad(true), mapper)
     }
 }

@@ -76,6 +76,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let device = gradus_policy::device::device(&ComputeConfig {
         device: a.device.clone(),
         threads: 0,
+        ..Default::default()
     })
     .context("--device")?;
     let loaded = super::model::load(

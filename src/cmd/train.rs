@@ -326,6 +326,8 @@ async fn train(
         );
     }
     let device = gradus_policy::device::device(&config.compute).context("[compute]")?;
+    let learner_device =
+        gradus_policy::device::learner_device(&config.compute).context("[compute]")?;
     if resuming && latest.is_none() {
         bail!("{} has no checkpoint to resume from", run_path.display());
     }
@@ -339,8 +341,9 @@ async fn train(
             let curriculum =
                 Curriculum::restore(config.curriculum.clone(), problems, &state.curriculum)
                     .context("restoring the curriculum from the checkpoint")?;
-            let (learner, _manifest) = Learner::load_checkpoint(&dir.join("learner"), &device)
-                .with_context(|| format!("loading the learner from {}", dir.display()))?;
+            let (learner, _manifest) =
+                Learner::load_checkpoint(&dir.join("learner"), &learner_device)
+                    .with_context(|| format!("loading the learner from {}", dir.display()))?;
             (
                 curriculum,
                 state.ledger,
@@ -388,7 +391,7 @@ async fn train(
                         &ckpt,
                         Some(config.model.max_len),
                         config.optimizer.clone(),
-                        &device,
+                        &learner_device,
                         config.run.seed,
                         tokenizer.pad_id(),
                     )?
@@ -396,7 +399,7 @@ async fn train(
                 None => Learner::new(
                     config.model.clone(),
                     config.optimizer.clone(),
-                    &device,
+                    &learner_device,
                     config.run.seed,
                     tokenizer.pad_id(),
                 )?,

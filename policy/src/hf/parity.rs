@@ -29,6 +29,7 @@ fn test_device() -> Device {
     let d = crate::device::device(&crate::config::ComputeConfig {
         device: spec.clone(),
         threads: 0,
+        ..Default::default()
     })
     .unwrap_or_else(|e| panic!("GRADUS_TEST_DEVICE={spec}: {e}"));
     eprintln!("parity on {spec}");

@@ -425,3 +425,66 @@ fn reported_grad_norm_is_the_global_norm_over_all_parameters() {
         update.grad_norm
     );
 }
+
+/// Burn's balanced gradient checkpointing recomputes activations instead of
+/// keeping them: the same GRPO steps give the same weights, on the fused path
+/// (plain attention) and the composed one (grouped heads, biases).
+#[test]
+fn gradient_checkpointing_changes_no_step() {
+    let gqa = ModelConfig {
+        n_heads: 4,
+        n_kv_heads: Some(2),
+        qkv_bias: true,
+        ..tiny_config()
+    };
+    for cfg in [tiny_config(), gqa] {
+        let run = |checkpointing: bool| {
+            let device = crate::device::learner_device(&crate::ComputeConfig {
+                gradient_checkpointing: checkpointing,
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(
+                device.gradient_checkpointing_strategy(),
+                Some(if checkpointing {
+                    burn::tensor::GradientCheckpointingStrategy::Balanced
+                } else {
+                    burn::tensor::GradientCheckpointingStrategy::Disabled
+                })
+            );
+            let opt = OptimizerConfig {
+                lr: 1e-2,
+                ..Default::default()
+            };
+            let mut l = Learner::new(cfg.clone(), opt, &device, 11, PAD).unwrap();
+            let sampling = SamplingConfig {
+                temperature: 1.0,
+                ..SamplingConfig::new(6, EOS)
+            };
+            for _ in 0..2 {
+                let prompts = vec![vec![BOS, 4, 5], vec![BOS, 7]];
+                let rs = l.sample(&prompts, &sampling).unwrap();
+                let groups: Vec<Group> = rs
+                    .chunks(1)
+                    .zip(&prompts)
+                    .map(|(r, p)| Group {
+                        prompt: p.clone(),
+                        rewards: vec![r[0].tokens.len() as f32],
+                        advantages: Some(vec![1.0]),
+                        responses: r.to_vec(),
+                        temperature: 1.0,
+                    })
+                    .collect();
+                l.grpo_step(&groups, &GrpoConfig::default()).unwrap();
+            }
+            l.snapshot().weights
+        };
+        let (plain, checkpointed) = (run(false), run(true));
+        let d = plain
+            .iter()
+            .zip(&checkpointed)
+            .flat_map(|(a, b)| a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()))
+            .fold(0.0f32, f32::max);
+        assert!(d < 1e-6, "{cfg:?}: weights differ by {d}");
+    }
+}

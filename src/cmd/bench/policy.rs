@@ -73,6 +73,10 @@ pub struct Args {
     /// `--vocab` are then the checkpoint's).
     #[arg(long)]
     hf: Option<PathBuf>,
+    /// Train with burn's balanced gradient checkpointing (`[compute]
+    /// gradient_checkpointing`); the torch peer stays as it is.
+    #[arg(long)]
+    gradient_checkpointing: bool,
 }
 
 struct Figures {
@@ -151,8 +155,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .run(move || bench_burn(&args, model))
         .context("burn bench thread")??;
     println!(
-        "burn (flex, {} threads): train {:.0} tokens/s ({:.1} ms/step), sample {:.0} tokens/s ({:.1} ms/run), peak RSS {:.0} MB",
-        a.threads, burn.train, burn.train_ms, burn.sample, burn.sample_ms, burn.peak_mb
+        "burn (flex, {} threads{}): train {:.0} tokens/s ({:.1} ms/step), sample {:.0} tokens/s ({:.1} ms/run), peak RSS {:.0} MB",
+        a.threads,
+        if a.gradient_checkpointing {
+            ", gradient checkpointing"
+        } else {
+            ""
+        },
+        burn.train,
+        burn.train_ms,
+        burn.sample,
+        burn.sample_ms,
+        burn.peak_mb
     );
     let torch = if a.no_torch { None } else { run_torch(&a)? };
     if let Some(t) = &torch {
@@ -182,7 +196,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
 }
 
 fn bench_burn(a: &Args, subject: Subject) -> Result<Figures> {
-    let device = gradus_policy::device::device(&gradus_policy::ComputeConfig::default())?;
+    let device = gradus_policy::device::learner_device(&gradus_policy::ComputeConfig {
+        gradient_checkpointing: a.gradient_checkpointing,
+        ..Default::default()
+    })?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let vocab = subject.config().vocab_size as u32;
     let mut token = || rng.random_range(3..vocab);

@@ -142,6 +142,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let device = gradus_policy::device::device(&gradus_policy::ComputeConfig {
         device: "cpu".into(),
         threads: a.threads,
+        ..Default::default()
     })?;
     let loaded = super::super::model::load(&model_dir, &device, "bench serve", true, None)?;
     let vocab = Tokenizer::vocab_size(&loaded.tok) as u32;

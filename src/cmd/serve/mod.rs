@@ -204,6 +204,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let device = gradus_policy::device::device(&ComputeConfig {
         device: a.device.clone(),
         threads: a.threads,
+        ..Default::default()
     })
     .context("--device")?;
     let loaded = super::model::load(&a.model, &device, "serve", false, None)?;
