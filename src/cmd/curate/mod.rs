@@ -140,12 +140,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("{}: no valid problems to curate", args.input.display());
     }
     let buckets = config.curriculum.buckets.clone();
-    if !buckets
-        .iter()
-        .any(|b| matches!(b.rule, BucketRule::PassRate { .. }))
+    if args.model.is_none()
+        && !buckets
+            .iter()
+            .any(|b| matches!(b.rule, BucketRule::PassRate { .. }))
     {
         eprintln!(
             "gradus curate: warning: {} defines no pass-rate buckets; kept prompts get a pass rate but no bucket",
+            args.config.display()
+        );
+    }
+    if let Some(model) = &args.model
+        && !buckets.iter().any(|b| match &b.rule {
+            BucketRule::Models(r) => r.models().contains(&model.as_str()),
+            _ => false,
+        })
+    {
+        eprintln!(
+            "gradus curate: note: no pass_rates bucket of {} names {model}; its rates are recorded all the same",
             args.config.display()
         );
     }
