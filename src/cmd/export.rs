@@ -23,6 +23,42 @@ pub struct Args {
     /// The Hugging Face directory to write (created; must be empty).
     #[arg(long)]
     pub out: PathBuf,
+    /// Largest weight shard, as transformers' `max_shard_size`: bytes, or
+    /// with KB/MB/GB (powers of 1000) or KiB/MiB/GiB. Larger checkpoints are
+    /// written as `model-0000i-of-0000N.safetensors` with an index.
+    #[arg(long, default_value = "5GB", value_parser = parse_size)]
+    pub max_shard_size: u64,
+}
+
+/// `5GB`, `500MiB`, `123456`: a size in bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a size such as 5GB, 500MiB or 123456"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        u => {
+            return Err(format!(
+                "{text:?}: unknown unit {u:?} (B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    let bytes = n * scale as f64;
+    if !(bytes >= 1.0 && bytes.is_finite()) {
+        return Err(format!("{text:?}: must be at least one byte"));
+    }
+    Ok(bytes as u64)
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -50,7 +86,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let device = gradus_policy::device::device(&ComputeConfig::default())?;
     let (learner, _) = Learner::load_checkpoint(&ckpt.join("learner"), &device)
         .with_context(|| format!("loading the policy from {}", ckpt.display()))?;
-    let tensors = export::write_dir(&a.out, learner.snapshot().weights, &hf_config, &hf.dir)?;
+    let tensors = export::write_dir_sharded(
+        &a.out,
+        learner.snapshot().weights,
+        &hf_config,
+        &hf.dir,
+        a.max_shard_size,
+    )?;
     let params: usize = tensors
         .values()
         .map(|(s, _)| s.iter().product::<usize>())
@@ -65,4 +107,20 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         a.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn shard_sizes_read_as_transformers_writes_them() {
+        assert_eq!(parse_size("5GB"), Ok(5_000_000_000));
+        assert_eq!(parse_size("500MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("1.5 GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("123456"), Ok(123_456));
+        for bad in ["", "GB", "5TB", "0", "-1MB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -131,6 +131,34 @@ fn the_hf_demo_trains_every_stage_and_its_run_generates() {
         texts(&from_run),
         "export samples as the run"
     );
+    // Sharded (`--max-shard-size`): shards and an index, sampling as the run.
+    let sharded = dir.path().join("export-sharded");
+    let o = gradus()
+        .arg("export")
+        .arg(&run)
+        .arg("--out")
+        .arg(&sharded)
+        .args(["--max-shard-size", "64KiB"])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(sharded.join("model.safetensors.index.json").is_file());
+    assert!(!sharded.join("model.safetensors").exists());
+    let shards = std::fs::read_dir(&sharded)
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("model-") && n.ends_with(".safetensors")
+        })
+        .count();
+    assert!(shards > 2, "{shards} shards");
+    assert_eq!(
+        texts(&greedy(&sharded)),
+        texts(&from_run),
+        "a sharded export samples as the run"
+    );
     // A second export into the same directory is refused.
     let o = gradus()
         .arg("export")

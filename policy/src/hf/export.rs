@@ -153,16 +153,90 @@ pub fn write_dir(
     cfg: &HfConfig,
     source: &Path,
 ) -> Result<Named, HfError> {
+    write_dir_sharded(out, params, cfg, source, u64::MAX)
+}
+
+/// As [`write_dir`], with the weights cut into shards of at most
+/// `max_shard_bytes` each (a tensor larger than that is a shard of its own),
+/// as transformers' `save_pretrained(max_shard_size=…)` does:
+/// `model-00001-of-0000N.safetensors` … and `model.safetensors.index.json`
+/// (`metadata.total_size`, `weight_map`), written last, so a reader sees the
+/// index only once every shard it names is whole. One shard is written as
+/// plain `model.safetensors`. Weight files of another layout left in `out`
+/// (a single file, or an index) are removed, so the directory holds one
+/// checkpoint.
+pub fn write_dir_sharded(
+    out: &Path,
+    params: Vec<HostTensor>,
+    cfg: &HfConfig,
+    source: &Path,
+    max_shard_bytes: u64,
+) -> Result<Named, HfError> {
     let tensors = split(params, cfg)?;
     let io = |path: &Path, e: std::io::Error| HfError::Unreadable {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
-    let tmp = out.join("model.safetensors.partial");
-    write_safetensors(&tmp, &tensors, cfg.dtype)?;
-    let dst = out.join("model.safetensors");
-    std::fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
+    let width = match cfg.dtype {
+        Dtype::F32 => 4u64,
+        Dtype::F16 | Dtype::Bf16 => 2,
+    };
+    let mut shards: Vec<Named> = vec![Named::new()];
+    let mut filled = 0u64;
+    for (name, t) in &tensors {
+        let bytes = t.1.len() as u64 * width;
+        let current = shards.last_mut().expect("one shard at least");
+        if !current.is_empty() && filled + bytes > max_shard_bytes {
+            shards.push(Named::new());
+            filled = 0;
+        }
+        shards
+            .last_mut()
+            .expect("one shard at least")
+            .insert(name.clone(), t.clone());
+        filled += bytes;
+    }
+    let write = |name: &str, shard: &Named| -> Result<(), HfError> {
+        let tmp = out.join(format!("{name}.partial"));
+        write_safetensors(&tmp, shard, cfg.dtype)?;
+        let dst = out.join(name);
+        std::fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))
+    };
+    let index = out.join(weights::INDEX);
+    let single = out.join(weights::SINGLE);
+    if shards.len() == 1 {
+        if index.exists() {
+            std::fs::remove_file(&index).map_err(|e| io(&index, e))?;
+        }
+        write(weights::SINGLE, &shards[0])?;
+    } else {
+        if single.exists() {
+            std::fs::remove_file(&single).map_err(|e| io(&single, e))?;
+        }
+        let n = shards.len();
+        let mut weight_map = serde_json::Map::new();
+        let mut total = 0u64;
+        for (i, shard) in shards.iter().enumerate() {
+            let file = format!("model-{:05}-of-{n:05}.safetensors", i + 1);
+            write(&file, shard)?;
+            for (name, t) in shard {
+                total += t.1.len() as u64 * width;
+                weight_map.insert(name.clone(), file.clone().into());
+            }
+        }
+        let text = serde_json::json!({
+            "metadata": {"total_size": total},
+            "weight_map": weight_map,
+        });
+        let tmp = out.join(format!("{}.partial", weights::INDEX));
+        std::fs::write(
+            &tmp,
+            serde_json::to_string_pretty(&text).expect("JSON") + "\n",
+        )
+        .map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, &index).map_err(|e| io(&index, e))?;
+    }
     for name in COPIED {
         let src = source.join(name);
         if src.exists() {

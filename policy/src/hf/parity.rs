@@ -298,6 +298,79 @@ fn export_then_load_gives_identical_logits() {
     }
 }
 
+/// A sharded export (`model-0000i-of-0000N.safetensors` and the index, as
+/// `save_pretrained(max_shard_size=…)` writes) loads to the same logits as
+/// the model it came from, every shard within the limit unless one tensor
+/// alone is larger; re-exported unsharded into the same directory, the
+/// index is gone and the single file is what loads.
+#[test]
+fn a_sharded_export_loads_to_identical_logits() {
+    for name in FAMILIES {
+        let f = fixture(name);
+        let model = f.ckpt.load(&test_device()).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let limit = 64 * 1024;
+        let params = crate::optim::weights(&model);
+        let written = export::write_dir_sharded(
+            out.path(),
+            params.clone(),
+            &f.ckpt.config,
+            &dir(name),
+            limit,
+        )
+        .unwrap();
+        let index: Value = serde_json::from_slice(
+            &std::fs::read(out.path().join("model.safetensors.index.json")).unwrap(),
+        )
+        .unwrap();
+        let map = index["weight_map"].as_object().unwrap();
+        assert_eq!(
+            map.len(),
+            written.len(),
+            "{name}: every tensor in the index"
+        );
+        let shards: std::collections::BTreeSet<&str> =
+            map.values().map(|v| v.as_str().unwrap()).collect();
+        assert!(shards.len() > 2, "{name}: {} shards", shards.len());
+        let width = if matches!(f.ckpt.config.dtype, super::Dtype::F32) {
+            4
+        } else {
+            2
+        };
+        for shard in &shards {
+            let bytes: u64 = map
+                .iter()
+                .filter(|(_, v)| v.as_str() == Some(shard))
+                .map(|(n, _)| written[n].1.len() as u64 * width)
+                .sum();
+            let tensors = map.values().filter(|v| v.as_str() == Some(shard)).count();
+            assert!(
+                bytes <= limit || tensors == 1,
+                "{name}: {shard} holds {bytes} bytes"
+            );
+        }
+        assert!(!out.path().join("model.safetensors").exists());
+        let batch = TokenBatch::left_padded(&rows(&f.meta["logits_rows"]), 0);
+        let a = host(model.forward(&batch, None).unwrap());
+        let load = |d: &std::path::Path| {
+            let m = Checkpoint::open(d).unwrap().load(&test_device()).unwrap();
+            host(m.forward(&batch, None).unwrap())
+        };
+        assert_eq!(
+            a,
+            load(out.path()),
+            "{name}: sharded export loads to other logits"
+        );
+        export::write_dir(out.path(), params, &f.ckpt.config, &dir(name)).unwrap();
+        assert!(!out.path().join("model.safetensors.index.json").exists());
+        assert_eq!(
+            a,
+            load(out.path()),
+            "{name}: re-export loads to other logits"
+        );
+    }
+}
+
 /// The checkpoint's tokenizer and template against transformers': the
 /// chats rendered byte for byte, their ids, plain texts with the
 /// post-processor's specials, decoding, and the stop ids.
