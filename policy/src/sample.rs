@@ -8,7 +8,7 @@
 //! the same samples.
 //!
 //! On the CPU a batch is cut into shards of consecutive rows, one per worker
-//! thread of the compute pool (at least [`MIN_SHARD_ROWS`] rows each), with a
+//! thread of the compute pool (at most as many shards as rows), with a
 //! cache each, and the shards' forward passes run in parallel: at decode
 //! sizes burn's CPU kernels run single-threaded (a 32-row GEMM is below their
 //! threshold for splitting work), so without shards one core would sit idle.
@@ -183,18 +183,16 @@ pub fn sample(
     Ok(out)
 }
 
-/// Rows per shard at least. One: even a single row's forward pass is worth a
-/// thread of its own (`gradus bench serve` on 2 threads, d_model 256, 4
-/// layers: batch 8 sampled 3442 tokens/s with 8-row shards, 6623 with 4-row
-/// ones), as the continuous-batching [`crate::decode::Decoder`] already does.
-pub const MIN_SHARD_ROWS: usize = 1;
-
 /// Consecutive row ranges of a batch of `b` rows: one per compute thread on
-/// the CPU, each of at least [`MIN_SHARD_ROWS`] rows; one range on other
-/// devices (a GPU wants the whole batch at once).
+/// the CPU (fewer when the batch has fewer rows), one range on other devices
+/// (a GPU wants the whole batch at once). Even a single row's forward pass is
+/// worth a thread of its own (`gradus bench serve` on 2 threads, d_model 256,
+/// 4 layers: batch 8 sampled 3442 tokens/s when shards needed 8 rows each,
+/// 6623 with one per thread), as the continuous-batching
+/// [`crate::decode::Decoder`] already does.
 fn shards(b: usize, model: &Transformer) -> Vec<Range<usize>> {
     let n = if model.device() == burn::tensor::Device::flex() {
-        rayon::current_num_threads().min(b / MIN_SHARD_ROWS).max(1)
+        rayon::current_num_threads().min(b).max(1)
     } else {
         1
     };

@@ -546,11 +546,7 @@ impl Remote {
             .await
             .map_err(Failure::Endpoint)?;
         if status.as_u16() == 429 {
-            let secs = headers
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(1.0);
+            let secs = gradus_sandbox::service::http::retry_after(&headers).unwrap_or(1.0);
             return Err(Failure::Busy(Duration::from_secs_f64(
                 secs.clamp(0.05, 30.0),
             )));

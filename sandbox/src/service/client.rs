@@ -346,12 +346,10 @@ impl Fleet {
                 ))),
             },
             StatusCode::TOO_MANY_REQUESTS => {
-                let secs = headers
-                    .get(hyper::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(1);
-                Err(Failure::Busy(Duration::from_secs(secs.clamp(1, 60))))
+                let secs = super::http::retry_after(&headers).unwrap_or(1.0);
+                Err(Failure::Busy(Duration::from_secs_f64(
+                    secs.clamp(1.0, 60.0),
+                )))
             }
             StatusCode::UNAUTHORIZED => Err(Failure::Host(format!(
                 "{}: refused the API key (401)",

@@ -12,6 +12,19 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
+/// A 429's `Retry-After`, in seconds (RFC 9110's delay form; a date or
+/// garbage reads as absent). Callers clamp it to what they will wait.
+pub fn retry_after(headers: &hyper::HeaderMap) -> Option<f64> {
+    headers
+        .get(hyper::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+}
+
 /// Kept-alive connections to one service.
 pub struct Pool {
     authority: String,

@@ -72,6 +72,14 @@ fn fuzz(a: FuzzArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The `p` quantile (nearest rank) of ascending `sorted`; NaN when empty.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
 /// Starts this binary with `args` as a server (stdout piped), waits for its
 /// first line, `listening on http://HOST:PORT`, and drains the rest of its
 /// stdout; returns the child and `HOST:PORT`.

@@ -17,6 +17,7 @@ use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::percentile;
 use gradus_sandbox::job::{Compare, Job, JobLimits, Language, StdioCase, Tests};
 use gradus_sandbox::{Outcome, Sandbox, SandboxConfig, Verdict};
 use http_body_util::{BodyExt, Full};
@@ -120,13 +121,6 @@ fn job(i: usize, hostile_every: usize) -> Job {
             limits: JobLimits::default(),
         }
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 struct Way {

@@ -19,6 +19,7 @@ use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::percentile;
 use anyhow::Context;
 use gradus_policy::device::ComputeThread;
 use gradus_policy::hf::HfConfig;
@@ -85,13 +86,6 @@ impl Figures {
         json!({"requests_per_s": self.requests_per_s, "tokens_per_s": self.tokens_per_s,
                "p50_ms": self.p50_ms, "p99_ms": self.p99_ms})
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// The fixture's architecture and tokenizer at `hidden` × `layers`, random weights.

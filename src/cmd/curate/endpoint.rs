@@ -83,6 +83,11 @@ impl Endpoint {
         })
     }
 
+    /// The served model's name.
+    pub fn model(&self) -> &str {
+        &self.settings.model
+    }
+
     /// `k` samples for each `(id, prompt, attempts already recorded)`, in order.
     pub async fn sample(
         &self,
@@ -148,11 +153,7 @@ async fn ask(pool: &Pool, s: &Settings, body: Bytes, k: usize) -> Result<Vec<Sam
                 return parse(&v, s.api, k);
             }
             Ok((status, headers, bytes)) if status.as_u16() == 429 || status.is_server_error() => {
-                if let Some(secs) = headers
-                    .get(hyper::header::RETRY_AFTER)
-                    .and_then(|h| h.to_str().ok())
-                    .and_then(|h| h.trim().parse::<f64>().ok())
-                {
+                if let Some(secs) = gradus_sandbox::service::http::retry_after(&headers) {
                     backoff = Duration::from_secs_f64(secs.clamp(0.05, 30.0));
                 }
                 format!("{path} answered {status}: {}", message(&bytes))

@@ -195,10 +195,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 give_up: std::time::Duration::from_secs_f64(args.give_up_s),
             };
             eprintln!("gradus curate: sampling {model} at {url}");
-            Sampler::Endpoint {
-                endpoint: endpoint::Endpoint::new(url, api_key, settings)?,
-                model: model.clone(),
-            }
+            Sampler::Endpoint(endpoint::Endpoint::new(url, api_key, settings)?)
         }
         _ => {
             let device = gradus_policy::device::device(&config.compute).context("[compute]")?;
@@ -382,11 +379,7 @@ enum Sampler {
         sampling: SamplingConfig,
     },
     /// A reference model on an OpenAI-compatible server.
-    Endpoint {
-        endpoint: endpoint::Endpoint,
-        /// The name its counts are recorded under (to seed its requests afresh).
-        model: String,
-    },
+    Endpoint(endpoint::Endpoint),
 }
 
 /// The real [`Solver`]: a sampler, the math grader and the sandbox.
@@ -429,14 +422,14 @@ impl Solving {
                     .map(|r| (self.tokenizer.decode(&r.tokens), r.truncated))
                     .collect())
             }
-            Sampler::Endpoint { endpoint, model } => {
+            Sampler::Endpoint(endpoint) => {
                 let prompts = problems
                     .iter()
                     .map(|p| {
                         let before = p
                             .model_pass_rates()
                             .ok()
-                            .and_then(|r| r.get(model.as_str()).map(|(_, a)| *a))
+                            .and_then(|r| r.get(endpoint.model()).map(|(_, a)| *a))
                             .unwrap_or(0);
                         (p.id.clone(), p.prompt.clone(), before)
                     })
