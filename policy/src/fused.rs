@@ -118,10 +118,12 @@ pub fn swiglu(gate_up: Tensor<2>) -> Tensor<2> {
     ))
 }
 
-/// Rotary causal self-attention; see [`AttentionLayout`] for the mask.
+/// Rotary causal self-attention, grouped-query when the layout has fewer
+/// key/value heads than query heads; see [`AttentionLayout`] for the mask.
 ///
 /// # Shapes
-/// - qkv: `[batch, len, 3·d]` (Q | K | V, heads contiguous), output: `[batch, len, d]`
+/// - qkv: `[batch, len, (heads + 2·kv_heads)·head_dim]` (Q | K | V, heads
+///   contiguous), output: `[batch, len, heads·head_dim]`
 pub fn attention(qkv: Tensor<3>, layout: Arc<AttentionLayout>) -> Tensor<3> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(
         qkv.into_dispatch(),
@@ -206,7 +208,7 @@ fn flex_swiglu(gu: &FlexTensor) -> FlexTensor {
 fn flex_attention(qkv: &FlexTensor, l: &AttentionLayout) -> (FlexTensor, AttentionSaved) {
     assert_eq!(
         dims(qkv),
-        [l.batch, l.len, 3 * l.heads * l.head_dim],
+        [l.batch, l.len, (l.heads + 2 * l.kv_heads) * l.head_dim],
         "attention: qkv does not match its layout"
     );
     let (out, saved) = kernels::attention(&elements(qkv), l);

@@ -336,15 +336,14 @@ impl Transformer {
         let no_padding = batch.valid.iter().all(|&v| v) && past_valid.iter().flatten().all(|&v| v);
         let fused = fused::enabled(&device);
         let (cos, sin) = self.rotary_tables(&positions);
-        // The fused op covers plain multi-head attention (biases are added
-        // before it); grouped heads and q/k norms take the composed path.
-        let fusable = self.n_kv_heads == self.n_heads
-            && self.blocks.first().is_none_or(|b| b.attn.q_norm.is_none());
-        let attn = if fused && fusable && cache.is_none() {
+        // The fused op takes the whole sequence (no cache); biases and q/k
+        // norms are applied to its input.
+        let attn = if fused && cache.is_none() {
             Attn::Fused(Arc::new(AttentionLayout {
                 batch: b,
                 len: t,
                 heads: self.n_heads,
+                kv_heads: self.n_kv_heads,
                 head_dim: self.head_dim,
                 valid: batch.valid.clone(),
                 cos,
@@ -565,8 +564,23 @@ impl Attention {
             Attn::Fused(layout) => {
                 debug_assert!(cache.is_none(), "the fused attention keeps no cache");
                 // One product for Q | K | V, then rotary attention in one op.
-                let qkv = linear_rows(&self.qkv, x.reshape([b * t, d]), true);
-                let y = fused::attention(qkv.reshape([b, t, 3 * h * hd]), layout.clone());
+                let mut qkv = linear_rows(&self.qkv, x.reshape([b * t, d]), true);
+                if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+                    // Per-head norms of Q and K before the rotation; V as is.
+                    let part = |at: usize, heads: usize| qkv.clone().narrow(1, at * hd, heads * hd);
+                    let q = part(0, h).reshape([b * t * h, hd]);
+                    let k = part(h, kv).reshape([b * t * kv, hd]);
+                    let v = part(h + kv, kv);
+                    qkv = Tensor::cat(
+                        vec![
+                            norm(qn, q, true).reshape([b * t, h * hd]),
+                            norm(kn, k, true).reshape([b * t, kv * hd]),
+                            v,
+                        ],
+                        1,
+                    );
+                }
+                let y = fused::attention(qkv.reshape([b, t, (h + 2 * kv) * hd]), layout.clone());
                 return rows(&self.out, y, true);
             }
             Attn::Composed(c) => c,

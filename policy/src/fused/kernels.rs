@@ -379,8 +379,11 @@ pub struct AttentionLayout {
     pub batch: usize,
     /// Slots per row.
     pub len: usize,
-    /// Heads.
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads (dividing `heads`): query head `i` reads key/value
+    /// head `i / (heads / kv_heads)`.
+    pub kv_heads: usize,
     /// Width of one head (even).
     pub head_dim: usize,
     /// `batch × len`: true for real tokens. A query attends to real keys at or
@@ -393,20 +396,41 @@ pub struct AttentionLayout {
     pub sin: Vec<f32>,
 }
 
-/// What the attention backward needs from the forward, per (row, head).
+/// What the attention backward needs from the forward.
 #[derive(Debug, Clone)]
 pub(crate) struct AttentionSaved {
     /// Rotated queries, `[batch, heads, len, head_dim]`.
     q: Vec<f32>,
-    /// Rotated keys, laid out like `q`.
+    /// Rotated keys, `[batch, kv_heads, len, head_dim]`.
     k: Vec<f32>,
     /// Attention weights, `[batch, heads, len, len]` (zero where masked).
     p: Vec<f32>,
 }
 
 impl AttentionLayout {
+    /// Width of the attention output (all query heads).
     fn d(&self) -> usize {
         self.heads * self.head_dim
+    }
+
+    /// Width of one slot of the fused projection: Q | K | V.
+    fn width(&self) -> usize {
+        (self.heads + 2 * self.kv_heads) * self.head_dim
+    }
+
+    /// Query heads per key/value head.
+    fn group(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+
+    /// Column of key head `g`'s first channel in a slot of the projection.
+    fn k_col(&self, g: usize) -> usize {
+        (self.heads + g) * self.head_dim
+    }
+
+    /// Column of value head `g`'s first channel.
+    fn v_col(&self, g: usize) -> usize {
+        (self.heads + self.kv_heads + g) * self.head_dim
     }
 
     /// The cosines and sines of slot `slot`'s rotary angles.
@@ -441,25 +465,54 @@ impl AttentionLayout {
     fn allowed(&self, b: usize, q: usize, k: usize) -> bool {
         k == q || (k < q && self.valid[b * self.len + k])
     }
+
+    fn check(&self, qkv_len: usize) {
+        let (b, t, h, kv, hd) = (
+            self.batch,
+            self.len,
+            self.heads,
+            self.kv_heads,
+            self.head_dim,
+        );
+        assert!(
+            hd % 2 == 0
+                && kv > 0
+                && h % kv == 0
+                && self.valid.len() == b * t
+                && self.cos.len() == b * t * hd
+                && self.sin.len() == self.cos.len(),
+            "attention layout does not match [{b}, {t}] × {h} query / {kv} key-value heads of {hd}"
+        );
+        assert_eq!(
+            qkv_len,
+            b * t * self.width(),
+            "qkv of [{b}, {t}, {}]",
+            self.width()
+        );
+    }
 }
 
-/// Causal self-attention with rotary positions over a fused projection.
+/// Causal self-attention with rotary positions over a fused projection,
+/// grouped-query when `kv_heads < heads`.
 ///
-/// `qkv` is `[batch, len, 3·d]` with columns Q | K | V, heads contiguous
-/// within each. Queries and keys are rotated, then per head
-/// `softmax(q·kᵀ/√head_dim + mask)·v` (Vaswani et al. 2017, eq. 1).
-/// Returns the output `[batch, len, d]` (heads concatenated) and what the
-/// backward needs.
+/// `qkv` is `[batch, len, (heads + 2·kv_heads)·head_dim]` with columns
+/// Q | K | V, heads contiguous within each. Queries and keys are rotated,
+/// then per query head `softmax(q·kᵀ/√head_dim + mask)·v` (Vaswani et al.
+/// 2017, eq. 1) with the key/value head it reads. Returns the output
+/// `[batch, len, heads·head_dim]` (heads concatenated) and what the backward
+/// needs. One task per (row, key/value head) covers its group of query heads.
 pub(crate) fn attention(qkv: &[f32], l: &AttentionLayout) -> (Vec<f32>, AttentionSaved) {
-    let (b, t, h, hd, d) = (l.batch, l.len, l.heads, l.head_dim, l.d());
-    assert_eq!(qkv.len(), b * t * 3 * d, "qkv of [{b}, {t}, 3·{d}]");
-    assert!(
-        hd % 2 == 0
-            && l.valid.len() == b * t
-            && l.cos.len() == b * t * hd
-            && l.sin.len() == l.cos.len(),
-        "attention layout does not match [{b}, {t}] × {h} heads of {hd}"
+    l.check(qkv.len());
+    let (b, t, h, kv, hd, d, w) = (
+        l.batch,
+        l.len,
+        l.heads,
+        l.kv_heads,
+        l.head_dim,
+        l.d(),
+        l.width(),
     );
+    let group = l.group();
     if b * t * d == 0 {
         let empty = AttentionSaved {
             q: Vec::new(),
@@ -470,74 +523,75 @@ pub(crate) fn attention(qkv: &[f32], l: &AttentionLayout) -> (Vec<f32>, Attentio
     }
     let scale = 1.0 / (hd as f32).sqrt();
     let mut q = vec![0.0f32; b * h * t * hd];
-    let mut k = vec![0.0f32; b * h * t * hd];
+    let mut k = vec![0.0f32; b * kv * t * hd];
     let mut p = vec![0.0f32; b * h * t * t];
     let mut out = vec![0.0f32; b * t * d];
     let out_ptr = OutPtr(out.as_mut_ptr());
-    q.par_chunks_mut(t * hd)
+    q.par_chunks_mut(group * t * hd)
         .zip(k.par_chunks_mut(t * hd))
-        .zip(p.par_chunks_mut(t * t))
+        .zip(p.par_chunks_mut(group * t * t))
         .enumerate()
-        .for_each(|(bh, ((q, k), p))| {
-            let (row, head) = (bh / h, bh % h);
+        .for_each(|(bg, ((qg, k), pg))| {
+            let (row, g) = (bg / kv, bg % kv);
             for s in 0..t {
-                let base = (row * t + s) * 3 * d + head * hd;
+                let base = (row * t + s) * w + l.k_col(g);
                 l.rotate(
                     row * t + s,
                     &qkv[base..base + hd],
-                    &mut q[s * hd..(s + 1) * hd],
-                );
-                l.rotate(
-                    row * t + s,
-                    &qkv[base + d..base + d + hd],
                     &mut k[s * hd..(s + 1) * hd],
                 );
             }
-            // Scores q·kᵀ, then masked softmax per query row.
-            // SAFETY: `p` is t×t and this task's.
-            unsafe {
-                gemm_serial(
-                    Mat::new(q, t, hd),
-                    Mat::new(k, t, hd).t(),
-                    p.as_mut_ptr(),
-                    t,
-                    false,
-                )
-            };
-            for i in 0..t {
-                let pr = &mut p[i * t..(i + 1) * t];
-                let mut max = f32::NEG_INFINITY;
-                for (j, v) in pr.iter_mut().enumerate() {
-                    if l.allowed(row, i, j) {
-                        *v *= scale;
-                        max = max.max(*v);
+            let v = Mat::strided(qkv, row * t * w + l.v_col(g), [t, hd], [w as isize, 1]);
+            for (j, (q, p)) in qg.chunks_mut(t * hd).zip(pg.chunks_mut(t * t)).enumerate() {
+                let head = g * group + j;
+                for s in 0..t {
+                    let base = (row * t + s) * w + head * hd;
+                    l.rotate(
+                        row * t + s,
+                        &qkv[base..base + hd],
+                        &mut q[s * hd..(s + 1) * hd],
+                    );
+                }
+                // Scores q·kᵀ, then masked softmax per query row.
+                // SAFETY: `p` is t×t and this task's.
+                unsafe {
+                    gemm_serial(
+                        Mat::new(q, t, hd),
+                        Mat::new(k, t, hd).t(),
+                        p.as_mut_ptr(),
+                        t,
+                        false,
+                    )
+                };
+                for i in 0..t {
+                    let pr = &mut p[i * t..(i + 1) * t];
+                    let mut max = f32::NEG_INFINITY;
+                    for (j, v) in pr.iter_mut().enumerate() {
+                        if l.allowed(row, i, j) {
+                            *v *= scale;
+                            max = max.max(*v);
+                        }
                     }
+                    let mut sum = 0.0f32;
+                    for (j, v) in pr.iter_mut().enumerate() {
+                        *v = if l.allowed(row, i, j) {
+                            (*v - max).exp()
+                        } else {
+                            0.0
+                        };
+                        sum += *v;
+                    }
+                    let inv = 1.0 / sum;
+                    pr.iter_mut().for_each(|v| *v *= inv);
                 }
-                let mut sum = 0.0f32;
-                for (j, v) in pr.iter_mut().enumerate() {
-                    *v = if l.allowed(row, i, j) {
-                        (*v - max).exp()
-                    } else {
-                        0.0
-                    };
-                    sum += *v;
-                }
-                let inv = 1.0 / sum;
-                pr.iter_mut().for_each(|v| *v *= inv);
+                // P·V straight into this head's columns of `out` ([b, t, h·hd]).
+                // SAFETY: rows `row·t..` at columns `head·hd..+hd` of `out`
+                // are this task's alone, and `out` outlives the parallel loop.
+                unsafe {
+                    let dst = out_ptr.get().add(row * t * d + head * hd);
+                    gemm_serial(Mat::new(p, t, t), v, dst, d, false)
+                };
             }
-            let v = Mat::strided(
-                qkv,
-                row * t * 3 * d + 2 * d + head * hd,
-                [t, hd],
-                [3 * d as isize, 1],
-            );
-            // P·V straight into this head's columns of `out` ([b, t, h·hd]).
-            // SAFETY: rows `row·t..` at columns `head·hd..+hd` of `out` are
-            // this task's alone, and `out` outlives the parallel loop.
-            unsafe {
-                let dst = out_ptr.get().add(row * t * d + head * hd);
-                gemm_serial(Mat::new(p, t, t), v, dst, d, false)
-            };
         });
     (out, AttentionSaved { q, k, p })
 }
@@ -549,70 +603,80 @@ pub(crate) fn attention_backward(
     saved: &AttentionSaved,
     dout: &[f32],
 ) -> Vec<f32> {
-    let (b, t, h, hd, d) = (l.batch, l.len, l.heads, l.head_dim, l.d());
+    l.check(qkv.len());
+    let (b, t, h, kv, hd, d, w) = (
+        l.batch,
+        l.len,
+        l.heads,
+        l.kv_heads,
+        l.head_dim,
+        l.d(),
+        l.width(),
+    );
+    let group = l.group();
     assert_eq!(dout.len(), b * t * d, "output gradient of [{b}, {t}, {d}]");
     if b * t * d == 0 {
         return vec![0.0; qkv.len()];
     }
     let scale = 1.0 / (hd as f32).sqrt();
-    // Each (row, head) writes its d q, d k, d v columns of `dqkv`.
-    let mut dqkv = vec![0.0f32; b * t * 3 * d];
+    // Each (row, key/value head) writes the d q columns of its query heads
+    // and its own d k, d v columns of `dqkv`.
+    let mut dqkv = vec![0.0f32; b * t * w];
     let dst = OutPtr(dqkv.as_mut_ptr());
-    (0..b * h).into_par_iter().for_each(|bh| {
-        let (row, head) = (bh / h, bh % h);
-        let (q, k) = (
-            Mat::new(&saved.q[bh * t * hd..(bh + 1) * t * hd], t, hd),
-            Mat::new(&saved.k[bh * t * hd..(bh + 1) * t * hd], t, hd),
-        );
-        let p = &saved.p[bh * t * t..(bh + 1) * t * t];
-        let v = Mat::strided(
-            qkv,
-            row * t * 3 * d + 2 * d + head * hd,
-            [t, hd],
-            [3 * d as isize, 1],
-        );
-        let dout = Mat::strided(dout, row * t * d + head * hd, [t, hd], [d as isize, 1]);
-        // Slot `s`'s `hd` gradients of part `part` (0 Q, 1 K, 2 V).
-        let at = |part: usize, s: usize| (row * t + s) * 3 * d + part * d + head * hd;
-        // dV = Pᵀ·dO; dP = dO·Vᵀ
+    (0..b * kv).into_par_iter().for_each(|bg| {
+        let (row, g) = (bg / kv, bg % kv);
+        let k = Mat::new(&saved.k[bg * t * hd..(bg + 1) * t * hd], t, hd);
+        let v = Mat::strided(qkv, row * t * w + l.v_col(g), [t, hd], [w as isize, 1]);
+        // Slot `s`'s first gradient at column `col` of the projection.
+        let at = |col: usize, s: usize| (row * t + s) * w + col;
         let mut ds = vec![0.0f32; t * t];
-        // SAFETY: dV goes to this task's columns of `dqkv` (row stride
-        // 3·d), which outlives the loop; `ds` is t×t.
-        unsafe {
-            gemm_serial(
-                Mat::new(p, t, t).t(),
-                dout,
-                dst.get().add(at(2, 0)),
-                3 * d,
-                false,
-            );
-            gemm_serial(dout, v.t(), ds.as_mut_ptr(), t, false);
-        }
-        // dS = P ⊙ (dP − rowsum(dP ⊙ P)), times the score scale.
-        for i in 0..t {
-            let (pr, dr) = (&p[i * t..(i + 1) * t], &mut ds[i * t..(i + 1) * t]);
-            let dot: f32 = pr.iter().zip(dr.iter()).map(|(p, d)| p * d).sum();
-            for (d, p) in dr.iter_mut().zip(pr) {
-                *d = p * (*d - dot) * scale;
+        let mut dqr = vec![0.0f32; t * hd];
+        // The rotated keys' gradient, summed over the group.
+        let mut dkr = vec![0.0f32; t * hd];
+        for j in 0..group {
+            let head = g * group + j;
+            let bh = row * h + head;
+            let q = Mat::new(&saved.q[bh * t * hd..(bh + 1) * t * hd], t, hd);
+            let p = &saved.p[bh * t * t..(bh + 1) * t * t];
+            let dout = Mat::strided(dout, row * t * d + head * hd, [t, hd], [d as isize, 1]);
+            // dV += Pᵀ·dO; dP = dO·Vᵀ
+            // SAFETY: dV goes to this task's columns of `dqkv` (row stride
+            // `w`), which outlives the loop; `ds` is t×t.
+            unsafe {
+                gemm_serial(
+                    Mat::new(p, t, t).t(),
+                    dout,
+                    dst.get().add(at(l.v_col(g), 0)),
+                    w,
+                    j > 0,
+                );
+                gemm_serial(dout, v.t(), ds.as_mut_ptr(), t, false);
+            }
+            // dS = P ⊙ (dP − rowsum(dP ⊙ P)), times the score scale.
+            for i in 0..t {
+                let (pr, dr) = (&p[i * t..(i + 1) * t], &mut ds[i * t..(i + 1) * t]);
+                let dot: f32 = pr.iter().zip(dr.iter()).map(|(p, d)| p * d).sum();
+                for (d, p) in dr.iter_mut().zip(pr) {
+                    *d = p * (*d - dot) * scale;
+                }
+            }
+            let dsm = Mat::new(&ds, t, t);
+            // SAFETY: local buffers of the right sizes.
+            unsafe {
+                gemm_serial(dsm, k, dqr.as_mut_ptr(), hd, false);
+                gemm_serial(dsm.t(), q, dkr.as_mut_ptr(), hd, j > 0);
+            }
+            for s in 0..t {
+                // SAFETY: `hd` elements of this task's columns of `dqkv`.
+                let dq =
+                    unsafe { std::slice::from_raw_parts_mut(dst.get().add(at(head * hd, s)), hd) };
+                l.unrotate(row * t + s, &dqr[s * hd..(s + 1) * hd], dq);
             }
         }
-        let ds = Mat::new(&ds, t, t);
-        let mut dqr = vec![0.0f32; t * hd];
-        let mut dkr = vec![0.0f32; t * hd];
-        // SAFETY: as above.
-        unsafe {
-            gemm_serial(ds, k, dqr.as_mut_ptr(), hd, false);
-            gemm_serial(ds.t(), q, dkr.as_mut_ptr(), hd, false);
-        }
         for s in 0..t {
-            // SAFETY: `hd` elements of this task's columns of `dqkv`.
-            let (dq, dk) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(dst.get().add(at(0, s)), hd),
-                    std::slice::from_raw_parts_mut(dst.get().add(at(1, s)), hd),
-                )
-            };
-            l.unrotate(row * t + s, &dqr[s * hd..(s + 1) * hd], dq);
+            // SAFETY: as above.
+            let dk =
+                unsafe { std::slice::from_raw_parts_mut(dst.get().add(at(l.k_col(g), s)), hd) };
             l.unrotate(row * t + s, &dkr[s * hd..(s + 1) * hd], dk);
         }
     });
