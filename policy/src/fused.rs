@@ -14,6 +14,7 @@
 //! everywhere else (CUDA), so both paths compute the same function; tests
 //! check that they agree in value and gradient.
 
+pub(crate) mod head;
 pub(crate) mod kernels;
 #[cfg(test)]
 mod tests;
@@ -48,6 +49,14 @@ pub trait FusedOps: Backend {
     fn fused_swiglu(gate_up: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Rotary causal attention over a fused Q | K | V projection.
     fn fused_attention(qkv: FloatTensor<Self>, layout: Arc<AttentionLayout>) -> FloatTensor<Self>;
+    /// Output head and log-softmax: per row, the target's log-prob, the
+    /// entropy and the most likely id.
+    fn fused_head_scores(
+        hidden: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        targets: Arc<Vec<u32>>,
+        inv_temperature: f32,
+    ) -> FloatTensor<Self>;
 }
 
 #[cfg(test)]
@@ -128,6 +137,28 @@ pub fn attention(qkv: Tensor<3>, layout: Arc<AttentionLayout>) -> Tensor<3> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(
         qkv.into_dispatch(),
         layout,
+    ))
+}
+
+/// Per row of `hidden`, with tempered logits `z = (hidden · w) ·
+/// inv_temperature`: `[log softmax(z)[target], entropy of softmax(z), argmax
+/// z]`, computed in chunks of rows so the logits never exist whole, and
+/// differentiable in the first two columns (the id, an `f32`, carries no
+/// gradient).
+///
+/// # Shapes
+/// - hidden: `[n, d]`, w: `[d, vocab]`, targets: `n`, output: `[n, 3]`
+pub fn head_scores(
+    hidden: Tensor<2>,
+    w: Tensor<2>,
+    targets: Arc<Vec<u32>>,
+    inv_temperature: f32,
+) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_head_scores(
+        hidden.into_dispatch(),
+        w.into_dispatch(),
+        targets,
+        inv_temperature,
     ))
 }
 
@@ -218,6 +249,22 @@ fn flex_attention(qkv: &FlexTensor, l: &AttentionLayout) -> (FlexTensor, Attenti
     )
 }
 
+fn flex_head_scores(
+    h: &FlexTensor,
+    w: &FlexTensor,
+    targets: &[u32],
+    inv_temperature: f32,
+) -> (FlexTensor, head::HeadSaved) {
+    let n = dims(h)[0];
+    let (out, saved) = with_mat(h, |h| {
+        with_mat(w, |w| {
+            let per = head::chunk_rows(w.dims()[1], h.dims()[0]);
+            head::scores(h, w, targets, inv_temperature, per)
+        })
+    });
+    (tensor(out, vec![n, head::COLUMNS]), saved)
+}
+
 impl FusedOps for Flex {
     fn fused_matmul(x: FlexTensor, w: FlexTensor) -> FlexTensor {
         flex_matmul(&x, &w)
@@ -233,6 +280,15 @@ impl FusedOps for Flex {
 
     fn fused_attention(qkv: FlexTensor, layout: Arc<AttentionLayout>) -> FlexTensor {
         flex_attention(&qkv, &layout).0
+    }
+
+    fn fused_head_scores(
+        hidden: FlexTensor,
+        w: FlexTensor,
+        targets: Arc<Vec<u32>>,
+        inv_temperature: f32,
+    ) -> FlexTensor {
+        flex_head_scores(&hidden, &w, &targets, inv_temperature).0
     }
 }
 
@@ -317,6 +373,39 @@ impl Backward<Flex, 1> for AttentionBackward {
     }
 }
 
+#[derive(Debug)]
+struct HeadScoresBackward;
+
+impl Backward<Flex, 2> for HeadScoresBackward {
+    /// `hidden`, `w`, the targets, the inverse temperature and each row's
+    /// log-sum-exp and entropy.
+    type State = (
+        FlexTensor,
+        FlexTensor,
+        Arc<Vec<u32>>,
+        f32,
+        Arc<head::HeadSaved>,
+    );
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_h, node_w] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (h, w, targets, inv_t, saved) = ops.state;
+        let (dh, dw) = with_mat(&h, |hm| {
+            with_mat(&w, |wm| {
+                let per = head::chunk_rows(wm.dims()[1], hm.dims()[0]);
+                head::scores_backward(hm, wm, &targets, inv_t, &saved, &elements(&dy), per)
+            })
+        });
+        if let Some(node) = node_h {
+            grads.register::<Flex>(node.id, tensor(dh, dims(&h)));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, tensor(dw, dims(&w)));
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     fn fused_matmul(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         match MatmulBackward
@@ -386,6 +475,34 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => {
                 prep.finish(flex_attention(&qkv.into_primitive(), &layout).0)
             }
+        }
+    }
+
+    fn fused_head_scores(
+        hidden: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        targets: Arc<Vec<u32>>,
+        inv_temperature: f32,
+    ) -> FloatTensor<Self> {
+        match HeadScoresBackward
+            .prepare::<C>([hidden.node(), w.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (h, w) = (hidden.into_primitive(), w.into_primitive());
+                let (y, saved) = flex_head_scores(&h, &w, &targets, inv_temperature);
+                prep.finish((h, w, targets, inv_temperature, Arc::new(saved)), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(
+                flex_head_scores(
+                    &hidden.into_primitive(),
+                    &w.into_primitive(),
+                    &targets,
+                    inv_temperature,
+                )
+                .0,
+            ),
         }
     }
 }

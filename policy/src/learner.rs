@@ -21,7 +21,6 @@ use crate::config::{ModelConfig, OptimizerConfig};
 use crate::error::{Error, Result};
 use crate::loss::{
     Aggregation, GrpoConfig, GrpoTerms, aggregation_weights, group_advantages, grpo_loss, sft_loss,
-    token_logprobs,
 };
 use crate::model::{TokenBatch, Transformer};
 use crate::optim::{AdamW, weights};
@@ -262,15 +261,16 @@ impl Learner {
         // (with its checkpointing strategy, which every tensor of one graph
         // must share).
         let refl = match (&self.reference, cfg.kl_coef > 0.0) {
-            (Some(r), true) => {
-                let logits = r.forward(&prep.input, None)?;
-                Some(host2(token_logprobs(logits, &prep.targets, temperature).0))
-            }
+            (Some(r), true) => Some(host2(
+                r.score(&prep.input, &prep.targets, temperature)?.logp,
+            )),
             _ => None,
         };
 
-        let logits = self.model().forward(&prep.input, None)?;
-        let (logp, entropy) = token_logprobs(logits, &prep.targets, temperature);
+        let scores = self
+            .model()
+            .score(&prep.input, &prep.targets, temperature)?;
+        let (logp, entropy) = (scores.logp, scores.entropy);
         let c = |v: Vec<f32>| self.constant(v, b, t);
         let terms = GrpoTerms {
             logp: logp.clone(),
@@ -338,18 +338,16 @@ impl Learner {
         let prep = self.prepare(&rows)?;
         let (b, t) = (prep.input.batch, prep.input.len);
         let weights = aggregation_weights(&prep.mask, b, t, Aggregation::TokenMean);
-        let logits = self.model().forward(&prep.input, None)?;
-        let argmax = logits.clone().argmax(2).reshape([b * t]);
-        let (logp, entropy) = token_logprobs(logits, &prep.targets, 1.0);
-        let loss = sft_loss(logp, self.constant(weights, b, t));
+        let scores = self.model().score(&prep.input, &prep.targets, 1.0)?;
+        let argmax = scores.argmax();
+        let entropy = host2(scores.entropy.clone());
+        let loss = sft_loss(scores.logp, self.constant(weights, b, t));
         let (loss_v, update) = self.apply(loss);
 
-        let argmax: Vec<i64> = argmax.into_data().try_into_vec_as::<i64>().expect("ids");
-        let entropy = host2(entropy);
         let (mut n, mut right, mut ent) = (0usize, 0usize, 0.0f64);
         for i in (0..b * t).filter(|&i| prep.mask[i]) {
             n += 1;
-            right += usize::from(argmax[i] == i64::from(prep.targets[i]));
+            right += usize::from(argmax[i] == prep.targets[i]);
             ent += f64::from(entropy[i]);
         }
         Ok(self.stats(

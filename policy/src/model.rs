@@ -137,6 +137,52 @@ pub struct Transformer {
     inv_freq: Vec<f64>,
 }
 
+/// Per-slot results of [`Transformer::score`].
+pub struct Scores {
+    /// Log-probs of the targets, `[batch, len]` (tracked for gradients).
+    pub logp: Tensor<2>,
+    /// Entropies, `[batch, len]` (tracked).
+    pub entropy: Tensor<2>,
+    best: Best,
+}
+
+/// Where [`Scores::argmax`] reads from.
+enum Best {
+    /// The fused head's id column, `[batch, len]`.
+    Column(Tensor<2>),
+    /// The logits, `[batch, len, vocab]`.
+    Logits(Tensor<3>),
+}
+
+impl Scores {
+    /// The most likely id per slot, row-major (a host copy).
+    pub fn argmax(&self) -> Vec<u32> {
+        match &self.best {
+            Best::Column(ids) => ids
+                .clone()
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .expect("f32 ids")
+                .into_iter()
+                .map(|v| v as u32)
+                .collect(),
+            Best::Logits(logits) => {
+                let [b, t, _] = logits.dims();
+                logits
+                    .clone()
+                    .argmax(2)
+                    .reshape([b * t])
+                    .into_data()
+                    .try_into_vec_as::<i64>()
+                    .expect("ids")
+                    .into_iter()
+                    .map(|v| v as u32)
+                    .collect()
+            }
+        }
+    }
+}
+
 /// Pre-norm block: `x + attn(norm(x))`, then `h + mlp(norm(h))`.
 #[derive(Module, Debug)]
 pub struct Block {
@@ -388,6 +434,70 @@ impl Transformer {
                 matmul(hidden.reshape([b * t, d]), w, fused).reshape([b, t, self.vocab_size])
             }
         }
+    }
+
+    /// The learner's view of a full forward pass: per slot, the log-prob of
+    /// `targets[slot]` (the id that follows it) and the entropy under the
+    /// logits divided by `temperature`, and the most likely id.
+    ///
+    /// On the flex backend the output head and the log-softmax run as one
+    /// fused op over chunks of rows, so the `[batch, len, vocab]` logits never
+    /// exist whole (forward or backward); elsewhere they are composed from the
+    /// logits ([`crate::loss::token_logprobs`]). Both compute the same values
+    /// and gradients.
+    ///
+    /// # Shapes
+    /// - targets: `batch × len`; log-probs and entropy: `[batch, len]`
+    pub fn score(&self, batch: &TokenBatch, targets: &[u32], temperature: f32) -> Result<Scores> {
+        if targets.len() != batch.batch * batch.len {
+            return Err(Error::InvalidBatch(format!(
+                "{} targets for a {}×{} batch",
+                targets.len(),
+                batch.batch,
+                batch.len
+            )));
+        }
+        if let Some(&id) = targets.iter().find(|&&id| id as usize >= self.vocab_size) {
+            return Err(Error::InvalidBatch(format!(
+                "target id {id} is outside the vocabulary of {}",
+                self.vocab_size
+            )));
+        }
+        let hidden = self.forward_hidden(batch, None)?;
+        let [b, t, d] = hidden.dims();
+        // [d_model, vocab]: the head's weight, or the embedding's transposed
+        // view (no copy) when tied; a biased head takes the composed path.
+        let w = match &self.head {
+            None => Some(self.embed.weight.val().transpose()),
+            Some(head) if head.bias.is_none() => Some(head.weight.val()),
+            Some(_) => None,
+        };
+        if let (true, Some(w)) = (fused::enabled(&hidden.device()), w) {
+            let inv_t = if temperature != 1.0 && temperature > 0.0 {
+                1.0 / temperature
+            } else {
+                1.0
+            };
+            let out = fused::head_scores(
+                hidden.reshape([b * t, d]),
+                w,
+                Arc::new(targets.to_vec()),
+                inv_t,
+            );
+            let column = |c: usize| out.clone().narrow(1, c, 1).reshape([b, t]);
+            return Ok(Scores {
+                logp: column(0),
+                entropy: column(1),
+                best: Best::Column(column(2)),
+            });
+        }
+        let logits = self.logits(hidden);
+        let (logp, entropy) = crate::loss::token_logprobs(logits.clone(), targets, temperature);
+        Ok(Scores {
+            logp,
+            entropy,
+            best: Best::Logits(logits),
+        })
     }
 
     /// Logits for every slot of `batch` (see [`Transformer::forward_hidden`]).

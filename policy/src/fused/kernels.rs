@@ -73,7 +73,7 @@ impl<'a> Mat<'a> {
     }
 
     /// Rows `start..start + n`.
-    fn row_block(self, start: usize, n: usize) -> Self {
+    pub(crate) fn row_block(self, start: usize, n: usize) -> Self {
         Self::strided(
             self.data,
             self.off + start * self.rs as usize,

@@ -2,6 +2,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Gradients;
 
 use super::*;
+use crate::loss::token_logprobs;
 use crate::optim::{HostTensor, load_weights};
 use crate::testutil::tiny_config;
 
