@@ -22,8 +22,11 @@ mod tests;
 use std::sync::Arc;
 
 use burn::Tensor;
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::checkpoint::retro_forward::RetroForward;
+use burn::backend::autodiff::checkpoint::state::BackwardStates;
+use burn::backend::autodiff::checkpoint::strategy::{CheckpointStrategy, NoCheckpointing};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
@@ -57,6 +60,9 @@ pub trait FusedOps: Backend {
         targets: Arc<Vec<u32>>,
         inv_temperature: f32,
     ) -> FloatTensor<Self>;
+    /// The identity; under gradient checkpointing, where recomputation stops
+    /// (its output is kept).
+    fn fused_boundary(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 #[cfg(test)]
@@ -162,6 +168,13 @@ pub fn head_scores(
     ))
 }
 
+/// `x` as is; under gradient checkpointing its value is kept and what
+/// follows it is recomputed from it in the backward pass (the model puts one
+/// before each block, for per-layer checkpointing).
+pub fn boundary<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_boundary(x.into_dispatch()))
+}
+
 /// The contiguous `f32` elements of `t` (copied only when `t` is a strided view).
 fn elements(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
@@ -236,7 +249,15 @@ fn flex_swiglu(gu: &FlexTensor) -> FlexTensor {
     tensor(kernels::swiglu(&elements(gu), f), shape)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Attention forward passes run on this thread (recomputations included).
+    pub(crate) static ATTENTION_PASSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn flex_attention(qkv: &FlexTensor, l: &AttentionLayout) -> (FlexTensor, AttentionSaved) {
+    #[cfg(test)]
+    ATTENTION_PASSES.with(|c| c.set(c.get() + 1));
     assert_eq!(
         dims(qkv),
         [l.batch, l.len, (l.heads + 2 * l.kv_heads) * l.head_dim],
@@ -290,20 +311,53 @@ impl FusedOps for Flex {
     ) -> FlexTensor {
         flex_head_scores(&hidden, &w, &targets, inv_temperature).0
     }
+
+    fn fused_boundary(x: FlexTensor) -> FlexTensor {
+        x
+    }
 }
 
+/// Whether the autodiff strategy `C` recomputes memory-bound ops (gradient
+/// checkpointing) rather than keeping their outputs.
+fn recomputes<C: CheckpointStrategy>() -> bool {
+    std::any::TypeId::of::<C>() != std::any::TypeId::of::<NoCheckpointing>()
+}
+
+/// The fused ops keep their inputs as checkpointed node ids, not tensors: with
+/// burn's balanced strategy (gradient checkpointing) every fused op but the
+/// head is memory-bound and recomputed from the nearest kept ancestor in the
+/// backward pass, and [`boundary`] keeps each block's input, so a block's
+/// activations are recomputed from its input (per-layer checkpointing). With
+/// no checkpointing every op is compute-bound and its inputs are kept as
+/// before.
 #[derive(Debug)]
 struct MatmulBackward;
+
+#[derive(Debug)]
+struct RetroMatmul {
+    x: NodeId,
+    w: NodeId,
+}
+
+impl RetroForward for RetroMatmul {
+    fn forward(&self, states: &mut BackwardStates, out: NodeId) {
+        let x: FlexTensor = states.get_state(&self.x);
+        let w: FlexTensor = states.get_state(&self.w);
+        states.save(out, flex_matmul(&x, &w));
+    }
+}
 
 impl Backward<Flex, 2> for MatmulBackward {
     /// `x` when `w` needs a gradient, `w` when `x` does (as burn's own
     /// matmul keeps them, so a frozen weight does not keep activations alive).
-    type State = (Option<FlexTensor>, Option<FlexTensor>);
+    type State = (Option<NodeId>, Option<NodeId>);
 
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, c: &mut Checkpointer) {
         let [node_x, node_w] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (x, w) = ops.state;
+        let x: Option<FlexTensor> = x.map(|id| c.retrieve_node_output(id));
+        let w: Option<FlexTensor> = w.map(|id| c.retrieve_node_output(id));
         if let (Some(node), Some(w)) = (node_x, w) {
             grads.register::<Flex>(node.id, flex_product(&dy, &w, [false, true]));
         }
@@ -316,16 +370,34 @@ impl Backward<Flex, 2> for MatmulBackward {
 #[derive(Debug)]
 struct RmsNormBackward;
 
-impl Backward<Flex, 2> for RmsNormBackward {
-    /// `x`, `gamma`, each row's `1 / rms`.
-    type State = (FlexTensor, FlexTensor, Arc<Vec<f32>>);
+#[derive(Debug)]
+struct RetroRmsNorm {
+    x: NodeId,
+    gamma: NodeId,
+    eps: f64,
+}
 
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+impl RetroForward for RetroRmsNorm {
+    fn forward(&self, states: &mut BackwardStates, out: NodeId) {
+        let x: FlexTensor = states.get_state(&self.x);
+        let gamma: FlexTensor = states.get_state(&self.gamma);
+        states.save(out, flex_rms_norm(&x, &gamma, self.eps).0);
+    }
+}
+
+impl Backward<Flex, 2> for RmsNormBackward {
+    /// `x`, `gamma` and `eps` (each row's `1 / rms` is computed again).
+    type State = (NodeId, NodeId, f64);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, c: &mut Checkpointer) {
         let [node_x, node_gamma] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (x, gamma, inv) = ops.state;
-        let (dx, dgamma) =
-            kernels::rms_norm_backward(&elements(&x), &elements(&gamma), &inv, &elements(&dy));
+        let (x, gamma, eps) = ops.state;
+        let x: FlexTensor = c.retrieve_node_output(x);
+        let gamma: FlexTensor = c.retrieve_node_output(gamma);
+        let (x_el, gamma_el) = (elements(&x), elements(&gamma));
+        let inv = kernels::rms_inverse(&x_el, gamma_el.len(), eps);
+        let (dx, dgamma) = kernels::rms_norm_backward(&x_el, &gamma_el, &inv, &elements(&dy));
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, tensor(dx, dims(&x)));
         }
@@ -338,15 +410,27 @@ impl Backward<Flex, 2> for RmsNormBackward {
 #[derive(Debug)]
 struct SwigluBackward;
 
+#[derive(Debug)]
+struct RetroSwiglu {
+    gu: NodeId,
+}
+
+impl RetroForward for RetroSwiglu {
+    fn forward(&self, states: &mut BackwardStates, out: NodeId) {
+        let gu: FlexTensor = states.get_state(&self.gu);
+        states.save(out, flex_swiglu(&gu));
+    }
+}
+
 impl Backward<Flex, 1> for SwigluBackward {
     /// The `[gate | up]` input.
-    type State = FlexTensor;
+    type State = NodeId;
 
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, c: &mut Checkpointer) {
         let [node] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
+        let gu: FlexTensor = c.retrieve_node_output(ops.state);
         if let Some(node) = node {
-            let gu = ops.state;
             let f = dims(&gu).last().copied().unwrap_or(0) / 2;
             let dgu = kernels::swiglu_backward(&elements(&gu), &elements(&dy), f);
             grads.register::<Flex>(node.id, tensor(dgu, dims(&gu)));
@@ -357,15 +441,31 @@ impl Backward<Flex, 1> for SwigluBackward {
 #[derive(Debug)]
 struct AttentionBackward;
 
-impl Backward<Flex, 1> for AttentionBackward {
-    /// `qkv`, the layout, and the forward's rotated queries, keys and weights.
-    type State = (FlexTensor, Arc<AttentionLayout>, Arc<AttentionSaved>);
+#[derive(Debug)]
+struct RetroAttention {
+    qkv: NodeId,
+    layout: Arc<AttentionLayout>,
+}
 
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+impl RetroForward for RetroAttention {
+    fn forward(&self, states: &mut BackwardStates, out: NodeId) {
+        let qkv: FlexTensor = states.get_state(&self.qkv);
+        states.save(out, flex_attention(&qkv, &self.layout).0);
+    }
+}
+
+impl Backward<Flex, 1> for AttentionBackward {
+    /// `qkv`, the layout, and the forward's rotated queries, keys and
+    /// weights (`None` under checkpointing: computed again).
+    type State = (NodeId, Arc<AttentionLayout>, Option<Arc<AttentionSaved>>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, c: &mut Checkpointer) {
         let [node] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
+        let (qkv, layout, saved) = ops.state;
+        let qkv: FlexTensor = c.retrieve_node_output(qkv);
         if let Some(node) = node {
-            let (qkv, layout, saved) = ops.state;
+            let saved = saved.unwrap_or_else(|| Arc::new(flex_attention(&qkv, &layout).1));
             let dqkv =
                 kernels::attention_backward(&elements(&qkv), &layout, &saved, &elements(&dy));
             grads.register::<Flex>(node.id, tensor(dqkv, dims(&qkv)));
@@ -379,18 +479,14 @@ struct HeadScoresBackward;
 impl Backward<Flex, 2> for HeadScoresBackward {
     /// `hidden`, `w`, the targets, the inverse temperature and each row's
     /// log-sum-exp and entropy.
-    type State = (
-        FlexTensor,
-        FlexTensor,
-        Arc<Vec<u32>>,
-        f32,
-        Arc<head::HeadSaved>,
-    );
+    type State = (NodeId, NodeId, Arc<Vec<u32>>, f32, Arc<head::HeadSaved>);
 
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, c: &mut Checkpointer) {
         let [node_h, node_w] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (h, w, targets, inv_t, saved) = ops.state;
+        let h: FlexTensor = c.retrieve_node_output(h);
+        let w: FlexTensor = c.retrieve_node_output(w);
         let (dh, dw) = with_mat(&h, |hm| {
             with_mat(&w, |wm| {
                 let per = head::chunk_rows(wm.dims()[1], hm.dims()[0]);
@@ -406,18 +502,42 @@ impl Backward<Flex, 2> for HeadScoresBackward {
     }
 }
 
+#[derive(Debug)]
+struct BoundaryBackward;
+
+impl Backward<Flex, 1> for BoundaryBackward {
+    type State = ();
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = node {
+            grads.register::<Flex>(node.id, dy);
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     fn fused_matmul(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        let retro = RetroMatmul {
+            x: x.id(),
+            w: w.id(),
+        };
         match MatmulBackward
             .prepare::<C>([x.node(), w.node()])
-            .compute_bound()
+            .memory_bound()
+            .retro_forward(retro)
+            .parents([&x, &w])
             .stateful()
         {
-            OpsKind::Tracked(prep) => {
+            OpsKind::Tracked(mut prep) => {
                 let (x_tracked, w_tracked) = (x.is_tracked(), w.is_tracked());
-                let (x, w) = (x.into_primitive(), w.into_primitive());
-                let y = flex_matmul(&x, &w);
-                prep.finish((w_tracked.then_some(x), x_tracked.then_some(w)), y)
+                let state = (
+                    w_tracked.then(|| prep.checkpoint(&x)),
+                    x_tracked.then(|| prep.checkpoint(&w)),
+                );
+                let y = flex_matmul(&x.into_primitive(), &w.into_primitive());
+                prep.finish(state, y)
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(flex_matmul(&x.into_primitive(), &w.into_primitive()))
@@ -430,15 +550,22 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         gamma: FloatTensor<Self>,
         eps: f64,
     ) -> FloatTensor<Self> {
+        let retro = RetroRmsNorm {
+            x: x.id(),
+            gamma: gamma.id(),
+            eps,
+        };
         match RmsNormBackward
             .prepare::<C>([x.node(), gamma.node()])
-            .compute_bound()
+            .memory_bound()
+            .retro_forward(retro)
+            .parents([&x, &gamma])
             .stateful()
         {
-            OpsKind::Tracked(prep) => {
-                let (x, gamma) = (x.into_primitive(), gamma.into_primitive());
-                let (y, inv) = flex_rms_norm(&x, &gamma, eps);
-                prep.finish((x, gamma, Arc::new(inv)), y)
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&x), prep.checkpoint(&gamma), eps);
+                let y = flex_rms_norm(&x.into_primitive(), &gamma.into_primitive(), eps).0;
+                prep.finish(state, y)
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(flex_rms_norm(&x.into_primitive(), &gamma.into_primitive(), eps).0)
@@ -447,30 +574,40 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     }
 
     fn fused_swiglu(gate_up: FloatTensor<Self>) -> FloatTensor<Self> {
+        let retro = RetroSwiglu { gu: gate_up.id() };
         match SwigluBackward
             .prepare::<C>([gate_up.node()])
-            .compute_bound()
+            .memory_bound()
+            .retro_forward(retro)
+            .parents([&gate_up])
             .stateful()
         {
-            OpsKind::Tracked(prep) => {
-                let gu = gate_up.into_primitive();
-                let y = flex_swiglu(&gu);
-                prep.finish(gu, y)
+            OpsKind::Tracked(mut prep) => {
+                let state = prep.checkpoint(&gate_up);
+                let y = flex_swiglu(&gate_up.into_primitive());
+                prep.finish(state, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(flex_swiglu(&gate_up.into_primitive())),
         }
     }
 
     fn fused_attention(qkv: FloatTensor<Self>, layout: Arc<AttentionLayout>) -> FloatTensor<Self> {
+        let retro = RetroAttention {
+            qkv: qkv.id(),
+            layout: layout.clone(),
+        };
         match AttentionBackward
             .prepare::<C>([qkv.node()])
-            .compute_bound()
+            .memory_bound()
+            .retro_forward(retro)
+            .parents([&qkv])
             .stateful()
         {
-            OpsKind::Tracked(prep) => {
-                let qkv = qkv.into_primitive();
-                let (y, saved) = flex_attention(&qkv, &layout);
-                prep.finish((qkv, layout, Arc::new(saved)), y)
+            OpsKind::Tracked(mut prep) => {
+                let id = prep.checkpoint(&qkv);
+                let (y, saved) = flex_attention(&qkv.into_primitive(), &layout);
+                let saved = (!recomputes::<C>()).then(|| Arc::new(saved));
+                prep.finish((id, layout, saved), y)
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(flex_attention(&qkv.into_primitive(), &layout).0)
@@ -484,15 +621,17 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         targets: Arc<Vec<u32>>,
         inv_temperature: f32,
     ) -> FloatTensor<Self> {
+        // Compute-bound: its output is small and its product the largest.
         match HeadScoresBackward
             .prepare::<C>([hidden.node(), w.node()])
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => {
+            OpsKind::Tracked(mut prep) => {
+                let ids = (prep.checkpoint(&hidden), prep.checkpoint(&w));
                 let (h, w) = (hidden.into_primitive(), w.into_primitive());
                 let (y, saved) = flex_head_scores(&h, &w, &targets, inv_temperature);
-                prep.finish((h, w, targets, inv_temperature, Arc::new(saved)), y)
+                prep.finish((ids.0, ids.1, targets, inv_temperature, Arc::new(saved)), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(
                 flex_head_scores(
@@ -503,6 +642,19 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 )
                 .0,
             ),
+        }
+    }
+
+    fn fused_boundary(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        // Compute-bound, so under checkpointing the recomputation of the ops
+        // after it stops here and its output is what is kept.
+        match BoundaryBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((), x.into_primitive()),
+            OpsKind::UnTracked(prep) => prep.finish(x.into_primitive()),
         }
     }
 }

@@ -408,7 +408,15 @@ impl Transformer {
         let mut x = self.embed.forward(ids);
         for (i, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            // Under gradient checkpointing each block's input is kept and its
+            // activations recomputed from it in the backward pass.
+            if ctx.fused {
+                x = fused::boundary(x);
+            }
             x = block.forward(x, &ctx, layer_cache);
+        }
+        if ctx.fused {
+            x = fused::boundary(x);
         }
         if let Some(c) = cache {
             for (row, v) in c.valid.iter_mut().zip(batch.valid.chunks(t)) {

@@ -254,14 +254,38 @@ pub(crate) fn rms_norm(x: &[f32], gamma: &[f32], eps: f64) -> (Vec<f32>, Vec<f32
             let first = task * ROWS_PER_TASK;
             for (r, (inv, y)) in inv.iter_mut().zip(y.chunks_mut(d)).enumerate() {
                 let x = &x[(first + r) * d..(first + r + 1) * d];
-                let ms = x.iter().map(|v| v * v).sum::<f32>() / d as f32;
-                *inv = 1.0 / (ms as f64 + eps).sqrt() as f32;
+                *inv = inv_rms(x, eps);
                 for ((y, x), g) in y.iter_mut().zip(x).zip(gamma) {
                     *y = x * *inv * g;
                 }
             }
         });
     (y, inv)
+}
+
+/// `1 / sqrt(mean(x²) + eps)` of one row.
+fn inv_rms(x: &[f32], eps: f64) -> f32 {
+    let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    1.0 / (ms as f64 + eps).sqrt() as f32
+}
+
+/// Each `d`-wide row's `1 / rms`, exactly as [`rms_norm`] computes it.
+pub(crate) fn rms_inverse(x: &[f32], d: usize, eps: f64) -> Vec<f32> {
+    assert!(
+        d > 0 && x.len().is_multiple_of(d),
+        "rms: {} elements in rows of {d}",
+        x.len()
+    );
+    let mut inv = vec![0.0f32; x.len() / d];
+    inv.par_chunks_mut(ROWS_PER_TASK)
+        .enumerate()
+        .for_each(|(task, inv)| {
+            let first = task * ROWS_PER_TASK;
+            for (r, inv) in inv.iter_mut().enumerate() {
+                *inv = inv_rms(&x[(first + r) * d..(first + r + 1) * d], eps);
+            }
+        });
+    inv
 }
 
 /// Backward of [`rms_norm`]: with `u = dy ⊙ gamma` and `r = 1/rms`,

@@ -438,7 +438,12 @@ fn gradient_checkpointing_changes_no_step() {
         qkv_bias: true,
         ..tiny_config()
     };
-    for cfg in [tiny_config(), gqa] {
+    let configs = [tiny_config(), gqa].into_iter().chain(
+        crate::testutil::variant_configs()
+            .into_iter()
+            .map(|(_, c)| c),
+    );
+    for cfg in configs {
         let run = |checkpointing: bool| {
             let device = crate::device::learner_device(&crate::ComputeConfig {
                 gradient_checkpointing: checkpointing,
@@ -487,5 +492,34 @@ fn gradient_checkpointing_changes_no_step() {
             .flat_map(|(a, b)| a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()))
             .fold(0.0f32, f32::max);
         assert!(d < 1e-6, "{cfg:?}: weights differ by {d}");
+    }
+}
+
+/// Per-layer checkpointing: with it, each block's attention runs again in the
+/// backward pass (its activations were not kept); without it, once.
+#[test]
+fn gradient_checkpointing_recomputes_each_block_in_the_backward_pass() {
+    let cfg = tiny_config();
+    for checkpointing in [false, true] {
+        let device = crate::device::learner_device(&crate::ComputeConfig {
+            gradient_checkpointing: checkpointing,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut l = Learner::new(cfg.clone(), OptimizerConfig::default(), &device, 3, PAD).unwrap();
+        let examples = vec![SftExample {
+            prompt: vec![BOS, 4, 5],
+            completion: vec![6, 7, EOS],
+        }];
+        crate::fused::ATTENTION_PASSES.with(|c| c.set(0));
+        l.sft_step(&examples).unwrap();
+        let passes = crate::fused::ATTENTION_PASSES.with(|c| c.get());
+        // Without: the forward pass only. With: the forward pass, the
+        // recomputation of each block, and the attention's own state again.
+        let want = if checkpointing { 3 } else { 1 } * cfg.n_layers;
+        assert_eq!(
+            passes, want,
+            "checkpointing {checkpointing}: {passes} attention passes"
+        );
     }
 }
