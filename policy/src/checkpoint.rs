@@ -13,7 +13,7 @@
 //! uninterrupted steps.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
@@ -79,17 +79,30 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 /// Writes `bytes` to `dir/name` atomically and durably.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    write_atomic_with(dir, name, |w| w.write_all(bytes).map_err(|e| e.to_string())).map(|(p, _)| p)
+}
+
+/// [`write_atomic`] with the contents streamed by `write` (so a large state
+/// is never held twice in memory); returns the path and the bytes written.
+fn write_atomic_with(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::result::Result<(), String>,
+) -> Result<(PathBuf, u64)> {
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
+    let f = File::create(&tmp).map_err(io(&tmp))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    write(&mut w).map_err(|reason| Error::Snapshot(format!("{}: {reason}", tmp.display())))?;
+    let f = w.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
     f.sync_all().map_err(io(&tmp))?;
+    let len = f.metadata().map_err(io(&tmp))?.len();
     drop(f);
     fs::rename(&tmp, &path).map_err(io(&path))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir))?;
-    Ok(path)
+    Ok((path, len))
 }
 
 impl Learner {
@@ -110,16 +123,18 @@ impl Learner {
             rng: self.rng.clone(),
             pad: self.pad,
         };
-        let bytes = bincode::serde::encode_to_vec(&state, bincode::config::standard())
-            .map_err(|e| Error::Snapshot(e.to_string()))?;
         let state_file = format!("learner-{:010}.bin", self.step);
-        write_atomic(dir, &state_file, &bytes)?;
+        let (_, state_bytes) = write_atomic_with(dir, &state_file, |w| {
+            bincode::serde::encode_into_std_write(&state, w, bincode::config::standard())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })?;
         let manifest = Manifest {
             format: FORMAT,
             step: self.step,
             policy_version: self.version,
             state_file: state_file.clone(),
-            state_bytes: bytes.len() as u64,
+            state_bytes,
             model: self.model_cfg.clone(),
             optimizer: self.optim.config().clone(),
             run_config,
@@ -146,28 +161,29 @@ impl Learner {
             });
         }
         let spath = dir.join(&manifest.state_file);
-        let bytes = fs::read(&spath).map_err(io(&spath))?;
-        if bytes.len() as u64 != manifest.state_bytes {
+        let file = File::open(&spath).map_err(io(&spath))?;
+        let len = file.metadata().map_err(io(&spath))?.len();
+        if len != manifest.state_bytes {
             return Err(Error::Decode {
                 path: spath,
-                reason: format!(
-                    "{} bytes, the manifest says {}",
-                    bytes.len(),
-                    manifest.state_bytes
-                ),
+                reason: format!("{len} bytes, the manifest says {}", manifest.state_bytes),
             });
         }
-        let (state, _): (State, _) =
-            bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).map_err(
-                |e| Error::Decode {
+        // Streamed from the file, so the state is never in memory twice.
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let state: State =
+            bincode::serde::decode_from_std_read(&mut reader, bincode::config::standard())
+                .map_err(|e| Error::Decode {
                     path: spath.clone(),
                     reason: e.to_string(),
-                },
-            )?;
-        let mut learner = Learner::new(
+                })?;
+        // Zeroed modules, every weight then replaced by the saved one.
+        let ad = device.clone().autodiff();
+        let mut learner = Learner::fresh(
             state.model.clone(),
+            Transformer::zeroed(&state.model, &ad)?,
             state.optimizer.clone(),
-            device,
+            ad,
             0,
             state.pad,
         )?;
@@ -175,7 +191,7 @@ impl Learner {
         learner.model = Some(load_weights(model, &state.weights)?);
         learner.reference = match &state.reference {
             Some(w) => {
-                let r = Transformer::init(&state.model, &device.clone().without_autodiff())?;
+                let r = Transformer::zeroed(&state.model, &device.clone().without_autodiff())?;
                 Some(load_weights(r, w)?)
             }
             None => None,

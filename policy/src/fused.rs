@@ -63,6 +63,48 @@ pub trait FusedOps: Backend {
     /// The identity; under gradient checkpointing, where recomputation stops
     /// (its output is kept).
     fn fused_boundary(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// One AdamW update of a flat parameter from its flat gradient, the
+    /// moments updated in place on the host; returns the new parameter
+    /// (written in place when `p` is not shared). Plain tensors only.
+    fn fused_adamw(
+        p: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+        moments: Arc<std::sync::Mutex<HostMoments>>,
+        hyper: AdamHyper,
+    ) -> FloatTensor<Self>;
+    /// `Σ x²` of a flat tensor, as `[1]`. Plain tensors only.
+    fn fused_sum_squares(x: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// One parameter's AdamW moments on the host, flat, updated in place by
+/// [`adamw`] (empty until its first update).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostMoments {
+    /// First moment.
+    pub m: Vec<f32>,
+    /// Second moment.
+    pub v: Vec<f32>,
+}
+
+/// The constants of one AdamW update (see [`kernels::adamw`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamHyper {
+    /// Gradient scale (global-norm clipping; 1 when not clipped).
+    pub scale: f32,
+    /// `β₁`, `β₂`.
+    pub beta1: f32,
+    pub beta2: f32,
+    /// `1 − β₁`, `1 − β₂` (from the `f64` betas).
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
+    /// Bias corrections `1 − β₁ᵗ`, `1 − β₂ᵗ`.
+    pub correction1: f32,
+    pub correction2: f32,
+    /// Weight factor `1 − lr·weight_decay` (1 for undecayed parameters).
+    pub decay: f32,
+    /// Learning rate and `ε`.
+    pub lr: f32,
+    pub eps: f32,
 }
 
 #[cfg(test)]
@@ -166,6 +208,35 @@ pub fn head_scores(
         targets,
         inv_temperature,
     ))
+}
+
+/// One AdamW update of `p` from `g` on the flex backend: the moments in
+/// `moments` are updated in place and the new parameter returned (in place
+/// when `p`'s buffer is not shared), one pass over the four arrays instead of
+/// a dozen full-size temporaries.
+///
+/// # Shapes
+/// - p, g, output: `[n]`; moments: `n` each (or empty before the first step)
+pub fn adamw(
+    p: Tensor<1>,
+    g: Tensor<1>,
+    moments: Arc<std::sync::Mutex<HostMoments>>,
+    hyper: AdamHyper,
+) -> Tensor<1> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_adamw(
+        p.into_dispatch(),
+        g.into_dispatch(),
+        moments,
+        hyper,
+    ))
+}
+
+/// `Σ x²` on the flex backend, summed in `f64`.
+///
+/// # Shapes
+/// - x: `[n]`, output: `[1]`
+pub fn sum_squares(x: Tensor<1>) -> Tensor<1> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_sum_squares(x.into_dispatch()))
 }
 
 /// `x` as is; under gradient checkpointing its value is kept and what
@@ -279,8 +350,8 @@ fn flex_head_scores(
     let n = dims(h)[0];
     let (out, saved) = with_mat(h, |h| {
         with_mat(w, |w| {
-            let per = head::chunk_rows(w.dims()[1], h.dims()[0]);
-            head::scores(h, w, targets, inv_temperature, per)
+            let blocks = head::blocks(h.dims()[0], w.dims()[1]);
+            head::scores(h, w, targets, inv_temperature, blocks)
         })
     });
     (tensor(out, vec![n, head::COLUMNS]), saved)
@@ -314,6 +385,39 @@ impl FusedOps for Flex {
 
     fn fused_boundary(x: FlexTensor) -> FlexTensor {
         x
+    }
+
+    fn fused_adamw(
+        mut p: FlexTensor,
+        g: FlexTensor,
+        moments: Arc<std::sync::Mutex<HostMoments>>,
+        hyper: AdamHyper,
+    ) -> FlexTensor {
+        let g = elements(&g);
+        let mut guard = moments.lock().unwrap_or_else(|e| e.into_inner());
+        let HostMoments { m, v } = &mut *guard;
+        if m.is_empty() {
+            (*m, *v) = (vec![0.0; g.len()], vec![0.0; g.len()]);
+        }
+        let shape = dims(&p);
+        match (p.is_contiguous() && p.layout().start_offset() == 0)
+            .then(|| p.try_storage_mut::<f32>())
+            .flatten()
+        {
+            Some(buf) => {
+                kernels::adamw(buf, &g, m, v, &hyper);
+                p
+            }
+            None => {
+                let mut out = elements(&p).into_owned();
+                kernels::adamw(&mut out, &g, m, v, &hyper);
+                tensor(out, shape)
+            }
+        }
+    }
+
+    fn fused_sum_squares(x: FlexTensor) -> FlexTensor {
+        tensor(vec![kernels::sum_squares(&elements(&x)) as f32], vec![1])
     }
 }
 
@@ -489,8 +593,8 @@ impl Backward<Flex, 2> for HeadScoresBackward {
         let w: FlexTensor = c.retrieve_node_output(w);
         let (dh, dw) = with_mat(&h, |hm| {
             with_mat(&w, |wm| {
-                let per = head::chunk_rows(wm.dims()[1], hm.dims()[0]);
-                head::scores_backward(hm, wm, &targets, inv_t, &saved, &elements(&dy), per)
+                let blocks = head::blocks(hm.dims()[0], wm.dims()[1]);
+                head::scores_backward(hm, wm, &targets, inv_t, &saved, &elements(&dy), blocks)
             })
         });
         if let Some(node) = node_h {
@@ -656,5 +760,18 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             OpsKind::Tracked(prep) => prep.finish((), x.into_primitive()),
             OpsKind::UnTracked(prep) => prep.finish(x.into_primitive()),
         }
+    }
+
+    fn fused_adamw(
+        _: FloatTensor<Self>,
+        _: FloatTensor<Self>,
+        _: Arc<std::sync::Mutex<HostMoments>>,
+        _: AdamHyper,
+    ) -> FloatTensor<Self> {
+        unreachable!("the optimizer updates the parameters' plain tensors, not tracked ones")
+    }
+
+    fn fused_sum_squares(_: FloatTensor<Self>) -> FloatTensor<Self> {
+        unreachable!("the optimizer reads the gradients' plain tensors, not tracked ones")
     }
 }

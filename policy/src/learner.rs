@@ -147,7 +147,7 @@ impl Learner {
     }
 
     /// A learner at step 0 around `model` (already on the autodiff `device`).
-    fn fresh(
+    pub(crate) fn fresh(
         model_cfg: ModelConfig,
         model: Transformer,
         optim_cfg: OptimizerConfig,

@@ -7,6 +7,8 @@
 //! checkpoints awkward. Here the state is a `Vec` in the module's visiting
 //! order (field order, deterministic), which also makes checkpoints portable.
 
+use std::sync::{Arc, Mutex};
+
 use burn::Tensor;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Gradients, TensorData};
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::OptimizerConfig;
 use crate::error::{Error, Result};
+use crate::fused::{self, AdamHyper, HostMoments};
 use crate::model::Transformer;
 
 /// One tensor on the host: shape and row-major f32 values.
@@ -134,7 +137,61 @@ pub struct AdamW {
     step: u64,
     /// First and second moments, flattened, per parameter in visiting order;
     /// `None` until the parameter first gets a gradient.
-    moments: Vec<Option<(Tensor<1>, Tensor<1>)>>,
+    moments: Vec<Option<Moments>>,
+}
+
+/// One parameter's moments: on the host for the fused update of the flex
+/// backend ([`crate::fused::adamw`], in place), as device tensors for the
+/// composed update elsewhere.
+#[derive(Debug)]
+enum Moments {
+    Host(Arc<Mutex<HostMoments>>),
+    Tensors(Box<(Tensor<1>, Tensor<1>)>),
+}
+
+impl Clone for Moments {
+    /// A deep copy: a cloned optimizer never shares the host moments.
+    fn clone(&self) -> Self {
+        match self {
+            Moments::Host(h) => Moments::Host(Arc::new(Mutex::new(lock(h).clone()))),
+            Moments::Tensors(mv) => Moments::Tensors(mv.clone()),
+        }
+    }
+}
+
+fn lock(h: &Mutex<HostMoments>) -> std::sync::MutexGuard<'_, HostMoments> {
+    h.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Moments {
+    /// `(m, v)` on the host (empty before the first update).
+    fn host(&self) -> (Vec<f32>, Vec<f32>) {
+        let host = |t: &Tensor<1>| t.clone().into_data().try_into_vec::<f32>().expect("f32");
+        match self {
+            Moments::Host(h) => {
+                let h = lock(h);
+                (h.m.clone(), h.v.clone())
+            }
+            Moments::Tensors(mv) => (host(&mv.0), host(&mv.1)),
+        }
+    }
+
+    /// In the form the update on `device` uses.
+    fn on(self, device: &burn::tensor::Device) -> Self {
+        match (self, fused::enabled(device)) {
+            (Moments::Tensors(mv), true) => {
+                let (m, v) = Moments::Tensors(mv).host();
+                Moments::Host(Arc::new(Mutex::new(HostMoments { m, v })))
+            }
+            (Moments::Host(h), false) => {
+                let h = lock(&h).clone();
+                let n = h.m.len();
+                let up = |x: Vec<f32>| Tensor::<1>::from_data(TensorData::new(x, [n]), device);
+                Moments::Tensors(Box::new((up(h.m), up(h.v))))
+            }
+            (same, _) => same,
+        }
+    }
 }
 
 /// What one optimizer step did.
@@ -193,13 +250,25 @@ impl AdamW {
         };
         model.visit(&mut collect);
         let flat = collect.out;
+        let fused_norm = flat.iter().flatten().all(|g| fused::enabled(&g.device()));
         let sq: Vec<Tensor<1>> = flat
             .iter()
             .flatten()
-            .map(|g| g.clone().square().sum())
+            .map(|g| {
+                if fused_norm {
+                    fused::sum_squares(g.clone())
+                } else {
+                    g.clone().square().sum()
+                }
+            })
             .collect();
         let grad_norm = if sq.is_empty() {
             0.0
+        } else if fused_norm {
+            sq.into_iter()
+                .map(|s| f64::from(s.into_data().try_into_vec::<f32>().expect("f32")[0]))
+                .sum::<f64>()
+                .sqrt()
         } else {
             f64::from(
                 Tensor::cat(sq, 0)
@@ -236,13 +305,12 @@ impl AdamW {
 
     /// The state on the host.
     pub fn state(&self) -> AdamWState {
-        let host = |t: &Tensor<1>| t.clone().into_data().try_into_vec::<f32>().expect("f32");
         AdamWState {
             step: self.step,
             moments: self
                 .moments
                 .iter()
-                .map(|m| m.as_ref().map(|(m, v)| (host(m), host(v))))
+                .map(|m| m.as_ref().map(Moments::host))
                 .collect(),
         }
     }
@@ -255,12 +323,18 @@ impl AdamW {
     ) -> Result<Self> {
         let mut o = Self::new(cfg)?;
         o.step = state.step;
-        let up =
-            |v: &Vec<f32>| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), device);
         o.moments = state
             .moments
             .iter()
-            .map(|m| m.as_ref().map(|(m, v)| (up(m), up(v))))
+            .map(|m| {
+                m.as_ref().map(|(m, v)| {
+                    Moments::Host(Arc::new(Mutex::new(HostMoments {
+                        m: m.clone(),
+                        v: v.clone(),
+                    })))
+                    .on(device)
+                })
+            })
             .collect();
         Ok(o)
     }
@@ -288,7 +362,7 @@ struct AdamWMapper<'a> {
     lr: f64,
     scale: f64,
     grads: Vec<Option<Tensor<1>>>,
-    moments: &'a mut Vec<Option<(Tensor<1>, Tensor<1>)>>,
+    moments: &'a mut Vec<Option<Moments>>,
     next: usize,
 }
 
@@ -306,18 +380,49 @@ impl ModuleMapper for AdamWMapper<'_> {
         let dims = tensor.dims();
         let n = dims.iter().product::<usize>();
         let p = tensor.inner().reshape([n]);
+        let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
+        let device = p.device();
+        let decay = if D >= 2 && self.cfg.weight_decay > 0.0 {
+            1.0 - self.lr * self.cfg.weight_decay
+        } else {
+            1.0
+        };
+        if fused::enabled(&device) {
+            let slot = match self.moments[i].take().map(|m| m.on(&device)) {
+                Some(Moments::Host(h)) => h,
+                _ => Arc::new(Mutex::new(HostMoments::default())),
+            };
+            let hyper = AdamHyper {
+                scale: self.scale as f32,
+                beta1: b1 as f32,
+                beta2: b2 as f32,
+                one_minus_beta1: (1.0 - b1) as f32,
+                one_minus_beta2: (1.0 - b2) as f32,
+                correction1: (1.0 - b1.powi(self.t)) as f32,
+                correction2: (1.0 - b2.powi(self.t)) as f32,
+                decay: decay as f32,
+                lr: self.lr as f32,
+                eps: self.cfg.eps as f32,
+            };
+            let p = fused::adamw(p, g, slot.clone(), hyper);
+            self.moments[i] = Some(Moments::Host(slot));
+            let mut p = Tensor::from_inner(p.reshape(dims));
+            if let Some(s) = strategy {
+                p = p.with_gradient_checkpointing_strategy(s);
+            }
+            return Param::from_mapped_value(id, p.set_require_grad(true), mapper);
+        }
         let g = if self.scale != 1.0 {
             g.mul_scalar(self.scale)
         } else {
             g
         };
-        let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
-        let (m, v) = match self.moments[i].take() {
-            Some((m, v)) => (
-                m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
-                v.mul_scalar(b2) + g.square().mul_scalar(1.0 - b2),
+        let (m, v) = match self.moments[i].take().map(|m| m.on(&device)) {
+            Some(Moments::Tensors(mv)) => (
+                mv.0.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1),
+                mv.1.mul_scalar(b2) + g.square().mul_scalar(1.0 - b2),
             ),
-            None => (
+            _ => (
                 g.clone().mul_scalar(1.0 - b1),
                 g.square().mul_scalar(1.0 - b2),
             ),
@@ -325,13 +430,9 @@ impl ModuleMapper for AdamWMapper<'_> {
         let m_hat = m.clone().div_scalar(1.0 - b1.powi(self.t));
         let v_hat = v.clone().div_scalar(1.0 - b2.powi(self.t));
         // Decoupled decay on matrices only; norm gains stay undecayed.
-        let p = if D >= 2 && self.cfg.weight_decay > 0.0 {
-            p.mul_scalar(1.0 - self.lr * self.cfg.weight_decay)
-        } else {
-            p
-        };
+        let p = if decay != 1.0 { p.mul_scalar(decay) } else { p };
         let p = p - (m_hat / (v_hat.sqrt() + self.cfg.eps)).mul_scalar(self.lr);
-        self.moments[i] = Some((m, v));
+        self.moments[i] = Some(Moments::Tensors(Box::new((m, v))));
         let mut p = Tensor::from_inner(p.reshape(dims));
         if let Some(s) = strategy {
             p = p.with_gradient_checkpointing_strategy(s);

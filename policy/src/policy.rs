@@ -75,7 +75,14 @@ impl Policy {
 
     /// A policy holding `snap`'s weights.
     pub fn from_snapshot(snap: &WeightsSnapshot, device: &Device, pad: u32) -> Result<Self> {
-        let mut p = Self::new(snap.config.clone(), device, pad)?;
+        // Zeroed, not initialised: every weight is replaced (random normals
+        // for a 1.5B model take longer than the load itself).
+        let device = device.clone().without_autodiff();
+        let mut p = Self::from_model(
+            Transformer::zeroed(&snap.config, &device)?,
+            snap.config.clone(),
+            pad,
+        );
         p.load_snapshot(snap)?;
         Ok(p)
     }

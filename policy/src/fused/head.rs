@@ -1,7 +1,8 @@
 //! The output head and log-softmax as one kernel: per row the target's
-//! log-prob, the entropy and the most likely id, computed over chunks of rows
-//! so the `[rows, vocab]` logits never exist whole, forward or backward (the
-//! backward computes each chunk's logits again).
+//! log-prob, the entropy and the most likely id, computed over blocks of the
+//! logits (all rows × a slice of the vocabulary, an online softmax across the
+//! slices) so the `[rows, vocab]` logits never exist whole, forward or
+//! backward (the backward computes each block's logits again).
 //!
 //! The per-row passes over the vocabulary (scale, max, exponential sums; the
 //! backward's softmax gradient) run on an exponential that the compiler can
@@ -12,18 +13,27 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{Mat, matmul_into};
+use super::kernels::{Mat, matmul_into, matmul_into_strided};
 
-/// Logits per chunk (about 32 MB of `f32`).
-const CHUNK_LOGITS: usize = 1 << 23;
+/// Logits per block (about 32 MB of `f32`).
+const BLOCK_LOGITS: usize = 1 << 23;
+/// Most rows per block.
+const BLOCK_ROWS: usize = 1 << 14;
+/// Fewest vocabulary columns per block.
+const MIN_BLOCK_COLS: usize = 512;
 
 /// Columns of the output per row: log-prob of the target, entropy, most
 /// likely id.
 pub(crate) const COLUMNS: usize = 3;
 
-/// Rows per chunk for a vocabulary of `vocab` (at least 16, at most `rows`).
-pub(crate) fn chunk_rows(vocab: usize, rows: usize) -> usize {
-    (CHUNK_LOGITS / vocab.max(1)).max(16).min(rows.max(1))
+/// `[rows, columns]` per block of the `[n, vocab]` logits: all rows (up to
+/// 16k) and as many vocabulary columns as fit in 32 MB (at least 512), so each
+/// block's product is `[rows, d] · [d, columns]` with many rows (the weight's
+/// columns are packed once per row block, not once per few rows).
+pub(crate) fn blocks(n: usize, vocab: usize) -> [usize; 2] {
+    let rows = n.clamp(1, BLOCK_ROWS);
+    let cols = (BLOCK_LOGITS / rows).max(MIN_BLOCK_COLS).min(vocab.max(1));
+    [rows, cols]
 }
 
 /// What the backward needs from the forward, per row.
@@ -35,16 +45,31 @@ pub(crate) struct HeadSaved {
     entropy: Vec<f32>,
 }
 
+/// One row's running statistics over the vocabulary blocks seen so far
+/// (an online softmax: sums relative to the running maximum, rescaled when
+/// it grows).
+#[derive(Clone, Copy)]
+struct Running {
+    max: f32,
+    argmax: usize,
+    /// `Σ e^(z−max)`.
+    s: f64,
+    /// `Σ e^(z−max)·(z−max)`.
+    u: f64,
+    /// The target's tempered logit, once its block is seen.
+    target: f32,
+}
+
 /// For row `i` with tempered logits `z = (h_i · w) · inv_temperature`:
 /// `[log p(targets[i]), H(p), argmax z]` with `p = softmax(z)` (the id as an
 /// `f32`, exact below 2²⁴; the first maximum wins), `[rows, 3]` row-major,
-/// and what the backward needs. `per` rows at a time.
+/// and what the backward needs; `[rows, columns]` of the logits at a time.
 pub(crate) fn scores(
     h: Mat,
     w: Mat,
     targets: &[u32],
     inv_temperature: f32,
-    per: usize,
+    [block_rows, block_cols]: [usize; 2],
 ) -> (Vec<f32>, HeadSaved) {
     let ([n, d], [d2, vocab]) = (h.dims(), w.dims());
     assert_eq!(d, d2, "head: hidden [{n}, {d}] · weight [{d2}, {vocab}]");
@@ -58,29 +83,59 @@ pub(crate) fn scores(
     if let Some(t) = targets.iter().find(|&&t| t as usize >= vocab) {
         panic!("head: target id {t} ≥ vocabulary {vocab}");
     }
+    let (br, bc) = (block_rows.max(1), block_cols.max(1));
+    let start = Running {
+        max: f32::NEG_INFINITY,
+        argmax: 0,
+        s: 0.0,
+        u: 0.0,
+        target: 0.0,
+    };
+    let mut run = vec![start; n];
+    let mut z = vec![0.0f32; br.min(n) * bc.min(vocab)];
+    for r0 in (0..n).step_by(br) {
+        let rows = br.min(n - r0);
+        for c0 in (0..vocab).step_by(bc) {
+            let cols = bc.min(vocab - c0);
+            let z = &mut z[..rows * cols];
+            matmul_into(h.row_block(r0, rows), w.col_block(c0, cols), z, false);
+            z.par_chunks_mut(cols)
+                .zip(run[r0..r0 + rows].par_iter_mut())
+                .enumerate()
+                .for_each(|(i, (z, run))| {
+                    let target = targets[r0 + i] as usize;
+                    let (max, arg) = scale_max(z, inv_temperature);
+                    if (c0..c0 + cols).contains(&target) {
+                        run.target = z[target - c0];
+                    }
+                    if max > run.max {
+                        // Rescale the sums to the new maximum.
+                        if run.s > 0.0 {
+                            let shift = f64::from(run.max) - f64::from(max);
+                            let f = shift.exp();
+                            run.u = (run.u + run.s * shift) * f;
+                            run.s *= f;
+                        }
+                        (run.max, run.argmax) = (max, c0 + arg);
+                    }
+                    let (s, u) = exp_sums(z, run.max);
+                    run.s += s;
+                    run.u += u;
+                });
+        }
+    }
     let mut out = vec![0.0f32; n * COLUMNS];
     let mut saved = HeadSaved {
         lse: vec![0.0; n],
         entropy: vec![0.0; n],
     };
-    let per = per.max(1);
-    let mut z = vec![0.0f32; per.min(n) * vocab];
-    for start in (0..n).step_by(per) {
-        let rows = per.min(n - start);
-        let z = &mut z[..rows * vocab];
-        matmul_into(h.row_block(start, rows), w, z, false);
-        z.par_chunks_mut(vocab)
-            .zip(out[start * COLUMNS..(start + rows) * COLUMNS].par_chunks_mut(COLUMNS))
-            .zip(saved.lse[start..start + rows].par_iter_mut())
-            .zip(saved.entropy[start..start + rows].par_iter_mut())
-            .enumerate()
-            .for_each(|(i, (((z, out), lse), entropy))| {
-                let r = row_forward(z, inv_temperature);
-                (*lse, *entropy) = (r.lse, r.entropy);
-                out[0] = z[targets[start + i] as usize] - r.lse;
-                out[1] = r.entropy;
-                out[2] = r.argmax as f32;
-            });
+    for (i, r) in run.iter().enumerate() {
+        let lse = (f64::from(r.max) + r.s.ln()) as f32;
+        let entropy = (r.s.ln() - r.u / r.s) as f32;
+        (saved.lse[i], saved.entropy[i]) = (lse, entropy);
+        out[i * COLUMNS] = r.target - lse;
+        out[i * COLUMNS + 1] = entropy;
+        out[i * COLUMNS + 2] = r.argmax as f32;
     }
     (out, saved)
 }
@@ -97,32 +152,40 @@ pub(crate) fn scores_backward(
     inv_temperature: f32,
     saved: &HeadSaved,
     dout: &[f32],
-    per: usize,
+    [block_rows, block_cols]: [usize; 2],
 ) -> (Vec<f32>, Vec<f32>) {
     let ([n, d], [_, vocab]) = (h.dims(), w.dims());
     assert_eq!(dout.len(), n * COLUMNS, "head: output gradient of [{n}, 3]");
+    let (br, bc) = (block_rows.max(1), block_cols.max(1));
     let mut dh = vec![0.0f32; n * d];
     let mut dw = vec![0.0f32; d * vocab];
-    let per = per.max(1);
-    let mut z = vec![0.0f32; per.min(n) * vocab];
-    for (chunk, start) in (0..n).step_by(per).enumerate() {
-        let rows = per.min(n - start);
-        let z = &mut z[..rows * vocab];
-        matmul_into(h.row_block(start, rows), w, z, false);
-        z.par_chunks_mut(vocab).enumerate().for_each(|(i, z)| {
-            let r = start + i;
-            let g = RowGrad {
-                logp: dout[r * COLUMNS],
-                entropy: dout[r * COLUMNS + 1],
-                lse: saved.lse[r],
-                h: saved.entropy[r],
-            };
-            row_backward(z, inv_temperature, g);
-            z[targets[r] as usize] += g.logp * inv_temperature;
-        });
-        let dz = Mat::new(z, rows, vocab);
-        matmul_into(dz, w.t(), &mut dh[start * d..(start + rows) * d], false);
-        matmul_into(h.row_block(start, rows).t(), dz, &mut dw, chunk > 0);
+    let mut z = vec![0.0f32; br.min(n) * bc.min(vocab)];
+    for r0 in (0..n).step_by(br) {
+        let rows = br.min(n - r0);
+        let hb = h.row_block(r0, rows);
+        for c0 in (0..vocab).step_by(bc) {
+            let cols = bc.min(vocab - c0);
+            let wb = w.col_block(c0, cols);
+            let z = &mut z[..rows * cols];
+            matmul_into(hb, wb, z, false);
+            z.par_chunks_mut(cols).enumerate().for_each(|(i, z)| {
+                let r = r0 + i;
+                let g = RowGrad {
+                    logp: dout[r * COLUMNS],
+                    entropy: dout[r * COLUMNS + 1],
+                    lse: saved.lse[r],
+                    h: saved.entropy[r],
+                };
+                row_backward(z, inv_temperature, g);
+                let target = targets[r] as usize;
+                if (c0..c0 + cols).contains(&target) {
+                    z[target - c0] += g.logp * inv_temperature;
+                }
+            });
+            let dz = Mat::new(z, rows, cols);
+            matmul_into(dz, wb.t(), &mut dh[r0 * d..(r0 + rows) * d], c0 > 0);
+            matmul_into_strided(hb.t(), dz, &mut dw[c0..], vocab, r0 > 0);
+        }
     }
     (dh, dw)
 }
@@ -131,13 +194,6 @@ pub(crate) fn scores_backward(
 const LANES: usize = 16;
 /// Logits per block of the per-row sums (64 terms per lane in `f32`).
 const BLOCK: usize = 64 * LANES;
-
-/// One row's log-sum-exp, entropy and argmax.
-struct RowStats {
-    lse: f32,
-    entropy: f32,
-    argmax: usize,
-}
 
 /// One row's upstream gradients and saved statistics.
 #[derive(Clone, Copy)]
@@ -148,21 +204,38 @@ struct RowGrad {
     h: f32,
 }
 
-/// Scales `z` by `inv_t` in place and returns its statistics.
-fn row_forward(z: &mut [f32], inv_t: f32) -> RowStats {
+/// Scales `z` by `inv_t` in place; returns its maximum and where it first is.
+fn scale_max(z: &mut [f32], inv_t: f32) -> (f32, usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F.
-            return unsafe { row_forward_avx512(z, inv_t) };
+            return unsafe { scale_max_avx512(z, inv_t) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { row_forward_avx2(z, inv_t) };
+            return unsafe { scale_max_avx2(z, inv_t) };
         }
     }
-    row_forward_impl(z, inv_t)
+    scale_max_impl(z, inv_t)
+}
+
+/// `(Σ e^(z−max), Σ e^(z−max)·(z−max))`.
+fn exp_sums(z: &[f32], max: f32) -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { exp_sums_avx512(z, max) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { exp_sums_avx2(z, max) };
+        }
+    }
+    exp_sums_impl(z, max)
 }
 
 /// Overwrites `z` (a row's untempered logits) with the softmax part of its
@@ -185,14 +258,26 @@ fn row_backward(z: &mut [f32], inv_t: f32, g: RowGrad) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn row_forward_avx512(z: &mut [f32], inv_t: f32) -> RowStats {
-    row_forward_impl(z, inv_t)
+fn scale_max_avx512(z: &mut [f32], inv_t: f32) -> (f32, usize) {
+    scale_max_impl(z, inv_t)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn row_forward_avx2(z: &mut [f32], inv_t: f32) -> RowStats {
-    row_forward_impl(z, inv_t)
+fn scale_max_avx2(z: &mut [f32], inv_t: f32) -> (f32, usize) {
+    scale_max_impl(z, inv_t)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn exp_sums_avx512(z: &[f32], max: f32) -> (f64, f64) {
+    exp_sums_impl(z, max)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn exp_sums_avx2(z: &[f32], max: f32) -> (f64, f64) {
+    exp_sums_impl(z, max)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -208,7 +293,7 @@ fn row_backward_avx2(z: &mut [f32], inv_t: f32, g: RowGrad) {
 }
 
 #[inline(always)]
-fn row_forward_impl(z: &mut [f32], inv_t: f32) -> RowStats {
+fn scale_max_impl(z: &mut [f32], inv_t: f32) -> (f32, usize) {
     let mut m = [f32::NEG_INFINITY; LANES];
     let (chunks, rest) = z.as_chunks_mut::<LANES>();
     for c in chunks.iter_mut() {
@@ -222,9 +307,11 @@ fn row_forward_impl(z: &mut [f32], inv_t: f32) -> RowStats {
         m[0] = if *v > m[0] { *v } else { m[0] };
     }
     let max = m.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let argmax = z.iter().position(|&v| v == max).unwrap_or(0);
-    // s = Σ e^(z−max), u = Σ e^(z−max)·(z−max): lse = max + ln s and
-    // H = lse − Σ p·z = ln s − u / s.
+    (max, z.iter().position(|&v| v == max).unwrap_or(0))
+}
+
+#[inline(always)]
+fn exp_sums_impl(z: &[f32], max: f32) -> (f64, f64) {
     // Each block of `BLOCK` logits is summed in `f32` lanes, the blocks'
     // sums in `f64`.
     let (mut s, mut u) = (0.0f64, 0.0f64);
@@ -248,11 +335,7 @@ fn row_forward_impl(z: &mut [f32], inv_t: f32) -> RowStats {
         s += bs.iter().map(|&v| f64::from(v)).sum::<f64>();
         u += bu.iter().map(|&v| f64::from(v)).sum::<f64>();
     }
-    RowStats {
-        lse: (f64::from(max) + s.ln()) as f32,
-        entropy: (s.ln() - u / s) as f32,
-        argmax,
-    }
+    (s, u)
 }
 
 #[inline(always)]

@@ -83,7 +83,7 @@ impl<'a> Mat<'a> {
     }
 
     /// Columns `start..start + n`.
-    fn col_block(self, start: usize, n: usize) -> Self {
+    pub(crate) fn col_block(self, start: usize, n: usize) -> Self {
         Self::strided(
             self.data,
             self.off + start * self.cs as usize,
@@ -174,55 +174,110 @@ pub(crate) fn matmul(a: Mat, b: Mat) -> Vec<f32> {
 
 /// `out (+)= a · b`, `out` row-major `a.rows × b.cols`; see [`matmul`].
 pub(crate) fn matmul_into(a: Mat, b: Mat, out: &mut [f32], accumulate: bool) {
+    assert_eq!(
+        out.len(),
+        a.rows * b.cols,
+        "output of {}×{}",
+        a.rows,
+        b.cols
+    );
+    matmul_into_strided(a, b, out, b.cols, accumulate);
+}
+
+/// `out (+)= a · b` with row `i` of the product at `out[i·out_rs..]` (a
+/// column block of a wider matrix when `out_rs > b.cols`); see [`matmul`].
+pub(crate) fn matmul_into_strided(
+    a: Mat,
+    b: Mat,
+    out: &mut [f32],
+    out_rs: usize,
+    accumulate: bool,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(out.len(), m * n, "output of {m}×{n}");
+    assert!(
+        out_rs >= n && (m == 0 || n == 0 || out.len() >= (m - 1) * out_rs + n),
+        "output of {m}×{n} at row stride {out_rs} in {} elements",
+        out.len()
+    );
     let threads = rayon::current_num_threads();
     let by_rows = m >= n;
     let long = if by_rows { m } else { n };
     let parts = threads.min(long / MIN_SPLIT).max(1);
     if parts == 1 || m * n * k < PARALLEL_MACS {
-        // SAFETY: `out` is exactly m×n and ours.
-        unsafe { gemm_serial(a, b, out.as_mut_ptr(), n, accumulate) };
+        // SAFETY: `out` holds the m rows of n at stride `out_rs` (checked).
+        unsafe { gemm_serial(a, b, out.as_mut_ptr(), out_rs, accumulate) };
         return;
     }
     let per = long.div_ceil(parts);
     // Blocks of `per`; fewer than `parts` when `per` rounds up (48 threads
     // over 1024 columns: blocks of 22, so 47 of them, not 48).
     let parts = long.div_ceil(per);
-    if by_rows {
-        out.par_chunks_mut(per * n)
-            .enumerate()
-            .for_each(|(p, chunk)| {
-                let rows = chunk.len() / n;
-                // SAFETY: `chunk` is rows `p·per..` of `out`, this task's alone.
-                unsafe {
-                    gemm_serial(
-                        a.row_block(p * per, rows),
-                        b,
-                        chunk.as_mut_ptr(),
-                        n,
-                        accumulate,
-                    )
-                };
-            });
-    } else {
-        let ptr = OutPtr(out.as_mut_ptr());
-        (0..parts).into_par_iter().for_each(|p| {
-            let start = p * per;
-            let cols = per.min(n - start);
-            // SAFETY: columns `start..start + cols` of every row are this
-            // task's alone, and `out` outlives the parallel loop.
-            unsafe {
+    let ptr = OutPtr(out.as_mut_ptr());
+    (0..parts).into_par_iter().for_each(|p| {
+        let start = p * per;
+        let len = per.min(long - start);
+        // SAFETY: rows (or columns) `start..start + len` of the product are
+        // this task's alone, inside `out` (checked), which outlives the loop.
+        unsafe {
+            if by_rows {
                 gemm_serial(
-                    a,
-                    b.col_block(start, cols),
-                    ptr.get().add(start),
-                    n,
+                    a.row_block(start, len),
+                    b,
+                    ptr.get().add(start * out_rs),
+                    out_rs,
                     accumulate,
                 )
-            };
+            } else {
+                gemm_serial(
+                    a,
+                    b.col_block(start, len),
+                    ptr.get().add(start),
+                    out_rs,
+                    accumulate,
+                )
+            }
+        };
+    });
+}
+
+/// Elements per task of the optimizer's kernels.
+const ELEMENTS_PER_TASK: usize = 1 << 16;
+
+/// One AdamW step (Loshchilov & Hutter 2019, Algorithm 2) over flat arrays,
+/// in place, in the order and `f32` arithmetic of the composed update:
+/// `g ← g·scale`, `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+/// `p ← p·decay − lr·(m / c₁) / (sqrt(v / c₂) + ε)`.
+pub(crate) fn adamw(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], h: &super::AdamHyper) {
+    assert!(
+        p.len() == g.len() && m.len() == g.len() && v.len() == g.len(),
+        "adamw: {} parameters, {} gradients, {} / {} moments",
+        p.len(),
+        g.len(),
+        m.len(),
+        v.len()
+    );
+    p.par_chunks_mut(ELEMENTS_PER_TASK)
+        .zip(m.par_chunks_mut(ELEMENTS_PER_TASK))
+        .zip(v.par_chunks_mut(ELEMENTS_PER_TASK))
+        .zip(g.par_chunks(ELEMENTS_PER_TASK))
+        .for_each(|(((p, m), v), g)| {
+            for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                let g = if h.scale != 1.0 { g * h.scale } else { g };
+                *m = *m * h.beta1 + g * h.one_minus_beta1;
+                *v = *v * h.beta2 + g * g * h.one_minus_beta2;
+                let m_hat = *m / h.correction1;
+                let v_hat = *v / h.correction2;
+                let q = if h.decay != 1.0 { *p * h.decay } else { *p };
+                *p = q - m_hat / (v_hat.sqrt() + h.eps) * h.lr;
+            }
         });
-    }
+}
+
+/// `Σ x²`, per task in `f32`, the tasks' sums in `f64`.
+pub(crate) fn sum_squares(x: &[f32]) -> f64 {
+    x.par_chunks(ELEMENTS_PER_TASK)
+        .map(|c| f64::from(c.iter().map(|v| v * v).sum::<f32>()))
+        .sum()
 }
 
 /// Runs `f(first_row, rows)` over `rows`-row tasks of `out` (`width` per row).

@@ -331,27 +331,36 @@ fn fused_head_scores_match_log_softmax_of_the_logits_in_value_and_gradient() {
     assert_eq!(ids, want);
 }
 
-/// Chunks of rows give what one chunk gives, forward and backward; and on a
-/// Qwen-sized vocabulary (152k) the log-probs and entropies are those of an
-/// `f64` softmax.
+/// Blocks of the logits give what one block gives, forward and backward; and
+/// on a Qwen-sized vocabulary (152k) the log-probs and entropies are those of
+/// an `f64` softmax.
 #[test]
-fn fused_head_in_chunks_equals_one_chunk_and_an_f64_softmax() {
+fn fused_head_in_blocks_equals_one_block_and_an_f64_softmax() {
     let (n, d, vocab) = (37, 8, 152_064);
     let (h, w) = (values(n * d, 5), values(d * vocab, 6));
     let targets: Vec<u32> = (0..n).map(|i| (i * 4099 % vocab) as u32).collect();
     let (hm, wm) = (Mat::new(&h, n, d), Mat::new(&w, d, vocab));
     let inv_t = 1.0 / 0.9;
     let dout = values(n * head::COLUMNS, 7);
-    let run = |per: usize| {
-        let (out, saved) = head::scores(hm, wm, &targets, inv_t, per);
-        let (dh, dw) = head::scores_backward(hm, wm, &targets, inv_t, &saved, &dout, per);
+    let run = |blocks: [usize; 2]| {
+        let (out, saved) = head::scores(hm, wm, &targets, inv_t, blocks);
+        let (dh, dw) = head::scores_backward(hm, wm, &targets, inv_t, &saved, &dout, blocks);
         (out, dh, dw)
     };
-    let (one, dh1, dw1) = run(n);
-    let (chunked, dh2, dw2) = run(16);
-    assert_close(&chunked, &one, 1e-6, "outputs in chunks of 16");
-    assert_close(&dh2, &dh1, 1e-5, "dh in chunks of 16");
-    assert_close(&dw2, &dw1, 1e-5, "dw in chunks of 16");
+    let (one, dh1, dw1) = run([n, vocab]);
+    // Uneven blocks of rows and of the vocabulary (the online softmax and
+    // the argmax carried across 31 column blocks, the gradients accumulated).
+    for blocks in [[16, 5000], [n, 512], head::blocks(n, vocab)] {
+        let (blocked, dh2, dw2) = run(blocks);
+        assert_close(
+            &blocked,
+            &one,
+            1e-6,
+            &format!("outputs in blocks of {blocks:?}"),
+        );
+        assert_close(&dh2, &dh1, 1e-5, &format!("dh in blocks of {blocks:?}"));
+        assert_close(&dw2, &dw1, 1e-5, &format!("dw in blocks of {blocks:?}"));
+    }
     for i in 0..n {
         let z: Vec<f64> = (0..vocab)
             .map(|j| {

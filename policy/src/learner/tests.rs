@@ -523,3 +523,69 @@ fn gradient_checkpointing_recomputes_each_block_in_the_backward_pass() {
         );
     }
 }
+
+/// The fused AdamW (host moments, updated in place) against the composed
+/// one (tensor ops): the same weights and moments after three steps with
+/// clipping, weight decay and warmup active, and the saved state of one
+/// resumes in the other.
+#[test]
+fn fused_adamw_equals_the_composed_update() {
+    let cfg = OptimizerConfig {
+        lr: 3e-2,
+        weight_decay: 0.1,
+        max_grad_norm: 0.5,
+        warmup_steps: 2,
+        ..Default::default()
+    };
+    let run = |steps: usize, start: Option<crate::optim::AdamWState>| {
+        let device = Device::flex().autodiff();
+        let mut model =
+            crate::testutil::jitter_vectors(Transformer::init(&tiny_config(), &device).unwrap());
+        let mut opt = match &start {
+            Some(s) => crate::optim::AdamW::from_state(cfg.clone(), s, &device).unwrap(),
+            None => crate::optim::AdamW::new(cfg.clone()).unwrap(),
+        };
+        let batch = TokenBatch::right_padded(&[vec![1, 4, 5, 6], vec![2, 7, 3]], PAD);
+        let mut norms = Vec::new();
+        for _ in 0..steps {
+            let loss = model.forward(&batch, None).unwrap().powi_scalar(2).mean();
+            let grads = loss.backward();
+            let (m, update) = opt.step(model, &grads);
+            model = m;
+            norms.push(update.grad_norm);
+        }
+        (weights(&model), opt.state(), norms)
+    };
+    let (w_fused, s_fused, n_fused) = run(3, None);
+    let (w_comp, s_comp, n_comp) = crate::fused::composite(|| run(3, None));
+    assert!(n_fused[0] > 0.5, "the clip must be active: {:?}", n_fused);
+    for (a, b) in n_fused.iter().zip(&n_comp) {
+        assert!(
+            (a - b).abs() <= 1e-5 * b,
+            "grad norms {n_fused:?} vs {n_comp:?}"
+        );
+    }
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    };
+    for (k, (a, b)) in w_fused.iter().zip(&w_comp).enumerate() {
+        close(&a.data, &b.data, &format!("weight {k}"));
+    }
+    for (k, (a, b)) in s_fused.moments.iter().zip(&s_comp.moments).enumerate() {
+        let ((ma, va), (mb, vb)) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+        close(ma, mb, &format!("m {k}"));
+        close(va, vb, &format!("v {k}"));
+    }
+    // One step from the composed optimizer's state, fused, equals the fused
+    // run from its own state (moments move between the two forms).
+    let (w1, _, _) = run(1, Some(s_comp.clone()));
+    let (w2, _, _) = crate::fused::composite(|| run(1, Some(s_fused.clone())));
+    for (k, (a, b)) in w1.iter().zip(&w2).enumerate() {
+        close(&a.data, &b.data, &format!("resumed weight {k}"));
+    }
+}

@@ -86,6 +86,9 @@ struct Figures {
     sample_ms: f64,
     /// Peak resident memory of the process, MB.
     peak_mb: f64,
+    /// The same after the training steps, before sampling (which adds the
+    /// sampler's copy of the weights), MB.
+    train_peak_mb: f64,
 }
 
 /// What is benched: the built-in model of the flags' shape, or a checkpoint.
@@ -155,7 +158,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .run(move || bench_burn(&args, model))
         .context("burn bench thread")??;
     println!(
-        "burn (flex, {} threads{}): train {:.0} tokens/s ({:.1} ms/step), sample {:.0} tokens/s ({:.1} ms/run), peak RSS {:.0} MB",
+        "burn (flex, {} threads{}): train {:.0} tokens/s ({:.1} ms/step), sample {:.0} tokens/s ({:.1} ms/run), peak RSS {:.0} MB ({:.0} MB in training)",
         a.threads,
         if a.gradient_checkpointing {
             ", gradient checkpointing"
@@ -166,7 +169,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         burn.train_ms,
         burn.sample,
         burn.sample_ms,
-        burn.peak_mb
+        burn.peak_mb,
+        burn.train_peak_mb
     );
     let torch = if a.no_torch { None } else { run_torch(&a)? };
     if let Some(t) = &torch {
@@ -184,6 +188,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "train_tokens_per_s": burn.train,
         "sample_tokens_per_s": burn.sample,
         "peak_rss_mb": burn.peak_mb,
+        "train_peak_rss_mb": burn.train_peak_mb,
         "torch_train_tokens_per_s": torch.as_ref().map(|t| t.train),
         "torch_sample_tokens_per_s": torch.as_ref().map(|t| t.sample),
         "torch_peak_rss_mb": torch.as_ref().map(|t| t.peak_mb),
@@ -234,6 +239,7 @@ fn bench_burn(a: &Args, subject: Subject) -> Result<Figures> {
         learner.sft_step(&examples)?;
     }
     let train_s = t0.elapsed().as_secs_f64() / a.train_steps.max(1) as f64;
+    let train_peak_mb = peak_rss_mb();
 
     let snap: WeightsSnapshot = learner.snapshot();
     let policy = Policy::from_snapshot(&snap, &device, 0)?;
@@ -257,6 +263,7 @@ fn bench_burn(a: &Args, subject: Subject) -> Result<Figures> {
         train_ms: train_s * 1e3,
         sample_ms: sample_s * 1e3,
         peak_mb: peak_rss_mb(),
+        train_peak_mb,
     })
 }
 
