@@ -545,6 +545,21 @@ impl AttentionLayout {
         k == q || (k < q && self.valid[b * self.len + k])
     }
 
+    /// `(batch, len, heads, kv_heads, head_dim, d, width)`, once the layout
+    /// is checked against a projection of `qkv_len` elements.
+    fn sizes(&self, qkv_len: usize) -> (usize, usize, usize, usize, usize, usize, usize) {
+        self.check(qkv_len);
+        (
+            self.batch,
+            self.len,
+            self.heads,
+            self.kv_heads,
+            self.head_dim,
+            self.d(),
+            self.width(),
+        )
+    }
+
     fn check(&self, qkv_len: usize) {
         let (b, t, h, kv, hd) = (
             self.batch,
@@ -581,16 +596,7 @@ impl AttentionLayout {
 /// `[batch, len, heads·head_dim]` (heads concatenated) and what the backward
 /// needs. One task per (row, key/value head) covers its group of query heads.
 pub(crate) fn attention(qkv: &[f32], l: &AttentionLayout) -> (Vec<f32>, AttentionSaved) {
-    l.check(qkv.len());
-    let (b, t, h, kv, hd, d, w) = (
-        l.batch,
-        l.len,
-        l.heads,
-        l.kv_heads,
-        l.head_dim,
-        l.d(),
-        l.width(),
-    );
+    let (b, t, h, kv, hd, d, w) = l.sizes(qkv.len());
     let group = l.group();
     if b * t * d == 0 {
         let empty = AttentionSaved {
@@ -682,16 +688,7 @@ pub(crate) fn attention_backward(
     saved: &AttentionSaved,
     dout: &[f32],
 ) -> Vec<f32> {
-    l.check(qkv.len());
-    let (b, t, h, kv, hd, d, w) = (
-        l.batch,
-        l.len,
-        l.heads,
-        l.kv_heads,
-        l.head_dim,
-        l.d(),
-        l.width(),
-    );
+    let (b, t, h, kv, hd, d, w) = l.sizes(qkv.len());
     let group = l.group();
     assert_eq!(dout.len(), b * t * d, "output gradient of [{b}, {t}, {d}]");
     if b * t * d == 0 {
