@@ -79,7 +79,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 /// Writes `bytes` to `dir/name` atomically and durably.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
-    write_atomic_with(dir, name, |w| w.write_all(bytes).map_err(|e| e.to_string())).map(|(p, _)| p)
+    write_atomic_with(dir, name, |w| w.write_all(bytes)).map(|(p, _)| p)
 }
 
 /// [`write_atomic`] with the contents streamed by `write` (so a large state
@@ -87,13 +87,13 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
 fn write_atomic_with(
     dir: &Path,
     name: &str,
-    write: impl FnOnce(&mut BufWriter<File>) -> std::result::Result<(), String>,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
 ) -> Result<(PathBuf, u64)> {
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
     let f = File::create(&tmp).map_err(io(&tmp))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
-    write(&mut w).map_err(|reason| Error::Snapshot(format!("{}: {reason}", tmp.display())))?;
+    write(&mut w).map_err(io(&tmp))?;
     let f = w.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
     f.sync_all().map_err(io(&tmp))?;
     let len = f.metadata().map_err(io(&tmp))?.len();
@@ -127,7 +127,7 @@ impl Learner {
         let (_, state_bytes) = write_atomic_with(dir, &state_file, |w| {
             bincode::serde::encode_into_std_write(&state, w, bincode::config::standard())
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(std::io::Error::other)
         })?;
         let manifest = Manifest {
             format: FORMAT,

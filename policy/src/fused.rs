@@ -190,7 +190,8 @@ pub fn attention(qkv: Tensor<3>, layout: Arc<AttentionLayout>) -> Tensor<3> {
 
 /// Per row of `hidden`, with tempered logits `z = (hidden · w) ·
 /// inv_temperature`: `[log softmax(z)[target], entropy of softmax(z), argmax
-/// z]`, computed in chunks of rows so the logits never exist whole, and
+/// z]`, computed over blocks of the logits (all rows × a slice of the
+/// vocabulary) so they never exist whole, and
 /// differentiable in the first two columns (the id, an `f32`, carries no
 /// gradient).
 ///
@@ -752,14 +753,10 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     fn fused_boundary(x: FloatTensor<Self>) -> FloatTensor<Self> {
         // Compute-bound, so under checkpointing the recomputation of the ops
         // after it stops here and its output is what is kept.
-        match BoundaryBackward
+        BoundaryBackward
             .prepare::<C>([x.node()])
             .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((), x.into_primitive()),
-            OpsKind::UnTracked(prep) => prep.finish(x.into_primitive()),
-        }
+            .stateless(x.into_primitive())
     }
 
     fn fused_adamw(

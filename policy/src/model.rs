@@ -449,8 +449,8 @@ impl Transformer {
     /// logits divided by `temperature`, and the most likely id.
     ///
     /// On the flex backend the output head and the log-softmax run as one
-    /// fused op over chunks of rows, so the `[batch, len, vocab]` logits never
-    /// exist whole (forward or backward); elsewhere they are composed from the
+    /// fused op over blocks of the logits (all rows × a slice of the
+    /// vocabulary), so the `[batch, len, vocab]` logits never exist whole (forward or backward); elsewhere they are composed from the
     /// logits ([`crate::loss::token_logprobs`]). Both compute the same values
     /// and gradients.
     ///

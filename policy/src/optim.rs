@@ -380,38 +380,56 @@ impl ModuleMapper for AdamWMapper<'_> {
         let dims = tensor.dims();
         let n = dims.iter().product::<usize>();
         let p = tensor.inner().reshape([n]);
-        let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
-        let device = p.device();
+        // Decoupled decay on matrices only; norm gains stay undecayed.
         let decay = if D >= 2 && self.cfg.weight_decay > 0.0 {
             1.0 - self.lr * self.cfg.weight_decay
         } else {
             1.0
         };
-        if fused::enabled(&device) {
-            let slot = match self.moments[i].take().map(|m| m.on(&device)) {
-                Some(Moments::Host(h)) => h,
-                _ => Arc::new(Mutex::new(HostMoments::default())),
-            };
-            let hyper = AdamHyper {
-                scale: self.scale as f32,
-                beta1: b1 as f32,
-                beta2: b2 as f32,
-                one_minus_beta1: (1.0 - b1) as f32,
-                one_minus_beta2: (1.0 - b2) as f32,
-                correction1: (1.0 - b1.powi(self.t)) as f32,
-                correction2: (1.0 - b2.powi(self.t)) as f32,
-                decay: decay as f32,
-                lr: self.lr as f32,
-                eps: self.cfg.eps as f32,
-            };
-            let p = fused::adamw(p, g, slot.clone(), hyper);
-            self.moments[i] = Some(Moments::Host(slot));
-            let mut p = Tensor::from_inner(p.reshape(dims));
-            if let Some(s) = strategy {
-                p = p.with_gradient_checkpointing_strategy(s);
-            }
-            return Param::from_mapped_value(id, p.set_require_grad(true), mapper);
+        let p = if fused::enabled(&p.device()) {
+            self.fused(i, p, g, decay)
+        } else {
+            self.composed(i, p, g, decay)
+        };
+        let mut p = Tensor::from_inner(p.reshape(dims));
+        if let Some(s) = strategy {
+            p = p.with_gradient_checkpointing_strategy(s);
         }
+        Param::from_mapped_value(id, p.set_require_grad(true), mapper)
+    }
+}
+
+impl AdamWMapper<'_> {
+    /// The update of parameter `i` as one fused pass on the flex backend,
+    /// its moments on the host.
+    fn fused(&mut self, i: usize, p: Tensor<1>, g: Tensor<1>, decay: f64) -> Tensor<1> {
+        let device = p.device();
+        let slot = match self.moments[i].take().map(|m| m.on(&device)) {
+            Some(Moments::Host(h)) => h,
+            _ => Arc::new(Mutex::new(HostMoments::default())),
+        };
+        let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
+        let hyper = AdamHyper {
+            scale: self.scale as f32,
+            beta1: b1 as f32,
+            beta2: b2 as f32,
+            one_minus_beta1: (1.0 - b1) as f32,
+            one_minus_beta2: (1.0 - b2) as f32,
+            correction1: (1.0 - b1.powi(self.t)) as f32,
+            correction2: (1.0 - b2.powi(self.t)) as f32,
+            decay: decay as f32,
+            lr: self.lr as f32,
+            eps: self.cfg.eps as f32,
+        };
+        let p = fused::adamw(p, g, slot.clone(), hyper);
+        self.moments[i] = Some(Moments::Host(slot));
+        p
+    }
+
+    /// The update of parameter `i` from burn's tensor ops (any device).
+    fn composed(&mut self, i: usize, p: Tensor<1>, g: Tensor<1>, decay: f64) -> Tensor<1> {
+        let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
+        let device = p.device();
         let g = if self.scale != 1.0 {
             g.mul_scalar(self.scale)
         } else {
@@ -429,14 +447,9 @@ impl ModuleMapper for AdamWMapper<'_> {
         };
         let m_hat = m.clone().div_scalar(1.0 - b1.powi(self.t));
         let v_hat = v.clone().div_scalar(1.0 - b2.powi(self.t));
-        // Decoupled decay on matrices only; norm gains stay undecayed.
         let p = if decay != 1.0 { p.mul_scalar(decay) } else { p };
         let p = p - (m_hat / (v_hat.sqrt() + self.cfg.eps)).mul_scalar(self.lr);
         self.moments[i] = Some(Moments::Tensors(Box::new((m, v))));
-        let mut p = Tensor::from_inner(p.reshape(dims));
-        if let Some(s) = strategy {
-            p = p.with_gradient_checkpointing_strategy(s);
-        }
-        Param::from_mapped_value(id, p.set_require_grad(true), mapper)
+        p
     }
 }

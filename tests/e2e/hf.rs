@@ -99,15 +99,19 @@ fn the_hf_demo_trains_every_stage_and_its_run_generates() {
         let n = row["tokens"].as_array().unwrap().len();
         assert!((1..=12).contains(&n), "{row}");
     }
+    let export = |out: &std::path::Path, extra: &[&str]| {
+        gradus()
+            .arg("export")
+            .arg(&run)
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .current_dir(repo_root())
+            .output()
+            .unwrap()
+    };
     let exported = dir.path().join("export");
-    let o = gradus()
-        .arg("export")
-        .arg(&run)
-        .arg("--out")
-        .arg(&exported)
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
+    let o = export(&exported, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     for f in [
@@ -133,15 +137,7 @@ fn the_hf_demo_trains_every_stage_and_its_run_generates() {
     );
     // Sharded (`--max-shard-size`): shards and an index, sampling as the run.
     let sharded = dir.path().join("export-sharded");
-    let o = gradus()
-        .arg("export")
-        .arg(&run)
-        .arg("--out")
-        .arg(&sharded)
-        .args(["--max-shard-size", "64KiB"])
-        .current_dir(repo_root())
-        .output()
-        .unwrap();
+    let o = export(&sharded, &["--max-shard-size", "64KiB"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(sharded.join("model.safetensors.index.json").is_file());
     assert!(!sharded.join("model.safetensors").exists());
@@ -160,13 +156,7 @@ fn the_hf_demo_trains_every_stage_and_its_run_generates() {
         "a sharded export samples as the run"
     );
     // A second export into the same directory is refused.
-    let o = gradus()
-        .arg("export")
-        .arg(&run)
-        .arg("--out")
-        .arg(&exported)
-        .output()
-        .unwrap();
+    let o = export(&exported, &[]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not empty"));
 }

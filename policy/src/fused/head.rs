@@ -204,92 +204,53 @@ struct RowGrad {
     h: f32,
 }
 
-/// Scales `z` by `inv_t` in place; returns its maximum and where it first is.
-fn scale_max(z: &mut [f32], inv_t: f32) -> (f32, usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { scale_max_avx512(z, inv_t) };
+/// Defines `$name`, which runs `$imp` compiled for AVX-512F, else for AVX2
+/// and FMA, else for the baseline target, as the CPU allows (checked at run
+/// time), so `$imp`'s loops are vectorised for the machine it runs on.
+macro_rules! multiversion {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $imp:ident;) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    $imp($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $imp($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX2 and FMA.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $imp($($arg),*)
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { scale_max_avx2(z, inv_t) };
-        }
-    }
-    scale_max_impl(z, inv_t)
+    };
 }
 
-/// `(Σ e^(z−max), Σ e^(z−max)·(z−max))`.
-fn exp_sums(z: &[f32], max: f32) -> (f64, f64) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { exp_sums_avx512(z, max) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { exp_sums_avx2(z, max) };
-        }
-    }
-    exp_sums_impl(z, max)
+multiversion! {
+    /// Scales `z` by `inv_t` in place; returns its maximum and where it first is.
+    fn scale_max(z: &mut [f32], inv_t: f32) -> (f32, usize) = scale_max_impl;
 }
 
-/// Overwrites `z` (a row's untempered logits) with the softmax part of its
-/// gradient (the target's one-hot term is the caller's).
-fn row_backward(z: &mut [f32], inv_t: f32, g: RowGrad) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { row_backward_avx512(z, inv_t, g) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { row_backward_avx2(z, inv_t, g) };
-        }
-    }
-    row_backward_impl(z, inv_t, g)
+multiversion! {
+    /// `(Σ e^(z−max), Σ e^(z−max)·(z−max))`.
+    fn exp_sums(z: &[f32], max: f32) -> (f64, f64) = exp_sums_impl;
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn scale_max_avx512(z: &mut [f32], inv_t: f32) -> (f32, usize) {
-    scale_max_impl(z, inv_t)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn scale_max_avx2(z: &mut [f32], inv_t: f32) -> (f32, usize) {
-    scale_max_impl(z, inv_t)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn exp_sums_avx512(z: &[f32], max: f32) -> (f64, f64) {
-    exp_sums_impl(z, max)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn exp_sums_avx2(z: &[f32], max: f32) -> (f64, f64) {
-    exp_sums_impl(z, max)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn row_backward_avx512(z: &mut [f32], inv_t: f32, g: RowGrad) {
-    row_backward_impl(z, inv_t, g)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn row_backward_avx2(z: &mut [f32], inv_t: f32, g: RowGrad) {
-    row_backward_impl(z, inv_t, g)
+multiversion! {
+    /// Overwrites `z` (a row's untempered logits) with the softmax part of its
+    /// gradient (the target's one-hot term is the caller's).
+    fn row_backward(z: &mut [f32], inv_t: f32, g: RowGrad) = row_backward_impl;
 }
 
 #[inline(always)]

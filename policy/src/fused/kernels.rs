@@ -548,19 +548,6 @@ impl AttentionLayout {
     /// `(batch, len, heads, kv_heads, head_dim, d, width)`, once the layout
     /// is checked against a projection of `qkv_len` elements.
     fn sizes(&self, qkv_len: usize) -> (usize, usize, usize, usize, usize, usize, usize) {
-        self.check(qkv_len);
-        (
-            self.batch,
-            self.len,
-            self.heads,
-            self.kv_heads,
-            self.head_dim,
-            self.d(),
-            self.width(),
-        )
-    }
-
-    fn check(&self, qkv_len: usize) {
         let (b, t, h, kv, hd) = (
             self.batch,
             self.len,
@@ -577,12 +564,9 @@ impl AttentionLayout {
                 && self.sin.len() == self.cos.len(),
             "attention layout does not match [{b}, {t}] × {h} query / {kv} key-value heads of {hd}"
         );
-        assert_eq!(
-            qkv_len,
-            b * t * self.width(),
-            "qkv of [{b}, {t}, {}]",
-            self.width()
-        );
+        let w = self.width();
+        assert_eq!(qkv_len, b * t * w, "qkv of [{b}, {t}, {w}]");
+        (b, t, h, kv, hd, self.d(), w)
     }
 }
 
